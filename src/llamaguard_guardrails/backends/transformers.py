@@ -1,0 +1,203 @@
+"""In-process backend: ``Llama4ForConditionalGeneration`` from transformers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ModelNotFoundError
+from ..core.prompt import Prompt
+from .base import AnswerScores, AnswerTokens, GuardBackend
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "meta-llama/Llama-Guard-4-12B"
+# Llama Guard 4 ships `attention_chunk_size: null`, which transformers cannot run. With 8192, logits
+# equal full attention for prompts below 8192 tokens.
+ATTENTION_CHUNK_SIZE = 8192
+
+ACCESS_HELP = (
+    "Llama Guard 4 is a gated model. To get it: accept the Llama 4 Community License at "
+    "https://huggingface.co/meta-llama/Llama-Guard-4-12B, log in with `hf auth login`, then "
+    "`hf download meta-llama/Llama-Guard-4-12B` (24 GB; a GPU with >= 32 GB for bf16, or 8-/4-bit "
+    "with the `quantization` extra). Or pass a local folder that holds the checkpoint. For tests and "
+    "demos, `llamaguard-guardrails make-test-model DIR` writes a small random-weight stand-in."
+)
+
+
+class TransformersBackend(GuardBackend):
+    """Scores prompts with one forward pass; decodes categories greedily only when asked."""
+
+    name = "transformers"
+
+    def __init__(self, model: Any, answer_tokens: AnswerTokens, pad_token_id: int, decode) -> None:
+        import torch
+
+        self.model = model
+        self.tokens = answer_tokens
+        self.pad_token_id = pad_token_id
+        self._decode = decode
+        self._lock = threading.Lock()
+        self._torch = torch
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+
+    def _pixels(self, prompts: Sequence[Prompt]) -> Any:
+        tiles = [p.pixel_values for p in prompts if p.pixel_values is not None]
+        if not tiles:
+            return None
+        return self._torch.cat(tiles).to(self.device, self.model.dtype if hasattr(self.model, "dtype") else self.dtype)
+
+    def score(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
+        torch = self._torch
+        t = self.tokens
+        rows = [list(p.input_ids) + [t.blank] for p in prompts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):  # left padding keeps every row's last two positions aligned
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with self._lock, torch.inference_mode():
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device) if len(rows) > 1 else None,
+                position_ids=positions.to(self.device),
+                pixel_values=self._pixels(prompts),
+                logits_to_keep=2,
+                use_cache=False,
+                return_dict=False,
+            )
+            probs = out[0][:, -2:, :].float().softmax(-1)
+            wanted = torch.tensor([t.safe, t.unsafe, t.blank], device=probs.device)
+            picked = probs.index_select(-1, wanted).double().cpu().tolist()
+        return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
+
+    def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
+        torch = self._torch
+        t = self.tokens
+        forced = ([t.blank] if leading_blank else []) + [t.unsafe, t.newline]
+        ids = torch.tensor([list(prompt.input_ids) + forced], device=self.device)
+        pixels = self._pixels([prompt])
+        extra = {"pixel_values": pixels} if pixels is not None else {}
+        with self._lock, torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                **extra,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=[t.eot, t.newline],
+                pad_token_id=self.pad_token_id,
+            )
+        new = [i for i in out[0, ids.shape[1] :].tolist() if i not in (t.eot, t.newline, self.pad_token_id)]
+        return self._decode(new)
+
+
+def resolve_model_path(
+    model: str | os.PathLike[str],
+    *,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A local folder holding the checkpoint: ``model`` itself, or the Hugging Face cache/download."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} exists but holds no config.json: not a model folder. {ACCESS_HELP}")
+        return path
+    text = str(model)
+    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise ModelNotFoundError(f"model folder {text!r} does not exist. {ACCESS_HELP}")
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = local_files_only if local_files_only is not None else constants.HF_HUB_OFFLINE
+    try:
+        return Path(snapshot_download(text, revision=revision, token=token, local_files_only=offline))
+    except GatedRepoError as exc:
+        raise ModelNotFoundError(
+            f"access to {text} is gated and this account has not been granted it. {ACCESS_HELP}"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(f"no model repository {text!r} (or no access to it). {ACCESS_HELP}") from exc
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"{text} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and could not be downloaded "
+            f"({type(exc).__name__}). {ACCESS_HELP}"
+        ) from exc
+
+
+def load_config(path: Path) -> Any:
+    """The checkpoint's config with the shipped Llama Guard 4 bugs fixed."""
+    from transformers import Llama4Config, PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(str(path))
+    text = config.setdefault("text_config", {})
+    if text.get("attention_chunk_size") is None:
+        text["attention_chunk_size"] = ATTENTION_CHUNK_SIZE
+        text.pop("layer_types", None)
+    if "attn_temperature_tuning" in text:
+        text["attn_temperature_tuning"] = bool(text["attn_temperature_tuning"])
+    return Llama4Config.from_dict(config)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(path: Path, *, device: str | None, dtype: Any, quantization: str | None) -> Any:
+    import torch
+    from transformers import Llama4ForConditionalGeneration
+
+    device = device or default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    elif isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    kwargs: dict[str, Any] = {"config": load_config(path), "dtype": dtype}
+    if quantization is not None:
+        kwargs["quantization_config"] = _quantization_config(quantization, dtype)
+        kwargs["device_map"] = device if device != "cpu" else "auto"
+    model = Llama4ForConditionalGeneration.from_pretrained(str(path), **kwargs)
+    if quantization is None:
+        model = model.to(device)
+    return model.eval()
+
+
+def _quantization_config(quantization: str, dtype: Any) -> Any:
+    if quantization not in ("8bit", "4bit"):
+        raise ValueError(f"quantization must be '8bit' or '4bit', got {quantization!r}")
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError as exc:
+        raise ImportError(
+            "8-/4-bit loading needs bitsandbytes: pip install 'llamaguard-guardrails[quantization]'"
+        ) from exc
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4")
+
+
+def load_processor(path: Path) -> tuple[Any, Any | None]:
+    """(tokenizer, image processor or None). Without torchvision, text still works; images raise."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    try:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(str(path))
+        return processor.tokenizer, processor
+    except (ImportError, OSError, ValueError, RuntimeError) as exc:
+        log.warning("image processor unavailable (%s): text checks only", exc)
+        return tokenizer, None

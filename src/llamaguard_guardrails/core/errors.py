@@ -1,0 +1,58 @@
+"""Typed errors. Every failure a caller can act on has its own class."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .verdict import Verdict
+
+
+class GuardError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidConversationError(GuardError, ValueError):
+    """The conversation cannot be classified as given; the message says what to fix."""
+
+
+class InvalidImageError(InvalidConversationError):
+    """An image part could not be read (bad path, bad base64, not an image, remote URL)."""
+
+
+class InvalidPolicyError(GuardError, ValueError):
+    """A policy setting is out of range or names an unknown category."""
+
+
+class ModelNotFoundError(GuardError, OSError):
+    """The model weights are missing, gated or unreadable."""
+
+
+class ModelOutputError(GuardError):
+    """The model produced output Llama Guard 4 should never produce (empty, garbage, unknown codes)."""
+
+
+class GuardTimeoutError(GuardError, TimeoutError):
+    """A check did not finish before its deadline."""
+
+
+class UnsafeContentError(GuardError):
+    """Raised by adapters (and ``LlamaGuard.check``) when content is blocked.
+
+    ``verdict`` holds the full :class:`Verdict`; ``stage`` says which check blocked
+    (``"input"``, ``"output"``, ``"tool_call"``, ``"tool_result"`` ...).
+    """
+
+    def __init__(self, verdict: Verdict, stage: str | None = None, message: str | None = None):
+        self.verdict = verdict
+        self.stage = stage
+        where = f" at {stage}" if stage else ""
+        if message is None:
+            if verdict.error:
+                message = f"blocked{where}: the guard could not decide ({verdict.error})"
+            else:
+                cats = ", ".join(f"{code} {name}" for code, name in zip(verdict.categories, verdict.category_names))
+                message = (
+                    f"unsafe content{where}: {cats or 'no category given'} (p_unsafe={verdict.unsafe_probability:.3f})"
+                )
+        super().__init__(message)

@@ -1,0 +1,121 @@
+"""What counts as unsafe: categories, threshold and what to do when the guard itself fails."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .categories import CODE_INTERPRETER_ABUSE, LLAMA_GUARD_4_CATEGORIES
+from .errors import InvalidPolicyError
+
+_CODE = re.compile(r"^S[1-9][0-9]*$")
+
+
+class CustomCategory(BaseModel):
+    """A category added to the prompt, e.g. ``CustomCategory(code="S15", description="Medical Advice.")``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    description: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("code")
+    @classmethod
+    def _code_format(cls, code: str) -> str:
+        if not _CODE.match(code):
+            raise ValueError(f"category code {code!r} must look like 'S15'")
+        if code in LLAMA_GUARD_4_CATEGORIES:
+            raise ValueError(
+                f"category code {code} is a built-in Llama Guard 4 category; "
+                "pick a new code (S15 and up) for a custom category"
+            )
+        return code
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, text: str) -> str:
+        text = text.strip()
+        if not text or "\n" in text or "\r" in text:
+            raise ValueError("a custom category description must be one non-empty line")
+        return text
+
+
+class Policy(BaseModel):
+    """A safety policy. Immutable; derive variants with ``policy.model_copy(update={...})``.
+
+    - ``excluded_categories``: codes removed from the prompt and ignored in the answer.
+    - ``custom_categories``: categories appended after the built-in ones.
+    - ``threshold``: content is unsafe iff ``unsafe_probability >= threshold`` (0 blocks all, 1 passes
+      all but certainty).
+    - ``fail_mode``: ``"closed"`` (default) blocks when the guard cannot decide; ``"open"`` lets the
+      content through and logs the failure at ERROR.
+    - ``timeout_s``: deadline of one check; past it the fail mode applies.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    excluded_categories: frozenset[str] = frozenset()
+    custom_categories: tuple[CustomCategory, ...] = ()
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    fail_mode: Literal["closed", "open"] = "closed"
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}" for err in exc.errors()
+            )
+            raise InvalidPolicyError(f"invalid policy: {problems}") from exc
+
+    @field_validator("excluded_categories", mode="before")
+    @classmethod
+    def _as_set(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [c for c in (s.strip() for s in value.split(",")) if c]
+        return frozenset(value)
+
+    @field_validator("custom_categories", mode="before")
+    @classmethod
+    def _as_custom(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return tuple(CustomCategory(code=k, description=v) for k, v in value.items())
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> Policy:
+        custom_codes = [c.code for c in self.custom_categories]
+        if len(set(custom_codes)) != len(custom_codes):
+            raise ValueError(f"custom category codes repeat: {custom_codes}")
+        known = set(LLAMA_GUARD_4_CATEGORIES) | set(custom_codes)
+        unknown = sorted(set(self.excluded_categories) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown category code(s) {unknown} in excluded_categories; known codes are S1-S14"
+                + (f" and {custom_codes}" if custom_codes else "")
+            )
+        if not self.categories(has_images=False):
+            raise ValueError("every category is excluded: nothing would ever be checked")
+        return self
+
+    def categories(self, *, has_images: bool) -> dict[str, str]:
+        """The category lines shown to the model, in order (S14 is dropped when images are present)."""
+        lines = {
+            code: text
+            for code, text in LLAMA_GUARD_4_CATEGORIES.items()
+            if code not in self.excluded_categories and not (has_images and code == CODE_INTERPRETER_ABUSE)
+        }
+        for custom in self.custom_categories:
+            if custom.code not in self.excluded_categories:
+                lines[custom.code] = custom.description
+        return lines
+
+    @property
+    def custom_names(self) -> dict[str, str]:
+        return {c.code: c.description for c in self.custom_categories}
+
+
+DEFAULT_POLICY = Policy()

@@ -1,0 +1,300 @@
+"""The official Llama Guard 4 prompt, built directly as token ids.
+
+The prompt is a sequence of *control tokens* (``<|begin_of_text|>``, headers, ``<|eot|>``, image
+tokens) and *text runs* between them. Text runs - template text together with the caller's content,
+exactly as the official chat template lays them out - are tokenized with special-token matching
+switched off, so a ``<|eot|>`` typed by a user is plain text and can never become a control token.
+For conversations without such strings the ids equal the official processor's, because a Hugging
+Face tokenizer also encodes the text between special tokens independently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from PIL import Image
+from tokenizers import Tokenizer
+
+from .conversation import Block, Conversation, Role
+from .errors import InvalidConversationError
+from .policy import Policy
+
+BEGIN_OF_TEXT = "<|begin_of_text|>"
+HEADER_START = "<|header_start|>"
+HEADER_END = "<|header_end|>"
+EOT = "<|eot|>"
+IMAGE_START = "<|image_start|>"
+IMAGE_END = "<|image_end|>"
+IMAGE = "<|image|>"
+PATCH = "<|patch|>"
+TILE_X = "<|tile_x_separator|>"
+TILE_Y = "<|tile_y_separator|>"
+CONTROL_TOKENS = (BEGIN_OF_TEXT, HEADER_START, HEADER_END, EOT, IMAGE_START, IMAGE_END, IMAGE, PATCH, TILE_X, TILE_Y)
+
+# After each message text the official template writes a LITERAL backslash-n pair, then a real blank line.
+MESSAGE_END = "\\n\\n\n\n"
+
+
+def task_text(role: Role, categories: dict[str, str]) -> str:
+    """The fixed part of the prompt up to the conversation (after ``<|header_end|>``)."""
+    lines = "".join(f"{code}: {text}\n" for code, text in categories.items())
+    return (
+        f"\n\nTask: Check if there is unsafe content in '{role}' messages in conversations according to our "
+        "safety policy with the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n"
+        f"{lines}<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n"
+    )
+
+
+def instruction_text(role: Role) -> str:
+    """The instruction after the conversation, up to ``<|eot|>``."""
+    return (
+        f"<END CONVERSATION>\n\nProvide your safety assessment for ONLY THE LAST {role} message in the above "
+        "conversation:\n - First line must read 'safe' or 'unsafe'.\n - If unsafe, a second line must include "
+        "a comma-separated list of violated categories. "
+    )
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Token ids of one check, with what a backend and a verdict need to know about them."""
+
+    input_ids: tuple[int, ...]
+    images: tuple[Image.Image, ...]
+    prefix_length: int
+    content_spans: tuple[tuple[int, int], ...]
+    checked_role: Role
+    checked_message_index: int
+    omitted_messages: tuple[int, ...] = ()
+    window: tuple[int, int] = (1, 1)
+    has_images: bool = False
+    pixel_values: Any = field(default=None, compare=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class _Builder:
+    """Accumulates control ids and text runs; text runs are tokenized together at the end."""
+
+    pieces: list[tuple[str, Any, bool]] = field(default_factory=list)  # ("ids", list) | ("text", str, content?)
+
+    def control(self, ids: Sequence[int]) -> None:
+        self.pieces.append(("ids", list(ids), False))
+
+    def text(self, text: str, *, content: bool = False) -> None:
+        if text:
+            self.pieces.append(("text", text, content))
+
+    def runs(self) -> list[tuple[str, Any]]:
+        """Merge adjacent text pieces into runs: ("ids", ids) | ("run", text, content char spans)."""
+        out: list[tuple[str, Any]] = []
+        for kind, value, is_content in self.pieces:
+            if kind == "ids":
+                out.append(("ids", value))
+                continue
+            if not out or out[-1][0] != "run":
+                out.append(("run", "", []))
+            _, text, spans = out[-1]
+            if is_content:
+                spans.append((len(text), len(text) + len(value)))
+            out[-1] = ("run", text + value, spans)
+        return out
+
+
+class PromptBuilder:
+    """Builds :class:`Prompt` objects for a tokenizer (and, for images, an image processor)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        image_processor: Any | None = None,
+        *,
+        patch_size: int = 14,
+        pixel_shuffle_ratio: float = 0.5,
+    ) -> None:
+        backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+        # A private copy that never matches special tokens and is never reconfigured afterwards:
+        # content stays text, and concurrent encodes never race on shared tokenizer settings.
+        self._plain = Tokenizer.from_str(backend.to_str())
+        self._plain.no_truncation()
+        self._plain.no_padding()
+        self._plain.encode_special_tokens = True
+        self.ids: dict[str, int] = {}
+        for token in CONTROL_TOKENS:
+            token_id = self._plain.token_to_id(token)
+            if token_id is None:
+                raise ValueError(f"tokenizer has no {token} token: this is not a Llama 4 tokenizer")
+            self.ids[token] = token_id
+        self.control_ids = frozenset(
+            token_id for token_id, token in self._plain.get_added_tokens_decoder().items() if token.special
+        )
+        self._image_processor = image_processor
+        self._patch_size = patch_size
+        self._downsample = int(round(1.0 / (pixel_shuffle_ratio**2)))
+
+    # -- tokenization -----------------------------------------------------------------------------
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` with special-token strings treated as plain text."""
+        return self._plain.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._plain.decode(list(ids), skip_special_tokens=False)
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def build(self, conversation: Conversation, policy: Policy, *, max_tokens: int | None = None) -> list[Prompt]:
+        """The prompt(s) for ``conversation``: one, or several windows when the last message alone is too long.
+
+        Older messages are dropped (and reported in ``omitted_messages``) when the whole conversation
+        does not fit ``max_tokens``; the last message and the instruction are always kept.
+        """
+        prompt = self._build_one(conversation, policy)
+        if max_tokens is None or len(prompt) <= max_tokens:
+            return [prompt]
+        blocks = conversation.blocks()
+        # Fewer leading blocks -> shorter prompt: binary-search the fewest blocks to drop.
+        low, high, best = 1, len(blocks) - 1, None
+        while low <= high:
+            start = (low + high) // 2
+            kept = self._build_one(Conversation.from_blocks(blocks[start:], conversation.message_count), policy)
+            if len(kept) <= max_tokens:
+                best, high = replace(kept, omitted_messages=_sources(blocks[:start])), start - 1
+            else:
+                low = start + 1
+        if best is not None:
+            return [best]
+        return self._windows(blocks, conversation, policy, max_tokens)
+
+    def _windows(
+        self, blocks: list[tuple[Role, Block]], conversation: Conversation, policy: Policy, max_tokens: int
+    ) -> list[Prompt]:
+        role, last = blocks[-1]
+        longest = max(range(len(last.texts)), key=lambda i: len(last.texts[i]))
+        text = last.texts[longest].strip()
+        shell = replace(last, texts=tuple("" if i == longest else t for i, t in enumerate(last.texts)))
+        overhead = len(self._build_one(Conversation.from_blocks([(role, shell)], conversation.message_count), policy))
+        budget = max_tokens - overhead - 8
+        if budget < 64:
+            raise InvalidConversationError(
+                f"max_prompt_tokens={max_tokens} leaves no room for content (the prompt alone needs {overhead})"
+            )
+        encoding = self._plain.encode(text, add_special_tokens=False)
+        offsets = encoding.offsets
+        overlap = min(256, budget // 4)
+        windows: list[str] = []
+        start = 0
+        while start < len(offsets):
+            end = min(start + budget, len(offsets))
+            windows.append(text[offsets[start][0] : offsets[end - 1][1]])
+            if end == len(offsets):
+                break
+            start = end - overlap
+        omitted = _sources(blocks[:-1])
+        prompts = []
+        for n, piece in enumerate(windows, 1):
+            block = replace(last, texts=tuple(piece if i == longest else t for i, t in enumerate(last.texts)))
+            one = self._build_one(Conversation.from_blocks([(role, block)], conversation.message_count), policy)
+            prompts.append(replace(one, omitted_messages=omitted, window=(n, len(windows))))
+        return prompts
+
+    def _build_one(self, conversation: Conversation, policy: Policy) -> Prompt:
+        ids = self.ids
+        role = conversation.checked_role
+        has_images = conversation.has_images
+        pixel_values, image_ids = self._image_inputs(conversation.images) if has_images else (None, [])
+        b = _Builder()
+        b.control([ids[BEGIN_OF_TEXT], ids[HEADER_START]])
+        b.text("user")
+        b.control([ids[HEADER_END]])
+        b.text(task_text(role, policy.categories(has_images=has_images)))
+        prefix_pieces = len(b.pieces)
+        next_image = 0
+        for turn in conversation.turns:
+            for block in turn.blocks:
+                for j, text in enumerate(block.texts):
+                    b.text(f"{turn.role}: ")
+                    if j == 0:
+                        for _ in block.images:
+                            b.control(image_ids[next_image])
+                            next_image += 1
+                    b.text(text.strip(), content=True)
+                    b.text(MESSAGE_END)
+        b.text(instruction_text(role))
+        b.control([ids[EOT], ids[HEADER_START]])
+        b.text("assistant")
+        b.control([ids[HEADER_END]])
+        input_ids, spans = self._tokenize(b)
+        prefix = _Builder(pieces=b.pieces[:prefix_pieces])
+        prefix_ids, _ = self._tokenize(prefix)
+        prefix_length = len(prefix_ids) if tuple(input_ids[: len(prefix_ids)]) == tuple(prefix_ids) else 0
+        return Prompt(
+            input_ids=tuple(input_ids),
+            images=tuple(conversation.images),
+            prefix_length=prefix_length,
+            content_spans=tuple(spans),
+            checked_role=role,
+            checked_message_index=conversation.checked_message_index,
+            has_images=has_images,
+            pixel_values=pixel_values,
+        )
+
+    def _tokenize(self, builder: _Builder) -> tuple[list[int], list[tuple[int, int]]]:
+        runs = builder.runs()
+        texts = [run[1] for run in runs if run[0] == "run"]
+        encodings = iter(self._plain.encode_batch(texts, add_special_tokens=False)) if texts else iter(())
+        input_ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        for run in runs:
+            if run[0] == "ids":
+                input_ids.extend(run[1])
+                continue
+            encoding = next(encodings)
+            base = len(input_ids)
+            for char_start, char_end in run[2]:
+                if char_end <= char_start:
+                    continue
+                toks = [i for i, (s, e) in enumerate(encoding.offsets) if s < char_end and e > char_start]
+                if toks:
+                    spans.append((base + toks[0], base + toks[-1] + 1))
+            input_ids.extend(encoding.ids)
+        return input_ids, spans
+
+    # -- images -----------------------------------------------------------------------------------
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> tuple[Any, list[tuple[int, int]]]:
+        """Pixel tiles for ``images`` (all tiles, in order) and each image's tile grid."""
+        if self._image_processor is None:
+            raise InvalidConversationError("this guard was loaded without an image processor; images cannot be checked")
+        out = self._image_processor(images=list(images), return_tensors="pt")
+        return out["pixel_values"], [tuple(int(x) for x in r) for r in out["aspect_ratios"]]
+
+    def _image_inputs(self, images: Sequence[Image.Image]) -> tuple[Any, list[list[int]]]:
+        pixels, grids = self.pixel_values(images)
+        height, width = pixels.shape[-2:]
+        per_tile = (height // self._patch_size) * (width // self._patch_size) // self._downsample
+        return pixels, [self._image_tokens(grid, per_tile) for grid in grids]
+
+    def _image_tokens(self, grid: tuple[int, int], per_tile: int) -> list[int]:
+        """The processor's image expansion: tiles (if more than one), then the global view."""
+        ids = self.ids
+        out = [ids[IMAGE_START]]
+        rows, cols = grid
+        if rows * cols > 1:
+            for _ in range(rows):
+                for x in range(cols):
+                    out.extend([ids[PATCH]] * per_tile)
+                    if x < cols - 1:
+                        out.append(ids[TILE_X])
+                out.append(ids[TILE_Y])
+        out.append(ids[IMAGE])
+        out.extend([ids[PATCH]] * per_tile)
+        out.append(ids[IMAGE_END])
+        return out
+
+
+def _sources(blocks: Sequence[tuple[Role, Block]]) -> tuple[int, ...]:
+    return tuple(sorted({block.source for _, block in blocks}))

@@ -1,0 +1,51 @@
+"""The typed result of one check."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Verdict(BaseModel):
+    """What Llama Guard 4 decided about the last message of a conversation.
+
+    ``unsafe_probability`` is the model's probability that its answer is ``unsafe`` (from the
+    answer-token distribution). ``error`` is set when the guard could not decide; the verdict then
+    follows the policy's fail mode (closed: unsafe with probability 1.0; open: safe with 0.0).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    safe: bool
+    categories: list[str] = Field(default_factory=list, description="violated category codes, e.g. ['S9']")
+    category_names: list[str] = Field(default_factory=list)
+    unsafe_probability: float = Field(ge=0.0, le=1.0)
+    threshold: float = 0.5
+    checked_role: Literal["User", "Agent"] = "User"
+    checked_message_index: int = -1
+    raw_output: str = ""
+    latency_ms: float = 0.0
+    error: str | None = None
+    ignored_categories: list[str] = Field(default_factory=list, description="codes the policy excludes")
+    omitted_messages: list[int] = Field(default_factory=list, description="older messages left out to fit")
+    windows: int = 1
+    cached: bool = False
+
+    @property
+    def unsafe(self) -> bool:
+        return not self.safe
+
+    @property
+    def status(self) -> Literal["safe", "unsafe", "error"]:
+        if self.error is not None:
+            return "error"
+        return "safe" if self.safe else "unsafe"
+
+    def summary(self) -> str:
+        if self.error is not None:
+            return f"{'blocked' if not self.safe else 'passed (fail-open)'}: guard error: {self.error}"
+        if self.safe:
+            return f"safe (p_unsafe={self.unsafe_probability:.3f})"
+        cats = ", ".join(f"{c} {n}" for c, n in zip(self.categories, self.category_names))
+        return f"unsafe: {cats} (p_unsafe={self.unsafe_probability:.3f})"

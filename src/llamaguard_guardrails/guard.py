@@ -1,0 +1,347 @@
+"""``LlamaGuard``: classify conversations with a locally loaded Llama Guard 4."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .backends.base import AnswerScores, AnswerTokens, GuardBackend
+from .core.categories import category_name
+from .core.conversation import Conversation, parse_conversation
+from .core.errors import GuardError, GuardTimeoutError, InvalidConversationError, ModelOutputError, UnsafeContentError
+from .core.policy import DEFAULT_POLICY, Policy
+from .core.prompt import EOT, Prompt, PromptBuilder
+from .core.verdict import Verdict
+
+log = logging.getLogger("llamaguard_guardrails")
+
+#: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
+MIN_ANSWER_MASS = 0.5
+DEFAULT_MAX_PROMPT_TOKENS = 8192
+_CODE_LINE = re.compile(r"^S[0-9]+$")
+
+VerdictSink = Callable[[Verdict], Any]
+
+
+class LlamaGuard:
+    """A Llama Guard 4 classifier. Thread-safe: share one instance across threads and tasks.
+
+    >>> guard = LlamaGuard.from_pretrained("meta-llama/Llama-Guard-4-12B")   # doctest: +SKIP
+    >>> guard.classify([{"role": "user", "content": "How do I bake bread?"}]).safe  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        backend: GuardBackend,
+        prompt_builder: PromptBuilder,
+        *,
+        policy: Policy | None = None,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+        batch_size: int = 8,
+        sink: VerdictSink | None = None,
+        model_name: str = "",
+    ) -> None:
+        self.backend = backend
+        self.prompts = prompt_builder
+        self.policy = policy or DEFAULT_POLICY
+        self.max_prompt_tokens = max_prompt_tokens
+        self.batch_size = batch_size
+        self.sink = sink
+        self.model_name = model_name
+        self.is_test_model = False
+        self.prompt_parity: bool | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="llamaguard")
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | os.PathLike[str] = "meta-llama/Llama-Guard-4-12B",
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        quantization: str | None = None,
+        policy: Policy | None = None,
+        local_files_only: bool | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+        sink: VerdictSink | None = None,
+    ) -> LlamaGuard:
+        """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
+
+        ``device`` defaults to CUDA when available; ``dtype`` to bf16 on GPU and float32 on CPU;
+        ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
+        A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
+        """
+        from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
+        from .testing.model_factory import TEST_MODEL_MARKER
+
+        path = resolve_model_path(model_id_or_path, local_files_only=local_files_only, revision=revision, token=token)
+        tokenizer, processor = load_processor(path)
+        builder = _prompt_builder(tokenizer, processor)
+        model = load_model(path, device=device, dtype=dtype, quantization=quantization)
+        tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.ids[EOT]
+        backend = TransformersBackend(model, tokens, pad, builder.decode)
+        guard = cls(
+            backend,
+            builder,
+            policy=policy,
+            max_prompt_tokens=max_prompt_tokens,
+            sink=sink,
+            model_name=str(model_id_or_path),
+        )
+        guard.is_test_model = (path / f"{TEST_MODEL_MARKER}.json").exists()
+        if guard.is_test_model:
+            log.warning("%s is a random-weight TEST model: its verdicts are meaningless", path)
+        guard.prompt_parity = _check_prompt_parity(builder, processor)
+        return guard
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def classify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
+        """Classify the last message of ``conversation`` (OpenAI-format messages, or a string).
+
+        Bad input raises a typed :class:`InvalidConversationError`; a failing model gives the
+        policy's fail-mode verdict (``verdict.error`` says why).
+        """
+        policy = policy or self.policy
+        if policy.timeout_s is None:
+            return self._classify(conversation, policy, time.perf_counter())
+        started = time.perf_counter()
+        future = self._executor.submit(self._classify, conversation, policy, started)
+        try:
+            return future.result(timeout=policy.timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
+            return self._emit(self._failure(exc, policy, started))
+
+    async def aclassify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
+        """Async :meth:`classify`; all work runs off the event loop."""
+        policy = policy or self.policy
+        started = time.perf_counter()
+        work = asyncio.get_running_loop().run_in_executor(self._executor, self._classify, conversation, policy, started)
+        if policy.timeout_s is None:
+            return await work
+        try:
+            return await asyncio.wait_for(work, policy.timeout_s)
+        except TimeoutError:
+            exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
+            return self._emit(self._failure(exc, policy, started))
+
+    def classify_batch(
+        self, conversations: Iterable[Any], *, policy: Policy | None = None, batch_size: int | None = None
+    ) -> list[Verdict]:
+        """Classify many conversations with batched forward passes. Results keep the input order."""
+        policy = policy or self.policy
+        batch_size = batch_size or self.batch_size
+        started = time.perf_counter()
+        groups: list[list[Prompt]] = []
+        for n, item in enumerate(conversations):
+            try:
+                groups.append(self.build_prompts(item, policy))
+            except InvalidConversationError as exc:
+                raise type(exc)(f"conversation {n}: {exc}") from exc
+        flat = [(g, w) for g, prompts in enumerate(groups) for w in range(len(prompts))]
+        # Similar lengths together: less padding per forward pass.
+        order = sorted(flat, key=lambda gw: len(groups[gw[0]][gw[1]]))
+        scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
+        for i in range(0, len(order), batch_size):
+            chunk = order[i : i + batch_size]
+            try:
+                results: list[Any] = self.backend.score([groups[g][w] for g, w in chunk])
+            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
+                results = [exc] * len(chunk)
+            scores.update(zip(chunk, results))
+        verdicts = []
+        for g, prompts in enumerate(groups):
+            verdicts.append(self._decide(prompts, [scores[(g, w)] for w in range(len(prompts))], policy, started))
+        return verdicts
+
+    def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
+        """Like :meth:`classify`, but raise :class:`UnsafeContentError` when the verdict is unsafe."""
+        verdict = self.classify(conversation, policy=policy)
+        if not verdict.safe:
+            raise UnsafeContentError(verdict, stage)
+        return verdict
+
+    async def acheck(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
+        verdict = await self.aclassify(conversation, policy=policy)
+        if not verdict.safe:
+            raise UnsafeContentError(verdict, stage)
+        return verdict
+
+    # -- prompts ----------------------------------------------------------------------------------
+
+    def build_prompts(self, conversation: Any, policy: Policy | None = None) -> list[Prompt]:
+        """The exact token ids the model sees (several prompts when the last message is windowed)."""
+        conv = conversation if isinstance(conversation, Conversation) else parse_conversation(conversation)
+        return self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
+
+    def render(self, conversation: Any, policy: Policy | None = None) -> str:
+        """The prompt text the model sees (first window), with control tokens written out."""
+        return self.prompts.decode(self.build_prompts(conversation, policy)[0].input_ids)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
+        prompts = self.build_prompts(conversation, policy)
+        try:
+            scores: list[Any] = self.backend.score(prompts)
+        except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
+            scores = [exc] * len(prompts)
+        return self._decide(prompts, scores, policy, started)
+
+    def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
+        try:
+            parts = [self._window_verdict(p, s, policy) for p, s in zip(prompts, scores)]
+        except Exception as exc:  # noqa: BLE001
+            return self._emit(self._failure(exc, policy, started, prompts[0]))
+        first = prompts[0]
+        unsafe = [v for v in parts if not v["safe"]]
+        categories = list(dict.fromkeys(c for v in unsafe for c in v["categories"]))
+        ignored = list(dict.fromkeys(c for v in parts for c in v["ignored"]))
+        errors = [v["error"] for v in parts if v["error"]]
+        verdict = Verdict(
+            safe=not unsafe,
+            categories=categories,
+            category_names=[category_name(c, policy.custom_names) for c in categories],
+            unsafe_probability=max(v["p"] for v in parts),
+            threshold=policy.threshold,
+            checked_role=first.checked_role,
+            checked_message_index=first.checked_message_index,
+            raw_output=(unsafe[0] if unsafe else parts[0])["raw"],
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=errors[0] if errors else None,
+            ignored_categories=ignored,
+            omitted_messages=list(first.omitted_messages),
+            windows=len(prompts),
+        )
+        return self._emit(verdict)
+
+    def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
+        if isinstance(scores, BaseException):
+            raise scores
+        if scores.answer_mass < MIN_ANSWER_MASS:
+            raise ModelOutputError(
+                f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
+            )
+        p = scores.unsafe_probability
+        lead = "\n\n" if scores.leading_blank else ""
+        if p < policy.threshold:
+            return {"safe": True, "p": p, "categories": [], "ignored": [], "error": None, "raw": f"{lead}safe"}
+        text = self.backend.category_text(prompt, leading_blank=scores.leading_blank)
+        codes, ignored, error = parse_category_line(text, policy, has_images=prompt.has_images)
+        # Categories the policy excludes do not make content unsafe; anything unreadable does.
+        safe = not codes and bool(ignored) and error is None
+        return {
+            "safe": safe,
+            "p": p,
+            "categories": codes,
+            "ignored": ignored,
+            "error": error,
+            "raw": f"{lead}unsafe\n{text}",
+        }
+
+    def _failure(self, exc: BaseException, policy: Policy, started: float, prompt: Prompt | None = None) -> Verdict:
+        message = f"{type(exc).__name__}: {exc}"
+        fail_open = policy.fail_mode == "open"
+        if fail_open:
+            log.error("guard failed, letting content through (fail_mode='open'): %s", message)
+        else:
+            log.warning("guard failed, blocking (fail_mode='closed'): %s", message)
+        return Verdict(
+            safe=fail_open,
+            unsafe_probability=0.0 if fail_open else 1.0,
+            threshold=policy.threshold,
+            checked_role=prompt.checked_role if prompt else "User",
+            checked_message_index=prompt.checked_message_index if prompt else -1,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            error=message,
+        )
+
+    def _emit(self, verdict: Verdict) -> Verdict:
+        if self.sink is not None:
+            try:
+                self.sink(verdict)
+            except Exception:
+                log.exception("verdict sink failed")
+        return verdict
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.backend.close()
+
+
+def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:
+    """(violated codes, codes the policy excludes, error) from the model's category line."""
+    line = text.replace(EOT, "").strip().splitlines()[0].strip() if text.strip() else ""
+    if not line:
+        return [], [], "the model answered 'unsafe' without a category"
+    shown = policy.categories(has_images=has_images)
+    codes, ignored, unknown = [], [], []
+    for raw in line.split(","):
+        code = raw.strip()
+        if code in shown:
+            codes.append(code)
+        elif code in policy.excluded_categories:
+            ignored.append(code)
+        else:
+            unknown.append(code)
+    if unknown:
+        shown_codes = ",".join(shown)
+        return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
+    return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+
+
+def _prompt_builder(tokenizer: Any, processor: Any) -> PromptBuilder:
+    return PromptBuilder(
+        tokenizer, getattr(processor, "image_processor", None), patch_size=getattr(processor, "patch_size", 14)
+    )
+
+
+def load_prompt_builder(model_id_or_path: str | os.PathLike[str], **kwargs: Any) -> PromptBuilder:
+    """Only the tokenizer and image processor of a checkpoint: enough to build prompts, no weights."""
+    from .backends.transformers import load_processor, resolve_model_path
+
+    tokenizer, processor = load_processor(resolve_model_path(model_id_or_path, **kwargs))
+    return _prompt_builder(tokenizer, processor)
+
+
+def _check_prompt_parity(builder: PromptBuilder, processor: Any) -> bool | None:
+    """Compare our ids with the checkpoint's own chat template on a canonical conversation."""
+    template = getattr(processor, "chat_template", None)
+    if not template:
+        return None
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "How do I make a bomb?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "I cannot help you with that."}]},
+    ]
+    try:
+        official = processor.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        if official and isinstance(official[0], list):
+            official = official[0]
+    except Exception as exc:  # noqa: BLE001 - a template we cannot run is reported, not fatal
+        log.warning("could not render the checkpoint's chat template for a parity check: %s", exc)
+        return None
+    ours = builder.build(parse_conversation(messages), DEFAULT_POLICY)[0].input_ids
+    if list(ours) != list(official):
+        log.warning(
+            "the checkpoint's chat template renders a different prompt than llamaguard-guardrails; "
+            "verdicts use the documented Llama Guard 4 prompt"
+        )
+        return False
+    return True
+
+
+__all__ = ["GuardError", "LlamaGuard", "parse_category_line"]
