@@ -1,5 +1,6 @@
-"""Helpers for tests and demos: a small random-weight Llama Guard 4 checkpoint."""
+"""Helpers for tests and demos: a small random-weight Llama Guard 4 checkpoint and a scripted model step."""
 
 from .model_factory import make_test_model
+from .scripted import ScriptedBackend, keyword_rule, scripted_guard
 
-__all__ = ["make_test_model"]
+__all__ = ["ScriptedBackend", "keyword_rule", "make_test_model", "scripted_guard"]

@@ -1,0 +1,67 @@
+"""A deterministic stand-in for the model, for tests that need a verdict decided by the content.
+
+The real prompt builder still runs (real tokenizer, real prompt); only the model step is scripted:
+``rule`` gets the conversation part of the prompt as the model would see it and returns ``None``
+(safe) or the category line to answer with (e.g. ``"S9"``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..backends.base import AnswerScores, GuardBackend
+from ..core.prompt import Prompt, PromptBuilder
+
+Rule = Callable[[str], str | None]
+
+
+def keyword_rule(*keywords: str, category: str = "S9") -> Rule:
+    """Unsafe (with ``category``) when any keyword occurs, case-insensitively, in the checked text."""
+    lowered = [k.lower() for k in keywords]
+    return lambda text: category if any(k in text.lower() for k in lowered) else None
+
+
+class ScriptedBackend(GuardBackend):
+    """Answers by ``rule`` instead of a model; records every prompt it scored."""
+
+    name = "scripted"
+
+    def __init__(self, builder: PromptBuilder, rule: Rule, *, delay_s: float = 0.0) -> None:
+        self._builder = builder
+        self.rule = rule
+        self.delay_s = delay_s
+        self.calls: list[int] = []
+        self.seen: list[str] = []
+        self._lock = threading.Lock()
+
+    def conversation_text(self, prompt: Prompt) -> str:
+        text = self._builder.decode(prompt.input_ids)
+        return text.split("<BEGIN CONVERSATION>\n", 1)[-1].split("<END CONVERSATION>", 1)[0]
+
+    def score(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        out = []
+        with self._lock:
+            self.calls.append(len(prompts))
+        for prompt in prompts:
+            text = self.conversation_text(prompt)
+            with self._lock:
+                self.seen.append(text)
+            unsafe = self.rule(text) is not None
+            out.append(AnswerScores(0.02, 0.97, 0.01, 0.5, 0.5) if unsafe else AnswerScores(0.97, 0.02, 0.01, 0.5, 0.5))
+        return out
+
+    def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
+        return self.rule(self.conversation_text(prompt)) or ""
+
+
+def scripted_guard(model_dir: str | Path, rule: Rule, **kwargs):
+    """A ``LlamaGuard`` with the test model's real prompt builder and a scripted model step."""
+    from ..guard import LlamaGuard, load_prompt_builder
+
+    builder = load_prompt_builder(model_dir)
+    return LlamaGuard(ScriptedBackend(builder, rule), builder, **kwargs)
