@@ -54,8 +54,8 @@ def _open_string(text: str, where: str) -> Image.Image:
         )
     if text.startswith("file://"):
         return _open_path(Path(text[len("file://") :]), where)
-    if len(text) < 4096 and (os.sep in text or Path(text).suffix) and Path(text).exists():
-        return _open_path(Path(text), where)
+    if _looks_like_path(text):
+        return _open_path(Path(text).expanduser(), where)
     try:
         data = _b64(text, where)
     except InvalidImageError:
@@ -63,6 +63,19 @@ def _open_string(text: str, where: str) -> Image.Image:
             f"{where}: {text[:60]!r} is neither an existing file, a data URL nor base64 image data"
         ) from None
     return _open_bytes(data, where)
+
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def _looks_like_path(text: str) -> bool:
+    if len(text) > 4096:
+        return False
+    return (
+        Path(text).suffix.lower() in IMAGE_SUFFIXES
+        or text.startswith(("./", "../", "~/"))
+        or (os.sep in text and os.path.exists(text))
+    )
 
 
 def _b64(payload: str, where: str) -> bytes:

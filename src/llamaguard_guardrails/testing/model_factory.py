@@ -123,7 +123,7 @@ def make_config():
         hidden_size=32,
         num_hidden_layers=1,
         num_attention_heads=2,
-        intermediate_size=64,
+        intermediate_size=128,  # = 4 x hidden_size: the pixel-shuffled patch width, as in the real model
         image_size=336,
         patch_size=14,
         pixel_shuffle_ratio=0.5,
@@ -301,4 +301,4 @@ def _calibrate_answers(model, processor, seed: int) -> None:
         head[safe] -= d / 2
         directions, spreads = variation(after_s, 4)
         for digit in digits:
-            head[digit] += (torch.randn(4, generator=gen) * 1.0 / spreads) @ directions
+            head[digit] += (torch.randn(4, generator=gen) * 0.3 / spreads) @ directions
