@@ -32,6 +32,14 @@ def guard(test_model_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def uncached_guard(guard):
+    """The same loaded model without the verdict cache, for comparisons that must recompute."""
+    from llamaguard_guardrails import LlamaGuard
+
+    return LlamaGuard(guard.backend, guard.prompts, cache_size=0)
+
+
+@pytest.fixture(scope="session")
 def processor(test_model_dir: Path):
     from transformers import AutoProcessor
 

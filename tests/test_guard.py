@@ -57,7 +57,8 @@ def manual_unsafe_probability(guard: LlamaGuard, conversation) -> float:
 
 
 @pytest.mark.parametrize("index", range(len(CONVERSATIONS)))
-def test_unsafe_probability_is_the_answer_token_distribution(guard, index):
+def test_unsafe_probability_is_the_answer_token_distribution(uncached_guard, index):
+    guard = uncached_guard
     verdict = guard.classify(CONVERSATIONS[index])
     assert verdict.unsafe_probability == pytest.approx(manual_unsafe_probability(guard, CONVERSATIONS[index]), abs=1e-5)
     assert verdict.safe == (verdict.unsafe_probability < 0.5)
@@ -84,7 +85,8 @@ def test_categories_are_decoded_only_for_unsafe_verdicts(guard, monkeypatch):
     assert calls == [1]
 
 
-def test_batch_equals_one_by_one(guard):
+def test_batch_equals_one_by_one(uncached_guard):
+    guard = uncached_guard
     batch = guard.classify_batch(CONVERSATIONS, batch_size=3)
     single = [guard.classify(c) for c in CONVERSATIONS]
     for b, s in zip(batch, single, strict=True):
@@ -92,16 +94,19 @@ def test_batch_equals_one_by_one(guard):
         assert b.unsafe_probability == pytest.approx(s.unsafe_probability, abs=1e-5)
 
 
-def test_async_equals_sync(guard):
+def test_async_equals_sync(uncached_guard):
+    guard = uncached_guard
+
     async def run():
         return await asyncio.gather(*(guard.aclassify(c) for c in CONVERSATIONS))
 
     for a, s in zip(asyncio.run(run()), [guard.classify(c) for c in CONVERSATIONS], strict=True):
         assert (a.safe, a.categories) == (s.safe, s.categories)
-        assert a.unsafe_probability == pytest.approx(s.unsafe_probability, abs=1e-6)
+        assert a.unsafe_probability == pytest.approx(s.unsafe_probability, abs=1e-5)  # batched float32
 
 
-def test_shared_guard_is_thread_safe_and_deterministic(guard):
+def test_shared_guard_is_thread_safe_and_deterministic(uncached_guard):
+    guard = uncached_guard
     expected = [guard.classify(c) for c in CONVERSATIONS[:3]]
     results: dict[int, list[Verdict]] = {}
 
@@ -114,7 +119,15 @@ def test_shared_guard_is_thread_safe_and_deterministic(guard):
     for t in threads:
         t.join()
     for verdicts in results.values():
-        assert [v.unsafe_probability for v in verdicts] == [v.unsafe_probability for v in expected]
+        assert [(v.safe, v.categories) for v in verdicts] == [(v.safe, v.categories) for v in expected]
+        # concurrent checks are batched together: equal to float32 batching noise
+        assert [v.unsafe_probability for v in verdicts] == pytest.approx([v.unsafe_probability for v in expected], abs=1e-5)
+
+
+def test_without_micro_batching_repeats_are_bit_identical(guard):
+    g = LlamaGuard(guard.backend, guard.prompts, cache_size=0, micro_batching=False)
+    runs = {g.classify(CONVERSATIONS[1]).unsafe_probability for _ in range(5)}
+    assert len(runs) == 1
 
 
 def test_check_raises_with_the_verdict(guard):
@@ -248,3 +261,48 @@ def test_missing_model_says_how_to_get_access(tmp_path):
 def test_test_model_is_flagged_and_prompt_parity_checked(guard):
     assert guard.is_test_model is True
     assert guard.prompt_parity is True
+
+
+# -- caches and batching -------------------------------------------------------------------------
+
+
+def test_prefix_cache_gives_the_same_scores(uncached_guard):
+    backend = uncached_guard.backend
+    try:
+        backend.prefix_caching = False
+        plain = uncached_guard.classify_batch(CONVERSATIONS)
+        backend.prefix_caching = True
+        cached = uncached_guard.classify_batch(CONVERSATIONS)
+    finally:
+        backend.prefix_caching = True
+    for a, b in zip(plain, cached, strict=True):
+        assert a.unsafe_probability == pytest.approx(b.unsafe_probability, abs=1e-5)
+    assert 0 < len(backend._prefixes) <= backend.max_cached_prefixes
+
+
+def test_verdict_cache_returns_the_same_verdict_and_is_bounded(test_model_dir):
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), cache_size=3)
+    first = g.classify("a bomb")
+    again = g.classify("a bomb")
+    assert again.cached and not first.cached
+    assert again.model_dump(exclude={"cached", "latency_ms"}) == first.model_dump(exclude={"cached", "latency_ms"})
+    assert len(g.backend.calls) == 1
+    assert not g.classify("a bomb", policy=Policy(threshold=0.9)).cached  # the policy is part of the key
+    for text in ["one", "two", "three", "four"]:
+        g.classify(text)
+    assert len(g.cache) == 3
+    off = scripted_guard(test_model_dir, keyword_rule("bomb"), cache_size=0)
+    off.classify("x")
+    assert not off.classify("x").cached and len(off.backend.calls) == 2
+
+
+def test_concurrent_checks_are_coalesced_into_batches(test_model_dir):
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), cache_size=0)
+    g.backend.delay_s = 0.05
+
+    async def run():
+        return await asyncio.gather(*(g.aclassify(f"message {n} {'bomb' if n % 3 == 0 else ''}") for n in range(16)))
+
+    verdicts = asyncio.run(run())
+    assert [v.safe for v in verdicts] == [n % 3 != 0 for n in range(16)]
+    assert max(g.backend.calls) > 1 and len(g.backend.calls) < 16

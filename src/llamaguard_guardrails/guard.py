@@ -8,16 +8,18 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .backends.base import AnswerScores, AnswerTokens, GuardBackend
+from .core.batching import MicroBatcher
 from .core.categories import category_name
 from .core.conversation import Conversation, parse_conversation
 from .core.errors import GuardError, GuardTimeoutError, InvalidConversationError, ModelOutputError, UnsafeContentError
 from .core.policy import DEFAULT_POLICY, Policy
 from .core.prompt import EOT, Prompt, PromptBuilder
 from .core.verdict import Verdict
+from .core.verdict_cache import VerdictCache, cache_key
 
 log = logging.getLogger("llamaguard_guardrails")
 
@@ -47,6 +49,10 @@ class LlamaGuard:
         batch_size: int = 8,
         sink: VerdictSink | None = None,
         model_name: str = "",
+        cache_size: int = 4096,
+        micro_batching: bool = True,
+        max_batch: int = 16,
+        max_wait_ms: float = 0.0,
     ) -> None:
         self.backend = backend
         self.prompts = prompt_builder
@@ -57,7 +63,13 @@ class LlamaGuard:
         self.model_name = model_name
         self.is_test_model = False
         self.prompt_parity: bool | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="llamaguard")
+        self.cache = VerdictCache(cache_size)
+        self.batcher = (
+            MicroBatcher(self._score_batch, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
+            if micro_batching
+            else None
+        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llamaguard")
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -75,12 +87,16 @@ class LlamaGuard:
         token: str | bool | None = None,
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         sink: VerdictSink | None = None,
+        prefix_caching: bool = True,
+        **guard_options: Any,
     ) -> LlamaGuard:
         """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
 
         ``device`` defaults to CUDA when available; ``dtype`` to bf16 on GPU and float32 on CPU;
         ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
         A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
+        ``guard_options`` go to the constructor (``cache_size``, ``micro_batching``, ``max_batch``,
+        ``max_wait_ms``, ``batch_size``).
         """
         from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
         from .testing.model_factory import TEST_MODEL_MARKER
@@ -152,7 +168,9 @@ class LlamaGuard:
                 groups.append(self.build_prompts(item, policy))
             except InvalidConversationError as exc:
                 raise type(exc)(f"conversation {n}: {exc}") from exc
-        flat = [(g, w) for g, prompts in enumerate(groups) for w in range(len(prompts))]
+        keys = [cache_key(prompts, policy) for prompts in groups]
+        cached = {g: self.cache.get(key) for g, key in enumerate(keys)}
+        flat = [(g, w) for g, prompts in enumerate(groups) if cached[g] is None for w in range(len(prompts))]
         # Similar lengths together: less padding per forward pass.
         order = sorted(flat, key=lambda gw: len(groups[gw[0]][gw[1]]))
         scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
@@ -165,7 +183,13 @@ class LlamaGuard:
             scores.update(zip(chunk, results))
         verdicts = []
         for g, prompts in enumerate(groups):
-            verdicts.append(self._decide(prompts, [scores[(g, w)] for w in range(len(prompts))], policy, started))
+            hit = cached[g]
+            if hit is not None:
+                verdicts.append(self._emit(self._from_cache(hit, started)))
+                continue
+            verdict = self._decide(prompts, [scores[(g, w)] for w in range(len(prompts))], policy, started)
+            self.cache.put(keys[g], verdict)
+            verdicts.append(verdict)
         return verdicts
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
@@ -196,11 +220,24 @@ class LlamaGuard:
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         prompts = self.build_prompts(conversation, policy)
+        key = cache_key(prompts, policy) if self.cache.maxsize else b""
+        hit = self.cache.get(key)
+        if hit is not None:
+            return self._emit(self._from_cache(hit, started))
         try:
-            scores: list[Any] = self.backend.score(prompts)
+            scores: list[Any] = self.batcher.score(prompts) if self.batcher else self.backend.score(prompts)
         except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
             scores = [exc] * len(prompts)
-        return self._decide(prompts, scores, policy, started)
+        verdict = self._decide(prompts, scores, policy, started)
+        self.cache.put(key, verdict)
+        return verdict
+
+    def _score_batch(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
+        return self.backend.score(prompts)
+
+    @staticmethod
+    def _from_cache(verdict: Verdict, started: float) -> Verdict:
+        return verdict.model_copy(update={"cached": True, "latency_ms": (time.perf_counter() - started) * 1000})
 
     def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
         try:

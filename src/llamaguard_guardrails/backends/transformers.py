@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,16 @@ class TransformersBackend(GuardBackend):
 
     name = "transformers"
 
-    def __init__(self, model: Any, answer_tokens: AnswerTokens, pad_token_id: int, decode) -> None:
+    def __init__(
+        self,
+        model: Any,
+        answer_tokens: AnswerTokens,
+        pad_token_id: int,
+        decode,
+        *,
+        prefix_caching: bool = True,
+        max_cached_prefixes: int = 8,
+    ) -> None:
         import torch
 
         self.model = model
@@ -45,47 +56,105 @@ class TransformersBackend(GuardBackend):
         self._torch = torch
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+        self.prefix_caching = prefix_caching
+        self.max_cached_prefixes = max_cached_prefixes
+        self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
 
     def _pixels(self, prompts: Sequence[Prompt]) -> Any:
         tiles = [p.pixel_values for p in prompts if p.pixel_values is not None]
         if not tiles:
             return None
-        return self._torch.cat(tiles).to(self.device, self.model.dtype if hasattr(self.model, "dtype") else self.dtype)
+        return self._torch.cat(tiles).to(self.device, self.dtype)
 
-    def score(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        torch = self._torch
-        t = self.tokens
-        rows = [list(p.input_ids) + [t.blank] for p in prompts]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):  # left padding keeps every row's last two positions aligned
-            ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, width - len(row) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with self._lock, torch.inference_mode():
+    # -- prefix cache ----------------------------------------------------------------------------
+
+    def _prefix_cache(self, prefix: tuple[int, ...], batch: int) -> Any:
+        """A private copy of the KV cache of ``prefix`` (computed once per policy), repeated ``batch`` times."""
+        cache = self._prefixes.get(prefix)
+        if cache is None:
             out = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device) if len(rows) > 1 else None,
-                position_ids=positions.to(self.device),
-                pixel_values=self._pixels(prompts),
-                logits_to_keep=2,
-                use_cache=False,
+                input_ids=self._torch.tensor([prefix], device=self.device),
+                use_cache=True,
+                logits_to_keep=1,
                 return_dict=False,
             )
-            probs = out[0][:, -2:, :].float().softmax(-1)
-            wanted = torch.tensor([t.safe, t.unsafe, t.blank], device=probs.device)
-            picked = probs.index_select(-1, wanted).double().cpu().tolist()
+            cache = out[1]
+            self._prefixes[prefix] = cache
+            while len(self._prefixes) > self.max_cached_prefixes:
+                self._prefixes.popitem(last=False)
+        else:
+            self._prefixes.move_to_end(prefix)
+        cache = copy.deepcopy(cache)
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
+
+    def _split(self, prompt: Prompt) -> tuple[tuple[int, ...], list[int]]:
+        """(cached prefix, rest) of a prompt's ids; no prefix when caching is off."""
+        cut = prompt.prefix_length if self.prefix_caching and prompt.prefix_length < len(prompt.input_ids) else 0
+        return tuple(prompt.input_ids[:cut]), list(prompt.input_ids[cut:])
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def score(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(self._split(prompt)[0], []).append(i)
+        results: list[AnswerScores] = [None] * len(prompts)  # type: ignore[list-item]
+        with self._lock, self._torch.inference_mode():
+            for prefix, members in groups.items():
+                group = [prompts[i] for i in members]
+                for i, scores in zip(members, self._score_group(prefix, group)):
+                    results[i] = scores
+        return results
+
+    def _score_group(self, prefix: tuple[int, ...], prompts: Sequence[Prompt]) -> list[AnswerScores]:
+        """One forward pass over the prompts' uncached ids + ["\n\n"], logits kept at the last two positions."""
+        torch = self._torch
+        t = self.tokens
+        rows = [self._split(p)[1] + [t.blank] for p in prompts]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), len(prefix) + width), dtype=torch.long)
+        mask[:, : len(prefix)] = 1
+        for i, row in enumerate(rows):  # left padding keeps every row's last two positions aligned
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, len(prefix) + width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]
+        padded = bool((mask == 0).any())
+        kwargs: dict[str, Any] = {}
+        if prefix:
+            kwargs = {"past_key_values": self._prefix_cache(prefix, len(rows)), "use_cache": True}
+        else:
+            kwargs = {"use_cache": False}
+        pixels = self._pixels(prompts)
+        if pixels is not None:
+            kwargs["pixel_values"] = pixels
+        out = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device) if padded else None,
+            position_ids=positions.to(self.device),
+            logits_to_keep=2,
+            return_dict=False,
+            **kwargs,
+        )
+        probs = out[0][:, -2:, :].float().softmax(-1)
+        wanted = torch.tensor([t.safe, t.unsafe, t.blank], device=probs.device)
+        picked = probs.index_select(-1, wanted).double().cpu().tolist()
         return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
+        """Greedy decoding after "unsafe\n" (reusing the prefix cache), stopping at the end of the line."""
         torch = self._torch
         t = self.tokens
         forced = ([t.blank] if leading_blank else []) + [t.unsafe, t.newline]
         ids = torch.tensor([list(prompt.input_ids) + forced], device=self.device)
         pixels = self._pixels([prompt])
-        extra = {"pixel_values": pixels} if pixels is not None else {}
+        extra: dict[str, Any] = {"pixel_values": pixels} if pixels is not None else {}
         with self._lock, torch.inference_mode():
+            prefix = self._split(prompt)[0]
+            if prefix:
+                extra["past_key_values"] = self._prefix_cache(prefix, 1)
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
