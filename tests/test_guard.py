@@ -121,7 +121,9 @@ def test_shared_guard_is_thread_safe_and_deterministic(uncached_guard):
     for verdicts in results.values():
         assert [(v.safe, v.categories) for v in verdicts] == [(v.safe, v.categories) for v in expected]
         # concurrent checks are batched together: equal to float32 batching noise
-        assert [v.unsafe_probability for v in verdicts] == pytest.approx([v.unsafe_probability for v in expected], abs=1e-5)
+        assert [v.unsafe_probability for v in verdicts] == pytest.approx(
+            [v.unsafe_probability for v in expected], abs=1e-5
+        )
 
 
 def test_without_micro_batching_repeats_are_bit_identical(guard):

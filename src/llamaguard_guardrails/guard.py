@@ -107,7 +107,7 @@ class LlamaGuard:
         model = load_model(path, device=device, dtype=dtype, quantization=quantization)
         tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.ids[EOT]
-        backend = TransformersBackend(model, tokens, pad, builder.decode)
+        backend = TransformersBackend(model, tokens, pad, builder.decode, prefix_caching=prefix_caching)
         guard = cls(
             backend,
             builder,
@@ -115,6 +115,7 @@ class LlamaGuard:
             max_prompt_tokens=max_prompt_tokens,
             sink=sink,
             model_name=str(model_id_or_path),
+            **guard_options,
         )
         guard.is_test_model = (path / f"{TEST_MODEL_MARKER}.json").exists()
         if guard.is_test_model:

@@ -87,11 +87,10 @@ def make_processor():
     )
 
 
-def make_config():
-    from transformers import Llama4Config
-
-    text = dict(
-        vocab_size=202048,
+#: Text-tower sizes: "tiny" for tests (26M parameters, mostly the 202k-token vocabulary), "bench" for
+#: benchmarks (the transformer layers dominate the cost, as in the real 12B model).
+SIZES = {
+    "tiny": dict(
         hidden_size=64,
         intermediate_size=128,
         intermediate_size_mlp=128,
@@ -99,11 +98,33 @@ def make_config():
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
+    ),
+    "bench": dict(
+        hidden_size=512,
+        intermediate_size=2048,
+        intermediate_size_mlp=2048,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=64,
+    ),
+}
+
+
+def make_config(size: str = "tiny"):
+    from transformers import Llama4Config
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    layers = SIZES[size]["num_hidden_layers"]
+    text = dict(
+        vocab_size=202048,
+        **SIZES[size],
         max_position_embeddings=131072,
         rms_norm_eps=1e-5,
         moe_layers=[],
         interleave_moe_layer_step=0,
-        no_rope_layers=[1, 1],
+        no_rope_layers=[1] * layers,
         use_qk_norm=True,
         attn_temperature_tuning=True,
         tie_word_embeddings=False,
@@ -134,7 +155,7 @@ def make_config():
     return Llama4Config(text_config=text, vision_config=vision, image_token_index=200092)
 
 
-def make_test_model(directory: str | os.PathLike[str], *, seed: int = 0) -> Path:
+def make_test_model(directory: str | os.PathLike[str], *, seed: int = 0, size: str = "tiny") -> Path:
     """Write the test checkpoint to ``directory`` (created if needed) and return its path."""
     import torch
     from transformers import Llama4ForConditionalGeneration
@@ -143,7 +164,7 @@ def make_test_model(directory: str | os.PathLike[str], *, seed: int = 0) -> Path
     out.mkdir(parents=True, exist_ok=True)
     processor = make_processor()
     torch.manual_seed(seed)
-    model = Llama4ForConditionalGeneration(make_config()).eval()
+    model = Llama4ForConditionalGeneration(make_config(size)).eval()
     _wire_answer_head(model, processor.tokenizer, seed)
     _calibrate_answers(model, processor, seed)
     model.save_pretrained(out)
@@ -154,7 +175,7 @@ def make_test_model(directory: str | os.PathLike[str], *, seed: int = 0) -> Path
         "the real Llama 4 tokenizer and the real Llama Guard 4 architecture at toy size, random weights. "
         "Its verdicts are meaningless.\n"
     )
-    (out / f"{TEST_MODEL_MARKER}.json").write_text(json.dumps({"seed": seed}))
+    (out / f"{TEST_MODEL_MARKER}.json").write_text(json.dumps({"seed": seed, "size": size}))
     return out
 
 

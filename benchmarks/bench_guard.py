@@ -1,0 +1,216 @@
+"""How cheap is one check? Ratios measured side by side in one run, on the random-weight test model.
+
+    python benchmarks/bench_guard.py            # full run on the "bench"-size test model (~5 min, 2 cores)
+    python benchmarks/bench_guard.py --quick    # a few repetitions on the tiny test model (CI: proves it runs)
+
+Prints a table of ratios and writes the raw numbers to benchmarks/results/bench_guard.json.
+Each comparison interleaves its two sides (A, B, A, B, ...) and reports medians, so machine noise hits
+both sides alike. Targets (issue 5): safe check >= 3x faster than generate-and-parse; <= 1.15x one bare
+forward pass; prefix cache >= 2x on a short check; 16 concurrent async checks >= 2x sequential
+throughput; RSS growth <= 50 MB over 2,000 checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from llamaguard_guardrails import LlamaGuard, Policy
+from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_model
+
+RESULTS = Path(__file__).parent / "results"
+SHORT = [{"role": "user", "content": "How do I bake sourdough bread at home?"}]
+PASS = Policy(threshold=1.0)  # force the safe path: the cost of a safe verdict
+
+
+def interleaved(a, b, repeats: int) -> tuple[float, float]:
+    """Median seconds of a() and b(), run alternately after one warm-up each."""
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, out in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> dict:
+    guard = LlamaGuard.from_pretrained(model_dir, cache_size=0, micro_batching=False)
+    model, backend = guard.backend.model, guard.backend
+    (prompt,) = guard.build_prompts(SHORT)
+    ids = torch.tensor([prompt.input_ids])
+    mask = torch.ones_like(ids)
+    processor_text = guard.prompts.decode(prompt.input_ids)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+
+    def ours() -> None:
+        assert guard.classify(SHORT, policy=PASS).safe
+
+    def generate_and_parse() -> None:
+        # What Llama Stack and NeMo Guardrails do: render, tokenize, generate up to 10 tokens, parse text.
+        inputs = tokenizer(processor_text, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=10, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        _ = text.splitlines()[0] if text else ""
+
+    def bare_forward() -> None:
+        with torch.inference_mode():
+            model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False, return_dict=False)
+
+    def ours_no_prefix() -> None:
+        backend.prefix_caching = False
+        try:
+            ours()
+        finally:
+            backend.prefix_caching = True
+
+    results: dict[str, dict] = {}
+    t_ours, t_generate = interleaved(ours, generate_and_parse, repeats)
+    results["vs_generate"] = {
+        "ours_s": t_ours,
+        "generate_s": t_generate,
+        "speedup": t_generate / t_ours,
+        "target": ">= 3",
+    }
+    t_ours, t_bare = interleaved(ours, bare_forward, repeats)
+    results["vs_bare_forward"] = {
+        "ours_s": t_ours,
+        "bare_forward_s": t_bare,
+        "ratio": t_ours / t_bare,
+        "target": "<= 1.15",
+    }
+    t_ours_np, t_bare = interleaved(ours_no_prefix, bare_forward, repeats)
+    results["vs_bare_forward_no_prefix_cache"] = {
+        "ours_s": t_ours_np,
+        "bare_forward_s": t_bare,
+        "ratio": t_ours_np / t_bare,
+        "target": "<= 1.15",
+    }
+    t_prefix, t_noprefix = interleaved(ours, ours_no_prefix, repeats)
+    results["prefix_cache"] = {
+        "with_s": t_prefix,
+        "without_s": t_noprefix,
+        "speedup": t_noprefix / t_prefix,
+        "target": ">= 2",
+    }
+
+    batched = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=True, max_batch=concurrency)
+    texts = [[{"role": "user", "content": f"Question number {n}: how do plants grow?"}] for n in range(concurrency)]
+
+    def sequential() -> None:
+        for t in texts:
+            guard.classify(t, policy=PASS)
+
+    def concurrent() -> None:
+        async def run() -> None:
+            await asyncio.gather(*(batched.aclassify(t, policy=PASS) for t in texts))
+
+        asyncio.run(run())
+
+    t_seq, t_conc = interleaved(sequential, concurrent, max(2, repeats // 4))
+    results["concurrency"] = {
+        "checks": concurrency,
+        "sequential_s": t_seq,
+        "concurrent_s": t_conc,
+        "throughput_gain": t_seq / t_conc,
+        "batch_sizes": batched.batcher.batch_sizes[-8:],
+        "target": ">= 2",
+    }
+
+    for n in range(50):  # warm-up: allocator pools, lazy imports
+        guard.classify(f"warm up {n}", policy=PASS)
+    gc.collect()
+    before = rss_mb()
+    for n in range(rss_checks):
+        guard.classify(f"check number {n} with distinct text", policy=PASS)
+    gc.collect()
+    results["memory"] = {
+        "checks": rss_checks,
+        "rss_before_mb": before,
+        "rss_growth_mb": rss_mb() - before,
+        "target": "<= 50",
+    }
+    results["prompt_tokens"] = len(prompt.input_ids)
+    results["prefix_tokens"] = prompt.prefix_length
+    return results
+
+
+def table(results: dict) -> str:
+    rows = [
+        ("safe check vs generate(10)+parse", f"{results['vs_generate']['speedup']:.2f}x faster", ">= 3x"),
+        ("safe check vs one bare forward", f"{results['vs_bare_forward']['ratio']:.2f}x the time", "<= 1.15x"),
+        ("  (prefix cache off)", f"{results['vs_bare_forward_no_prefix_cache']['ratio']:.2f}x the time", "<= 1.15x"),
+        ("prefix cache on vs off", f"{results['prefix_cache']['speedup']:.2f}x faster", ">= 2x"),
+        (
+            f"{results['concurrency']['checks']} concurrent async vs sequential",
+            f"{results['concurrency']['throughput_gain']:.2f}x throughput",
+            ">= 2x",
+        ),
+        (
+            f"RSS growth over {results['memory']['checks']} checks",
+            f"{results['memory']['rss_growth_mb']:.1f} MB",
+            "<= 50 MB",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'measure':<{width}}  {'result':<20}  target", "-" * (width + 32)]
+    lines += [f"{name:<{width}}  {value:<20}  {target}" for name, value, target in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few repetitions on the tiny model (proves it runs)")
+    parser.add_argument("--model", help="model folder (default: a test model built for the run)")
+    parser.add_argument("--output", default=str(RESULTS / "bench_guard.json"))
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    torch.manual_seed(0)
+    size = "tiny" if args.quick else "bench"
+    model_dir = Path(args.model) if args.model else cache_dir() / f"bench-model-{size}"
+    if not (model_dir / "config.json").exists():
+        print(f"building the {size} random-weight test model in {model_dir} ...", file=sys.stderr)
+        make_test_model(model_dir, size=size)
+    repeats, rss_checks, concurrency = (3, 200, 16) if args.quick else (20, 2000, 16)
+    results = bench(model_dir, repeats, rss_checks, concurrency)
+    results["meta"] = {
+        "model": str(model_dir),
+        "size": size,
+        "quick": args.quick,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "note": "random-weight test model: speed only, verdicts meaningless",
+    }
+    print(table(results))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"raw numbers: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
