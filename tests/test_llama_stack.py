@@ -1,0 +1,838 @@
+"""Llama Stack adapter, end to end: a real ``llama stack run`` with the provider on the test model.
+
+- server A: the run config shipped in the package (safety only), through llama-stack-client;
+- the same config through the in-process ``LlamaStackAsLibraryClient``;
+- server B: safety + inference + responses, where inference is a ``remote::openai`` provider pointed
+  at a tiny fake OpenAI-compatible server started here (canned answers), for the Responses API
+  guardrails and for the client-side wrapper (``guard_client``);
+- the provider implementation in-process with a scripted guard, where a verdict must be decided by
+  the content (the random-weight test model's verdicts are meaningless).
+
+Verdicts of the real test model are forced with shield params: threshold 0 blocks everything,
+threshold 1 passes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import make_image, png_bytes
+
+pytest.importorskip("llama_stack")
+pytest.importorskip("llama_stack_client")
+
+from llama_stack_client import AsyncLlamaStackClient, BadRequestError, LlamaStackClient
+from llama_stack_client.lib.agents.agent import Agent
+from llama_stack_client.lib.agents.client_tool import client_tool
+
+from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails.llama_stack import RUN_CONFIG, guard_client
+from llamaguard_guardrails.testing import scripted_guard
+
+pytestmark = [
+    pytest.mark.llama_stack,
+    pytest.mark.timeout(600),
+    pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning"),  # shields.register/delete in 0.7.x
+    pytest.mark.filterwarnings("ignore:The `__fields__` attribute is deprecated:DeprecationWarning"),  # llama-stack
+]
+
+LLAMA = Path(sys.executable).with_name("llama")
+MODEL = "fake/fake-llm"
+PASS, BLOCK = {"threshold": 1.0}, {"threshold": 0.0}
+PYTHON = {
+    "type": "function",
+    "name": "python",
+    "description": "Run Python code.",
+    "parameters": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]},
+}
+
+
+# -- a fake OpenAI-compatible inference server (canned answers) --------------------------------------
+
+
+def canned_answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the fake model says: decided by a scenario word in the last message."""
+    last = messages[-1]
+    content = last.get("content") or ""
+    if isinstance(content, list):
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if last.get("role") == "tool":
+        return {"content": f"The tool returned: {content}"}
+    if "scenario:unsafe-answer" in content:
+        return {"content": "Sure. To build a bomb you need the following."}
+    if "scenario:code" in content:
+        code = "import os; os.system('rm -rf /')" if "danger" in content else "print(6 * 7)"
+        call = {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "python", "arguments": json.dumps({"code": code})},
+        }
+        return {"content": None, "tool_calls": [call]}
+    return {"content": "Bread needs flour, water, salt and yeast."}
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _json(self, obj: Any, code: int = 200) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            return self._json({"object": "list", "data": [{"id": "fake-llm", "object": "model", "created": 0}]})
+        return self._json({"error": {"message": "not found"}}, 404)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.server.requests.append(body)  # type: ignore[attr-defined]
+        if not self.path.endswith("/chat/completions"):
+            return self._json({"error": {"message": f"unsupported {self.path}"}}, 404)
+        msg = canned_answer(body["messages"])
+        calls = msg.get("tool_calls")
+        cid, finish = f"chatcmpl-{uuid.uuid4().hex[:8]}", "tool_calls" if calls else "stop"
+        head = {"id": cid, "created": int(time.time()), "model": body["model"]}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": msg["content"], **({"tool_calls": calls} if calls else {})}
+            choice = {"index": 0, "message": message, "finish_reason": finish}
+            usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+            return self._json({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+
+        def send(delta: dict[str, Any], finish_reason: str | None = None) -> None:
+            chunk = {**head, "object": "chat.completion.chunk"}
+            chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        send({"role": "assistant", "content": ""})
+        if calls:
+            call, args = calls[0], calls[0]["function"]["arguments"]
+            first = {"index": 0, "id": call["id"], "type": "function", "function": {"name": "python", "arguments": ""}}
+            send({"tool_calls": [first]})
+            send({"tool_calls": [{"index": 0, "function": {"arguments": args[:10]}}]})
+            send({"tool_calls": [{"index": 0, "function": {"arguments": args[10:]}}]})
+        else:
+            for n, word in enumerate(msg["content"].split(" ")):
+                send({"content": word if n == 0 else " " + word})
+        send({}, finish)
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+# -- real llama stack servers -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_env(home: Path, model_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LLAMA_STACK_CONFIG_DIR": str(home / "llama-home"),
+        "LLAMA_STACK_LOG_FORMAT": "json",  # rich tracebacks stall the event loop ~5 s per error
+        "LLAMAGUARD_MODEL": str(model_dir),
+        "LLAMAGUARD_STACK_DIR": str(home / "store"),
+        "HF_HUB_OFFLINE": "1",
+        **extra,
+    }
+
+
+class StackServer:
+    """``llama stack run CONFIG --port P`` as a subprocess; stopped by PID with SIGTERM."""
+
+    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            [str(LLAMA), "stack", "run", str(config), "--port", str(self.port)],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama stack run exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"llama stack run did not become healthy:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log_file.close()
+
+
+@pytest.fixture(scope="module")
+def safety_server(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path) -> Iterator[StackServer]:
+    """Server A: the shipped run config as is, on the test model."""
+    home = tmp_path_factory.mktemp("stack-a")
+    server = StackServer(RUN_CONFIG, stack_env(home, test_model_dir), home / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(safety_server: StackServer) -> LlamaStackClient:
+    c = LlamaStackClient(base_url=safety_server.url)
+    c.shields.register(
+        shield_id="lg-pass", provider_shield_id="lg-pass", params={**PASS, "excluded_categories": ["S6"]}
+    )
+    c.shields.register(shield_id="lg-block", provider_shield_id="lg-block", params=BLOCK)
+    return c
+
+
+STUB_VECTOR_IO = '''
+"""A do-nothing vector_io provider: the Responses API needs one; these tests never use it."""
+from pydantic import BaseModel
+
+
+class StubConfig(BaseModel):
+    pass
+
+
+class StubVectorIO:
+    vector_store_store = None
+
+    async def initialize(self):
+        pass
+
+    async def shutdown(self):
+        pass
+
+
+async def get_provider_impl(config, deps):
+    return StubVectorIO()
+'''
+
+STUB_VECTOR_IO_PROVIDER = """
+from llama_stack_api import Api, InlineProviderSpec
+
+
+def get_provider_spec():
+    return InlineProviderSpec(api=Api.vector_io, provider_type="inline::stub", module="lgtest_stub_vectorio",
+                              config_class="lgtest_stub_vectorio.StubConfig")
+"""
+
+
+def full_config(home: Path, model_dir: Path, inference_url: str) -> Path:
+    """Server B: our safety provider + a remote::openai inference stand-in + the Responses API."""
+    store = home / "store"
+    kv, sql = {"backend": "kv_default"}, {"backend": "sql_default"}
+    config = {
+        "version": 2,
+        "distro_name": "llamaguard-guardrails-test",
+        "apis": ["safety", "inference", "responses", "files", "tool_runtime", "vector_io"],
+        "providers": {
+            "safety": [
+                {
+                    "provider_id": "llamaguard",
+                    "provider_type": "inline::llamaguard-guardrails",
+                    "module": "llamaguard_guardrails.llama_stack",
+                    "config": {"model": str(model_dir)},
+                }
+            ],
+            "inference": [
+                {
+                    "provider_id": "fake",
+                    "provider_type": "remote::openai",
+                    "config": {"base_url": inference_url, "api_key": "not-used"},
+                }
+            ],
+            "responses": [
+                {
+                    "provider_id": "builtin",
+                    "provider_type": "inline::builtin",
+                    "config": {
+                        "persistence": {
+                            "agent_state": {"namespace": "agents", **kv},
+                            "responses": {"table_name": "responses", **sql},
+                        }
+                    },
+                }
+            ],
+            "files": [
+                {
+                    "provider_id": "files",
+                    "provider_type": "inline::localfs",
+                    "config": {
+                        "storage_dir": str(store / "files"),
+                        "metadata_store": {"table_name": "files_metadata", **sql},
+                    },
+                }
+            ],
+            "tool_runtime": [{"provider_id": "mcp", "provider_type": "remote::model-context-protocol", "config": {}}],
+            "vector_io": [
+                {"provider_id": "stub", "provider_type": "inline::stub", "module": "lgtest_stub_vectorio", "config": {}}
+            ],
+        },
+        "storage": {
+            "backends": {
+                "kv_default": {"type": "kv_sqlite", "db_path": str(store / "kv.db")},
+                "sql_default": {"type": "sql_sqlite", "db_path": str(store / "sql.db")},
+            },
+            "stores": {
+                "metadata": {"namespace": "registry", **kv},
+                "inference": {"table_name": "inference_store", **sql},
+                "conversations": {"table_name": "openai_conversations", **sql},
+                "prompts": {"namespace": "prompts", **kv},
+                "connectors": {"namespace": "connectors", **kv},
+            },
+        },
+        "registered_resources": {
+            "models": [{"model_id": "fake-llm", "provider_id": "fake", "provider_model_id": "fake-llm"}],
+            "shields": [
+                {
+                    "shield_id": "pass-all",
+                    "provider_id": "llamaguard",
+                    "provider_shield_id": "pass-all",
+                    "params": PASS,
+                },
+                {
+                    "shield_id": "block-all",
+                    "provider_id": "llamaguard",
+                    "provider_shield_id": "block-all",
+                    "params": BLOCK,
+                },
+            ],
+        },
+        "server": {"host": "127.0.0.1"},
+    }
+    path = home / "run-full.yaml"
+    path.write_text(json.dumps(config, indent=1))  # JSON is YAML
+    stub = home / "stubs" / "lgtest_stub_vectorio"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(STUB_VECTOR_IO)
+    (stub / "provider.py").write_text(STUB_VECTOR_IO_PROVIDER)
+    return path
+
+
+@pytest.fixture(scope="module")
+def full_server(
+    tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path, fake_openai: ThreadingHTTPServer
+) -> Iterator[StackServer]:
+    home = tmp_path_factory.mktemp("stack-b")
+    url = f"http://127.0.0.1:{fake_openai.server_address[1]}/v1"
+    config = full_config(home, test_model_dir, url)
+    env = stack_env(home, test_model_dir, PYTHONPATH=str(home / "stubs"))
+    server = StackServer(config, env, home / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def raw_client(full_server: StackServer) -> LlamaStackClient:
+    return LlamaStackClient(base_url=full_server.url)
+
+
+def _rule(text: str) -> str | None:
+    if "rm -rf" in text:
+        return "S14"
+    return "S9" if "bomb" in text.lower() else None
+
+
+@pytest.fixture(scope="module")
+def keyword_guard(test_model_dir: Path):
+    """A real LlamaGuard (real prompt builder) whose model step flags "bomb" (S9) and "rm -rf" (S14)."""
+    g = scripted_guard(test_model_dir, _rule)
+    yield g
+    g.close()
+
+
+def data_url(width: int = 24, height: int = 16) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(make_image(width, height))).decode()
+
+
+HISTORY = [
+    {"role": "system", "content": "You are a helpful assistant with a python tool."},
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in this picture? Then compute 6*7."},
+            {"type": "image_url", "image_url": {"url": data_url()}},
+        ],
+    },
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "python", "arguments": '{"code": "print(6*7)"}'}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    {"role": "assistant", "content": [{"type": "text", "text": "A red square; 6*7 = 42."}]},
+]
+
+
+# -- server A: the shipped run config through llama-stack-client -------------------------------------
+
+
+def test_shipped_config_binds_localhost_and_registers_the_default_shield(safety_server, client):
+    assert f"Uvicorn running on http://127.0.0.1:{safety_server.port}" in safety_server.log.read_text()
+    shields = {s.identifier: s for s in client.shields.list()}
+    assert shields["llama-guard-4"].provider_id == "llamaguard"
+    assert shields["llama-guard-4"].provider_resource_id == "llama-guard-4"
+
+
+def test_register_and_list_shields_with_params(client):
+    shields = {s.identifier: s for s in client.shields.list()}
+    assert shields["lg-pass"].params == {"threshold": 1.0, "excluded_categories": ["S6"]}
+    assert shields["lg-block"].params == {"threshold": 0.0}
+    assert client.shields.retrieve("lg-block").provider_resource_id == "lg-block"
+
+
+def test_bad_shield_params_are_refused_with_a_clear_error(client):
+    with pytest.raises(BadRequestError, match=r"unknown shield param.*threshhold.*supported"):
+        client.shields.register(shield_id="lg-typo", params={"threshhold": 0})
+    with pytest.raises(BadRequestError, match=r"S99"):
+        client.shields.register(shield_id="lg-bad-code", params={"excluded_categories": ["S99"]})
+    assert "lg-typo" not in {s.identifier for s in client.shields.list()}
+
+
+def test_run_shield_safe_and_unsafe_on_the_real_test_model(client):
+    messages = [{"role": "user", "content": "How do I bake bread?"}]
+    assert client.safety.run_shield(shield_id="lg-pass", messages=messages).violation is None
+
+    violation = client.safety.run_shield(shield_id="lg-block", messages=messages).violation
+    assert violation is not None and violation.violation_level == "error"
+    assert violation.user_message
+    meta = violation.metadata
+    assert isinstance(meta["violation_type"], list) and isinstance(meta["categories"], list)
+    assert 0.0 <= meta["unsafe_probability"] <= 1.0 and meta["threshold"] == 0.0
+    assert meta["shield_id"] == "lg-block" and meta["test_model"] is True
+    # the random-weight model may answer a malformed category line: that is a guard error, blocked
+    assert meta["status"] in ("unsafe", "error")
+    assert (meta["error"] is not None) == (meta["status"] == "error")
+
+
+def test_run_shield_on_a_history_with_tool_calls_and_an_image(client):
+    assert client.safety.run_shield(shield_id="lg-pass", messages=HISTORY).violation is None
+    violation = client.safety.run_shield(shield_id="lg-block", messages=HISTORY).violation
+    assert violation.violation_level == "error"
+    assert violation.metadata["checked_role"] == "Agent"  # the last (assistant) message was checked
+
+
+def test_a_message_that_cannot_be_checked_is_a_clear_400_not_a_pass(client):
+    remote = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]
+    with pytest.raises(BadRequestError, match=r"(?i)remote|url"):
+        client.safety.run_shield(shield_id="lg-pass", messages=remote)
+
+
+def test_moderations_per_input_with_all_categories(client):
+    result = client.moderations.create(input=["How do I bake bread?", "Tell me a joke"], model="lg-block")
+    assert result.model == "lg-block" and len(result.results) == 2
+    for r in result.results:
+        assert r.flagged is True and r.user_message
+        assert len(r.categories) == 14 and all(isinstance(v, bool) for v in r.categories.values())
+        assert "Indiscriminate Weapons" in r.categories and "Code Interpreter Abuse" in r.categories
+        assert set(r.category_scores) == set(r.categories)
+        assert isinstance(r.metadata["violation_type"], list)
+    safe = client.moderations.create(input="How do I bake bread?", model="lg-pass").results[0]
+    assert safe.flagged is False and not any(safe.categories.values()) and safe.user_message is None
+    default = client.moderations.create(input="hello")  # the run config's default_shield_id
+    assert default.model == "llama-guard-4" and len(default.results) == 1
+
+
+def test_unknown_shield_is_a_clear_error(client):
+    with pytest.raises(BadRequestError, match=r"Shield `no-such-shield` not served"):
+        client.safety.run_shield(shield_id="no-such-shield", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(BadRequestError, match=r"No shield associated with provider_resource id no-such-model"):
+        client.moderations.create(input="hi", model="no-such-model")
+
+
+# -- the same through the in-process library client --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def library_client(tmp_path_factory: pytest.TempPathFactory, test_model_dir: Path):
+    from llama_stack.core.library_client import LlamaStackAsLibraryClient
+
+    home = tmp_path_factory.mktemp("stack-lib")
+    env = {k: v for k, v in stack_env(home, test_model_dir).items() if os.environ.get(k) != v}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        lib = LlamaStackAsLibraryClient(str(RUN_CONFIG))
+        lib.initialize()
+        yield lib
+        lib.shutdown()
+
+
+def test_library_client_shields_run_shield_and_moderations(library_client):
+    lib = library_client
+    lib.shields.register(shield_id="lib-pass", provider_shield_id="lib-pass", params=PASS)
+    lib.shields.register(shield_id="lib-block", provider_shield_id="lib-block", params=BLOCK)
+    assert {"llama-guard-4", "lib-pass", "lib-block"} <= {s.identifier for s in lib.shields.list()}
+
+    assert lib.safety.run_shield(shield_id="lib-pass", messages=HISTORY).violation is None
+    violation = lib.safety.run_shield(shield_id="lib-block", messages=HISTORY).violation
+    assert violation.violation_level == "error" and isinstance(violation.metadata["violation_type"], list)
+
+    moderation = lib.moderations.create(input=["a", "b"], model="lib-block")
+    assert [r.flagged for r in moderation.results] == [True, True]
+    assert lib.moderations.create(input="a", model="lib-pass").results[0].flagged is False
+
+    with pytest.raises(ValueError, match=r"Shield `nope` not served"):
+        lib.safety.run_shield(shield_id="nope", messages=[{"role": "user", "content": "hi"}])
+
+
+# -- the provider in-process, with verdicts decided by content ---------------------------------------
+
+
+class FakeShieldStore:
+    """What Llama Stack's shields routing table offers the provider (``get_shield``/``list_shields``)."""
+
+    def __init__(self, *shields: Any) -> None:
+        self.shields = {s.identifier: s for s in shields}
+
+    async def get_shield(self, request: Any) -> Any:
+        if request.identifier not in self.shields:
+            raise ValueError(f"Shield '{request.identifier}' not found")
+        return self.shields[request.identifier]
+
+    async def list_shields(self) -> Any:
+        from llama_stack_api import ListShieldsResponse
+
+        return ListShieldsResponse(data=list(self.shields.values()))
+
+
+def make_impl(config: dict[str, Any], guard: Any = None, **shield_params: Any) -> Any:
+    from llama_stack_api import Shield
+
+    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig
+    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl
+
+    impl = LlamaGuardSafetyImpl(LlamaGuardProviderConfig(**config), guard=guard)
+    shield = Shield(identifier="lg", provider_id="llamaguard", provider_resource_id="lg-model", params=shield_params)
+    impl.shield_store = FakeShieldStore(shield)
+    return impl
+
+
+def test_provider_spec_has_no_inference_dependency():
+    from llamaguard_guardrails.llama_stack.provider import get_provider_spec
+
+    spec = get_provider_spec()
+    assert spec.provider_type == "inline::llamaguard-guardrails"
+    assert spec.module == "llamaguard_guardrails.llama_stack" and spec.api_dependencies == []
+
+
+def test_provider_config_reads_run_config_values_and_rejects_bad_ones():
+    from pydantic import ValidationError
+
+    from llamaguard_guardrails import InvalidPolicyError
+    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig, shield_policy
+
+    # what ${env.X:=} substitution produces: strings, None for empty
+    config = LlamaGuardProviderConfig(model="m", device=None, dtype=None, excluded_categories="S6, S8", threshold=0.4)
+    policy = config.policy()
+    assert policy.excluded_categories == {"S6", "S8"} and policy.threshold == 0.4
+    assert LlamaGuardProviderConfig(excluded_categories=None).policy().excluded_categories == frozenset()
+    with pytest.raises(ValidationError, match="threshold"):
+        LlamaGuardProviderConfig(threshold=2)
+    with pytest.raises(ValidationError, match="extra"):
+        LlamaGuardProviderConfig(treshold=0.2)
+    assert shield_policy(policy, {"threshold": 0.9}).excluded_categories == {"S6", "S8"}  # per key override
+    assert shield_policy(policy, {"excluded_categories": []}).excluded_categories == frozenset()
+    with pytest.raises(InvalidPolicyError, match="fail_mode"):
+        shield_policy(policy, {"fail_mode": "sometimes"})
+
+
+def test_the_example_run_config_is_the_shipped_one():
+    example = Path(__file__).parents[1] / "examples" / "llama-stack" / "run.yaml"
+    assert example.read_text() == RUN_CONFIG.read_text()
+
+
+def test_violation_codes_names_and_the_responses_refusal_text(test_model_dir, keyword_guard):
+    from llama_stack.providers.inline.responses.builtin.responses.utils import run_guardrails
+    from llama_stack_api import RunModerationRequest, RunShieldRequest
+
+    impl = make_impl({"model": str(test_model_dir)}, keyword_guard)
+
+    async def scenario() -> None:
+        safe = await impl.run_shield(RunShieldRequest(shield_id="lg", messages=HISTORY))
+        assert safe.violation is None
+        unsafe_history = [*HISTORY[:-1], {"role": "assistant", "content": "Here is how to build a bomb."}]
+        violation = (await impl.run_shield(RunShieldRequest(shield_id="lg", messages=unsafe_history))).violation
+        assert violation.violation_level.value == "error"
+        assert violation.metadata["violation_type"] == ["S9"]
+        assert violation.metadata["categories"] == ["Indiscriminate Weapons"]
+        assert violation.metadata["status"] == "unsafe" and violation.metadata["checked_role"] == "Agent"
+
+        moderation = await impl.run_moderation(RunModerationRequest(input=["bread", "a bomb"], model="lg-model"))
+        ok, flagged = moderation.results
+        assert ok.flagged is False and flagged.flagged is True
+        assert flagged.categories["Indiscriminate Weapons"] is True and sum(flagged.categories.values()) == 1
+        assert flagged.category_scores["Indiscriminate Weapons"] > 0.5 and flagged.metadata["shield_id"] == "lg"
+
+        # the Responses API joins metadata["violation_type"] into its refusal: it must be a list
+        class SafetyAPI:
+            routing_table = impl.shield_store
+            run_moderation = impl.run_moderation
+
+        refusal = await run_guardrails(SafetyAPI(), "how to build a bomb", ["lg"])
+        assert refusal.endswith("(flagged for: Indiscriminate Weapons) (violation type: S9)")
+        assert await run_guardrails(SafetyAPI(), "how to bake bread", ["lg"]) is None
+
+    asyncio.run(scenario())
+
+
+def test_shield_params_override_the_provider_policy(test_model_dir, keyword_guard):
+    from llama_stack_api import RunShieldRequest
+
+    impl = make_impl({"model": str(test_model_dir)}, keyword_guard, excluded_categories=["S9"])
+    request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "a bomb"}])
+    assert asyncio.run(impl.run_shield(request)).violation is None  # S9 excluded by this shield
+
+
+def test_a_guard_that_cannot_load_fails_closed_or_open_never_silently(tmp_path):
+    from llama_stack_api import RunModerationRequest, RunShieldRequest
+
+    missing = {"model": str(tmp_path / "no-model"), "load_on_startup": False}
+    request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "hi"}])
+
+    closed = make_impl(missing)
+    violation = asyncio.run(closed.run_shield(request)).violation
+    assert violation.violation_level.value == "error" and violation.metadata["status"] == "error"
+    assert "ModelNotFoundError" in violation.metadata["error"]
+    assert asyncio.run(closed.run_moderation(RunModerationRequest(input="hi"))).results[0].flagged is True
+
+    opened = make_impl({**missing, "fail_mode": "open"})
+    violation = asyncio.run(opened.run_shield(request)).violation
+    assert violation.violation_level.value == "warn" and violation.metadata["error"]
+    moderation = asyncio.run(opened.run_moderation(RunModerationRequest(input="hi"))).results[0]
+    assert moderation.flagged is False and moderation.metadata["error"]
+
+
+# -- server B: Responses API guardrails (server side) ------------------------------------------------
+
+
+def test_responses_guardrails_use_the_shield(raw_client):
+    passed = raw_client.responses.create(model=MODEL, input="How do I bake bread?", guardrails=["pass-all"])
+    assert passed.output_text == "Bread needs flour, water, salt and yeast."
+    blocked = raw_client.responses.create(model=MODEL, input="How do I bake bread?", guardrails=["block-all"])
+    assert "Bread" not in str(blocked.output)
+    assert blocked.output[0].content[0].type == "refusal" and blocked.output[0].content[0].refusal
+
+
+# -- server B: the client-side wrapper ----------------------------------------------------------------
+
+
+def test_wrapper_on_the_real_test_model_passes_and_blocks_before_the_call(raw_client, guard, fake_openai):
+    messages = [{"role": "user", "content": "How do I bake bread?"}]
+    passing = guard_client(raw_client, guard, policy=Policy(threshold=1.0))
+    answer = passing.chat.completions.create(model=MODEL, messages=messages)
+    assert answer.choices[0].message.content == "Bread needs flour, water, salt and yeast."
+
+    blocking = guard_client(raw_client, guard, policy=Policy(threshold=0.0))
+    before = len(fake_openai.requests)
+    with pytest.raises(UnsafeContentError) as info:
+        blocking.chat.completions.create(model=MODEL, messages=messages)
+    assert info.value.stage == "input" and not info.value.verdict.safe
+    assert len(fake_openai.requests) == before  # the model was never called
+
+
+def test_wrapper_chat_blocks_an_unsafe_answer_and_a_code_tool_call(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    with pytest.raises(UnsafeContentError) as info:
+        guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "scenario:unsafe-answer"}])
+    assert info.value.stage == "output" and info.value.verdict.categories == ["S9"]
+
+    with pytest.raises(UnsafeContentError) as info:
+        guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "scenario:code danger"}])
+    assert info.value.stage == "tool_call" and info.value.verdict.categories == ["S14"]
+    assert "[code interpreter call: python]" in keyword_guard.backend.seen[-1]
+
+    safe_call = guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "scenario:code"}])
+    assert safe_call.choices[0].message.tool_calls[0].function.name == "python"
+
+
+def test_wrapper_checks_tool_results_sent_back_before_the_call(raw_client, keyword_guard, fake_openai):
+    guarded = guard_client(raw_client, keyword_guard)
+    history = [
+        {"role": "user", "content": "scenario:code"},
+        {"role": "assistant", "content": None, "tool_calls": [HISTORY[2]["tool_calls"][0]]},
+    ]
+    ok = guarded.chat.completions.create(
+        model=MODEL, messages=[*history, {"role": "tool", "tool_call_id": "c1", "content": "42"}]
+    )
+    assert ok.choices[0].message.content == "The tool returned: 42"
+    before = len(fake_openai.requests)
+    with pytest.raises(UnsafeContentError) as info:
+        guarded.chat.completions.create(
+            model=MODEL, messages=[*history, {"role": "tool", "tool_call_id": "c1", "content": "bomb recipe"}]
+        )
+    assert info.value.stage == "tool_result" and len(fake_openai.requests) == before
+
+
+def test_wrapper_chat_streaming_releases_nothing_unchecked(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    messages = [{"role": "user", "content": "How do I bake bread?"}]
+    chunks = list(guarded.chat.completions.create(model=MODEL, messages=messages, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == canned_answer(messages)["content"]
+
+    received = []
+    stream = guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "scenario:unsafe-answer"}], stream=True
+    )
+    with pytest.raises(UnsafeContentError) as info:
+        for chunk in stream:
+            received.append(chunk)
+    assert received == [] and info.value.stage == "output"
+
+    stream = guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "scenario:code danger"}], stream=True
+    )
+    with pytest.raises(UnsafeContentError) as info:
+        list(stream)
+    assert info.value.stage == "tool_call" and info.value.verdict.categories == ["S14"]  # reassembled fragments
+
+
+def test_wrapper_refuse_mode_returns_refusals(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard, on_block="refuse", refusal_message="Not allowed.")
+    blocked_output = guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "scenario:unsafe-answer"}]
+    )
+    assert blocked_output.choices[0].message.content == "Not allowed."
+    assert blocked_output.choices[0].finish_reason == "content_filter"
+    with guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "a bomb?"}], stream=True
+    ) as s:
+        chunks = list(s)
+    assert [c.choices[0].delta.content for c in chunks] == ["Not allowed."]
+    fine = guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "bread?"}])
+    assert fine.choices[0].finish_reason == "stop"
+
+    response = guarded.responses.create(model=MODEL, input="scenario:unsafe-answer")
+    assert response.output_text == "Not allowed."
+    events = list(guarded.responses.create(model=MODEL, input="scenario:unsafe-answer", stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "Not allowed."
+    assert "bomb" not in json.dumps([e.model_dump() for e in events]).lower()
+
+
+def test_wrapper_responses_sync_and_streaming(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    assert guarded.responses.create(model=MODEL, input="bread?").output_text.startswith("Bread needs")
+    events = list(guarded.responses.create(model=MODEL, input="bread?", instructions="Be brief.", stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.output_text.startswith("Bread needs")
+
+    for stream in (False, True):
+        with pytest.raises(UnsafeContentError) as info:
+            result = guarded.responses.create(model=MODEL, input="scenario:unsafe-answer", stream=stream)
+            list(result) if stream else None
+        assert info.value.stage == "output"
+    with pytest.raises(UnsafeContentError) as info:
+        guarded.responses.create(
+            model=MODEL, input=[{"role": "user", "content": "scenario:code danger"}], tools=[PYTHON]
+        )
+    assert info.value.stage == "tool_call" and info.value.verdict.categories == ["S14"]
+    with pytest.raises(UnsafeContentError) as info:
+        guarded.responses.create(
+            model=MODEL, input=[{"type": "function_call_output", "call_id": "c1", "output": "bomb"}]
+        )
+    assert info.value.stage == "tool_result"
+
+
+def test_wrapper_async_client(full_server, keyword_guard):
+    async def scenario() -> None:
+        guarded = guard_client(AsyncLlamaStackClient(base_url=full_server.url), keyword_guard)
+        answer = await guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "bread?"}])
+        assert answer.choices[0].message.content.startswith("Bread needs")
+        stream = await guarded.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "bread?"}], stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]).startswith("Bread")
+        stream = await guarded.responses.create(model=MODEL, input="scenario:unsafe-answer", stream=True)
+        with pytest.raises(UnsafeContentError):
+            [event async for event in stream]
+        with pytest.raises(UnsafeContentError):
+            await guarded.responses.create(model=MODEL, input="a bomb please")
+
+    asyncio.run(scenario())
+
+
+def test_wrapper_guards_agent_turns(raw_client, keyword_guard):
+    tool_output = {"value": "42"}
+
+    @client_tool
+    def python(code: str) -> str:
+        """Run Python code.
+
+        :param code: the code to run
+        """
+        return tool_output["value"]
+
+    agent = Agent(guard_client(raw_client, keyword_guard), model=MODEL, instructions="You help.", tools=[python])
+    turn = agent.create_turn([{"role": "user", "content": "scenario:code"}], agent.create_session("a"), stream=False)
+    assert turn.output_text == 'The tool returned: "42"'
+
+    tool_output["value"] = "the bomb is ready"
+    with pytest.raises(UnsafeContentError) as info:
+        agent.create_turn([{"role": "user", "content": "scenario:code"}], agent.create_session("b"), stream=False)
+    assert info.value.stage == "tool_result"
+    with pytest.raises(UnsafeContentError) as info:
+        agent.create_turn(
+            [{"role": "user", "content": "scenario:code danger"}], agent.create_session("c"), stream=False
+        )
+    assert info.value.stage == "tool_call"
+
+
+def test_wrapper_refuses_to_be_bypassed_silently(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    with pytest.raises(AttributeError, match="bypass"):
+        guarded.chat.completions.with_raw_response  # noqa: B018
+    assert isinstance(guarded.with_options(timeout=30), type(guarded))
+    assert guarded.unwrapped is raw_client
+    with pytest.raises(TypeError, match="LlamaStackClient"):
+        guard_client(object(), keyword_guard)
