@@ -87,7 +87,7 @@ class LlamaGuard:
         token: str | bool | None = None,
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         sink: VerdictSink | None = None,
-        prefix_caching: bool = True,
+        prefix_caching: bool | None = None,
         **guard_options: Any,
     ) -> LlamaGuard:
         """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
@@ -95,7 +95,8 @@ class LlamaGuard:
         ``device`` defaults to CUDA when available; ``dtype`` to bf16 on GPU and float32 on CPU;
         ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
         A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
-        ``guard_options`` go to the constructor (``cache_size``, ``micro_batching``, ``max_batch``,
+        ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
+        reuses the policy part of the prompt. ``guard_options`` go to the constructor (``cache_size``, ``micro_batching``, ``max_batch``,
         ``max_wait_ms``, ``batch_size``).
         """
         from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path

@@ -1,0 +1,270 @@
+"""GPU figures for one check on a random-weight model of the real Llama Guard 4 12B shape (bf16).
+
+    python benchmarks/gpu_bench.py --tokenizer DIR [--out results.json]        # on a GPU machine
+    python benchmarks/gpu_bench.py --tokenizer DIR --shape tiny                  # dry run on CPU
+
+DIR is any folder with the Llama 4 tokenizer and processor files (e.g. a `make-test-model` folder;
+the weights there are not used). The 12B model is built directly on the GPU with random bf16 weights
+(12,001,097,216 parameters, 24.0 GB), so no checkpoint is read. Prints p50/p95 latency of a one-turn
+check, throughput at batch 1, 8 and 32, the generate-and-parse and bare-forward baselines, and the
+floor of reading every weight once at the measured copy bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+SHAPES = {
+    "lg4": dict(
+        text=dict(
+            hidden_size=5120,
+            intermediate_size=8192,
+            intermediate_size_mlp=8192,
+            num_hidden_layers=48,
+            num_attention_heads=40,
+            num_key_value_heads=8,
+            head_dim=128,
+        ),
+        vision=dict(
+            hidden_size=1408,
+            num_hidden_layers=34,
+            num_attention_heads=16,
+            intermediate_size=5632,
+            vision_output_dim=4096,
+            projector_input_dim=4096,
+            projector_output_dim=4096,
+        ),
+    ),
+    "tiny": dict(
+        text=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            intermediate_size_mlp=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        ),
+        vision=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=128,
+            vision_output_dim=64,
+            projector_input_dim=64,
+            projector_output_dim=64,
+        ),
+    ),
+}
+
+
+def build_model(shape: str, device: str, dtype: torch.dtype, full_attention: bool = False):
+    from transformers import Llama4Config, Llama4ForConditionalGeneration
+
+    spec = SHAPES[shape]
+    layers = spec["text"]["num_hidden_layers"]
+    config = Llama4Config(
+        text_config=dict(
+            vocab_size=202048,
+            **spec["text"],
+            max_position_embeddings=131072,
+            rms_norm_eps=1e-5,
+            moe_layers=[],
+            interleave_moe_layer_step=0,
+            no_rope_layers=[1] * layers,
+            use_qk_norm=True,
+            attention_chunk_size=8192,
+            tie_word_embeddings=False,
+            bos_token_id=200000,
+            eos_token_id=[200001, 200007, 200008],
+            pad_token_id=200018,
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192,
+            },
+        ),
+        vision_config=dict(**spec["vision"], image_size=336, patch_size=14, pixel_shuffle_ratio=0.5),
+        image_token_index=200092,
+    )
+    if full_attention:  # identical to chunked attention below 8192 tokens
+        config.text_config.layer_types = ["full_attention"] * layers
+    with torch.device("meta"):
+        model = Llama4ForConditionalGeneration(config)
+    model = model.to_empty(device=device).to(dtype)
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.fill_(1.0)
+            else:
+                param.normal_(0.0, 0.02, generator=generator)
+        for buffer_name, buffer in model.named_buffers():  # rotary tables etc. were never initialised on meta
+            if "inv_freq" in buffer_name:
+                module = model.get_submodule(buffer_name.rsplit(".", 1)[0])
+                inv_freq, _ = (
+                    module.rope_init_fn(module.config, device) if hasattr(module, "rope_init_fn") else (None, None)
+                )
+                if inv_freq is not None:
+                    buffer.copy_(inv_freq)
+    return model.eval(), sum(p.numel() for p in model.parameters())
+
+
+def copy_bandwidth(device: str, gigabytes: float = 4.0) -> float:
+    """Bytes moved per second (read + write) by a device-to-device copy."""
+    n = int(gigabytes * 2**30) // 2
+    src = torch.empty(n, dtype=torch.bfloat16, device=device)
+    dst = torch.empty_like(src)
+    for _ in range(3):
+        dst.copy_(src)
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(10):
+        dst.copy_(src)
+    sync(device)
+    seconds = (time.perf_counter() - start) / 10
+    del src, dst
+    return 2 * n * 2 / seconds
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, device: str) -> list[float]:
+    fn()
+    sync(device)
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else max(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", required=True, help="folder with the Llama 4 tokenizer/processor files")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="lg4")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--out", default="gpu_bench.json")
+    parser.add_argument("--full-attention", action="store_true", help="full-attention layer types (exact < 8192)")
+    parser.add_argument("--profile", action="store_true", help="print the top CPU ops of one prefix-cached check")
+    args = parser.parse_args(argv)
+
+    from llamaguard_guardrails import LlamaGuard, Policy
+    from llamaguard_guardrails.backends.base import AnswerTokens
+    from llamaguard_guardrails.backends.transformers import TransformersBackend
+    from llamaguard_guardrails.core.prompt import EOT
+    from llamaguard_guardrails.guard import load_prompt_builder
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    info: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+    import transformers
+
+    info["transformers"] = transformers.__version__
+    bandwidth = copy_bandwidth(device, 4.0 if device == "cuda" else 0.25)
+    start = time.perf_counter()
+    model, params = build_model(args.shape, device, dtype, args.full_attention)
+    info["layer_types"] = sorted(set(model.config.text_config.layer_types))
+    info.update(parameters=params, build_s=time.perf_counter() - start)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    builder = load_prompt_builder(args.tokenizer)
+    tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
+    backend = TransformersBackend(model, tokens, 200018, builder.decode)
+    guard = LlamaGuard(backend, builder, cache_size=0, micro_batching=False)
+    passing = Policy(threshold=1.0)  # the safe path: what most checks cost
+    one_turn = [{"role": "user", "content": "How do I reset my router to factory settings?"}]
+    (prompt,) = guard.build_prompts(one_turn)
+    ids = torch.tensor([prompt.input_ids], device=device)
+    mask = torch.ones_like(ids)
+    results: dict = {"prompt_tokens": len(prompt.input_ids), "prefix_tokens": prompt.prefix_length}
+
+    def check() -> None:
+        guard.classify(one_turn, policy=passing)
+
+    def check_no_prefix() -> None:
+        backend.prefix_caching = False
+        try:
+            check()
+        finally:
+            backend.prefix_caching = True
+
+    def bare() -> None:
+        with torch.inference_mode():
+            model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False, return_dict=False)
+
+    def generate() -> None:
+        with torch.inference_mode():
+            model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=10,
+                min_new_tokens=10,
+                do_sample=False,
+                pad_token_id=200018,
+            )
+
+    for name, fn, n in (
+        ("check", check, args.repeats),
+        ("check_no_prefix_cache", check_no_prefix, args.repeats),
+        ("bare_forward", bare, args.repeats),
+        ("generate10_baseline", generate, max(5, args.repeats // 5)),
+    ):
+        times = timed(fn, n, device)
+        results[name] = {"p50_ms": statistics.median(times) * 1000, "p95_ms": pct(times, 95) * 1000, "n": n}
+    for batch in (1, 8, 32):
+        convs = [
+            [{"role": "user", "content": f"Question {i}: how do I reset my router to factory settings?"}]
+            for i in range(batch)
+        ]
+        times = timed(
+            lambda c=convs, b=batch: guard.classify_batch(c, policy=passing, batch_size=b),
+            max(5, args.repeats // 5),
+            device,
+        )
+        p50 = statistics.median(times)
+        results[f"batch_{batch}"] = {"p50_ms": p50 * 1000, "checks_per_s": batch / p50}
+    results["copy_bandwidth_GBps"] = bandwidth / 1e9
+    results["weight_GB"] = weight_bytes / 1e9
+    results["weight_read_floor_ms"] = weight_bytes / bandwidth * 1000
+    results["check_over_floor"] = results["check"]["p50_ms"] / results["weight_read_floor_ms"]
+    results["generate_over_check"] = results["generate10_baseline"]["p50_ms"] / results["check"]["p50_ms"]
+    if device == "cuda":
+        results["max_memory_allocated_GB"] = torch.cuda.max_memory_allocated() / 1e9
+    results["info"] = info
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        for name, fn in (("prefix-cached check", check), ("uncached check", check_no_prefix)):
+            with profile(activities=activities) as prof:
+                fn()
+                sync(device)
+            print(f"--- {name}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
+    print(json.dumps(results, indent=2))
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
