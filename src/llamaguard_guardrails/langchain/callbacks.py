@@ -1,0 +1,182 @@
+"""A callback handler that checks what passes through LangChain callbacks: a hard stop and an audit log.
+
+>>> handler = LlamaGuardCallbackHandler(guard)                       # doctest: +SKIP
+>>> llm.invoke("...", config={"callbacks": [handler]})               # raises UnsafeContentError when unsafe
+>>> handler.records                                                  # every verdict, with its stage and run id
+
+For code you cannot restructure: attach it to any model, chain, tool or agent through ``config``.
+It checks chat-model inputs (``on_chat_model_start``), completion prompts (``on_llm_start``), final
+generations in the context of their input (``on_llm_end``) and tool inputs (``on_tool_start``),
+and raises :class:`UnsafeContentError` (``raise_error=True``, so LangChain propagates it) when
+content is unsafe.
+
+Limits, by design of callbacks: a callback cannot replace content, only stop the run; and it
+cannot take back tokens already streamed. With ``stream``/``astream`` (or any streaming
+handler attached), tokens reach the caller as they are generated and the answer is checked only
+at ``on_llm_end``, after the caller has seen it. Use :func:`guard_chain` or
+:class:`LlamaGuardMiddleware` to keep unchecked tokens from the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
+
+from ..core.errors import UnsafeContentError
+from ..core.policy import Policy
+from ..core.verdict import Verdict
+from ..guard import LlamaGuard
+from ._common import log
+from .convert import OpenAIMessage, message_to_openai, tool_call_message
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """One check the handler made: which stage, which run, what the guard decided."""
+
+    stage: str
+    verdict: Verdict
+    run_id: UUID | None = None
+    name: str | None = None
+
+
+class _GuardCallbacks:
+    """What both handlers share: settings, conversation building, the record of verdicts."""
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(
+        self,
+        guard: LlamaGuard,
+        *,
+        policy: Policy | None = None,
+        check_inputs: bool = True,
+        check_outputs: bool = True,
+        check_tools: bool = True,
+        sink: Callable[[VerdictRecord], Any] | None = None,
+    ) -> None:
+        self.guard = guard
+        self.policy = policy
+        self.check_inputs = check_inputs
+        self.check_outputs = check_outputs
+        self.check_tools = check_tools
+        self.sink = sink
+        self.records: list[VerdictRecord] = []
+        self._inputs: dict[UUID, list[list[OpenAIMessage]]] = {}
+        self._lock = threading.Lock()
+
+    def _remember(self, run_id: UUID, conversations: list[list[OpenAIMessage]]) -> None:
+        with self._lock:
+            self._inputs[run_id] = conversations
+
+    def _forget(self, run_id: UUID) -> list[list[OpenAIMessage]]:
+        with self._lock:
+            return self._inputs.pop(run_id, [])
+
+    def _outputs(self, response: LLMResult, run_id: UUID) -> list[list[OpenAIMessage]]:
+        contexts = self._forget(run_id)
+        conversations = []
+        for n, generations in enumerate(response.generations):
+            context = contexts[n] if n < len(contexts) else []
+            for generation in generations:
+                if isinstance(generation, ChatGeneration):
+                    answer = message_to_openai(generation.message)
+                else:
+                    answer = {"role": "assistant", "content": generation.text}
+                conversations.append(context + [answer])
+        return conversations
+
+    def _settle(self, verdict: Verdict, stage: str, run_id: UUID | None, name: str | None) -> None:
+        record = VerdictRecord(stage, verdict, run_id, name)
+        with self._lock:
+            self.records.append(record)
+        if self.sink is not None:
+            try:
+                self.sink(record)
+            except Exception:  # noqa: BLE001 - an audit sink must not decide the outcome
+                log.exception("verdict sink failed")
+        if not verdict.safe:
+            raise UnsafeContentError(verdict, stage)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        return [r.verdict for r in self.records]
+
+
+def _chat_inputs(messages: list[list[BaseMessage]]) -> list[list[OpenAIMessage]]:
+    return [[message_to_openai(m) for m in conversation] for conversation in messages]
+
+
+def _prompt_inputs(prompts: list[str]) -> list[list[OpenAIMessage]]:
+    return [[{"role": "user", "content": p}] for p in prompts]
+
+
+def _tool_input(serialized: dict[str, Any] | None, input_str: str, inputs: dict[str, Any] | None) -> OpenAIMessage:
+    name = (serialized or {}).get("name") or "tool"
+    return tool_call_message(name, inputs if inputs is not None else input_str)
+
+
+class LlamaGuardCallbackHandler(_GuardCallbacks, BaseCallbackHandler):
+    """Check model inputs, final generations and tool inputs; raise :class:`UnsafeContentError` on a block.
+
+    ``records`` (and ``verdicts``) keep every verdict; ``sink`` is called with each
+    :class:`VerdictRecord` as it is made. See the module docs for what callbacks cannot do.
+    """
+
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        self._start(_chat_inputs(messages), run_id, kwargs.get("name"))
+
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+        self._start(_prompt_inputs(prompts), run_id, kwargs.get("name"))
+
+    def _start(self, conversations: list[list[OpenAIMessage]], run_id: UUID, name: str | None) -> None:
+        self._remember(run_id, conversations)
+        if self.check_inputs:
+            for conversation in conversations:
+                self._settle(self.guard.classify(conversation, policy=self.policy), "input", run_id, name)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        conversations = self._outputs(response, run_id)
+        if self.check_outputs:
+            for conversation in conversations:
+                self._settle(self.guard.classify(conversation, policy=self.policy), "output", run_id, None)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._forget(run_id)
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if self.check_tools:
+            call = _tool_input(serialized, input_str, inputs)
+            verdict = self.guard.classify([call], policy=self.policy)
+            self._settle(verdict, "tool_call", run_id, call["tool_calls"][0]["function"]["name"])
+
+
+class AsyncLlamaGuardCallbackHandler(LlamaGuardCallbackHandler):
+    """:class:`LlamaGuardCallbackHandler` for async code: in async runs its checks run in an executor.
+
+    LangChain's async callback manager runs a handler with ``run_inline=False`` in a thread, so the
+    event loop is never blocked, and waits for it before the model or tool starts. It is deliberately
+    not an ``AsyncCallbackHandler``: exceptions of ``AsyncCallbackHandler`` coroutines are logged and
+    swallowed whenever LangChain drives them from a sync code path (a sync tool under ``ainvoke``
+    runs through one), which would let blocked content through. This handler raises on every path.
+    """
+
+    run_inline = False

@@ -1,0 +1,279 @@
+"""LangChain values -> OpenAI-format messages, the format the core classifies.
+
+Everything LangChain hands a guard is turned into the core's OpenAI chat format, without dropping
+content: strings, prompt values, ``BaseMessage`` objects (and their chunks), OpenAI / LangChain
+message dicts and ``(role, text)`` tuples, and dicts holding messages. Message content is read
+through LangChain's standard content blocks (``message.content_blocks``), so provider formats,
+OpenAI ``image_url`` parts, standard ``{"type": "image", "base64": ...}`` blocks and legacy v0 image
+blocks all arrive as images; assistant tool calls, invalid tool calls, tool-call chunks and
+provider-side ``server_tool_call`` blocks (e.g. a hosted code interpreter) become ``tool_calls`` so
+code is checked under S14. Content the guard cannot read (audio, video, files, provider file ids)
+raises :class:`InvalidConversationError` instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+    convert_to_messages,
+)
+from langchain_core.prompt_values import PromptValue
+
+from ..core.errors import InvalidConversationError, InvalidImageError
+
+OpenAIMessage = dict[str, Any]
+
+_CHAT_ROLES = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "system": "system",
+    "developer": "developer",
+    "tool": "tool",
+    "function": "tool",
+}
+_TOOL_CALL_BLOCKS = frozenset({"tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call"})
+_SERVER_CALL_CHUNK = "server_tool_call_chunk"
+
+
+def to_messages(value: Any, *, key: str | None = None, default_role: str = "user") -> list[OpenAIMessage]:
+    """Turn a LangChain input or output value into OpenAI-format messages.
+
+    - ``str``: one message with ``default_role`` (``"user"`` for inputs, ``"assistant"`` for outputs);
+    - ``PromptValue``, ``BaseMessage``, a list of messages (objects, dicts, tuples, strings): converted;
+    - ``dict``: its ``key`` entry when ``key`` is given, else its ``"messages"`` entry, else every
+      entry as ``name: value`` lines of one message with ``default_role``.
+    """
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, PromptValue):
+        return [message_to_openai(m) for m in value.to_messages()]
+    if isinstance(value, BaseMessage):
+        return [message_to_openai(value)]
+    if isinstance(value, Mapping):
+        if key is not None:
+            if key not in value:
+                raise InvalidConversationError(
+                    f"the input has no {key!r} key (keys: {sorted(map(str, value))}); set input_key/output_key"
+                )
+            return to_messages(value[key], default_role=default_role)
+        if "messages" in value:
+            return to_messages(value["messages"], default_role=default_role)
+        if "role" in value or value.get("type") in ("human", "ai", "system", "tool"):
+            return [message_to_openai(convert_to_messages([value])[0])]
+        return _mapping_messages(value, default_role)
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        if not value:
+            raise InvalidConversationError("there is nothing to check: the message list is empty")
+        try:
+            messages = convert_to_messages(list(value))
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise InvalidConversationError(f"cannot read the message list: {exc}") from exc
+        return [message_to_openai(m) for m in messages]
+    raise InvalidConversationError(
+        f"cannot check a value of type {type(value).__name__}; pass a string, a prompt value, messages, "
+        "or a dict with a 'messages' key (or set input_key/output_key)"
+    )
+
+
+def message_to_openai(message: BaseMessage) -> OpenAIMessage:
+    """One LangChain message as an OpenAI chat message (images and tool calls included)."""
+    role = _role(message)
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    for n, block in enumerate(_blocks(message)):
+        where = f"{type(message).__name__} content block {n}"
+        kind = block.get("type")
+        if kind in _TOOL_CALL_BLOCKS or kind == _SERVER_CALL_CHUNK:
+            calls.append(_tool_call(block, len(calls)))
+        else:
+            part = _part(block, where)
+            if part is not None:
+                parts.append(part)
+    out: OpenAIMessage = {"role": role}
+    if calls and role != "assistant":
+        raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")
+    if calls:
+        out["tool_calls"] = calls
+        out["content"] = _compact(parts) if parts else None
+    else:
+        out["content"] = _compact(parts) if parts else ""
+    if role == "tool":
+        out["tool_call_id"] = str(getattr(message, "tool_call_id", "") or "")
+        if message.name:
+            out["name"] = message.name
+    return out
+
+
+def tool_call_message(name: str, args: Any, call_id: str | None = None) -> OpenAIMessage:
+    """An assistant message holding one tool call (the form a tool-argument check classifies)."""
+    arguments = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False, default=str)
+    call = {"id": call_id or "call", "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
+def tool_result_message(name: str, result: Any, call_id: str | None = None) -> OpenAIMessage:
+    """A tool message holding a tool's result (strings, content blocks, messages, or JSON)."""
+    if isinstance(result, ToolMessage):
+        message = message_to_openai(result)
+        message["name"] = result.name or name
+        message["tool_call_id"] = call_id or message.get("tool_call_id") or "call"
+        return message
+    if isinstance(result, str):
+        content: Any = result
+    elif isinstance(result, list) and all(isinstance(p, Mapping) and "type" in p for p in result):
+        content = message_to_openai(ToolMessage(content=result, tool_call_id=call_id or "call"))["content"]
+    else:
+        content = _json_text(result)
+    return {"role": "tool", "name": name, "tool_call_id": call_id or "call", "content": content}
+
+
+def text_of(value: Any) -> str | None:
+    """The plain text of a streamed chunk, or ``None`` when it carries anything but text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseMessage):
+        if getattr(value, "tool_call_chunks", None) or getattr(value, "tool_calls", None):
+            return None
+        content = value.content
+        if isinstance(content, str):
+            return content
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                return None
+        return "".join(texts)
+    return None
+
+
+# -- internals -------------------------------------------------------------------------------------
+
+
+def _role(message: BaseMessage) -> str:
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, SystemMessage):
+        return "developer" if message.additional_kwargs.get("__openai_role__") == "developer" else "system"
+    if isinstance(message, (ToolMessage, FunctionMessage)):
+        return "tool"
+    if isinstance(message, ChatMessage):
+        role = _CHAT_ROLES.get(message.role.lower())
+        if role is None:
+            raise InvalidConversationError(
+                f"ChatMessage role {message.role!r} is unknown; use user, assistant, system, developer or tool"
+            )
+        return role
+    chunk_roles = {"HumanMessageChunk": "user", "SystemMessageChunk": "system", "ToolMessageChunk": "tool"}
+    if type(message).__name__ in chunk_roles:
+        return chunk_roles[type(message).__name__]
+    raise InvalidConversationError(f"cannot check a {type(message).__name__}; it is not a chat message")
+
+
+def _blocks(message: BaseMessage) -> list[dict[str, Any]]:
+    try:
+        return list(message.content_blocks)
+    except Exception as exc:
+        raise InvalidConversationError(f"cannot read the content of a {type(message).__name__}: {exc}") from exc
+
+
+def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    kind = block.get("type")
+    if kind in ("text", "text-plain"):
+        text = block.get("text")
+        if not isinstance(text, str):
+            raise InvalidConversationError(f"{where}: a {kind} block without inline text cannot be checked")
+        return {"type": "text", "text": text} if text else None
+    if kind == "reasoning":
+        text = block.get("reasoning")
+        return {"type": "text", "text": text} if isinstance(text, str) and text else None
+    if kind == "image":
+        return _image_part(block, where)
+    if kind == "server_tool_result":
+        output = block.get("output")
+        shown = output if isinstance(output, str) else _json_text(output)
+        return {"type": "text", "text": f"[server tool result] {shown}"}
+    if kind == "non_standard":
+        value = block.get("value")
+        if isinstance(value, Mapping) and isinstance(value.get("text"), str):
+            return {"type": "text", "text": value["text"]}
+        return {"type": "text", "text": _json_text(value)}
+    raise InvalidConversationError(
+        f"{where}: Llama Guard 4 cannot check {kind!r} content (it reads text and images); "
+        "remove it or transcribe it to text before the guard"
+    )
+
+
+def _image_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if isinstance(block.get("base64"), str):
+        return {"type": "image", "base64": block["base64"], "mime_type": block.get("mime_type") or "image/png"}
+    if isinstance(block.get("url"), str):
+        return {"type": "image_url", "image_url": {"url": block["url"]}}
+    if block.get("file_id"):
+        raise InvalidImageError(
+            f"{where}: an image given only as a provider file id ({block['file_id']!r}) cannot be read by the guard; "
+            "pass it as base64 or a data URL"
+        )
+    raise InvalidImageError(f"{where}: image block has no base64 data or url")
+
+
+def _tool_call(block: Mapping[str, Any], n: int) -> dict[str, Any]:
+    name = block.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidConversationError(f"tool call {n} has no name")
+    args = block.get("args")
+    arguments = args if isinstance(args, str) else json.dumps(args or {}, ensure_ascii=False, default=str)
+    call_id = block.get("id") or f"{block.get('type', 'call')}_{n}"
+    return {"id": str(call_id), "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _compact(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def _mapping_messages(value: Mapping[str, Any], default_role: str) -> list[OpenAIMessage]:
+    """A dict of template variables: message lists as context, the other entries as ``name: value`` lines."""
+    context: list[OpenAIMessage] = []
+    lines = []
+    for name, item in value.items():
+        if isinstance(item, str):
+            lines.append(f"{name}: {item}")
+        elif isinstance(item, BaseMessage):
+            context.append(message_to_openai(item))
+        elif isinstance(item, (list, tuple)) and item and all(isinstance(m, BaseMessage) for m in item):
+            context.extend(message_to_openai(m) for m in item)
+        else:
+            lines.append(f"{name}: {_json_text(item)}")
+    strings = [item for item in value.values() if isinstance(item, str)]
+    if len(lines) == 1 and len(strings) == 1:
+        lines = strings  # one text variable: just its text
+    if lines:
+        context.append({"role": default_role, "content": "\n".join(lines)})
+    if not context:
+        raise InvalidConversationError("there is nothing to check: the dict is empty")
+    return context
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)

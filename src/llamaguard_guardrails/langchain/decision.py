@@ -1,0 +1,121 @@
+"""``LlamaGuardDecisionModel``: Llama Guard as a LangChain decision model (``langchain_core.decisions``).
+
+>>> from langchain.agents.middleware import AutoModeMiddleware            # doctest: +SKIP
+>>> classifier = LlamaGuardDecisionModel(guard=guard)                     # doctest: +SKIP
+>>> agent = create_agent(model, tools, middleware=[
+...     AutoModeMiddleware(tools=[run_python], classifier=classifier)])    # doctest: +SKIP
+
+Llama Guard answers one question: is the last message of a conversation unsafe under its policy?
+So this model answers ``Noul`` questions (yes/no) with Llama Guard's ``unsafe_probability`` of the
+state; the question's wording and criteria do not change what is checked (the policy does: pass
+``policy=`` with custom categories to check something else). ``Choice``, ``Score`` and ``Box``
+questions raise ``ValueError``. A guard failure answers 1.0 under a fail-closed policy.
+
+State is read as LangChain decision-model state: a string (one user message), messages, or a dict.
+A dict with ``messages`` is that conversation; a ``tool_call`` entry (as ``AutoModeMiddleware``
+sends) is checked as the assistant's proposed call, in the context of the messages before the model
+turn that proposed it (a ``tool_description`` is context for LLM classifiers and is not
+classified); other entries become a user message of ``name: value`` lines. Standard image blocks
+in the state are classified with the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.decisions import BaseDecisionModel, ClassifierResponse, NoulAnswer, Question, State
+from langchain_core.messages import AIMessage, BaseMessage
+from pydantic import ConfigDict, Field
+
+from ..core.errors import InvalidConversationError
+from ..core.policy import Policy
+from ..core.verdict import Verdict
+from ..guard import LlamaGuard
+from . import _common
+from ._common import OnVerdict
+from .convert import OpenAIMessage, message_to_openai, to_messages, tool_call_message
+
+_IMAGE_TYPES = ("image", "image_url")
+
+
+class LlamaGuardDecisionModel(BaseDecisionModel):
+    """A ``BaseDecisionModel`` backed by a local Llama Guard 4: ``Noul`` answers are P(unsafe)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    guard: LlamaGuard = Field(exclude=True)
+    model: str = "llama-guard-4"
+    policy: Policy | None = None
+    on_verdict: OnVerdict | None = Field(default=None, exclude=True)
+
+    @property
+    def _provider(self) -> str:
+        return "llamaguard_guardrails"
+
+    def __init__(self, guard: LlamaGuard | None = None, **kwargs: Any) -> None:
+        if guard is not None:
+            kwargs["guard"] = guard
+        super().__init__(**kwargs)
+
+    def _classify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
+        _require_nouls(questions)
+        verdict = _common.classify(self.guard, state_messages(state), "decision", self.policy, self.on_verdict)
+        return self._answers(verdict, questions)
+
+    async def _aclassify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
+        _require_nouls(questions)
+        verdict = await _common.aclassify(self.guard, state_messages(state), "decision", self.policy, self.on_verdict)
+        return self._answers(verdict, questions)
+
+    def _answers(self, verdict: Verdict, questions: dict[str, Question]) -> ClassifierResponse:
+        answers: dict[str, Any] = {name: NoulAnswer(type="noul", noul=verdict.unsafe_probability) for name in questions}
+        return ClassifierResponse(model=self.model, answers=answers)
+
+
+def _require_nouls(questions: dict[str, Question]) -> None:
+    """Reject what Llama Guard cannot answer before running the model."""
+    if not questions:
+        raise ValueError("the request has no questions; ask a Noul question")
+    for name, question in questions.items():
+        if question.type != "noul":
+            raise ValueError(
+                f"question {name!r} is a {question.type!r} question; LlamaGuardDecisionModel answers only "
+                "Noul (yes/no) questions, with the probability that the state is unsafe"
+            )
+
+
+def state_messages(state: Any) -> list[OpenAIMessage]:
+    """Decision-model state as the OpenAI-format conversation Llama Guard checks."""
+    if isinstance(state, Mapping):
+        if state.get("type") in _IMAGE_TYPES:
+            return to_messages([{"role": "user", "content": [state]}])
+        if "tool_call" in state:
+            return _tool_call_state(state)
+        if "messages" in state:
+            messages = list(state["messages"])
+            rest = {k: v for k, v in state.items() if k != "messages"}
+            return to_messages(messages) + (to_messages(rest) if rest else [])
+        return to_messages(state)
+    if isinstance(state, Sequence) and not isinstance(state, str) and state:
+        if all(isinstance(p, Mapping) and p.get("type") in ("text", *_IMAGE_TYPES) for p in state):
+            return to_messages([{"role": "user", "content": list(state)}])
+    if isinstance(state, (str, BaseMessage, Sequence)):
+        return to_messages(state)
+    raise InvalidConversationError(f"cannot check decision state of type {type(state).__name__}")
+
+
+def _tool_call_state(state: Mapping[str, Any]) -> list[OpenAIMessage]:
+    call = state["tool_call"]
+    if not isinstance(call, Mapping) or not call.get("name"):
+        raise InvalidConversationError("state['tool_call'] must be a dict with a 'name' and 'args'")
+    messages = list(state.get("messages") or [])
+    cut = len(messages)
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, AIMessage) and any(c.get("id") == call.get("id") for c in message.tool_calls):
+            cut = i
+            break
+    context = [message_to_openai(m) if isinstance(m, BaseMessage) else m for m in messages[:cut]]
+    context = to_messages(context) if context else []
+    return context + [tool_call_message(call["name"], call.get("args", {}), call.get("id"))]

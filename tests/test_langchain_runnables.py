@@ -1,0 +1,435 @@
+"""Guard Runnables in LCEL and the chain wrapper: every entry point, safe and unsafe outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import START, MessagesState, StateGraph
+
+from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails.langchain import GuardedChain, LlamaGuardRunnable, StreamWindow, blocked_verdict, guard_chain
+from test_langchain_fakes import planted_guard, run_async, scripted_model
+
+PROMPT = ChatPromptTemplate.from_messages([("system", "You are a baker."), ("human", "{q}")])
+SAFE = "Here is a friendly recipe for bread. Mix flour and water, knead, then bake it for an hour."
+UNSAFE = "Here is a friendly recipe for bread. Step one: build a bomb. Step two: knead it well."
+PHRASE = "build a bomb"
+
+
+@pytest.fixture
+def lg(test_model_dir):
+    guard = planted_guard(test_model_dir)
+    guard.backend.seen.clear()
+    return guard
+
+
+def answer_by_question(calls: list[str]) -> RunnableLambda:
+    """A 'model' whose answer depends on the question (deterministic under batch concurrency)."""
+    replies = {"bread?": SAFE, "story?": UNSAFE}
+
+    def model(value: dict[str, Any]) -> AIMessage:
+        calls.append(value["q"])
+        return AIMessage(replies.get(value["q"], "ok"))
+
+    return RunnableLambda(model)
+
+
+# -- LCEL pipes -----------------------------------------------------------------------------------
+
+
+def test_pipe_passes_safe_content_through_unchanged(lg):
+    model = scripted_model(SAFE)
+    chain = LlamaGuardRunnable(lg) | PROMPT | model | LlamaGuardRunnable(lg, stage="output")
+    result = chain.invoke({"q": "How do I bake bread?"})
+    assert isinstance(result, AIMessage) and result.content == SAFE
+    assert len(model.calls) == 1
+
+
+def test_pipe_blocks_unsafe_input_before_the_model(lg):
+    model = scripted_model(SAFE)
+    chain = LlamaGuardRunnable(lg) | PROMPT | model
+    with pytest.raises(UnsafeContentError) as info:
+        chain.invoke({"q": "How do I build a bomb?"})
+    assert info.value.stage == "input" and info.value.verdict.categories == ["S9"]
+    assert model.calls == []
+
+
+def test_pipe_blocks_unsafe_output(lg):
+    chain = PROMPT | scripted_model(UNSAFE) | LlamaGuardRunnable(lg, stage="output")
+    with pytest.raises(UnsafeContentError) as info:
+        chain.invoke({"q": "Tell me a story"})
+    assert info.value.stage == "output" and info.value.verdict.checked_role == "Agent"
+
+
+def test_output_guard_can_refuse_with_the_verdict_in_metadata(lg):
+    chain = PROMPT | scripted_model(UNSAFE) | LlamaGuardRunnable(lg, stage="output", on_block="refuse")
+    result = chain.invoke({"q": "Tell me a story"})
+    assert result.content == "I can't help with that."
+    verdict = blocked_verdict(result)
+    assert verdict is not None and verdict.categories == ["S9"]
+    assert result.response_metadata["llamaguard"]["stage"] == "output"
+    assert blocked_verdict(AIMessage("fine")) is None
+
+
+def test_refusal_keeps_strings_strings(lg):
+    guard_out = LlamaGuardRunnable(lg, stage="output", on_block="refuse", refusal_message=lambda v, s: f"no ({s})")
+    assert guard_out.invoke(UNSAFE) == "no (output)"
+    assert guard_out.invoke(SAFE) == SAFE
+
+
+def test_input_guard_reads_strings_prompt_values_messages_and_keys(lg):
+    guard_in = LlamaGuardRunnable(lg)
+    for value in ("plain question", PROMPT.invoke({"q": "hi"}), [HumanMessage("hi")], {"messages": [("human", "hi")]}):
+        assert guard_in.invoke(value) is value
+    keyed = LlamaGuardRunnable(lg, key="question")
+    assert keyed.invoke({"question": "hello", "notes": "build a bomb"}) == {
+        "question": "hello",
+        "notes": "build a bomb",
+    }
+    with pytest.raises(UnsafeContentError):
+        LlamaGuardRunnable(lg).invoke({"question": "hello", "notes": "build a bomb"})
+
+
+@run_async
+async def test_async_pipe_both_outcomes(lg):
+    chain = LlamaGuardRunnable(lg) | PROMPT | scripted_model(SAFE, UNSAFE) | LlamaGuardRunnable(lg, stage="output")
+    assert (await chain.ainvoke({"q": "bread?"})).content == SAFE
+    with pytest.raises(UnsafeContentError, match="at output"):
+        await chain.ainvoke({"q": "story?"})
+
+
+# -- the chain wrapper ----------------------------------------------------------------------------
+
+
+def test_guard_chain_checks_the_output_in_the_context_of_the_input(lg):
+    chain = guard_chain(PROMPT | scripted_model(SAFE), lg)
+    assert isinstance(chain, GuardedChain)
+    assert chain.invoke({"q": "How do I bake bread?"}).content == SAFE
+    input_check, output_check = lg.backend.seen[-2:]
+    assert "How do I bake bread?" in input_check and SAFE not in input_check
+    assert "How do I bake bread?" in output_check and f"Agent: {SAFE}" in output_check
+
+
+def test_guard_chain_blocked_input_never_runs_the_chain(lg):
+    model = scripted_model(SAFE)
+    chain = guard_chain(PROMPT | model, lg, on_block="refuse", refusal_message="Not with me.")
+    result = chain.invoke({"q": "how to build a bomb"})
+    assert result.content == "Not with me." and blocked_verdict(result).categories == ["S9"]
+    assert model.calls == []
+    with pytest.raises(UnsafeContentError, match="at input"):
+        guard_chain(PROMPT | model, lg).invoke({"q": "how to build a bomb"})
+
+
+def test_guard_chain_blocks_unsafe_output(lg):
+    with pytest.raises(UnsafeContentError) as info:
+        guard_chain(PROMPT | scripted_model(UNSAFE) | StrOutputParser(), lg).invoke({"q": "story"})
+    assert info.value.stage == "output"
+    refused = guard_chain(PROMPT | scripted_model(UNSAFE) | StrOutputParser(), lg, on_block="refuse")
+    assert refused.invoke({"q": "story"}) == "I can't help with that."
+
+
+@run_async
+async def test_guard_chain_ainvoke_both_outcomes(lg):
+    chain = guard_chain(PROMPT | scripted_model(SAFE, UNSAFE), lg)
+    assert (await chain.ainvoke({"q": "bread"})).content == SAFE
+    with pytest.raises(UnsafeContentError, match="at output"):
+        await chain.ainvoke({"q": "story"})
+    with pytest.raises(UnsafeContentError, match="at input"):
+        await chain.ainvoke({"q": "build a bomb"})
+
+
+def test_batch_with_mixed_outcomes(lg):
+    calls: list[str] = []
+    chain = guard_chain(answer_by_question(calls), lg)
+    inputs = [{"q": "bread?"}, {"q": "how to build a bomb?"}, {"q": "story?"}]
+    results = chain.batch(inputs, return_exceptions=True)
+    assert results[0].content == SAFE
+    assert isinstance(results[1], UnsafeContentError) and results[1].stage == "input"
+    assert isinstance(results[2], UnsafeContentError) and results[2].stage == "output"
+    assert sorted(calls) == ["bread?", "story?"]  # the blocked input never reached the model
+    with pytest.raises(UnsafeContentError):
+        chain.batch(inputs)
+    assert [r.content for r in chain.batch(inputs[:1])] == [SAFE]
+
+
+@run_async
+async def test_abatch_return_exceptions_and_refusals(lg):
+    calls: list[str] = []
+    inputs = [{"q": "story?"}, {"q": "bread?"}, {"q": "build a bomb"}]
+    results = await guard_chain(answer_by_question(calls), lg).abatch(inputs, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["UnsafeContentError", "AIMessage", "UnsafeContentError"]
+    refused = await guard_chain(answer_by_question(calls), lg, on_block="refuse").abatch(inputs)
+    assert [r.content for r in refused] == ["I can't help with that.", SAFE, "I can't help with that."]
+
+
+def test_guard_runnable_batch_is_one_classifier_pass(lg):
+    calls_before = len(lg.backend.calls)
+    results = LlamaGuardRunnable(lg).batch(["fine", "build a bomb", "also fine"], return_exceptions=True)
+    assert results[0] == "fine" and results[2] == "also fine" and isinstance(results[1], UnsafeContentError)
+    assert len(lg.backend.calls) == calls_before + 1
+
+
+@run_async
+async def test_guard_runnable_abatch(lg):
+    results = await LlamaGuardRunnable(lg, stage="output").abatch([SAFE, UNSAFE], return_exceptions=True)
+    assert results[0] == SAFE and isinstance(results[1], UnsafeContentError)
+
+
+# -- streaming ------------------------------------------------------------------------------------
+
+
+def collect(stream) -> tuple[list[Any], BaseException | None]:
+    chunks: list[Any] = []
+    try:
+        for chunk in stream:
+            chunks.append(chunk)
+    except UnsafeContentError as exc:
+        return chunks, exc
+    return chunks, None
+
+
+async def acollect(stream) -> tuple[list[Any], BaseException | None]:
+    chunks: list[Any] = []
+    try:
+        async for chunk in stream:
+            chunks.append(chunk)
+    except UnsafeContentError as exc:
+        return chunks, exc
+    return chunks, None
+
+
+def text(chunks: list[Any]) -> str:
+    return "".join(c if isinstance(c, str) else c.content for c in chunks)
+
+
+def assert_no_part_of_the_phrase(received: str) -> None:
+    cut = UNSAFE.index(PHRASE)
+    assert UNSAFE.startswith(received) and len(received) <= cut, received  # nothing from the phrase on
+
+
+def test_buffered_stream_releases_nothing_unsafe(lg):
+    chain = guard_chain(PROMPT | scripted_model(UNSAFE) | StrOutputParser(), lg)
+    chunks, error = collect(chain.stream({"q": "story"}))
+    assert chunks == [] and error.stage == "output"
+
+
+def test_buffered_stream_releases_safe_chunks_unchanged(lg):
+    chain = guard_chain(PROMPT | scripted_model(SAFE), lg)
+    chunks, error = collect(chain.stream({"q": "bread"}))
+    assert error is None and len(chunks) > 10 and all(isinstance(c, AIMessageChunk) for c in chunks)
+    assert text(chunks) == SAFE
+
+
+def test_windowed_stream_never_releases_a_planted_phrase_split_across_chunks(lg):
+    chain = guard_chain(
+        PROMPT | scripted_model(UNSAFE) | StrOutputParser(),
+        lg,
+        stream_mode="windowed",
+        window_size=8,
+        window_overlap=16,
+    )
+    chunks, error = collect(chain.stream({"q": "story"}))
+    assert error is not None and error.stage == "output"
+    received = text(chunks)
+    assert received, "windowed mode releases checked text early"
+    assert_no_part_of_the_phrase(received)
+
+
+def test_windowed_stream_releases_all_safe_text_after_checks(lg):
+    calls_before = len(lg.backend.calls)
+    chain = guard_chain(PROMPT | scripted_model(SAFE), lg, stream_mode="windowed", window_size=20, window_overlap=10)
+    chunks, error = collect(chain.stream({"q": "bread"}))
+    assert error is None and text(chunks) == SAFE
+    assert len(lg.backend.calls) - calls_before >= 1 + len(SAFE) // 20  # input + one check per window
+    assert all(seen.startswith("User: bread") for seen in lg.backend.seen[-3:])  # each window checked in context
+
+
+def test_windowed_stream_can_refuse_instead_of_raising(lg):
+    chain = guard_chain(
+        PROMPT | scripted_model(UNSAFE), lg, stream_mode="windowed", window_size=8, window_overlap=16, on_block="refuse"
+    )
+    chunks, error = collect(chain.stream({"q": "story"}))
+    assert error is None
+    assert blocked_verdict(chunks[-1]).categories == ["S9"] and chunks[-1].content == "I can't help with that."
+    assert_no_part_of_the_phrase(text(chunks[:-1]))
+
+
+def test_stream_blocks_unsafe_input_before_the_model(lg):
+    model = scripted_model(SAFE)
+    chunks, error = collect(guard_chain(PROMPT | model, lg).stream({"q": "build a bomb"}))
+    assert chunks == [] and error.stage == "input" and model.calls == []
+
+
+def test_output_guard_in_a_streaming_pipe(lg):
+    guard_out = LlamaGuardRunnable(lg, stage="output", stream_mode="windowed", window_size=8, window_overlap=16)
+    chunks, error = collect((PROMPT | scripted_model(UNSAFE) | StrOutputParser() | guard_out).stream({"q": "s"}))
+    assert error is not None
+    assert_no_part_of_the_phrase(text(chunks))
+    chunks, error = collect((PROMPT | scripted_model(SAFE) | guard_out).stream({"q": "s"}))
+    assert error is None and text(chunks) == SAFE
+
+
+@run_async
+async def test_astream_buffered_and_windowed_with_a_planted_phrase(lg):
+    buffered = guard_chain(PROMPT | scripted_model(UNSAFE, SAFE), lg)
+    chunks, error = await acollect(buffered.astream({"q": "story"}))
+    assert chunks == [] and error.stage == "output"
+    chunks, error = await acollect(buffered.astream({"q": "bread"}))
+    assert error is None and text(chunks) == SAFE
+    windowed = guard_chain(
+        PROMPT | scripted_model(UNSAFE), lg, stream_mode="windowed", window_size=8, window_overlap=16
+    )
+    chunks, error = await acollect(windowed.astream({"q": "story"}))
+    assert error is not None and text(chunks)
+    assert_no_part_of_the_phrase(text(chunks))
+    guard_out = LlamaGuardRunnable(lg, stage="output")
+    chunks, error = await acollect((PROMPT | scripted_model(UNSAFE) | guard_out).astream({"q": "s"}))
+    assert chunks == [] and error is not None
+
+
+@run_async
+async def test_astream_blocks_unsafe_input(lg):
+    chunks, error = await acollect(
+        (LlamaGuardRunnable(lg) | PROMPT | scripted_model(SAFE)).astream({"q": "build a bomb"})
+    )
+    assert chunks == [] and error.stage == "input"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=len(UNSAFE) - 1), max_size=30),
+    window=st.integers(min_value=1, max_value=40),
+    extra_overlap=st.integers(min_value=0, max_value=20),
+)
+def test_stream_window_never_releases_part_of_a_phrase_however_it_is_split(cuts, window, extra_overlap):
+    bounds = [0, *sorted(set(cuts)), len(UNSAFE)]
+    chunks = [UNSAFE[a:b] for a, b in itertools.pairwise(bounds)]
+    stream = StreamWindow("windowed", window, len(PHRASE) - 1 + extra_overlap)
+    released = ""
+    for chunk in chunks:
+        if stream.add(chunk):
+            if PHRASE in stream.text:  # the check a keyword guard would make
+                break
+            released += "".join(stream.release())
+    assert_no_part_of_the_phrase(released)
+
+
+def test_stream_windows_are_validated(lg):
+    with pytest.raises(ValueError, match="window_size"):
+        guard_chain(PROMPT, lg, stream_mode="windowed", window_size=0)
+    with pytest.raises(ValueError, match="stream_mode"):
+        LlamaGuardRunnable(lg, stream_mode="chunked")
+
+
+def test_inner_tokens_stay_hidden_from_langgraph_message_streams(lg):
+    def graph_with(chain):
+        graph = StateGraph(MessagesState)
+        graph.add_node("answer", lambda state: {"messages": [chain.invoke(state["messages"])]})
+        graph.add_edge(START, "answer")
+        return graph.compile()
+
+    guarded = guard_chain(scripted_model(UNSAFE), lg, on_block="refuse")
+    streamed = [
+        c.content for c, _ in graph_with(guarded).stream({"messages": [("human", "hi")]}, stream_mode="messages")
+    ]
+    assert streamed == ["I can't help with that."]
+    leaky = guard_chain(scripted_model(UNSAFE), lg, on_block="refuse", nostream=False)
+    streamed = [c.content for c, _ in graph_with(leaky).stream({"messages": [("human", "hi")]}, stream_mode="messages")]
+    assert "bomb." in streamed  # why the wrapped chain is tagged "nostream"
+
+
+@run_async
+async def test_astream_events_without_nostream_runs_show_only_checked_output(lg):
+    events = []
+    with pytest.raises(UnsafeContentError):
+        chain = guard_chain(PROMPT | scripted_model(UNSAFE), lg)
+        async for event in chain.astream_events({"q": "story"}, version="v2", exclude_tags=["nostream"]):
+            events.append(event)
+    assert [e["event"] for e in events] == ["on_chain_start"]
+    events = [
+        e
+        async for e in guard_chain(PROMPT | scripted_model(SAFE), lg).astream_events(
+            {"q": "b"}, version="v2", exclude_tags=["nostream"]
+        )
+    ]
+    streamed = "".join(e["data"]["chunk"].content for e in events if e["event"] == "on_chain_stream")
+    assert streamed == SAFE
+
+
+# -- config, tracing, callbacks -------------------------------------------------------------------
+
+
+class RunRecorder(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.chains: list[tuple[str, list[str]]] = []
+        self.models: list[list[str]] = []
+
+    def on_chain_start(self, serialized, inputs, *, tags=None, **kwargs):
+        self.chains.append((kwargs.get("name"), list(tags or [])))
+
+    def on_chat_model_start(self, serialized, messages, *, tags=None, **kwargs):
+        self.models.append(list(tags or []))
+
+
+def test_guard_runs_appear_in_traces_with_tags_and_callbacks(lg):
+    recorder = RunRecorder()
+    config = {"tags": ["t1"], "callbacks": [recorder]}
+    guard_chain(PROMPT | scripted_model(SAFE), lg).invoke({"q": "bread"}, config)
+    (LlamaGuardRunnable(lg) | PROMPT | scripted_model(SAFE)).invoke({"q": "bread"}, config)
+    names = {name: tags for name, tags in recorder.chains}
+    assert "t1" in names["LlamaGuard[RunnableSequence]"]
+    assert "t1" in names["LlamaGuardInput"]
+    assert len(recorder.models) == 2 and all("t1" in tags for tags in recorder.models)
+    chunks, _ = collect(guard_chain(PROMPT | scripted_model(SAFE), lg, name="my-guard").stream({"q": "b"}, config))
+    assert chunks and ("my-guard", ["t1"]) in recorder.chains
+
+
+def test_several_runnables_share_one_guard_and_record_verdicts(lg):
+    seen: list[tuple[str, bool]] = []
+    guard_in = LlamaGuardRunnable(lg, on_verdict=lambda v, stage: seen.append((stage, v.safe)))
+    guard_out = LlamaGuardRunnable(lg, stage="output", on_verdict=lambda v, stage: seen.append((stage, v.safe)))
+    assert guard_in.guard is guard_out.guard
+    (guard_in | PROMPT | scripted_model(SAFE) | guard_out).invoke({"q": "bread"})
+    assert seen == [("input", True), ("output", True)]
+
+
+# -- the real test model, end to end --------------------------------------------------------------
+
+
+def test_real_guard_end_to_end_pipe_chain_batch(guard):
+    passes, blocks = Policy(threshold=1.0), Policy(threshold=0.0)
+    pipe = LlamaGuardRunnable(guard, policy=passes) | PROMPT | scripted_model(SAFE)
+    assert pipe.invoke({"q": "How do I bake bread?"}).content == SAFE
+    with pytest.raises(UnsafeContentError) as info:
+        LlamaGuardRunnable(guard, policy=blocks).invoke("How do I bake bread?")
+    assert 0.0 <= info.value.verdict.unsafe_probability <= 1.0 and info.value.verdict.error is None
+    chain = guard_chain(PROMPT | scripted_model(SAFE, SAFE), guard, input_policy=passes, output_policy=blocks)
+    with pytest.raises(UnsafeContentError, match="at output"):
+        chain.invoke({"q": "bread"})
+    results = guard_chain(answer_by_question([]), guard, policy=blocks).batch(
+        [{"q": "a"}, {"q": "b"}], return_exceptions=True
+    )
+    assert all(isinstance(r, UnsafeContentError) for r in results)
+
+
+def test_real_guard_end_to_end_stream_and_astream(guard):
+    chain = guard_chain(
+        PROMPT | scripted_model(SAFE, SAFE), guard, policy=Policy(threshold=1.0), stream_mode="windowed"
+    )
+    chunks, error = collect(chain.stream({"q": "bread"}))
+    assert error is None and text(chunks) == SAFE
+    blocked = guard_chain(
+        PROMPT | scripted_model(SAFE), guard, input_policy=Policy(threshold=1.0), output_policy=Policy(threshold=0.0)
+    )
+    chunks, error = asyncio.run(acollect(blocked.astream({"q": "bread"})))
+    assert chunks == [] and error.stage == "output"
