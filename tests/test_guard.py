@@ -260,6 +260,35 @@ def test_missing_model_says_how_to_get_access(tmp_path):
         LlamaGuard.from_pretrained("meta-llama/Llama-Guard-4-12B", local_files_only=True)
 
 
+def test_loads_offline_from_the_hugging_face_cache(tmp_path, test_model_dir):
+    repo = tmp_path / "hub" / "models--meta-llama--Llama-Guard-4-12B"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for item in test_model_dir.iterdir():
+        (snapshot / item.name).symlink_to(item)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    g = LlamaGuard.from_pretrained(
+        "meta-llama/Llama-Guard-4-12B", cache_dir=tmp_path / "hub", local_files_only=True, cache_size=0
+    )
+    assert g.classify("hello").error is None
+
+
+def test_gated_model_error_explains_access(monkeypatch, tmp_path):
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    def gated(*args, **kwargs):
+        error = GatedRepoError.__new__(GatedRepoError)  # built without an HTTP response object
+        Exception.__init__(error, "401 Client Error: access to model is restricted")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    with pytest.raises(ModelNotFoundError, match="gated") as info:
+        LlamaGuard.from_pretrained("meta-llama/Llama-Guard-4-12B")
+    assert "Llama 4 Community License" in str(info.value)
+
+
 def test_test_model_is_flagged_and_prompt_parity_checked(guard):
     assert guard.is_test_model is True
     assert guard.prompt_parity is True

@@ -85,6 +85,7 @@ class LlamaGuard:
         local_files_only: bool | None = None,
         revision: str | None = None,
         token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         sink: VerdictSink | None = None,
         prefix_caching: bool | None = None,
@@ -102,7 +103,9 @@ class LlamaGuard:
         from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
         from .testing.model_factory import TEST_MODEL_MARKER
 
-        path = resolve_model_path(model_id_or_path, local_files_only=local_files_only, revision=revision, token=token)
+        path = resolve_model_path(
+            model_id_or_path, local_files_only=local_files_only, revision=revision, token=token, cache_dir=cache_dir
+        )
         tokenizer, processor = load_processor(path)
         builder = _prompt_builder(tokenizer, processor)
         model = load_model(path, device=device, dtype=dtype, quantization=quantization)

@@ -176,6 +176,7 @@ def resolve_model_path(
     local_files_only: bool | None = None,
     revision: str | None = None,
     token: str | bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """A local folder holding the checkpoint: ``model`` itself, or the Hugging Face cache/download."""
     path = Path(model).expanduser()
@@ -191,7 +192,9 @@ def resolve_model_path(
 
     offline = local_files_only if local_files_only is not None else constants.HF_HUB_OFFLINE
     try:
-        return Path(snapshot_download(text, revision=revision, token=token, local_files_only=offline))
+        return Path(
+            snapshot_download(text, revision=revision, token=token, local_files_only=offline, cache_dir=cache_dir)
+        )
     except GatedRepoError as exc:
         raise ModelNotFoundError(
             f"access to {text} is gated and this account has not been granted it. {ACCESS_HELP}"
@@ -200,7 +203,7 @@ def resolve_model_path(
         raise ModelNotFoundError(f"no model repository {text!r} (or no access to it). {ACCESS_HELP}") from exc
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelNotFoundError(
-            f"{text} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and could not be downloaded "
+            f"{text} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and could not be downloaded "
             f"({type(exc).__name__}). {ACCESS_HELP}"
         ) from exc
 
