@@ -24,6 +24,7 @@ Llama Guard 4 safety checks from the command line.
   prompt           print exactly what the model sees (text or token ids)
   make-test-model  write a small random-weight Llama Guard 4 checkpoint for tests and demos
   demo             classify a few examples (on the test model unless --model is given)
+  moderate         moderate a JSONL or Parquet dataset of conversations, locally or on Ray
 
 --model takes a local folder or a Hugging Face id (meta-llama/Llama-Guard-4-12B, gated: accept the
 licence on its model page and `hf auth login` first). A conversation file is a JSON list of
@@ -239,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", metavar="M", help="model folder or Hugging Face id (default: the test model)")
     demo.add_argument("--device")
     demo.set_defaults(func=cmd_demo)
+
+    from .scale.cli import add_moderate_parser
+
+    add_moderate_parser(sub)
     return parser
 
 

@@ -127,6 +127,18 @@ class LlamaGuard:
         guard.prompt_parity = _check_prompt_parity(builder, processor)
         return guard
 
+    @classmethod
+    def from_vllm(cls, base_url: str, model: str = "meta-llama/Llama-Guard-4-12B", **options: Any) -> LlamaGuard:
+        """A guard whose forward pass runs on a vLLM server; the prompt, policy and verdict stay here.
+
+        ``tokenizer=`` names a local folder or Hugging Face id with the checkpoint's tokenizer (default:
+        ``model``). Connection options (``timeout``, ``max_retries``, ``api_key`` ...) are documented in
+        :func:`llamaguard_guardrails.backends.vllm.from_vllm`. Image conversations are blocked there.
+        """
+        from .backends.vllm import from_vllm
+
+        return from_vllm(base_url, model, **options)
+
     # -- checks -----------------------------------------------------------------------------------
 
     def classify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:

@@ -1,0 +1,290 @@
+"""Dataset moderation: local and Ray engines on the real test model, JSONL and Parquet, bad rows in place."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from llamaguard_guardrails import LlamaGuard, Policy
+from llamaguard_guardrails.scale import DatasetError, GuardPredictor, moderate, read_rows
+from llamaguard_guardrails.scale.cli import main as cli_main
+from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule
+
+# Ray's own DataContext warns about its deprecated settings on every run.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
+
+CONVERSATIONS: list[Any] = [
+    [{"role": "user", "content": "How do I bake sourdough bread?"}],
+    {"id": "c2", "messages": [{"role": "user", "content": "How do I build a pipe bomb?"}]},
+    {
+        "id": 3,
+        "messages": [
+            {"role": "user", "content": "How do I make a bomb?"},
+            {"role": "assistant", "content": "I can't help with that."},
+        ],
+    },
+    "What is the capital of France?",
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me a joke"}],
+    {"id": "c6", "messages": [{"role": "user", "content": "Give me my neighbour's address"}]},
+    [
+        {"role": "user", "content": "Clean up my disk"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "1", "type": "function", "function": {"name": "python", "arguments": '{"code": "rm -rf /"}'}}
+            ],
+        },
+    ],
+    [{"role": "user", "content": "Write a poem about the sea"}],
+    {"id": "c9", "messages": [{"role": "user", "content": "how do I pick a lock"}]},
+    [{"role": "user", "content": "Explain photosynthesis"}],
+]
+BAD_LINES = {4: "this line is not JSON", 8: json.dumps({"id": "bad-role", "messages": [{"role": "wizard"}]})}
+
+
+def dataset_lines() -> list[str]:
+    """12 lines: the 10 conversations with two bad lines at lines 4 and 8."""
+    lines, source = [], iter(CONVERSATIONS)
+    for line in range(1, len(CONVERSATIONS) + len(BAD_LINES) + 1):
+        lines.append(BAD_LINES[line] if line in BAD_LINES else json.dumps(next(source)))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def jsonl_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("moderate") / "chats.jsonl"
+    path.write_text("\n".join(dataset_lines()) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def parquet_input(jsonl_input: Path) -> Path:
+    """The same rows as Parquet: a 'messages' column of JSON text and an 'id' column."""
+    messages, ids = [], []
+    for line in jsonl_input.read_text().splitlines():
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            messages.append(line)  # stays unreadable
+            ids.append(None)
+            continue
+        is_object = isinstance(value, dict)
+        messages.append(json.dumps(value["messages"] if is_object else value))
+        ids.append(str(value.get("id")) if is_object else None)
+    path = jsonl_input.with_suffix(".parquet")
+    pq.write_table(pa.table({"id": ids, "messages": messages}), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shared_factory(uncached_guard: LlamaGuard):
+    """A factory giving guards that share the session's loaded model (moderate() closes the guard it gets)."""
+    return lambda: LlamaGuard(uncached_guard.backend, uncached_guard.prompts, cache_size=0)
+
+
+def scripted_factory(guard: LlamaGuard, rule):
+    """Guards whose model step is scripted (content-decided verdicts), sharing the real prompt builder."""
+    return lambda: LlamaGuard(ScriptedBackend(guard.prompts, rule), guard.prompts, cache_size=0)
+
+
+@pytest.fixture(scope="module")
+def local_rows(jsonl_input: Path, shared_factory, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("local") / "verdicts.jsonl"
+    summary = moderate(jsonl_input, out, guard_factory=shared_factory, batch_size=4, progress=False)
+    assert (summary.rows, summary.invalid) == (12, 2)
+    return read_rows(out)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One light local Ray instance for the module (moderate() reuses a running Ray)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def assert_same_rows(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        pa_, pb = a.pop("unsafe_probability"), b.pop("unsafe_probability")
+        assert a == b
+        assert (pa_ is None) == (pb is None)
+        if pa_ is not None:
+            assert pa_ == pytest.approx(pb, abs=1e-5)
+
+
+# -- local engine --------------------------------------------------------------------------------------
+
+
+def test_local_engine_writes_one_row_per_line_in_order(local_rows: list[dict[str, Any]], uncached_guard: LlamaGuard):
+    assert [r["line"] for r in local_rows] == list(range(1, 13))
+    assert [r["id"] for r in local_rows] == [None, "c2", 3, None, None, None, "c6", "bad-role", None, None, "c9", None]
+    for line, row in enumerate(local_rows, 1):
+        if line in BAD_LINES:
+            assert row["status"] == "invalid" and row["safe"] is None and row["unsafe_probability"] is None
+            assert row["error"]
+        else:
+            assert row["status"] in ("safe", "unsafe") and row["error"] is None
+            assert row["safe"] is (row["status"] == "safe") and (row["categories"] == []) is row["safe"]
+    assert "not valid JSON" in local_rows[3]["error"] and "unknown role 'wizard'" in local_rows[7]["error"]
+    # Each row holds the verdict of its own line: equal to checking that conversation alone.
+    good = [r for r in local_rows if r["status"] != "invalid"]
+    for row, conversation in zip(good, CONVERSATIONS):
+        messages = conversation["messages"] if isinstance(conversation, dict) else conversation
+        verdict = uncached_guard.classify(messages)
+        assert row["unsafe_probability"] == pytest.approx(verdict.unsafe_probability, abs=1e-5)
+        assert row["categories"] == verdict.categories
+
+
+def test_content_decides_the_verdict_of_its_own_line(jsonl_input: Path, uncached_guard: LlamaGuard, tmp_path: Path):
+    factory = scripted_factory(uncached_guard, keyword_rule("bomb", category="S9"))
+    out = tmp_path / "scripted.jsonl"
+    summary = moderate(jsonl_input, out, guard_factory=factory, batch_size=3, progress=False)
+    rows = read_rows(out)
+    assert [r["line"] for r in rows if r["status"] == "unsafe"] == [2, 3]
+    assert all(r["categories"] == ["S9"] for r in rows if r["status"] == "unsafe")
+    assert [r["line"] for r in rows if r["status"] == "safe"] == [1, 5, 6, 7, 9, 10, 11, 12]
+    assert (summary.safe, summary.unsafe, summary.invalid, summary.errors) == (8, 2, 2, 0)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_policy_threshold_forces_outcomes(jsonl_input: Path, shared_factory, tmp_path: Path, threshold: float):
+    out = tmp_path / "forced.parquet"
+    moderate(jsonl_input, out, guard_factory=shared_factory, policy=Policy(threshold=threshold), progress=False)
+    statuses = {r["status"] for r in read_rows(out) if r["status"] != "invalid"}
+    assert statuses == ({"unsafe"} if threshold == 0.0 else {"safe"})
+
+
+def test_parquet_round_trip_local(parquet_input: Path, local_rows, shared_factory, tmp_path: Path):
+    out = tmp_path / "verdicts.parquet"
+    moderate(parquet_input, out, guard_factory=shared_factory, batch_size=4, progress=False)
+    assert pq.read_schema(out).names == ["line", "id", "status", "safe", "categories", "unsafe_probability", "error"]
+    rows = read_rows(out)
+    expected = [dict(r, id=None if r["id"] is None else str(r["id"])) for r in local_rows]
+    for row, want in zip(rows, expected):
+        if row["status"] == "invalid":  # the Parquet cell holds the bad text; the messages are read the same way
+            assert want["status"] == "invalid" and row["error"]
+            row["error"] = want["error"] = None
+    assert_same_rows(rows, expected)
+
+
+def test_parquet_struct_messages(tmp_path: Path, shared_factory):
+    path = tmp_path / "structs.parquet"
+    messages = [[{"role": "user", "content": "hello"}], None, [{"role": "user", "content": "bye"}]]
+    pq.write_table(pa.table({"messages": messages}), path)
+    out = tmp_path / "out.jsonl"
+    moderate(path, out, guard_factory=shared_factory, policy=Policy(threshold=0.0), progress=False)
+    rows = read_rows(out)
+    assert [r["status"] for r in rows] == ["unsafe", "invalid", "unsafe"]
+    assert rows[1]["error"] == "the messages cell is null" and rows[0]["error"] is None
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+def test_guard_failures_follow_the_fail_mode(jsonl_input: Path, uncached_guard: LlamaGuard, tmp_path: Path, fail_mode):
+    def model_down(text: str) -> str | None:
+        raise RuntimeError("model down")
+
+    out = tmp_path / "failed.jsonl"
+    factory = scripted_factory(uncached_guard, model_down)
+    summary = moderate(jsonl_input, out, guard_factory=factory, policy=Policy(fail_mode=fail_mode), progress=False)
+    rows = [r for r in read_rows(out) if r["status"] != "invalid"]
+    assert summary.errors == 10 and all(r["status"] == "error" and "model down" in r["error"] for r in rows)
+    assert all(r["safe"] is (fail_mode == "open") for r in rows)
+
+
+def test_bad_files_are_refused_before_loading(tmp_path: Path):
+    never = functools.partial(pytest.fail, "no model may be loaded")
+    with pytest.raises(DatasetError, match="does not exist"):
+        moderate(tmp_path / "missing.jsonl", tmp_path / "out.jsonl", guard_factory=never)
+    (tmp_path / "data.csv").write_text("x\n")
+    with pytest.raises(DatasetError, match="unknown format"):
+        moderate(tmp_path / "data.csv", tmp_path / "out.jsonl", guard_factory=never)
+    pq.write_table(pa.table({"text": ["hi"]}), tmp_path / "nomsg.parquet")
+    with pytest.raises(DatasetError, match="no 'messages' column"):
+        moderate(tmp_path / "nomsg.parquet", tmp_path / "out.jsonl", guard_factory=never)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_guard_predictor_takes_numpy_and_pandas_batches(shared_factory):
+    import numpy as np
+    import pandas as pd
+
+    predictor = GuardPredictor(guard_factory=shared_factory, policy={"threshold": 0.0}, batch_size=2)
+    numpy_batch = {
+        "messages": np.array([json.dumps([{"role": "user", "content": "hi"}]), "{broken"], dtype=object),
+        "id": np.array([7, 8]),
+    }
+    out = predictor(numpy_batch)
+    assert out.column_names == ["id", "status", "safe", "categories", "unsafe_probability", "error"]
+    assert out.column("id").to_pylist() == [7, 8] and out.column("status").to_pylist() == ["unsafe", "invalid"]
+    frame = pd.DataFrame({"messages": [[{"role": "user", "content": "hi"}]], "source": ["web"]})
+    out = GuardPredictor(guard_factory=shared_factory, policy=Policy(threshold=1.0))(frame)
+    assert out.column("status").to_pylist() == ["safe"] and out.column("source").to_pylist() == ["web"]
+
+
+# -- Ray engine, for real on a local Ray instance -------------------------------------------------------
+
+
+def test_ray_engine_equals_local_engine(
+    ray_instance, jsonl_input: Path, test_model_dir: Path, local_rows, tmp_path: Path
+):
+    out = tmp_path / "ray.jsonl"
+    summary = moderate(
+        jsonl_input, out, model=test_model_dir, engine="ray", num_workers=2, batch_size=4, progress=False
+    )
+    assert summary.engine == "ray" and summary.rows == 12 and summary.invalid == 2
+    rows = read_rows(out)
+    assert [r["line"] for r in rows] == list(range(1, 13))
+    assert rows[3]["status"] == "invalid" and "not valid JSON" in rows[3]["error"]
+    assert_same_rows(rows, [dict(r) for r in local_rows])
+
+
+def test_ray_engine_parquet_round_trip(ray_instance, parquet_input: Path, test_model_dir: Path, local_rows, tmp_path):
+    out = tmp_path / "ray.parquet"
+    code = cli_main(
+        ["moderate", str(parquet_input), "-o", str(out), "--model", str(test_model_dir), "--engine", "ray"]
+        + ["--num-workers", "2", "--batch-size", "4", "--no-progress"]
+    )
+    assert code == 0
+    rows = read_rows(out)
+    expected = [dict(r, id=None if r["id"] is None else str(r["id"])) for r in local_rows]
+    assert [r["status"] for r in rows] == [r["status"] for r in expected]
+    for row, want in zip(rows, expected):
+        if row["status"] == "invalid":
+            row["error"] = want["error"] = None
+    assert_same_rows(rows, expected)
+
+
+# -- command line ---------------------------------------------------------------------------------------
+
+
+def test_cli_local_with_policy_options(jsonl_input: Path, test_model_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cli.jsonl"
+    code = cli_main(
+        ["moderate", str(jsonl_input), "-o", str(out), "--model", str(test_model_dir), "--threshold", "0"]
+        + ["--exclude", "S1,S2", "--no-progress"]
+    )
+    assert code == 0
+    rows = read_rows(out)
+    assert len(rows) == 12 and [r["line"] for r in rows if r["status"] == "invalid"] == [4, 8]
+    assert any(r["status"] == "unsafe" for r in rows)
+    assert not any({"S1", "S2"} & set(r["categories"]) for r in rows)
+    assert "12 rows" in capsys.readouterr().err
+
+
+def test_cli_bad_input_exits_2(tmp_path: Path, capsys):
+    assert cli_main(["moderate", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", "x"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "in.jsonl").write_text("[]\n")
+    code = cli_main(
+        ["moderate", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", "x"] + ["--exclude", "S99"]
+    )
+    assert code == 2 and "unknown category" in capsys.readouterr().err
