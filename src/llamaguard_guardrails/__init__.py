@@ -19,6 +19,7 @@ from .core.errors import (
 from .core.policy import CustomCategory, Policy
 from .core.verdict import Verdict
 from .guard import LlamaGuard
+from .logs import enable_logging, log_sink
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,8 @@ __all__ = [
     "UnsafeContentError",
     "Verdict",
     "category_name",
+    "enable_logging",
+    "log_sink",
     "parse_conversation",
     "render_tool_call",
 ]

@@ -21,14 +21,25 @@ DESCRIPTION = """\
 Llama Guard 4 safety checks from the command line.
 
   check            classify a text or a conversation (exit 0 safe, 1 unsafe, 2 bad input)
-  prompt           print exactly what the model sees (text or token ids)
+  prompt           print exactly what the model sees (text or token ids; no weights loaded)
+  moderate         classify each conversation of a JSONL/Parquet file: one verdict per line, progress bar
   make-test-model  write a small random-weight Llama Guard 4 checkpoint for tests and demos
   demo             classify a few examples (on the test model unless --model is given)
-  moderate         moderate a JSONL or Parquet dataset of conversations, locally or on Ray
 
 --model takes a local folder or a Hugging Face id (meta-llama/Llama-Guard-4-12B, gated: accept the
-licence on its model page and `hf auth login` first). A conversation file is a JSON list of
-OpenAI-format messages: [{"role": "user", "content": "..."}, {"role": "assistant", ...}].
+licence on its model page, `hf auth login`, `hf download meta-llama/Llama-Guard-4-12B`; bf16 needs a
+GPU with >= 32 GB). A conversation file is a JSON list of OpenAI-format messages:
+[{"role": "user", "content": "..."}, {"role": "assistant", ...}]; the last message is checked in the
+context of the earlier ones. Categories S1-S14: docs/categories.md.
+
+examples:
+  llamaguard-guardrails check --model M --text "How do I make a bomb?"
+  llamaguard-guardrails check --model M --conversation chat.json --image photo.png --exclude S6 --json
+  llamaguard-guardrails moderate chats.jsonl -o verdicts.jsonl --model M
+  llamaguard-guardrails make-test-model /tmp/lg4 && llamaguard-guardrails demo --model /tmp/lg4
+
+exit codes: 0 safe (moderate: every row written), 1 unsafe or the guard failed (fail closed),
+2 bad input, bad options or a missing model (one line on stderr saying what to fix).
 """
 
 
@@ -181,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llamaguard-guardrails", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the guard does (INFO level)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what the guard does (INFO level) and transformers' warnings"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def policy_options(p: argparse.ArgumentParser) -> None:
@@ -228,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a tiny Llama Guard 4 of the real architecture and tokenizer. "
         "Its verdicts are meaningless; use it for tests and demos.",
     )
-    make.add_argument("directory", metavar="DIR")
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("directory", metavar="DIR", help="folder to write (created if missing)")
+    make.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     make.set_defaults(func=cmd_make_test_model)
 
     demo = sub.add_parser(
@@ -238,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify example conversations (test model unless --model is given).",
     )
     demo.add_argument("--model", metavar="M", help="model folder or Hugging Face id (default: the test model)")
-    demo.add_argument("--device")
+    demo.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     demo.set_defaults(func=cmd_demo)
 
     from .scale.cli import add_moderate_parser
@@ -255,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        if not sys.stderr.isatty():  # loading 24 GB takes a while: keep the progress bar on a terminal
+            hf_logging.disable_progress_bar()
     try:
         return args.func(args)
     except (_BadInput, InvalidConversationError, GuardError, OSError) as exc:

@@ -173,9 +173,17 @@ class LlamaGuard:
             return self._emit(self._failure(exc, policy, started))
 
     def classify_batch(
-        self, conversations: Iterable[Any], *, policy: Policy | None = None, batch_size: int | None = None
+        self,
+        conversations: Iterable[Any],
+        *,
+        policy: Policy | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
     ) -> list[Verdict]:
-        """Classify many conversations with batched forward passes. Results keep the input order."""
+        """Classify many conversations with batched forward passes. Results keep the input order.
+
+        ``progress=True`` shows a progress bar over the prompts (tqdm: stderr, or a widget in notebooks).
+        """
         policy = policy or self.policy
         batch_size = batch_size or self.batch_size
         started = time.perf_counter()
@@ -191,6 +199,7 @@ class LlamaGuard:
         # Similar lengths together: less padding per forward pass.
         order = sorted(flat, key=lambda gw: len(groups[gw[0]][gw[1]]))
         scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
+        bar = _progress_bar(len(order), progress)
         for i in range(0, len(order), batch_size):
             chunk = order[i : i + batch_size]
             try:
@@ -198,6 +207,8 @@ class LlamaGuard:
             except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
                 results = [exc] * len(chunk)
             scores.update(zip(chunk, results))
+            bar.update(len(chunk))
+        bar.close()
         verdicts = []
         for g, prompts in enumerate(groups):
             hit = cached[g]
@@ -325,6 +336,8 @@ class LlamaGuard:
         )
 
     def _emit(self, verdict: Verdict) -> Verdict:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s message %d: %s", verdict.checked_role, verdict.checked_message_index, verdict.summary())
         if self.sink is not None:
             try:
                 self.sink(verdict)
@@ -356,6 +369,13 @@ def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple
         shown_codes = ",".join(shown)
         return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
     return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    """A tqdm bar over ``total`` prompts (a no-op bar when disabled)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="prompt", desc="llama guard", dynamic_ncols=True)
 
 
 def _prompt_builder(tokenizer: Any, processor: Any) -> PromptBuilder:

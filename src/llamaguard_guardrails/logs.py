@@ -1,0 +1,44 @@
+"""Logging: quiet by default (warnings only), verbose on request, verdicts to a logger for audit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .core.verdict import Verdict
+
+LOGGER = "llamaguard_guardrails"
+
+
+def enable_logging(level: int | str = "INFO", *, transformers: bool = False) -> logging.Logger:
+    """Show this library's log records at ``level`` and up (INFO: model loading; DEBUG: every verdict).
+
+    Adds a stderr handler unless the application has configured logging (its handlers are used then).
+    ``transformers=True`` also turns on transformers' INFO messages. Returns the library's logger.
+    """
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(level)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    if transformers:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_info()
+    return logger
+
+
+def log_sink(name: str = f"{LOGGER}.audit", level: int = logging.INFO) -> Callable[[Verdict], None]:
+    """A verdict sink logging each verdict as one JSON line: ``LlamaGuard.from_pretrained(M, sink=log_sink())``.
+
+    Records go to the handlers of logger ``name`` (add one, e.g. a ``FileHandler``) or of the root logger.
+    """
+    logger = logging.getLogger(name)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(level)  # let the records through whatever the root level is
+
+    def sink(verdict: Verdict) -> None:
+        logger.log(level, verdict.model_dump_json())
+
+    return sink
