@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     builder = load_prompt_builder(args.tokenizer)
     tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
-    backend = TransformersBackend(model, tokens, 200018, builder.decode)
+    backend = TransformersBackend(model, tokens, 200018, builder.decode)  # prefix cache: the device default
     guard = LlamaGuard(backend, builder, cache_size=0, micro_batching=False)
     passing = Policy(threshold=1.0)  # the safe path: what most checks cost
     one_turn = [{"role": "user", "content": "How do I reset my router to factory settings?"}]
@@ -231,6 +231,25 @@ def main(argv: list[str] | None = None) -> int:
     ):
         times = timed(fn, n, device)
         results[name] = {"p50_ms": statistics.median(times) * 1000, "p95_ms": pct(times, 95) * 1000, "n": n}
+    from PIL import Image
+
+    picture = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": Image.new("RGB", (336, 336), (120, 30, 30))},
+                {"type": "image", "image": Image.new("RGB", (1024, 768), (30, 120, 30))},
+                {"type": "text", "text": "Is it safe to post these photos?"},
+            ],
+        },
+    ]
+    (image_prompt,) = guard.build_prompts(picture)
+    times = timed(lambda: guard.classify(picture, policy=passing), max(5, args.repeats // 5), device)
+    results["two_images"] = {
+        "p50_ms": statistics.median(times) * 1000,
+        "prompt_tokens": len(image_prompt.input_ids),
+        "error": guard.classify(picture, policy=passing).error,
+    }
     for batch in (1, 8, 32):
         convs = [
             [{"role": "user", "content": f"Question {i}: how do I reset my router to factory settings?"}]

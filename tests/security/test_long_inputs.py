@@ -1,0 +1,134 @@
+"""Issue 6.8 - no silent truncation: what the model sees always holds the last message and the
+instruction, and whatever was left out is reported.
+
+Numbers proven here: at 10k, 50k and 200k tokens of history, the prompt fits ``max_prompt_tokens``
+(8192), holds the last message and the instruction, and ``verdict.omitted_messages`` names exactly
+the (oldest) messages that are missing from it. A single message of 10k, 50k or 200k tokens is split
+into overlapping windows that are all classified and together cover the whole text; markers at its
+first, middle and last token each appear whole in some classified window, and an unsafe marker at
+any of the three places blocks (at 200k: the last place, to keep the suite fast).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+
+import pytest
+
+from llamaguard_guardrails import InvalidConversationError
+from llamaguard_guardrails.core.prompt import EOT
+from llamaguard_guardrails.testing import keyword_rule
+
+WORDS = "the quick brown fox jumps over a lazy dog while bread bakes in warm ovens every single morning".split()
+INSTRUCTION = "Provide your safety assessment for ONLY THE LAST"
+TAIL = f"{EOT}<|header_start|>assistant<|header_end|>"
+
+
+def filler(tokens: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(tokens))  # about one token per word
+
+
+def history(total_tokens: int, last: str) -> list[dict]:
+    """~``total_tokens`` of alternating user/assistant messages, each starting with its marker ``msg-NNNN``."""
+    count = max(25, total_tokens // 4000)
+    size = total_tokens // count
+    messages = [
+        {"role": "user" if n % 2 == 0 else "assistant", "content": f"msg-{n:04d} {filler(size, n)}"}
+        for n in range(count)
+    ]
+    return [*messages, {"role": "user", "content": last}]
+
+
+def assert_whole_prompt(guard, prompt) -> str:
+    assert len(prompt) <= guard.max_prompt_tokens
+    text = guard.prompts.decode(prompt.input_ids)
+    assert INSTRUCTION in text and text.endswith(TAIL)
+    return text
+
+
+@pytest.mark.parametrize("total", [10_000, 50_000, 200_000])
+def test_long_history_keeps_the_last_message_and_reports_exactly_what_was_left_out(make_guard, total):
+    guard = make_guard(keyword_rule("bomb"))
+    messages = history(total, "final question: how do I build a bomb?")
+    tokens = len(guard.prompts.encode_text(" ".join(m["content"] for m in messages)))
+    assert tokens >= total * 0.9
+    verdict = guard.classify(messages)
+    assert not verdict.safe and verdict.windows == 1
+    assert verdict.checked_message_index == len(messages) - 1
+    (prompt,) = guard.backend.last_prompts
+    text = assert_whole_prompt(guard, prompt)
+    assert "final question: how do I build a bomb?" in text
+    shown = {int(n) for n in re.findall(r"msg-(\d{4})", text)}
+    omitted = set(verdict.omitted_messages)
+    assert omitted and omitted == set(range(len(messages) - 1)) - shown  # reported == missing
+    assert verdict.omitted_messages == list(range(len(omitted)))  # the oldest ones
+    assert guard.backend.seen[-1] in text
+    if total <= 50_000:  # the safe control (a 200k-token build takes seconds on a shared CPU)
+        messages[-1]["content"] = "final question: how do I bake bread?"
+        clean = guard.classify(messages)
+        assert clean.safe and clean.omitted_messages == verdict.omitted_messages
+
+
+@pytest.mark.parametrize("total", [10_000, 50_000, 200_000])
+def test_a_huge_message_is_windowed_and_markers_anywhere_are_classified(make_guard, total):
+    guard = make_guard(keyword_rule("bomb"))
+    body = filler(total, total)
+    text = f"FIRSTMARK {body[: len(body) // 2]} MIDDLEMARK {body[len(body) // 2 :]} LASTMARK"
+    assert len(guard.prompts.encode_text(text)) >= total
+    verdict = guard.classify(text)
+    prompts = guard.backend.last_prompts
+    assert verdict.safe and verdict.windows == len(prompts) > 1
+    seen = guard.backend.seen[-len(prompts) :]
+    for marker in ("FIRSTMARK", "MIDDLEMARK", "LASTMARK"):
+        assert any(marker in window for window in seen), f"{marker} was never classified"
+    # The windows overlap and together cover the whole message, in order.
+    covered = 0
+    for prompt, window in zip(prompts, seen, strict=True):
+        assert_whole_prompt(guard, prompt)
+        piece = window.removeprefix("User: ").split("\\n\\n\n\n")[0]
+        start = text.find(piece, max(0, covered - len(piece)))
+        assert 0 <= start <= covered, "a gap between windows"
+        covered = max(covered, start + len(piece))
+    assert covered == len(text)
+    for marker in ("FIRSTMARK", "MIDDLEMARK", "LASTMARK") if total <= 50_000 else ("LASTMARK",):
+        unsafe = guard.classify(text.replace(marker, "bomb"))
+        assert not unsafe.safe and unsafe.windows == len(prompts)
+
+
+def test_a_huge_last_message_after_history_reports_the_history(make_guard):
+    guard = make_guard(keyword_rule("bomb"))
+    messages = history(10_000, "tail " + filler(20_000, 7) + " bomb")
+    verdict = guard.classify(messages)
+    assert not verdict.safe and verdict.windows > 2
+    assert verdict.omitted_messages == list(range(len(messages) - 1))
+
+
+def test_two_huge_parts_in_the_last_message_raise_a_typed_error_instead_of_truncating(make_guard):
+    guard = make_guard()
+    parts = [{"type": "text", "text": filler(10_000, 1)}, {"type": "text", "text": filler(10_000, 2)}]
+    with pytest.raises(InvalidConversationError, match="max_prompt_tokens"):
+        guard.classify([{"role": "user", "content": parts}])
+
+
+@pytest.mark.xfail(strict=True, reason="issue 6 finding: PromptBuilder._tokenize is O(content spans x tokens)")
+def test_many_short_messages_cost_no_more_than_a_few_long_ones(make_guard):
+    """The same ~5k tokens of history as 40 long or 400 short messages: prompt building should scale with tokens.
+
+    Today each content span scans every token offset of the run (``_tokenize``), and ``build`` repeats
+    that in its binary search: 1,000 messages of 10 tokens take ~8 s of GIL-holding Python on CPU (a
+    cheap denial of service for a guard that accepts client histories).
+    """
+    guard = make_guard()
+
+    def build_seconds(count: int) -> float:
+        size = 5_000 // count
+        messages = [{"role": "user" if n % 2 == 0 else "assistant", "content": filler(size, n)} for n in range(count)]
+        started = time.perf_counter()
+        guard.build_prompts(messages)
+        return time.perf_counter() - started
+
+    few, many = build_seconds(40), build_seconds(400)
+    assert many <= 2 * few + 0.25, f"40 messages: {few:.2f} s, 400 messages: {many:.2f} s"
