@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import re
 import time
@@ -145,19 +146,19 @@ class LlamaGuard:
         """Classify the last message of ``conversation`` (OpenAI-format messages, or a string).
 
         Bad input raises a typed :class:`InvalidConversationError`; a failing model gives the
-        policy's fail-mode verdict (``verdict.error`` says why).
+        policy's fail-mode verdict (``verdict.error`` says why). With ``policy.timeout_s`` the
+        fail-mode verdict comes back at the deadline even if the model hangs.
         """
         policy = policy or self.policy
-        if policy.timeout_s is None:
-            return self._classify(conversation, policy, time.perf_counter())
         started = time.perf_counter()
+        if policy.timeout_s is None:
+            return self._emit(self._classify(conversation, policy, started))
         future = self._executor.submit(self._classify, conversation, policy, started)
         try:
-            return future.result(timeout=policy.timeout_s)
+            return self._emit(future.result(timeout=policy.timeout_s))
         except concurrent.futures.TimeoutError:
-            future.cancel()
-            exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
-            return self._emit(self._failure(exc, policy, started))
+            future.cancel()  # an abandoned check finishes in the background but reports nothing
+            return self._emit(self._timed_out(policy, started))
 
     async def aclassify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
         """Async :meth:`classify`; all work runs off the event loop."""
@@ -165,12 +166,11 @@ class LlamaGuard:
         started = time.perf_counter()
         work = asyncio.get_running_loop().run_in_executor(self._executor, self._classify, conversation, policy, started)
         if policy.timeout_s is None:
-            return await work
+            return self._emit(await work)
         try:
-            return await asyncio.wait_for(work, policy.timeout_s)
+            return self._emit(await asyncio.wait_for(work, policy.timeout_s))
         except TimeoutError:
-            exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
-            return self._emit(self._failure(exc, policy, started))
+            return self._emit(self._timed_out(policy, started))
 
     def classify_batch(
         self,
@@ -183,42 +183,24 @@ class LlamaGuard:
         """Classify many conversations with batched forward passes. Results keep the input order.
 
         ``progress=True`` shows a progress bar over the prompts (tqdm: stderr, or a widget in notebooks).
+        ``policy.timeout_s`` bounds the whole call: past it every verdict is the fail mode's.
         """
         policy = policy or self.policy
-        batch_size = batch_size or self.batch_size
         started = time.perf_counter()
-        groups: list[list[Prompt]] = []
-        for n, item in enumerate(conversations):
+        groups = self._build_all(conversations, policy)
+        if policy.timeout_s is None:
+            verdicts = self._classify_groups(groups, policy, batch_size, progress, started)
+        else:
+            future = self._executor.submit(self._classify_groups, groups, policy, batch_size, progress, started)
             try:
-                groups.append(self.build_prompts(item, policy))
-            except InvalidConversationError as exc:
-                raise type(exc)(f"conversation {n}: {exc}") from exc
-        keys = [cache_key(prompts, policy) for prompts in groups]
-        cached = {g: self.cache.get(key) for g, key in enumerate(keys)}
-        flat = [(g, w) for g, prompts in enumerate(groups) if cached[g] is None for w in range(len(prompts))]
-        # Similar lengths together: less padding per forward pass.
-        order = sorted(flat, key=lambda gw: len(groups[gw[0]][gw[1]]))
-        scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
-        bar = _progress_bar(len(order), progress)
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
-            try:
-                results: list[Any] = self.backend.score([groups[g][w] for g, w in chunk])
-            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
-                results = [exc] * len(chunk)
-            scores.update(zip(chunk, results))
-            bar.update(len(chunk))
-        bar.close()
-        verdicts = []
-        for g, prompts in enumerate(groups):
-            hit = cached[g]
-            if hit is not None:
-                verdicts.append(self._emit(self._from_cache(hit, started)))
-                continue
-            verdict = self._decide(prompts, [scores[(g, w)] for w in range(len(prompts))], policy, started)
-            self.cache.put(keys[g], verdict)
-            verdicts.append(verdict)
-        return verdicts
+                verdicts = future.result(timeout=policy.timeout_s)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+                verdicts = [
+                    self._timed_out(policy, started, None if isinstance(prompts, BaseException) else prompts)
+                    for prompts in groups
+                ]
+        return [self._emit(v) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
         """Like :meth:`classify`, but raise :class:`UnsafeContentError` when the verdict is unsafe."""
@@ -247,11 +229,17 @@ class LlamaGuard:
     # -- internals --------------------------------------------------------------------------------
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
-        prompts = self.build_prompts(conversation, policy)
+        """One check, without reporting it to the sink (the public methods do, exactly once)."""
+        try:
+            prompts = self.build_prompts(conversation, policy)
+        except InvalidConversationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a tokenizer or image-processor failure is a guard failure
+            return self._failure(exc, policy, started)
         key = cache_key(prompts, policy) if self.cache.maxsize else b""
         hit = self.cache.get(key)
         if hit is not None:
-            return self._emit(self._from_cache(hit, started))
+            return self._from_cache(hit, started)
         try:
             scores: list[Any] = self.batcher.score(prompts) if self.batcher else self.backend.score(prompts)
         except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
@@ -260,8 +248,64 @@ class LlamaGuard:
         self.cache.put(key, verdict)
         return verdict
 
+    def _build_all(self, conversations: Iterable[Any], policy: Policy) -> list[list[Prompt] | BaseException]:
+        """Prompts of every conversation; a guard failure while building is kept in its place."""
+        groups: list[list[Prompt] | BaseException] = []
+        for n, item in enumerate(conversations):
+            try:
+                groups.append(self.build_prompts(item, policy))
+            except InvalidConversationError as exc:
+                raise type(exc)(f"conversation {n}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - tokenizer or image-processor failure: fail mode
+                groups.append(exc)
+        return groups
+
+    def _classify_groups(
+        self,
+        groups: list[list[Prompt] | BaseException],
+        policy: Policy,
+        batch_size: int | None,
+        progress: bool,
+        started: float,
+    ) -> list[Verdict]:
+        batch_size = batch_size or self.batch_size
+        prompt_groups = {g: prompts for g, prompts in enumerate(groups) if not isinstance(prompts, BaseException)}
+        keys = {g: cache_key(prompts, policy) for g, prompts in prompt_groups.items()}
+        cached = {g: self.cache.get(key) for g, key in keys.items()}
+        flat = [(g, w) for g, prompts in prompt_groups.items() if cached[g] is None for w in range(len(prompts))]
+        # Similar lengths together: less padding per forward pass.
+        order = sorted(flat, key=lambda gw: len(prompt_groups[gw[0]][gw[1]]))
+        scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
+        bar = _progress_bar(len(order), progress)
+        for i in range(0, len(order), batch_size):
+            chunk = order[i : i + batch_size]
+            try:
+                results: list[Any] = _checked_scores(
+                    self.backend.score([prompt_groups[g][w] for g, w in chunk]), len(chunk)
+                )
+            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
+                results = [exc] * len(chunk)
+            scores.update(zip(chunk, results, strict=True))
+            bar.update(len(chunk))
+        bar.close()
+        verdicts = []
+        for g, item in enumerate(groups):
+            if isinstance(item, BaseException):
+                verdicts.append(self._failure(item, policy, started))
+            elif cached[g] is not None:
+                verdicts.append(self._from_cache(cached[g], started))
+            else:
+                verdict = self._decide(item, [scores[(g, w)] for w in range(len(item))], policy, started)
+                self.cache.put(keys[g], verdict)
+                verdicts.append(verdict)
+        return verdicts
+
     def _score_batch(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        return self.backend.score(prompts)
+        return _checked_scores(self.backend.score(prompts), len(prompts))
+
+    def _timed_out(self, policy: Policy, started: float, prompts: list[Prompt] | None = None) -> Verdict:
+        exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
+        return self._failure(exc, policy, started, prompts)
 
     @staticmethod
     def _from_cache(verdict: Verdict, started: float) -> Verdict:
@@ -269,15 +313,18 @@ class LlamaGuard:
 
     def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
         try:
-            parts = [self._window_verdict(p, s, policy) for p, s in zip(prompts, scores)]
+            parts = [
+                self._window_verdict(p, s, policy)
+                for p, s in zip(prompts, _checked_scores(scores, len(prompts)), strict=True)
+            ]
         except Exception as exc:  # noqa: BLE001
-            return self._emit(self._failure(exc, policy, started, prompts[0]))
+            return self._failure(exc, policy, started, prompts)
         first = prompts[0]
         unsafe = [v for v in parts if not v["safe"]]
         categories = list(dict.fromkeys(c for v in unsafe for c in v["categories"]))
         ignored = list(dict.fromkeys(c for v in parts for c in v["ignored"]))
         errors = [v["error"] for v in parts if v["error"]]
-        verdict = Verdict(
+        return Verdict(
             safe=not unsafe,
             categories=categories,
             category_names=[category_name(c, policy.custom_names) for c in categories],
@@ -292,11 +339,12 @@ class LlamaGuard:
             omitted_messages=list(first.omitted_messages),
             windows=len(prompts),
         )
-        return self._emit(verdict)
 
     def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
         if isinstance(scores, BaseException):
             raise scores
+        if not all(math.isfinite(x) for x in (scores.answer_mass, scores.unsafe_probability)):
+            raise ModelOutputError("the model's answer probabilities are not finite (NaN or inf)")
         if scores.answer_mass < MIN_ANSWER_MASS:
             raise ModelOutputError(
                 f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
@@ -318,7 +366,9 @@ class LlamaGuard:
             "raw": f"{lead}unsafe\n{text}",
         }
 
-    def _failure(self, exc: BaseException, policy: Policy, started: float, prompt: Prompt | None = None) -> Verdict:
+    def _failure(
+        self, exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
+    ) -> Verdict:
         message = f"{type(exc).__name__}: {exc}"
         fail_open = policy.fail_mode == "open"
         if fail_open:
@@ -329,10 +379,12 @@ class LlamaGuard:
             safe=fail_open,
             unsafe_probability=0.0 if fail_open else 1.0,
             threshold=policy.threshold,
-            checked_role=prompt.checked_role if prompt else "User",
-            checked_message_index=prompt.checked_message_index if prompt else -1,
+            checked_role=prompts[0].checked_role if prompts else "User",
+            checked_message_index=prompts[0].checked_message_index if prompts else -1,
             latency_ms=(time.perf_counter() - started) * 1000,
             error=message,
+            omitted_messages=list(prompts[0].omitted_messages) if prompts else [],
+            windows=len(prompts) if prompts else 1,
         )
 
     def _emit(self, verdict: Verdict) -> Verdict:
@@ -369,6 +421,13 @@ def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple
         shown_codes = ",".join(shown)
         return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
     return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+
+
+def _checked_scores(scores: Sequence[Any], expected: int) -> list[Any]:
+    """A backend must score every prompt: a short (or long) answer is a model failure, never a pass."""
+    if len(scores) != expected:
+        raise ModelOutputError(f"the backend returned {len(scores)} scores for {expected} prompts")
+    return list(scores)
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

@@ -171,7 +171,6 @@ def test_changing_any_one_of_three_images_changes_the_real_models_score(exact_gu
 # -- found by this suite ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: the LangChain adapter drops legacy function_call silently")
 @pytest.mark.parametrize("form", ["openai-dict", "AIMessage.additional_kwargs"])
 def test_a_legacy_function_call_is_checked_through_the_langchain_adapter(make_guard, form):
     """The core checks ``function_call`` (see CHANNELS above); ``to_messages`` loses it before the core sees it."""

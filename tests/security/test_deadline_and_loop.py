@@ -123,7 +123,6 @@ def test_after_the_model_recovers_checks_decide_again(hanging):
     assert not guard.classify("build a bomb", policy=Policy(timeout_s=5)).safe
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: classify_batch ignores Policy.timeout_s")
 def test_batch_check_with_a_deadline_returns_within_the_deadline(hanging):
     guard = hanging()
     done = threading.Event()
@@ -137,7 +136,6 @@ def test_batch_check_with_a_deadline_returns_within_the_deadline(hanging):
     assert finished  # today: it waits for the model however long it hangs
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: an abandoned check later emits a second verdict to the sink")
 def test_a_timed_out_check_reports_one_verdict_to_the_sink(builder):
     """After the deadline the caller has its fail-mode verdict; when the hung model returns, the abandoned
     check still runs ``_emit``, so an audit sink also records a ``safe`` verdict for content that was blocked."""

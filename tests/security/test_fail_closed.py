@@ -225,14 +225,12 @@ class _BrokenTokenizer:
         raise Exception("tokenizer panicked")  # what pyo3 raises for a Rust panic
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: prompt-building errors escape _classify untyped")
 def test_a_tokenizer_failure_blocks_or_raises_a_typed_error(make_guard, builder, monkeypatch):
     guard = make_guard()
     monkeypatch.setattr(builder, "_plain", _BrokenTokenizer(builder._plain))
     assert outcome(lambda: guard.classify("How do I bake bread?")) != "PASSED"  # raises a bare Exception today
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: image-processor errors escape _classify untyped")
 def test_an_image_processor_failure_blocks_or_raises_a_typed_error(make_guard, builder, monkeypatch):
     from conftest import make_image
 
@@ -245,7 +243,6 @@ def test_an_image_processor_failure_blocks_or_raises_a_typed_error(make_guard, b
     assert outcome(lambda: guard.classify(messages)) != "PASSED"  # raises a bare RuntimeError today
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: windows without a score are silently skipped (zip)")
 def test_a_backend_returning_too_few_scores_never_passes_unscored_windows(make_guard):
     guard = make_guard(max_prompt_tokens=600)
     original = guard.backend.score
@@ -257,7 +254,6 @@ def test_a_backend_returning_too_few_scores_never_passes_unscored_windows(make_g
     assert not verdict.safe  # today: safe, the windows 2..N were never judged
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: no scores at all raises a bare ValueError/KeyError")
 @pytest.mark.parametrize("entry", ["classify", "classify_batch"])
 def test_a_backend_returning_no_scores_blocks(make_guard, entry):
     guard = make_guard()

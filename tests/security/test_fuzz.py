@@ -6,7 +6,7 @@ numbers, bytes, broken images and tool calls) through ``classify``; 100 batches 
 ``classify_batch`` and ``aclassify``; 200 arbitrary policy settings; 200 arbitrary values through
 the LangChain runnable: every one gives a ``Verdict`` or a ``GuardError`` subclass with a message,
 never another exception. The input classes that still raise bare exceptions are pinned by the
-strict xfail tests at the end (and skipped by the properties until they are fixed).
+tests at the end (they were bugs; fixed).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llamaguard_guardrails import GuardError, InvalidPolicyError, Policy, Verdict
@@ -125,31 +124,6 @@ conversations = mostly(
 )
 
 
-def known_core_bug(value: Any) -> bool:
-    """Inputs of the two parse bugs pinned by xfail tests below; skipped by the properties until fixed."""
-    if isinstance(value, dict):
-        calls = value.get("tool_calls")
-        if calls and isinstance(calls, (int, float)):  # tool_calls=True / 5 / 0.5: TypeError, not typed
-            return True
-        if any(isinstance(v, (bytes, bytearray)) for v in _leaves(value.get("tool_calls"), value.get("function_call"))):
-            return True  # bytes inside tool-call arguments: json.dumps TypeError
-    if isinstance(value, (list, tuple)):
-        return any(known_core_bug(v) for v in value)
-    return False
-
-
-def _leaves(*values: Any) -> list[Any]:
-    out: list[Any] = []
-    for value in values:
-        if isinstance(value, dict):
-            out += _leaves(*value.values())
-        elif isinstance(value, (list, tuple)):
-            out += _leaves(*value)
-        else:
-            out.append(value)
-    return out
-
-
 def assert_verdict_or_typed_error(call) -> None:
     try:
         result = call()
@@ -170,24 +144,14 @@ def fuzz_guard(make_guard):
 @FUZZ
 @given(conversation=conversations)
 def test_any_conversation_gives_a_verdict_or_a_typed_error(fuzz_guard, conversation):
-    assume(not known_core_bug(conversation))
     assert_verdict_or_typed_error(lambda: fuzz_guard.classify(conversation))
 
 
 @settings(FUZZ, max_examples=100)
 @given(batch=st.lists(conversations, min_size=1, max_size=3))
 def test_any_batch_or_async_check_gives_verdicts_or_a_typed_error(fuzz_guard, batch):
-    assume(not known_core_bug(batch))
     assert_verdict_or_typed_error(lambda: fuzz_guard.classify_batch(batch))
     assert_verdict_or_typed_error(lambda: asyncio.run(fuzz_guard.aclassify(batch[0])))
-
-
-def known_policy_bug(settings_: dict[str, Any]) -> bool:
-    """Non-iterable category settings (``None``, numbers): pinned by the xfail test below, skipped here until fixed."""
-    return any(
-        key in settings_ and (settings_[key] is None or isinstance(settings_[key], (int, float)))
-        for key in ("excluded_categories", "custom_categories")
-    )
 
 
 @settings(FUZZ, max_examples=200)
@@ -212,7 +176,6 @@ def known_policy_bug(settings_: dict[str, Any]) -> bool:
     )
 )
 def test_any_policy_is_valid_or_an_invalid_policy_error(settings_):
-    assume(not known_policy_bug(settings_))
     try:
         policy = Policy(**settings_)
     except InvalidPolicyError as exc:
@@ -225,36 +188,19 @@ def test_any_policy_is_valid_or_an_invalid_policy_error(settings_):
     )
 
 
-def raised_by_langchain_conversion(exc: BaseException) -> bool:
-    """The known adapter bug: errors of ``langchain_core``'s ``convert_to_messages`` escape ``to_messages`` untyped."""
-    frames = []
-    tb = exc.__traceback__
-    while tb is not None:
-        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_frame.f_code.co_name))
-        tb = tb.tb_next
-    return any(name == "to_messages" for _, name in frames) and any(
-        file.endswith("langchain_core/messages/utils.py") for file, _ in frames
-    )
-
-
 @settings(FUZZ, max_examples=200)
 @given(value=st.one_of(conversations, st.dictionaries(st.sampled_from(["messages", "q", "input"]), conversations)))
 def test_the_langchain_runnable_gives_the_value_or_a_typed_error(fuzz_guard, value):
-    assume(not known_core_bug(value) and not (isinstance(value, dict) and known_core_bug(list(value.values()))))
     runnable = LlamaGuardRunnable(fuzz_guard)
     try:
         assert runnable.invoke(value) is value
     except GuardError as exc:
         assert str(exc).strip()
-    except Exception as exc:
-        if not raised_by_langchain_conversion(exc):  # pinned by the xfail test below until fixed
-            raise
 
 
 # -- found by this suite -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: a lone surrogate reaches the Rust tokenizer (TypeError)")
 @pytest.mark.parametrize(
     "conversation",
     [
@@ -269,7 +215,6 @@ def test_lone_surrogates_from_json_give_a_verdict_or_a_typed_error(fuzz_guard, c
     assert_verdict_or_typed_error(lambda: fuzz_guard.classify(conversation))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: malformed tool calls raise TypeError, not a typed error")
 @pytest.mark.parametrize(
     "message",
     [
@@ -288,7 +233,6 @@ def test_malformed_tool_calls_raise_a_typed_error(fuzz_guard, message):
     assert_verdict_or_typed_error(lambda: fuzz_guard.classify([{"role": "user", "content": "go"}, message]))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: LangChain to_messages lets conversion errors escape untyped")
 @pytest.mark.parametrize(
     "value",
     [
@@ -308,9 +252,6 @@ def test_langchain_conversion_errors_are_typed(fuzz_guard, value):
         return
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 6 finding: Policy validators let TypeError escape (not InvalidPolicyError)"
-)
 @pytest.mark.parametrize(
     "settings_",
     [{"excluded_categories": None}, {"excluded_categories": 5}, {"custom_categories": None}, {"custom_categories": 5}],

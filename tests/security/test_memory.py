@@ -135,7 +135,6 @@ def test_an_oversized_image_is_refused_with_a_typed_error(make_guard, monkeypatc
         guard.classify([{"role": "user", "content": [{"type": "image", "image": png_bytes(make_image(20, 20))}]}])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 6 finding: images are fully decoded before the MAX_PIXELS check")
 def test_an_oversized_image_is_refused_before_its_pixels_are_decoded(make_guard, monkeypatch):
     """``_open_bytes`` calls ``image.load()`` before ``load_image`` compares the size with ``MAX_PIXELS``.
 

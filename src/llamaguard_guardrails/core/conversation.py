@@ -138,8 +138,21 @@ def parse_conversation(messages: Any) -> Conversation:
     tool_names: dict[str, str] = {}
     blocks: list[tuple[Role, Block]] = []
     for index, message in enumerate(messages):
-        blocks.extend(_message_blocks(_as_mapping(message, index), index, tool_names))
+        for role, block in _message_blocks(_as_mapping(message, index), index, tool_names):
+            _check_encodable(block, f"message {index} ({role})")
+            blocks.append((role, block))
     return Conversation.from_blocks(blocks, len(messages))
+
+
+def _check_encodable(block: Block, where: str) -> None:
+    for text in block.texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidConversationError(
+                f"{where}: text holds characters that are not valid Unicode (e.g. a lone surrogate at "
+                f"position {exc.start}); decode the input properly"
+            ) from None
 
 
 def _as_mapping(message: Any, index: int) -> Mapping[str, Any]:
@@ -176,7 +189,10 @@ def _message_blocks(message: Mapping[str, Any], index: int, tool_names: dict[str
 def _assistant_blocks(
     message: Mapping[str, Any], index: int, where: str, tool_names: dict[str, str]
 ) -> list[tuple[Role, Block]]:
-    calls = list(message.get("tool_calls") or [])
+    raw_calls = message.get("tool_calls") or []
+    if isinstance(raw_calls, (str, bytes, Mapping)) or not isinstance(raw_calls, Sequence):
+        raise InvalidConversationError(f"{where}: tool_calls must be a list of tool calls")
+    calls = list(raw_calls)
     if message.get("function_call"):
         calls.append({"function": message["function_call"]})
     texts, images = _content(message.get("content"), where, required=not calls)
@@ -270,10 +286,15 @@ def render_tool_call(name: str, arguments: Any) -> str:
     code = _code_of(name, parsed)
     if code is not None:
         code_text, rest = code
-        extra = f"\n{json.dumps(rest, ensure_ascii=False)}" if rest else ""
+        extra = f"\n{_json(rest)}" if rest else ""
         return f"[code interpreter call: {name}]\n```\n{code_text}\n```{extra}"
-    shown = parsed if isinstance(parsed, str) else json.dumps(parsed, ensure_ascii=False)
+    shown = parsed if isinstance(parsed, str) else _json(parsed)
     return f"[tool call: {name}] {shown}"
+
+
+def _json(value: Any) -> str:
+    """JSON for the model to read; values JSON cannot hold (bytes, sets ...) are shown as text, not dropped."""
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _code_of(name: str, args: Any) -> tuple[str, dict[str, Any]] | None:

@@ -93,7 +93,9 @@ def _open_path(path: Path, where: str) -> Image.Image:
 
 def _open_bytes(data: bytes, where: str) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if image.width * image.height > MAX_PIXELS:
+            raise InvalidImageError(f"{where}: image is {image.width}x{image.height}, larger than {MAX_PIXELS} pixels")
         image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InvalidImageError(f"{where}: not a readable image ({exc})") from exc

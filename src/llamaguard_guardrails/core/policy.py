@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -76,13 +77,17 @@ class Policy(BaseModel):
     def _as_set(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [c for c in (s.strip() for s in value.split(",")) if c]
+        if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+            raise ValueError("must be a list of category codes such as ['S6', 'S7'] or 'S6,S7'")
         return frozenset(value)
 
     @field_validator("custom_categories", mode="before")
     @classmethod
     def _as_custom(cls, value: Any) -> Any:
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             return tuple(CustomCategory(code=k, description=v) for k, v in value.items())
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise ValueError("must be a dict {'S15': 'Description.'} or a list of CustomCategory")
         return tuple(value)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ Face tokenizer also encodes the text between special tokens independently.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -254,12 +255,16 @@ class PromptBuilder:
                 continue
             encoding = next(encodings)
             base = len(input_ids)
-            for char_start, char_end in run[2]:
-                if char_end <= char_start:
-                    continue
-                toks = [i for i, (s, e) in enumerate(encoding.offsets) if s < char_end and e > char_start]
-                if toks:
-                    spans.append((base + toks[0], base + toks[-1] + 1))
+            if run[2]:
+                offsets = encoding.offsets  # read once: each access copies the whole list
+                starts = [start for start, _ in offsets]
+                ends = [end for _, end in offsets]
+                for char_start, char_end in run[2]:
+                    # tokens overlapping [char_start, char_end): end > char_start and start < char_end
+                    first = bisect.bisect_right(ends, char_start)
+                    last = bisect.bisect_left(starts, char_end)
+                    if char_end > char_start and first < last:
+                        spans.append((base + first, base + last))
             input_ids.extend(encoding.ids)
         return input_ids, spans
 

@@ -71,20 +71,24 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
         if "messages" in value:
             return to_messages(value["messages"], default_role=default_role)
         if "role" in value or value.get("type") in ("human", "ai", "system", "tool"):
-            return [message_to_openai(convert_to_messages([value])[0])]
+            return [message_to_openai(m) for m in _converted([value])]
         return _mapping_messages(value, default_role)
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         if not value:
             raise InvalidConversationError("there is nothing to check: the message list is empty")
-        try:
-            messages = convert_to_messages(list(value))
-        except (ValueError, TypeError, NotImplementedError) as exc:
-            raise InvalidConversationError(f"cannot read the message list: {exc}") from exc
-        return [message_to_openai(m) for m in messages]
+        return [message_to_openai(m) for m in _converted(list(value))]
     raise InvalidConversationError(
         f"cannot check a value of type {type(value).__name__}; pass a string, a prompt value, messages, "
         "or a dict with a 'messages' key (or set input_key/output_key)"
     )
+
+
+def _converted(values: list[Any]) -> list[BaseMessage]:
+    """LangChain's own conversion, with every failure turned into a typed error that says what is wrong."""
+    try:
+        return convert_to_messages(values)
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as exc:  # pydantic errors too
+        raise InvalidConversationError(f"cannot read the messages: {type(exc).__name__}: {exc}") from exc
 
 
 def message_to_openai(message: BaseMessage) -> OpenAIMessage:
@@ -101,6 +105,18 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
             part = _part(block, where)
             if part is not None:
                 parts.append(part)
+    legacy = (getattr(message, "additional_kwargs", None) or {}).get("function_call")
+    if isinstance(legacy, Mapping) and legacy.get("name"):  # OpenAI's pre-tool-calls function calling
+        arguments = legacy.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+        calls.append(
+            {
+                "id": f"function_call_{len(calls)}",
+                "type": "function",
+                "function": {"name": str(legacy["name"]), "arguments": arguments},
+            }
+        )
     out: OpenAIMessage = {"role": role}
     if calls and role != "assistant":
         raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")

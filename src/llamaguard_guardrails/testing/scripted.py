@@ -39,7 +39,8 @@ class ScriptedBackend(GuardBackend):
 
     def conversation_text(self, prompt: Prompt) -> str:
         text = self._builder.decode(prompt.input_ids)
-        return text.split("<BEGIN CONVERSATION>\n", 1)[-1].split("<END CONVERSATION>", 1)[0]
+        # Cut at the template's own (last) end marker: a forged one in the content stays visible to the rule.
+        return text.split("<BEGIN CONVERSATION>\n", 1)[-1].rsplit("<END CONVERSATION>", 1)[0]
 
     def score(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
         if self.delay_s:
