@@ -21,84 +21,17 @@ from pathlib import Path
 
 import torch
 
-SHAPES = {
-    "lg4": dict(
-        text=dict(
-            hidden_size=5120,
-            intermediate_size=8192,
-            intermediate_size_mlp=8192,
-            num_hidden_layers=48,
-            num_attention_heads=40,
-            num_key_value_heads=8,
-            head_dim=128,
-        ),
-        vision=dict(
-            hidden_size=1408,
-            num_hidden_layers=34,
-            num_attention_heads=16,
-            intermediate_size=5632,
-            vision_output_dim=4096,
-            projector_input_dim=4096,
-            projector_output_dim=4096,
-        ),
-    ),
-    "tiny": dict(
-        text=dict(
-            hidden_size=64,
-            intermediate_size=128,
-            intermediate_size_mlp=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-        ),
-        vision=dict(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=128,
-            vision_output_dim=64,
-            projector_input_dim=64,
-            projector_output_dim=64,
-        ),
-    ),
-}
-
 
 def build_model(shape: str, device: str, dtype: torch.dtype, full_attention: bool = False):
-    from transformers import Llama4Config, Llama4ForConditionalGeneration
+    """The model of ``shape`` (see model_factory.SIZES) with random weights, built directly on ``device``."""
+    from transformers import Llama4ForConditionalGeneration
 
-    spec = SHAPES[shape]
-    layers = spec["text"]["num_hidden_layers"]
-    config = Llama4Config(
-        text_config=dict(
-            vocab_size=202048,
-            **spec["text"],
-            max_position_embeddings=131072,
-            rms_norm_eps=1e-5,
-            moe_layers=[],
-            interleave_moe_layer_step=0,
-            no_rope_layers=[1] * layers,
-            use_qk_norm=True,
-            attention_chunk_size=8192,
-            tie_word_embeddings=False,
-            bos_token_id=200000,
-            eos_token_id=[200001, 200007, 200008],
-            pad_token_id=200018,
-            rope_parameters={
-                "rope_type": "llama3",
-                "rope_theta": 500000.0,
-                "factor": 8.0,
-                "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 8192,
-            },
-        ),
-        vision_config=dict(**spec["vision"], image_size=336, patch_size=14, pixel_shuffle_ratio=0.5),
-        image_token_index=200092,
-    )
+    from llamaguard_guardrails.testing.model_factory import make_config
+
+    config = make_config(shape)
+    config.text_config.attention_chunk_size = 8192
     if full_attention:  # identical to chunked attention below 8192 tokens
-        config.text_config.layer_types = ["full_attention"] * layers
+        config.text_config.layer_types = ["full_attention"] * config.text_config.num_hidden_layers
     with torch.device("meta"):
         model = Llama4ForConditionalGeneration(config)
     model = model.to_empty(device=device).to(dtype)
@@ -109,14 +42,6 @@ def build_model(shape: str, device: str, dtype: torch.dtype, full_attention: boo
                 param.fill_(1.0)
             else:
                 param.normal_(0.0, 0.02, generator=generator)
-        for buffer_name, buffer in model.named_buffers():  # rotary tables etc. were never initialised on meta
-            if "inv_freq" in buffer_name:
-                module = model.get_submodule(buffer_name.rsplit(".", 1)[0])
-                inv_freq, _ = (
-                    module.rope_init_fn(module.config, device) if hasattr(module, "rope_init_fn") else (None, None)
-                )
-                if inv_freq is not None:
-                    buffer.copy_(inv_freq)
     return model.eval(), sum(p.numel() for p in model.parameters())
 
 
@@ -162,7 +87,7 @@ def pct(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", required=True, help="folder with the Llama 4 tokenizer/processor files")
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="lg4")
+    parser.add_argument("--shape", choices=("lg4", "tiny"), default="lg4", help="lg4: the real 12B shape")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", default="gpu_bench.json")
     parser.add_argument("--full-attention", action="store_true", help="full-attention layer types (exact < 8192)")

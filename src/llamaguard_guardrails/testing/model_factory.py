@@ -87,39 +87,79 @@ def make_processor():
     )
 
 
-#: Text-tower sizes: "tiny" for tests (26M parameters, mostly the 202k-token vocabulary), "bench" for
-#: benchmarks (the transformer layers dominate the cost, as in the real 12B model).
+#: Tower sizes: "tiny" for tests (26M parameters, mostly the 202k-token vocabulary), "bench" for
+#: benchmarks (the transformer layers dominate the cost, as in the real model), "lg4" for the real
+#: Llama Guard 4 12B shape (12,001,097,216 parameters; benchmarks/gpu_bench.py builds it on a GPU).
+TINY_VISION = dict(
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=128,
+    projector_input_dim=64,
+    projector_output_dim=64,
+    vision_output_dim=64,
+)
 SIZES = {
     "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        intermediate_size_mlp=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
+        text=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            intermediate_size_mlp=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        ),
+        vision=TINY_VISION,
     ),
     "bench": dict(
-        hidden_size=512,
-        intermediate_size=2048,
-        intermediate_size_mlp=2048,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=64,
+        text=dict(
+            hidden_size=512,
+            intermediate_size=2048,
+            intermediate_size_mlp=2048,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            head_dim=64,
+        ),
+        vision=TINY_VISION,
+    ),
+    "lg4": dict(
+        text=dict(
+            hidden_size=5120,
+            intermediate_size=8192,
+            intermediate_size_mlp=8192,
+            num_hidden_layers=48,
+            num_attention_heads=40,
+            num_key_value_heads=8,
+            head_dim=128,
+        ),
+        vision=dict(
+            hidden_size=1408,
+            num_hidden_layers=34,
+            num_attention_heads=16,
+            intermediate_size=5632,
+            projector_input_dim=4096,
+            projector_output_dim=4096,
+            vision_output_dim=4096,
+        ),
     ),
 }
 
 
 def make_config(size: str = "tiny"):
+    """A Llama 4 config of the Llama Guard 4 architecture (dense, rope on every layer) at ``size``.
+
+    The vision intermediate size is 4 x its width: the pixel-shuffled patch width, as in the real model.
+    """
     from transformers import Llama4Config
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    layers = SIZES[size]["num_hidden_layers"]
+    layers = SIZES[size]["text"]["num_hidden_layers"]
     text = dict(
         vocab_size=202048,
-        **SIZES[size],
+        **SIZES[size]["text"],
         max_position_embeddings=131072,
         rms_norm_eps=1e-5,
         moe_layers=[],
@@ -140,18 +180,7 @@ def make_config(size: str = "tiny"):
             "original_max_position_embeddings": 8192,
         },
     )
-    vision = dict(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=128,  # = 4 x hidden_size: the pixel-shuffled patch width, as in the real model
-        image_size=336,
-        patch_size=14,
-        pixel_shuffle_ratio=0.5,
-        projector_input_dim=64,
-        projector_output_dim=64,
-        vision_output_dim=64,
-    )
+    vision = dict(**SIZES[size]["vision"], image_size=336, patch_size=14, pixel_shuffle_ratio=0.5)
     return Llama4Config(text_config=text, vision_config=vision, image_token_index=200092)
 
 

@@ -1,0 +1,29 @@
+"""The benchmark runs end to end in its reduced mode (CI proves it works; the numbers live in the README)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_guard_quick_mode_writes_every_ratio(tmp_path):
+    out = tmp_path / "bench.json"
+    env_cache = tmp_path / "cache"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_guard.py"), "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "LLAMAGUARD_GUARDRAILS_CACHE": str(env_cache)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    numbers = json.loads(out.read_text())
+    for key in ("vs_generate", "vs_bare_forward", "prefix_cache", "concurrency", "memory"):
+        assert key in numbers
+    assert numbers["vs_generate"]["speedup"] > 0 and numbers["memory"]["checks"] == 200
+    assert "safe check vs generate" in result.stdout
