@@ -337,3 +337,20 @@ def test_concurrent_checks_are_coalesced_into_batches(test_model_dir):
     verdicts = asyncio.run(run())
     assert [v.safe for v in verdicts] == [n % 3 != 0 for n in range(16)]
     assert max(g.backend.calls) > 1 and len(g.backend.calls) < 16
+
+
+def test_trimming_keeps_every_block_of_the_last_message(test_model_dir):
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), max_prompt_tokens=700, cache_size=0)
+    history = [{"role": "user", "content": "old question " + "lorem ipsum " * 60} for _ in range(6)]
+    last = {
+        "role": "assistant",
+        "content": "Sure, running it.",
+        "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "python", "arguments": '{"code": "bomb()"}'}}
+        ],
+    }
+    verdict = g.classify([*history, last])
+    assert verdict.omitted_messages and 6 not in verdict.omitted_messages
+    (prompt,) = g.build_prompts([*history, last])
+    text = g.prompts.decode(prompt.input_ids)
+    assert "Sure, running it." in text and "bomb()" in text and not verdict.safe

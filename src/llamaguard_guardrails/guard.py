@@ -7,7 +7,6 @@ import concurrent.futures
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -16,7 +15,7 @@ from .backends.base import AnswerScores, AnswerTokens, GuardBackend
 from .core.batching import MicroBatcher
 from .core.categories import category_name
 from .core.conversation import Conversation, parse_conversation
-from .core.errors import GuardError, GuardTimeoutError, InvalidConversationError, ModelOutputError, UnsafeContentError
+from .core.errors import GuardTimeoutError, InvalidConversationError, ModelOutputError, UnsafeContentError
 from .core.policy import DEFAULT_POLICY, Policy
 from .core.prompt import EOT, Prompt, PromptBuilder
 from .core.verdict import Verdict
@@ -27,7 +26,6 @@ log = logging.getLogger("llamaguard_guardrails")
 #: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
 MIN_ANSWER_MASS = 0.5
 DEFAULT_MAX_PROMPT_TOKENS = 8192
-_CODE_LINE = re.compile(r"^S[0-9]+$")
 
 VerdictSink = Callable[[Verdict], Any]
 
@@ -477,4 +475,4 @@ def _check_prompt_parity(builder: PromptBuilder, processor: Any) -> bool | None:
     return True
 
 
-__all__ = ["GuardError", "LlamaGuard", "parse_category_line"]
+__all__ = ["LlamaGuard", "load_prompt_builder", "parse_category_line"]

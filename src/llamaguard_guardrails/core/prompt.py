@@ -157,8 +157,11 @@ class PromptBuilder:
         if max_tokens is None or len(prompt) <= max_tokens:
             return [prompt]
         blocks = conversation.blocks()
-        # Fewer leading blocks -> shorter prompt: binary-search the fewest blocks to drop.
-        low, high, best = 1, len(blocks) - 1, None
+        # Fewer leading blocks -> shorter prompt: binary-search the fewest blocks to drop, never touching
+        # the blocks of the last message (its text, tool calls and images stay whole).
+        last_source = blocks[-1][1].source
+        first_of_last = next(i for i, (_, block) in enumerate(blocks) if block.source == last_source)
+        low, high, best = 1, first_of_last, None
         while low <= high:
             start = (low + high) // 2
             kept = self._build_one(Conversation.from_blocks(blocks[start:], conversation.message_count), policy)
