@@ -175,6 +175,19 @@ def main(argv: list[str] | None = None) -> int:
         "prompt_tokens": len(image_prompt.input_ids),
         "error": guard.classify(picture, policy=passing).error,
     }
+    history = []
+    for turn in range(12):  # a multi-turn agent history of about 2,000 tokens
+        history += [
+            {"role": "user", "content": f"Step {turn}: please check the logs of service {turn} and summarise errors."},
+            {"role": "assistant", "content": "Here is what I found in the logs: " + "connection reset by peer; " * 12},
+        ]
+    (history_prompt,) = guard.build_prompts(history)
+    times = timed(lambda: guard.classify(history, policy=passing), max(5, args.repeats // 3), device)
+    results["agent_history"] = {
+        "p50_ms": statistics.median(times) * 1000,
+        "p95_ms": pct(times, 95) * 1000,
+        "prompt_tokens": len(history_prompt.input_ids),
+    }
     for batch in (1, 8, 32):
         convs = [
             [{"role": "user", "content": f"Question {i}: how do I reset my router to factory settings?"}]
