@@ -452,9 +452,10 @@ def test_run_shield_safe_and_unsafe_on_the_real_test_model(client):
     assert isinstance(meta["violation_type"], list) and isinstance(meta["categories"], list)
     assert 0.0 <= meta["unsafe_probability"] <= 1.0 and meta["threshold"] == 0.0
     assert meta["shield_id"] == "lg-block" and meta["test_model"] is True
-    # the random-weight model may answer a malformed category line: that is a guard error, blocked
-    assert meta["status"] in ("unsafe", "error")
-    assert (meta["error"] is not None) == (meta["status"] == "error")
+    # the test model answers in Llama Guard 4's format: a real unsafe verdict with its category codes
+    assert meta["status"] == "unsafe" and meta["error"] is None
+    assert meta["violation_type"] and all(code.startswith("S") for code in meta["violation_type"])
+    assert len(meta["categories"]) == len(meta["violation_type"])
 
 
 def test_run_shield_on_a_history_with_tool_calls_and_an_image(client):
