@@ -8,6 +8,12 @@ Each comparison interleaves its two sides (A, B, A, B, ...) and reports medians,
 both sides alike. Targets (issue 5): safe check >= 3x faster than generate-and-parse; <= 1.15x one bare
 forward pass; prefix cache >= 2x on a short check; 16 concurrent async checks >= 2x sequential
 throughput; RSS growth <= 50 MB over 2,000 checks.
+
+The short-check rows reuse only the policy part of the prompt (``cache_conversations=False``), so a repeated
+text is not cheaper than a new one. Two rows give the model-only ceilings on this machine: what any
+implementation could reach with a perfect prefix cache (one bare pass over all ids vs one over the ids after
+the policy prefix, its KV given). The agent row checks the next turn of a long history, its earlier turns
+already checked, with the conversation's KV reused vs the policy part only.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_mod
 RESULTS = Path(__file__).parent / "results"
 SHORT = [{"role": "user", "content": "How do I bake sourdough bread at home?"}]
 PASS = Policy(threshold=1.0)  # force the safe path: the cost of a safe verdict
+HISTORY = [
+    {"role": role, "content": f"{role.title()} turn {n}: " + text * 4}
+    for n in range(4)
+    for role, text in (
+        ("user", "Could you help me plan the next stage of the garden irrigation project? "),
+        ("assistant", "Here is a plan: measure the beds, choose drip lines, and set a timer for the mornings. "),
+    )
+]
 
 
 def interleaved(a, b, repeats: int) -> tuple[float, float]:
@@ -53,11 +67,14 @@ def rss_mb() -> float:
 
 
 def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> dict:
-    guard = LlamaGuard.from_pretrained(model_dir, cache_size=0, micro_batching=False)
+    guard = LlamaGuard.from_pretrained(model_dir, cache_size=0, micro_batching=False, cache_conversations=False)
     model, backend = guard.backend.model, guard.backend
     (prompt,) = guard.build_prompts(SHORT)
     ids = torch.tensor([prompt.input_ids])
     mask = torch.ones_like(ids)
+    cut = prompt.prefix_length
+    with torch.inference_mode():
+        prefix_kv = model(input_ids=ids[:, :cut], use_cache=True, logits_to_keep=1, return_dict=False)[1]
     processor_text = guard.prompts.decode(prompt.input_ids)
     from transformers import AutoTokenizer
 
@@ -77,6 +94,20 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     def bare_forward() -> None:
         with torch.inference_mode():
             model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False, return_dict=False)
+
+    def bare_forward_after_prefix() -> None:
+        from llamaguard_guardrails.backends.kv_store import view
+
+        with torch.inference_mode():
+            model(
+                input_ids=ids[:, cut:],
+                attention_mask=mask,
+                position_ids=torch.arange(cut, ids.shape[1]).unsqueeze(0),
+                past_key_values=view(prefix_kv, cut),
+                logits_to_keep=1,
+                use_cache=True,
+                return_dict=False,
+            )
 
     def ours_no_prefix() -> None:
         backend.prefix_caching = False
@@ -115,6 +146,21 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         "target": ">= 2",
     }
 
+    t_whole, t_rest = interleaved(bare_forward, bare_forward_after_prefix, repeats)
+    results["ceiling_prefix_cache"] = {
+        "bare_forward_s": t_whole,
+        "bare_forward_after_cached_prefix_s": t_rest,
+        "speedup": t_whole / t_rest,
+        "note": "model only: the most any prefix cache can save on this model and machine",
+    }
+    results["ceiling_vs_generate"] = {
+        "generate_s": t_generate,
+        "bare_forward_after_cached_prefix_s": t_rest,
+        "speedup": t_generate / t_rest,
+        "note": "model only: generate-and-parse vs the cheapest possible score pass",
+    }
+    results["agent_next_turn"] = agent_next_turn(guard, max(3, repeats // 2))
+
     batched = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=True, max_batch=concurrency)
     texts = [[{"role": "user", "content": f"Question number {n}: how do plants grow?"}] for n in range(concurrency)]
 
@@ -138,7 +184,8 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         "target": ">= 2",
     }
 
-    for n in range(50):  # warm-up: allocator pools, lazy imports
+    backend.cache_conversations = True  # the default: the KV store fills during the warm-up, then stays bounded
+    for n in range(50):  # warm-up: allocator pools, lazy imports, the KV store
         guard.classify(f"warm up {n}", policy=PASS)
     gc.collect()
     before = rss_mb()
@@ -156,12 +203,48 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     return results
 
 
+def agent_next_turn(guard: LlamaGuard, repeats: int) -> dict:
+    """The next check of a long agent history whose earlier turns were checked: conversation KV reuse vs the
+    policy part only. Each repeat starts from an empty KV store primed (untimed) with the earlier turns."""
+    backend = guard.backend
+    earlier = HISTORY[:-2]  # ends with an assistant message, like HISTORY: the same task line
+    with_reuse, policy_only = [], []
+    for _ in range(repeats + 1):  # the first round warms up
+        for reuse, out in ((True, with_reuse), (False, policy_only)):
+            backend.kv_store.clear()
+            backend.cache_conversations = reuse
+            guard.classify(earlier, policy=PASS)
+            start = time.perf_counter()
+            assert guard.classify(HISTORY, policy=PASS).safe
+            out.append(time.perf_counter() - start)
+    backend.cache_conversations = False
+    (prompt,) = guard.build_prompts(HISTORY)
+    t_reuse, t_policy = statistics.median(with_reuse[1:]), statistics.median(policy_only[1:])
+    return {
+        "prompt_tokens": len(prompt.input_ids),
+        "with_conversation_reuse_s": t_reuse,
+        "policy_prefix_only_s": t_policy,
+        "speedup": t_policy / t_reuse,
+    }
+
+
 def table(results: dict) -> str:
     rows = [
         ("safe check vs generate(10)+parse", f"{results['vs_generate']['speedup']:.2f}x faster", ">= 3x"),
         ("safe check vs one bare forward", f"{results['vs_bare_forward']['ratio']:.2f}x the time", "<= 1.15x"),
         ("  (prefix cache off)", f"{results['vs_bare_forward_no_prefix_cache']['ratio']:.2f}x the time", "<= 1.15x"),
         ("prefix cache on vs off", f"{results['prefix_cache']['speedup']:.2f}x faster", ">= 2x"),
+        (
+            "  ceiling: bare pass, all ids vs after the prefix",
+            f"{results['ceiling_prefix_cache']['speedup']:.2f}x",
+            "-",
+        ),
+        ("  ceiling: generate(10) vs bare pass after prefix", f"{results['ceiling_vs_generate']['speedup']:.2f}x", "-"),
+        (
+            f"next agent turn ({results['agent_next_turn']['prompt_tokens']} tokens), history KV reused",
+            f"{results['agent_next_turn']['speedup']:.2f}x faster",
+            "-",
+        ),
         (
             f"{results['concurrency']['checks']} concurrent async vs sequential",
             f"{results['concurrency']['throughput_gain']:.2f}x throughput",

@@ -23,7 +23,10 @@ def test_bench_guard_quick_mode_writes_every_ratio(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     numbers = json.loads(out.read_text())
-    for key in ("vs_generate", "vs_bare_forward", "prefix_cache", "concurrency", "memory"):
+    for key in ("vs_generate", "vs_bare_forward", "prefix_cache", "concurrency", "memory", "agent_next_turn"):
         assert key in numbers
+    for key in ("ceiling_prefix_cache", "ceiling_vs_generate"):
+        assert numbers[key]["speedup"] > 0
     assert numbers["vs_generate"]["speedup"] > 0 and numbers["memory"]["checks"] == 200
-    assert "safe check vs generate" in result.stdout
+    assert numbers["agent_next_turn"]["prompt_tokens"] > 500
+    assert "safe check vs generate" in result.stdout and "next agent turn" in result.stdout

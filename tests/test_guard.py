@@ -308,7 +308,7 @@ def test_prefix_cache_gives_the_same_scores(uncached_guard):
         backend.prefix_caching = True
     for a, b in zip(plain, cached, strict=True):
         assert a.unsafe_probability == pytest.approx(b.unsafe_probability, abs=1e-5)
-    assert 0 < len(backend._prefixes) <= backend.max_cached_prefixes
+    assert 0 < len(backend.kv_store) <= backend.kv_store.max_entries
 
 
 def test_verdict_cache_returns_the_same_verdict_and_is_bounded(test_model_dir):

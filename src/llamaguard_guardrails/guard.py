@@ -88,6 +88,8 @@ class LlamaGuard:
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         sink: VerdictSink | None = None,
         prefix_caching: bool | None = None,
+        cache_conversations: bool = True,
+        prefix_cache_mb: float = 512,
         **guard_options: Any,
     ) -> LlamaGuard:
         """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
@@ -96,8 +98,10 @@ class LlamaGuard:
         ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
         A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
         ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
-        reuses the policy part of the prompt. ``guard_options`` go to the constructor (``cache_size``, ``micro_batching``, ``max_batch``,
-        ``max_wait_ms``, ``batch_size``).
+        reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
+        conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
+        repeated checks bit-identical). ``guard_options`` go to the constructor (``cache_size``,
+        ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``).
         """
         from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
         from .testing.model_factory import TEST_MODEL_MARKER
@@ -110,7 +114,15 @@ class LlamaGuard:
         model = load_model(path, device=device, dtype=dtype, quantization=quantization)
         tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.ids[EOT]
-        backend = TransformersBackend(model, tokens, pad, builder.decode, prefix_caching=prefix_caching)
+        backend = TransformersBackend(
+            model,
+            tokens,
+            pad,
+            builder.decode,
+            prefix_caching=prefix_caching,
+            cache_conversations=cache_conversations,
+            prefix_cache_mb=prefix_cache_mb,
+        )
         guard = cls(
             backend,
             builder,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from llamaguard_guardrails import LlamaGuard
+from llamaguard_guardrails.backends.transformers import TransformersBackend
 from llamaguard_guardrails.core.prompt import PromptBuilder
 from llamaguard_guardrails.testing import keyword_rule
 
@@ -44,7 +45,12 @@ def make_guard(builder: PromptBuilder) -> Iterator[MakeGuard]:
 
 @pytest.fixture(scope="session")
 def exact_guard(guard: LlamaGuard) -> Iterator[LlamaGuard]:
-    """The real test model without the verdict cache and without micro-batching: bit-reproducible scores."""
-    exact = LlamaGuard(guard.backend, guard.prompts, cache_size=0, micro_batching=False)
+    """The real test model without the verdict cache, micro-batching or conversation KV reuse: bit-reproducible
+    scores (reused conversation KV changes the float summation order between a first check and its repeats)."""
+    real = guard.backend
+    backend = TransformersBackend(
+        real.model, real.tokens, real.pad_token_id, guard.prompts.decode, prefix_caching=True, cache_conversations=False
+    )
+    exact = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=False)
     yield exact
     exact._executor.shutdown(wait=False)  # not close(): the backend (the loaded model) is shared

@@ -3,7 +3,7 @@
 Numbers proven here: after 500 warm-up checks, 5,000 more checks (sync, async, batched, blocked,
 faulty and windowed ones mixed, every input new) grow RSS by <= 50 MB. The verdict cache holds at
 most ``cache_size`` verdicts, the micro-batcher keeps at most 256 batch sizes, the backend's prefix
-(KV) cache at most ``max_cached_prefixes`` entries, and the guard's worker pool at most 32 threads.
+(KV) cache at most ``max_cached_prefixes`` entries and ``prefix_cache_mb`` megabytes, and the guard's worker pool at most 32 threads.
 """
 
 from __future__ import annotations
@@ -103,24 +103,44 @@ def test_the_worker_pool_is_bounded(make_guard):
     assert threading.active_count() - before <= 32 + 1  # the pool and one batcher thread, however many checks
 
 
-@pytest.fixture
-def small_prefix_cache(guard) -> TransformersBackend:
+def backend_with_store(guard, **options) -> TransformersBackend:
     real = guard.backend
-    return TransformersBackend(
-        real.model, real.tokens, real.pad_token_id, guard.prompts.decode, prefix_caching=True, max_cached_prefixes=2
-    )
+    return TransformersBackend(real.model, real.tokens, real.pad_token_id, guard.prompts.decode, **options)
 
 
-def test_the_prefix_kv_cache_is_bounded(guard, small_prefix_cache):
-    assert guard.backend.max_cached_prefixes == 8 and len(guard.backend._prefixes) <= 8
-    probe = LlamaGuard(small_prefix_cache, guard.prompts, cache_size=0, micro_batching=False)
+def test_the_prefix_kv_cache_is_bounded_in_entries(guard):
+    store = guard.backend.kv_store
+    assert store.max_entries == 16 and len(store) <= 16 and store.nbytes <= store.max_bytes == 512 * 2**20
+    small = backend_with_store(guard, prefix_caching=True, max_cached_prefixes=2)
+    probe = LlamaGuard(small, guard.prompts, cache_size=0, micro_batching=False)
     codes = list(LLAMA_GUARD_4_CATEGORIES)[:4]
     for code in codes:  # each policy has its own prompt prefix, so its own cached KV
         verdict = probe.classify("hello", policy=Policy(excluded_categories={code}, threshold=1.0))
         assert verdict.error is None
-        assert len(small_prefix_cache._prefixes) <= 2
-    assert len(small_prefix_cache._prefixes) == 2
+        assert len(small.kv_store) <= 2
+    assert len(small.kv_store) == 2
     probe._executor.shutdown(wait=False)
+
+
+def test_the_prefix_kv_cache_is_bounded_in_bytes_and_still_exact_when_nothing_fits(guard):
+    conversations = [
+        [{"role": "user", "content": f"Conversation {n}: " + "tell me about rivers and mountains. " * 20}]
+        for n in range(4)
+    ]
+    plain = backend_with_store(guard, prefix_caching=False)
+    expected = [
+        v.unsafe_probability for v in LlamaGuard(plain, guard.prompts, cache_size=0).classify_batch(conversations)
+    ]
+    for megabytes in (0.2, 0.01):  # room for about one conversation of the test model; room for nothing
+        small = backend_with_store(guard, prefix_caching=True, prefix_cache_mb=megabytes)
+        probe = LlamaGuard(small, guard.prompts, cache_size=0, micro_batching=False)
+        got = []
+        for conversation in conversations:
+            got.append(probe.classify(conversation).unsafe_probability)
+            assert small.kv_store.nbytes <= small.kv_store.max_bytes
+        assert got == pytest.approx(expected, abs=1e-5)
+        assert len(small.kv_store) == (1 if megabytes == 0.2 else 0)
+        probe._executor.shutdown(wait=False)
 
 
 # -- found by this suite ---------------------------------------------------------------------------------

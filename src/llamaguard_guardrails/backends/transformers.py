@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,9 @@ DEFAULT_MODEL_ID = "meta-llama/Llama-Guard-4-12B"
 # Llama Guard 4 ships `attention_chunk_size: null`, which transformers cannot run. With 8192, logits
 # equal full attention for prompts below 8192 tokens.
 ATTENTION_CHUNK_SIZE = 8192
+#: In a batch, a prompt leaves the shared policy-prefix pass for a pass of its own only when its cached
+#: conversation spares it at least this many tokens.
+PRIVATE_REUSE_TOKENS = 64
 
 ACCESS_HELP = (
     "Llama Guard 4 is a gated model. To get it: accept the Llama 4 Community License at "
@@ -32,7 +33,17 @@ ACCESS_HELP = (
 
 
 class TransformersBackend(GuardBackend):
-    """Scores prompts with one forward pass; decodes categories greedily only when asked."""
+    """Scores prompts with one forward pass; decodes categories greedily only when asked.
+
+    With ``prefix_caching``, a check pays only for the tokens after the longest prompt beginning whose KV
+    cache it has kept (``kv_store``): the policy part of every prompt and, with ``cache_conversations``, the
+    conversation so far, for the next turn of an agent or the next window of a stream. Bounded by
+    ``max_cached_prefixes`` entries and ``prefix_cache_mb`` megabytes.
+
+    Reusing a conversation changes the float summation order, so a repeated check may differ from the first in
+    the 7th digit of its probability (as batching does). ``cache_conversations=False`` reuses only the policy
+    part, always at the same place: repeats are then bit-identical.
+    """
 
     name = "transformers"
 
@@ -44,9 +55,13 @@ class TransformersBackend(GuardBackend):
         decode,
         *,
         prefix_caching: bool | None = None,
-        max_cached_prefixes: int = 8,
+        cache_conversations: bool = True,
+        max_cached_prefixes: int = 16,
+        prefix_cache_mb: float = 512,
     ) -> None:
         import torch
+
+        from .kv_store import PrefixKVStore
 
         self.model = model
         self.tokens = answer_tokens
@@ -57,10 +72,11 @@ class TransformersBackend(GuardBackend):
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         # Measured: on CPU the prefix cache halves short checks; on a GPU in eager mode a short check is
-        # launch-bound (H200: 13 ms of GPU work in a 37 ms check) and copying the cache costs more than it saves.
+        # launch-bound (H200: 13 ms of GPU work in a 37 ms check), so it is off there unless asked for.
         self.prefix_caching = self.device.type == "cpu" if prefix_caching is None else prefix_caching
-        self.max_cached_prefixes = max_cached_prefixes
-        self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self.cache_conversations = cache_conversations
+        self.kv_store = PrefixKVStore(max_entries=max_cached_prefixes, max_bytes=int(prefix_cache_mb * 2**20))
+        self._window: int | None = None  # longest prompt the model's cache keeps whole (chunked attention)
 
     def _pixels(self, prompts: Sequence[Prompt]) -> Any:
         tiles = [p.pixel_values for p in prompts if p.pixel_values is not None]
@@ -68,66 +84,98 @@ class TransformersBackend(GuardBackend):
             return None
         return self._torch.cat(tiles).to(self.device, self.dtype)
 
-    # -- prefix cache ----------------------------------------------------------------------------
+    # -- prefix reuse ----------------------------------------------------------------------------
 
-    def _prefix_cache(self, prefix: tuple[int, ...], batch: int) -> Any:
-        """A private copy of the KV cache of ``prefix`` (computed once per policy), repeated ``batch`` times."""
-        cache = self._prefixes.get(prefix)
-        if cache is None:
-            out = self.model(
-                input_ids=self._torch.tensor([prefix], device=self.device),
-                use_cache=True,
-                logits_to_keep=1,
-                return_dict=False,
-            )
-            cache = out[1]
-            self._prefixes[prefix] = cache
-            while len(self._prefixes) > self.max_cached_prefixes:
-                self._prefixes.popitem(last=False)
-        else:
-            self._prefixes.move_to_end(prefix)
-        cache = copy.deepcopy(cache)
-        if batch > 1:
-            cache.batch_repeat_interleave(batch)
-        return cache
+    def _anchor(self, prompt: Prompt) -> int:
+        """Length of the policy prefix under which this prompt may reuse cached KV; 0: no reuse."""
+        if not self.prefix_caching or not 0 < prompt.prefix_length < len(prompt.input_ids):
+            return 0
+        if self._window is not None and len(prompt.input_ids) + 1 > self._window:
+            return 0
+        return prompt.prefix_length
 
-    def _split(self, prompt: Prompt) -> tuple[tuple[int, ...], list[int]]:
-        """(cached prefix, rest) of a prompt's ids; no prefix when caching is off."""
-        cut = prompt.prefix_length if self.prefix_caching and prompt.prefix_length < len(prompt.input_ids) else 0
-        return tuple(prompt.input_ids[:cut]), list(prompt.input_ids[cut:])
+    def _reuse(self, prompt: Prompt) -> tuple[Any, int]:
+        """(entry, length): cached KV for the first ``length`` ids of the prompt; (None, 0) without reuse."""
+        from .kv_store import KVEntry, supports, window_limit
+
+        anchor = self._anchor(prompt)
+        if not anchor:
+            return None, 0
+        entry, length = self.kv_store.longest(prompt.input_ids, anchor)
+        if entry is not None:
+            return entry, length if self.cache_conversations else anchor
+        ids = prompt.input_ids[:anchor]
+        out = self.model(
+            input_ids=self._torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1, return_dict=False
+        )
+        cache = out[1]
+        if not supports(cache):
+            log.info("prefix caching turned off: %s is not a dynamic KV cache", type(cache).__name__)
+            self.prefix_caching = False
+            return None, 0
+        self._window = window_limit(cache)
+        if self._anchor(prompt) == 0:
+            return None, 0
+        entry = self.kv_store.add(ids, anchor, cache) or KVEntry(ids, ids, self._torch.tensor(ids), cache, 0)
+        return entry, anchor
+
+    def _keep_length(self, prompt: Prompt) -> int:
+        """How much of a scored prompt is worth keeping: up to the end of its conversation (the instruction that
+        follows differs from the next turn), or only the policy part when it holds images."""
+        if prompt.has_images or not prompt.content_spans:
+            return prompt.prefix_length
+        return max(prompt.prefix_length, prompt.content_spans[-1][1])
+
+    def _plan(self, prompts: Sequence[Prompt]) -> dict[tuple[int, int], tuple[Any, int, list[int]]]:
+        """Group prompts into forward passes: one per shared (cached entry, reused length).
+
+        A lone prompt reuses all it can. In a batch, a prompt gets a pass of its own only when its cached
+        conversation saves at least ``PRIVATE_REUSE_TOKENS``; the others share their policy prefix.
+        """
+        choices = [self._reuse(p) for p in prompts]
+        groups: dict[tuple[int, int], tuple[Any, int, list[int]]] = {}
+        shared: dict[tuple[int, ...], Any] = {}
+        for i, (prompt, (entry, length)) in enumerate(zip(prompts, choices)):
+            anchor = self._anchor(prompt)
+            if entry is not None and len(prompts) > 1 and length - anchor < PRIVATE_REUSE_TOKENS:
+                entry, length = shared.setdefault(prompt.input_ids[:anchor], entry), anchor
+            key = (id(entry), length)
+            groups.setdefault(key, (entry, length, []))[2].append(i)
+        return groups
 
     # -- scoring ---------------------------------------------------------------------------------
 
     def score(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, prompt in enumerate(prompts):
-            groups.setdefault(self._split(prompt)[0], []).append(i)
         results: list[AnswerScores] = [None] * len(prompts)  # type: ignore[list-item]
         with self._lock, self._torch.inference_mode():
-            for prefix, members in groups.items():
+            for entry, length, members in self._plan(prompts).values():
                 group = [prompts[i] for i in members]
-                for i, scores in zip(members, self._score_group(prefix, group)):
+                for i, scores in zip(members, self._score_group(entry, length, group)):
                     results[i] = scores
         return results
 
-    def _score_group(self, prefix: tuple[int, ...], prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        """One forward pass over the prompts' uncached ids + ["\n\n"], logits kept at the last two positions."""
+    def _score_group(self, entry: Any, length: int, prompts: Sequence[Prompt]) -> list[AnswerScores]:
+        """One forward pass over the prompts' ids after the first ``length`` (cached in ``entry``) + ["\n\n"],
+        logits kept at the last two positions. Each prompt's conversation KV is then kept for later checks."""
+        from .kv_store import owned_row, view
+
         torch = self._torch
         t = self.tokens
-        rows = [self._split(p)[1] + [t.blank] for p in prompts]
+        rows = [list(p.input_ids[length:]) + [t.blank] for p in prompts]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), len(prefix) + width), dtype=torch.long)
-        mask[:, : len(prefix)] = 1
+        mask = torch.zeros((len(rows), length + width), dtype=torch.long)
+        mask[:, :length] = 1
         for i, row in enumerate(rows):  # left padding keeps every row's last two positions aligned
             ids[i, width - len(row) :] = torch.tensor(row)
-            mask[i, len(prefix) + width - len(row) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, len(prefix) :]
-        kwargs: dict[str, Any] = {}
-        if prefix:
-            kwargs = {"past_key_values": self._prefix_cache(prefix, len(rows)), "use_cache": True}
-        else:
-            kwargs = {"use_cache": False}
+            mask[i, length + width - len(row) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, length:]
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if entry is not None:
+            past = view(entry.cache, length)
+            if len(rows) > 1:
+                past.batch_repeat_interleave(len(rows))
+            kwargs = {"past_key_values": past, "use_cache": True}
         pixels = self._pixels(prompts)
         if pixels is not None:
             kwargs["pixel_values"] = pixels
@@ -143,10 +191,19 @@ class TransformersBackend(GuardBackend):
         probs = out[0][:, -2:, :].float().softmax(-1)
         wanted = torch.tensor([t.safe, t.unsafe, t.blank], device=probs.device)
         picked = probs.index_select(-1, wanted).double().cpu().tolist()
+        if entry is not None and self.cache_conversations:
+            for r, prompt in enumerate(prompts):
+                keep = self._keep_length(prompt)
+                if keep > length:
+                    start = length + width - len(rows[r])
+                    kept = owned_row(out[1], r, length, start, start + keep - length)
+                    self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept)
         return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
-        """Greedy decoding after "unsafe\n" (reusing the prefix cache), stopping at the end of the line."""
+        """Greedy decoding after "unsafe\n" (reusing cached KV), stopping at the end of the line."""
+        from .kv_store import view
+
         torch = self._torch
         t = self.tokens
         forced = ([t.blank] if leading_blank else []) + [t.unsafe, t.newline]
@@ -154,9 +211,9 @@ class TransformersBackend(GuardBackend):
         pixels = self._pixels([prompt])
         extra: dict[str, Any] = {"pixel_values": pixels} if pixels is not None else {}
         with self._lock, torch.inference_mode():
-            prefix = self._split(prompt)[0]
-            if prefix:
-                extra["past_key_values"] = self._prefix_cache(prefix, 1)
+            entry, length = self._reuse(prompt)
+            if entry is not None and (self._window is None or ids.shape[1] + max_new_tokens <= self._window):
+                extra["past_key_values"] = view(entry.cache, length)
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
