@@ -6,7 +6,8 @@
 DIR is any folder with the Llama 4 tokenizer and processor files (e.g. a `make-test-model` folder;
 the weights there are not used). The 12B model is built directly on the GPU with random bf16 weights
 (12,001,097,216 parameters, 24.0 GB), so no checkpoint is read. Prints p50/p95 latency of a one-turn
-check, throughput at batch 1, 8 and 32, the generate-and-parse and bare-forward baselines, and the
+check, throughput at batch 1, 8 and 32, the generate-and-parse and bare-forward baselines, the next turn
+of a ~2,000-token agent history with its earlier turns' KV reused (vs the policy prefix only), and the
 floor of reading every weight once at the measured copy bandwidth.
 """
 
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         "p95_ms": pct(times, 95) * 1000,
         "prompt_tokens": len(history_prompt.input_ids),
     }
+    from bench_guard import agent_next_turn  # this folder is on sys.path when run as a script
+
+    results["agent_next_turn"] = agent_next_turn(guard, max(5, args.repeats // 5), history)
     for batch in (1, 8, 32):
         convs = [
             [{"role": "user", "content": f"Question {i}: how do I reset my router to factory settings?"}]
