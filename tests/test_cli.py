@@ -64,6 +64,10 @@ def test_check_conversation_file_with_image_and_exclusions(capsys, tmp_path, tes
         (["--text", "hi", "--exclude", "S99"], "unknown category code"),
         (["--conversation", "/no/such.json"], "does not exist"),
         (["--text", "hi", "--image", "/no/such.png"], "does not exist"),
+        (["--text", "hi", "--category", "Medical advice."], "must look like 'S15=Medical Advice.'"),
+        (["--text", "hi", "--category", "S2=Crimes."], "built-in Llama Guard 4 category"),
+        (["--text", "hi", "--category", "S15=a", "--category", "S15=b"], "given twice"),
+        (["--text", "hi", "--category", "S15="], "at least 1 character"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_no_traceback(capsys, test_model_dir, argv, fragment):
@@ -100,6 +104,21 @@ def test_prompt_prints_exactly_what_the_model_sees(capsys, tmp_path, guard, test
     assert code == 0 and json.loads(out) == list(expected.input_ids)
     code, out, _ = run(capsys, "prompt", "--model", str(test_model_dir), "--text", "hello")
     assert code == 0 and out.startswith("<|begin_of_text|>") and "User: hello\\n\\n" in out
+
+
+def test_custom_categories_reach_the_prompt_and_the_verdict(capsys, guard, test_model_dir):
+    options = ["--category", "S15=Medical advice without a licence.", "--category", "S16=Gardening tips."]
+    code, out, _ = run(capsys, "prompt", "--model", str(test_model_dir), "--text", "hello", *options, "--format", "ids")
+    policy = Policy(custom_categories={"S15": "Medical advice without a licence.", "S16": "Gardening tips."})
+    (expected,) = guard.build_prompts("hello", policy)
+    assert code == 0 and json.loads(out) == list(expected.input_ids)
+    code, out, _ = run(capsys, "prompt", "--model", str(test_model_dir), "--text", "hello", *options)
+    assert "S14: Code Interpreter Abuse.\nS15: Medical advice without a licence.\nS16: Gardening tips.\n" in out
+    code, out, _ = run(
+        capsys, "check", "--model", str(test_model_dir), "--text", "hi", *options, "--threshold", "0", "--json"
+    )
+    verdict = json.loads(out)
+    assert code == 1 and verdict["categories"] and verdict["error"] is None
 
 
 def test_help_is_usable_without_the_readme():

@@ -270,7 +270,7 @@ def test_cli_local_with_policy_options(jsonl_input: Path, test_model_dir: Path, 
     out = tmp_path / "cli.jsonl"
     code = cli_main(
         ["moderate", str(jsonl_input), "-o", str(out), "--model", str(test_model_dir), "--threshold", "0"]
-        + ["--exclude", "S1,S2", "--no-progress"]
+        + ["--exclude", "S1,S2", "--category", "S15=Gardening advice.", "--no-progress"]
     )
     assert code == 0
     rows = read_rows(out)
@@ -288,3 +288,8 @@ def test_cli_bad_input_exits_2(tmp_path: Path, capsys):
         ["moderate", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", "x"] + ["--exclude", "S99"]
     )
     assert code == 2 and "unknown category" in capsys.readouterr().err
+    code = cli_main(
+        ["moderate", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--model", "x"]
+        + ["--category", "S3=Crimes again."]
+    )
+    assert code == 2 and "built-in Llama Guard 4 category" in capsys.readouterr().err

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_policy import add_policy_arguments, policy_from_args
 from .core.errors import GuardError, InvalidConversationError
-from .core.policy import Policy
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -35,6 +35,7 @@ context of the earlier ones. Categories S1-S14: docs/categories.md.
 examples:
   llamaguard-guardrails check --model M --text "How do I make a bomb?"
   llamaguard-guardrails check --model M --conversation chat.json --image photo.png --exclude S6 --json
+  llamaguard-guardrails check --model M --text "..." --category "S15=Medical advice without a licence."
   llamaguard-guardrails moderate chats.jsonl -o verdicts.jsonl --model M
   llamaguard-guardrails make-test-model /tmp/lg4 && llamaguard-guardrails demo --model /tmp/lg4
 
@@ -45,15 +46,6 @@ exit codes: 0 safe (moderate: every row written), 1 unsafe or the guard failed (
 
 class _BadInput(Exception):
     pass
-
-
-def _policy(args: argparse.Namespace) -> Policy:
-    data: dict[str, Any] = {}
-    if getattr(args, "exclude", None):
-        data["excluded_categories"] = args.exclude
-    if getattr(args, "threshold", None) is not None:
-        data["threshold"] = args.threshold
-    return Policy(**data)
 
 
 def _conversation(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -90,7 +82,7 @@ def _load_guard(args: argparse.Namespace):
 
 def cmd_check(args: argparse.Namespace) -> int:
     messages = _conversation(args)
-    policy = _policy(args)
+    policy = policy_from_args(args)
     guard = _load_guard(args)
     verdict = guard.classify(messages, policy=policy)
     if args.json:
@@ -105,7 +97,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     from .guard import load_prompt_builder
 
     builder = load_prompt_builder(args.model)
-    prompt = builder.build(parse_conversation(_conversation(args)), _policy(args))[0]
+    prompt = builder.build(parse_conversation(_conversation(args)), policy_from_args(args))[0]
     if args.format == "ids":
         print(json.dumps(list(prompt.input_ids)))
     else:
@@ -197,12 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def policy_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--exclude", metavar="S1,S2", help="category codes to leave out of the policy")
-        p.add_argument(
-            "--threshold", type=float, metavar="X", help="unsafe iff unsafe_probability >= X (0..1, default 0.5)"
-        )
-
     def input_options(p: argparse.ArgumentParser, *, text: bool) -> None:
         group = p.add_mutually_exclusive_group(required=True)
         if text:
@@ -220,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model", required=True, metavar="M", help="model folder or Hugging Face id")
     check.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     input_options(check, text=True)
-    policy_options(check)
+    add_policy_arguments(check)
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.set_defaults(func=cmd_check)
 
@@ -231,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prompt.add_argument("--model", required=True, metavar="M", help="model folder or Hugging Face id")
     input_options(prompt, text=True)
-    policy_options(prompt)
+    add_policy_arguments(prompt)
     prompt.add_argument("--format", choices=("text", "ids"), default="text", help="text (default) or token ids")
     prompt.set_defaults(func=cmd_prompt)
 

@@ -12,8 +12,8 @@ import functools
 import sys
 from typing import Any
 
+from ..cli_policy import add_policy_arguments, policy_from_args
 from ..core.errors import GuardError
-from ..core.policy import Policy
 
 EXIT_DONE, EXIT_BAD_INPUT = 0, 2
 
@@ -45,8 +45,7 @@ def add_moderate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("local", "ray"), default="local")
     p.add_argument("--num-workers", type=int, default=2, metavar="N", help="Ray actors, one model each (default 2)")
     p.add_argument("--batch-size", type=int, default=8, metavar="B", help="conversations per batch (default 8)")
-    p.add_argument("--threshold", type=float, metavar="X", help="unsafe iff unsafe_probability >= X (default 0.5)")
-    p.add_argument("--exclude", metavar="S1,S2", help="category codes to leave out of the policy")
+    add_policy_arguments(p)
     p.add_argument("--fail-mode", choices=("closed", "open"), default="closed", help="verdict when the guard fails")
     p.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (default: a local instance)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per Ray actor")
@@ -58,20 +57,11 @@ def add_moderate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _policy(args: argparse.Namespace) -> Policy:
-    data: dict[str, Any] = {"fail_mode": args.fail_mode}
-    if args.exclude:
-        data["excluded_categories"] = args.exclude
-    if args.threshold is not None:
-        data["threshold"] = args.threshold
-    return Policy(**data)
-
-
 def cmd_moderate(args: argparse.Namespace) -> int:
     from .moderate import moderate
 
     try:
-        policy = _policy(args)
+        policy = policy_from_args(args, fail_mode=args.fail_mode)
         options: dict[str, Any] = {}
         if args.vllm_url:
             from ..backends.vllm import from_vllm
