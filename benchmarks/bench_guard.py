@@ -13,7 +13,8 @@ The short-check rows reuse only the policy part of the prompt (``cache_conversat
 text is not cheaper than a new one. Two rows give the model-only ceilings on this machine: what any
 implementation could reach with a perfect prefix cache (one bare pass over all ids vs one over the ids after
 the policy prefix, its KV given). The agent row checks the next turn of a long history, its earlier turns
-already checked, with the conversation's KV reused vs the policy part only.
+already checked, and the stream row a streamed answer checked every 256 characters (as LangChain's windowed
+mode does), each with the conversation's KV reused vs the policy part only.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         "note": "model only: generate-and-parse vs the cheapest possible score pass",
     }
     results["agent_next_turn"] = agent_next_turn(guard, max(3, repeats // 2))
+    results["streamed_answer"] = streamed_answer(guard, max(2, repeats // 5))
 
     batched = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=True, max_batch=concurrency)
     texts = [[{"role": "user", "content": f"Question number {n}: how do plants grow?"}] for n in range(concurrency)]
@@ -203,27 +205,61 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     return results
 
 
-def agent_next_turn(guard: LlamaGuard, repeats: int, history: list[dict] = HISTORY) -> dict:
-    """The next check of a long agent history whose earlier turns were checked: conversation KV reuse vs the
-    policy part only. Each repeat starts from an empty KV store primed (untimed) with the earlier turns."""
+def reuse_vs_policy_only(guard: LlamaGuard, repeats: int, prime, timed) -> tuple[float, float]:
+    """Median seconds of ``timed()`` with conversation KV reuse and with the policy part only, interleaved.
+    Each run starts from an empty KV store primed (untimed) by ``prime()``; the first round warms up."""
     backend = guard.backend
     settings = backend.prefix_caching, backend.cache_conversations
     backend.prefix_caching = True
-    earlier = history[:-2]  # ends with the same role as history: the same task line
     with_reuse, policy_only = [], []
-    for _ in range(repeats + 1):  # the first round warms up
-        for reuse, out in ((True, with_reuse), (False, policy_only)):
-            backend.kv_store.clear()
-            backend.cache_conversations = reuse
-            guard.classify(earlier, policy=PASS)
-            start = time.perf_counter()
-            guard.classify(history, policy=PASS)  # timed whatever the verdict (random GPU weights: an error)
-            out.append(time.perf_counter() - start)
-    backend.prefix_caching, backend.cache_conversations = settings
+    try:
+        for _ in range(repeats + 1):
+            for reuse, out in ((True, with_reuse), (False, policy_only)):
+                backend.kv_store.clear()
+                backend.cache_conversations = reuse
+                prime()
+                start = time.perf_counter()
+                timed()
+                out.append(time.perf_counter() - start)
+    finally:
+        backend.prefix_caching, backend.cache_conversations = settings
+    return statistics.median(with_reuse[1:]), statistics.median(policy_only[1:])
+
+
+def agent_next_turn(guard: LlamaGuard, repeats: int, history: list[dict] = HISTORY) -> dict:
+    """The next check of a long agent history whose earlier turns were checked (the same task line: the
+    history and its earlier turns end with the same role). Verdicts are not asserted: on random GPU weights
+    they are errors, and the pass is timed all the same."""
+    t_reuse, t_policy = reuse_vs_policy_only(
+        guard,
+        repeats,
+        lambda: guard.classify(history[:-2], policy=PASS),
+        lambda: guard.classify(history, policy=PASS),
+    )
     (prompt,) = guard.build_prompts(history)
-    t_reuse, t_policy = statistics.median(with_reuse[1:]), statistics.median(policy_only[1:])
     return {
         "prompt_tokens": len(prompt.input_ids),
+        "with_conversation_reuse_s": t_reuse,
+        "policy_prefix_only_s": t_policy,
+        "speedup": t_policy / t_reuse,
+    }
+
+
+def streamed_answer(guard: LlamaGuard, repeats: int, window: int = 256) -> dict:
+    """A streamed answer checked as LangChain's windowed mode does: the whole output so far, in context,
+    every ``window`` characters, then once complete. Total guard time with conversation reuse vs without."""
+    question = HISTORY[:1]
+    answer = " ".join(m["content"] for m in HISTORY[1::2])
+    cuts = list(range(window, len(answer), window)) + [len(answer)]
+
+    def stream() -> None:
+        for cut in cuts:
+            guard.classify(question + [{"role": "assistant", "content": answer[:cut]}], policy=PASS)
+
+    t_reuse, t_policy = reuse_vs_policy_only(guard, repeats, lambda: None, stream)
+    return {
+        "answer_chars": len(answer),
+        "checks": len(cuts),
         "with_conversation_reuse_s": t_reuse,
         "policy_prefix_only_s": t_policy,
         "speedup": t_policy / t_reuse,
@@ -245,6 +281,11 @@ def table(results: dict) -> str:
         (
             f"next agent turn ({results['agent_next_turn']['prompt_tokens']} tokens), history KV reused",
             f"{results['agent_next_turn']['speedup']:.2f}x faster",
+            "-",
+        ),
+        (
+            f"streamed answer, {results['streamed_answer']['checks']} window checks, history KV reused",
+            f"{results['streamed_answer']['speedup']:.2f}x faster",
             "-",
         ),
         (
