@@ -590,6 +590,16 @@ def test_provider_config_reads_run_config_values_and_rejects_bad_ones():
         shield_policy(policy, {"fail_mode": "sometimes"})
 
 
+def test_the_provider_loads_the_guard_with_its_kv_reuse_settings(test_model_dir):
+    impl = make_impl({"model": str(test_model_dir), "cache_conversations": False, "prefix_cache_mb": 64})
+    guard = asyncio.run(impl.load_guard())
+    try:
+        assert guard.backend.prefix_caching is True  # CPU default
+        assert guard.backend.cache_conversations is False and guard.backend.kv_store.max_bytes == 64 * 2**20
+    finally:
+        guard.close()
+
+
 def test_the_example_run_config_is_the_shipped_one():
     example = Path(__file__).parents[1] / "examples" / "llama-stack" / "run.yaml"
     assert example.read_text() == RUN_CONFIG.read_text()

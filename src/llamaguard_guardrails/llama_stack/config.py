@@ -21,6 +21,8 @@ class LlamaGuardProviderConfig(BaseModel):
     The model is loaded from ``model`` (a local folder or a Hugging Face id) with ``device`` /
     ``dtype`` / ``quantization``. ``excluded_categories``, ``custom_categories``, ``threshold``,
     ``fail_mode`` and ``timeout_s`` form the default policy; a shield's ``params`` override them.
+    ``prefix_caching``, ``cache_conversations`` and ``prefix_cache_mb`` set the KV reuse (see
+    ``LlamaGuard.from_pretrained``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -31,6 +33,11 @@ class LlamaGuardProviderConfig(BaseModel):
     quantization: Literal["8bit", "4bit"] | None = None
     local_files_only: bool | None = Field(default=None, description="never download (default: HF_HUB_OFFLINE)")
     max_prompt_tokens: int = Field(default=8192, gt=0)
+    prefix_caching: bool | None = Field(default=None, description="reuse cached KV; default: on for CPU, off for GPU")
+    cache_conversations: bool = Field(
+        default=True, description="reuse the KV of conversations, not only the policy (False: no timing side channel)"
+    )
+    prefix_cache_mb: float = Field(default=512, gt=0, description="bound of the reused KV, in megabytes")
     load_on_startup: bool = Field(default=True, description="load at server start (else on the first check)")
     excluded_categories: list[str] = Field(default_factory=list)
     custom_categories: dict[str, str] = Field(default_factory=dict, description='e.g. {"S15": "Medical Advice."}')

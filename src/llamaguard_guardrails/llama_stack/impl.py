@@ -78,6 +78,9 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
                     quantization=cfg.quantization,
                     local_files_only=cfg.local_files_only,
                     max_prompt_tokens=cfg.max_prompt_tokens,
+                    prefix_caching=cfg.prefix_caching,
+                    cache_conversations=cfg.cache_conversations,
+                    prefix_cache_mb=cfg.prefix_cache_mb,
                     policy=self.default_policy,
                 )
         return self._guard
