@@ -95,7 +95,7 @@ def test_batches_of_histories_match_the_uncached_scores_and_categories(reusing, 
         assert a.unsafe_probability == pytest.approx(b.unsafe_probability, abs=1e-5)
 
 
-def test_image_kv_is_never_reused_for_other_pixels(reusing, plain):
+def test_image_kv_is_never_reused_for_other_pixels(reusing, plain, guard):
     def with_image(color):
         return [
             {"role": "user", "content": "Describe this picture."},
@@ -112,11 +112,19 @@ def test_image_kv_is_never_reused_for_other_pixels(reusing, plain):
     red, blue = with_image((200, 30, 30)), with_image((20, 40, 220))
     expected = [plain.classify(c).unsafe_probability for c in (red, blue)]
     assert expected[0] != pytest.approx(expected[1], abs=1e-6)  # the pixels matter to the score
-    got = [reusing.classify(c).unsafe_probability for c in (red, blue, red)]
-    assert got == pytest.approx([expected[0], expected[1], expected[0]], abs=1e-5)
     (prompt,) = reusing.build_prompts(red)
+    counter = ForwardedTokens(guard.backend.model)
+    try:
+        got = [reusing.classify(c).unsafe_probability for c in (red, blue, red)]
+    finally:
+        counter.close()
+    assert got == pytest.approx([expected[0], expected[1], expected[0]], abs=1e-5)
+    # With images the policy part differs (no S14); it is all that is reused, and all that is kept.
+    assert counter.passes[-3:] == [len(prompt.input_ids) - prompt.prefix_length + 1] * 3
     entries = reusing.backend.kv_store._entries.values()
-    assert all(len(entry.ids) == prompt.prefix_length for entry in entries)  # the policy part only
+    assert [len(entry.ids) for entry in entries if entry.anchor == prompt.input_ids[: prompt.prefix_length]] == [
+        prompt.prefix_length
+    ]
 
 
 def test_prompts_longer_than_the_attention_window_are_run_whole(reusing, plain, guard):
