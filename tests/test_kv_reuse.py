@@ -146,3 +146,40 @@ def test_policy_only_reuse_gives_bit_identical_repeats(guard):
     assert runs[0::3] == [runs[0]] * 2 and runs[1::3] == [runs[1]] * 2 and runs[2::3] == [runs[2]] * 2
     assert all(len(entry.ids) == len(entry.anchor) for entry in exact.backend.kv_store._entries.values())
     exact._executor.shutdown(wait=False)
+
+
+def test_concurrent_agents_extending_their_histories_get_the_uncached_scores(guard, plain):
+    """Four agents on threads, each checking its growing history turn by turn through one shared guard with
+    micro-batching: batched passes mix cached histories of different lengths and fresh prompts."""
+    import threading
+
+    shared = LlamaGuard(
+        TransformersBackend(
+            guard.backend.model, guard.backend.tokens, guard.backend.pad_token_id, guard.prompts.decode
+        ),
+        guard.prompts,
+        cache_size=0,
+        max_wait_ms=5,
+    )
+    agents = [[dict(m, content=f"Agent {a}. " + m["content"]) for m in HISTORY[: 4 + a % 3]] for a in range(4)]
+    got: dict[tuple[int, int], float] = {}
+    errors: list[BaseException] = []
+
+    def run(a: int) -> None:
+        try:
+            for end in range(1, len(agents[a]) + 1):
+                got[a, end] = shared.classify(agents[a][:end]).unsafe_probability
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,)) for a in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    keys = sorted(got)
+    want = plain.classify_batch([agents[a][:end] for a, end in keys])
+    assert [got[k] for k in keys] == pytest.approx([v.unsafe_probability for v in want], abs=1e-5)
+    assert len(shared.backend.kv_store) > 2 and max(shared.batcher.batch_sizes) > 1  # reuse and batching both ran
+    shared.close()
