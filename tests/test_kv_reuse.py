@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
 from llamaguard_guardrails import LlamaGuard, Policy
@@ -151,7 +153,6 @@ def test_policy_only_reuse_gives_bit_identical_repeats(guard):
 def test_concurrent_agents_extending_their_histories_get_the_uncached_scores(guard, plain):
     """Four agents on threads, each checking its growing history turn by turn through one shared guard with
     micro-batching: batched passes mix cached histories of different lengths and fresh prompts."""
-    import threading
 
     shared = LlamaGuard(
         TransformersBackend(
@@ -163,21 +164,14 @@ def test_concurrent_agents_extending_their_histories_get_the_uncached_scores(gua
     )
     agents = [[dict(m, content=f"Agent {a}. " + m["content"]) for m in HISTORY[: 4 + a % 3]] for a in range(4)]
     got: dict[tuple[int, int], float] = {}
-    errors: list[BaseException] = []
 
     def run(a: int) -> None:
-        try:
-            for end in range(1, len(agents[a]) + 1):
-                got[a, end] = shared.classify(agents[a][:end]).unsafe_probability
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
+        for end in range(1, len(agents[a]) + 1):
+            got[a, end] = shared.classify(agents[a][:end]).unsafe_probability
 
-    threads = [threading.Thread(target=run, args=(a,)) for a in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(run, a) for a in range(4)]:
+            future.result()  # raises what the thread raised
     keys = sorted(got)
     want = plain.classify_batch([agents[a][:end] for a, end in keys])
     assert [got[k] for k in keys] == pytest.approx([v.unsafe_probability for v in want], abs=1e-5)
