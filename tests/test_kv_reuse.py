@@ -97,36 +97,78 @@ def test_batches_of_histories_match_the_uncached_scores_and_categories(reusing, 
         assert a.unsafe_probability == pytest.approx(b.unsafe_probability, abs=1e-5)
 
 
-def test_image_kv_is_never_reused_for_other_pixels(reusing, plain, guard):
-    def with_image(color):
-        return [
-            {"role": "user", "content": "Describe this picture."},
-            {"role": "assistant", "content": "Sure, send it."},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "image", "image": make_image(336, 336, color)},
-                    {"type": "text", "text": "Here it is: what is in it?"},
-                ],
-            },
-        ]
+def screenshots(*colors, follow_up: bool = False) -> list[dict]:
+    """A user sends a 336x336 screenshot of each colour, the agent answers each; the last message is the user's
+    (a text follow-up with ``follow_up``), so every prefix ending with a user message is a 'User' check."""
+    conversation: list[dict] = []
+    for n, color in enumerate(colors):
+        if n:
+            conversation.append({"role": "assistant", "content": f"Screen {n - 1} shows a settings window."})
+        image = {"type": "image", "image": make_image(336, 336, color)}
+        conversation.append({"role": "user", "content": [image, {"type": "text", "text": f"What is on screen {n}?"}]})
+    if follow_up:
+        conversation.append({"role": "assistant", "content": "A settings window with a banner."})
+        conversation.append({"role": "user", "content": "How do I close the banner?"})
+    return conversation
 
-    red, blue = with_image((200, 30, 30)), with_image((20, 40, 220))
-    expected = [plain.classify(c).unsafe_probability for c in (red, blue)]
-    assert expected[0] != pytest.approx(expected[1], abs=1e-6)  # the pixels matter to the score
-    (prompt,) = reusing.build_prompts(red)
+
+RED, BLUE, GREEN = (200, 30, 30), (20, 40, 220), (30, 180, 40)
+
+
+def reuse_after(reusing, guard, earlier, later) -> tuple[float, int]:
+    """(score, tokens run) of checking ``later`` right after ``earlier`` was checked."""
+    reusing.classify(earlier)
     counter = ForwardedTokens(guard.backend.model)
     try:
-        got = [reusing.classify(c).unsafe_probability for c in (red, blue, red)]
+        score = reusing.classify(later).unsafe_probability
     finally:
         counter.close()
-    assert got == pytest.approx([expected[0], expected[1], expected[0]], abs=1e-5)
-    # With images the policy part differs (no S14); it is all that is reused, and all that is kept.
-    assert counter.passes[-3:] == [len(prompt.input_ids) - prompt.prefix_length + 1] * 3
-    entries = reusing.backend.kv_store._entries.values()
-    assert [len(entry.ids) for entry in entries if entry.anchor == prompt.input_ids[: prompt.prefix_length]] == [
-        prompt.prefix_length
+    (run,) = counter.passes
+    return score, run
+
+
+def test_an_images_kv_is_reused_only_for_the_same_pixels(reusing, plain, guard):
+    red, blue = screenshots(RED, follow_up=True), screenshots(BLUE, follow_up=True)
+    (prompt,) = reusing.build_prompts(red)
+    image_start, image_end = prompt.image_spans[0]
+    assert prompt.input_ids == reusing.build_prompts(blue)[0].input_ids  # same ids: only the pixels differ
+    expected = [plain.classify(c).unsafe_probability for c in (red, blue)]
+    assert expected[0] != pytest.approx(expected[1], abs=1e-6)  # the pixels matter to the score
+
+    score, run = reuse_after(reusing, guard, screenshots(RED), red)  # the screenshot's KV is reused
+    assert score == pytest.approx(expected[0], abs=1e-5)
+    assert run < len(prompt.input_ids) - image_end
+
+    score, run = reuse_after(reusing, guard, red, blue)  # other pixels: the pass starts at the image
+    assert score == pytest.approx(expected[1], abs=1e-5)
+    assert run == len(prompt.input_ids) - image_start + 1
+
+
+def test_the_first_of_two_screenshots_is_reused_when_only_the_second_changes(reusing, plain, guard):
+    earlier, later = screenshots(RED, GREEN), screenshots(RED, BLUE)
+    (prompt,) = reusing.build_prompts(later)
+    _, second_image = prompt.image_spans
+    score, run = reuse_after(reusing, guard, earlier, later)
+    assert score == pytest.approx(plain.classify(later).unsafe_probability, abs=1e-5)
+    assert run == len(prompt.input_ids) - second_image[0] + 1  # the first image and what follows it reused
+    policy = Policy(threshold=0.0)  # unsafe: the category decoding reuses the first image too
+    got, want = reusing.classify(later, policy=policy), plain.classify(later, policy=policy)
+    assert (got.categories, got.error) == (want.categories, None) and got.categories
+
+
+def test_batches_with_screenshots_match_the_uncached_scores(reusing, plain):
+    conversations = [
+        screenshots(RED, follow_up=True),
+        screenshots(BLUE, follow_up=True),
+        screenshots(RED, GREEN),
+        screenshots(RED, BLUE),
+        HISTORY,
     ]
+    reusing.classify_batch([c[:-2] for c in conversations])  # the earlier turns, ending with the same role
+    got = reusing.classify_batch(conversations)
+    want = plain.classify_batch(conversations)
+    assert [v.unsafe_probability for v in got] == pytest.approx([v.unsafe_probability for v in want], abs=1e-5)
+    assert all(v.error is None for v in got)
 
 
 def test_prompts_longer_than_the_attention_window_are_run_whole(reusing, plain, guard):

@@ -152,6 +152,14 @@ def test_several_images_in_several_messages_match_the_processor(guard, processor
     assert ours.pixel_values.shape[0] >= 3
     text = guard.prompts.decode(ours.input_ids)
     assert "User: <|image_start|>" in text and "Are these images safe?" in text
+    # each image's token span, tiles and pixel digest (what the KV store and the verdict cache key on)
+    start_id, end_id = guard.prompts.ids["<|image_start|>"], guard.prompts.ids["<|image_end|>"]
+    assert [(ours.input_ids[s], ours.input_ids[e - 1]) for s, e in ours.image_spans] == [(start_id, end_id)] * 3
+    assert [e - s for s, e in ours.image_spans] == image_token_counts(guard, ours)
+    assert sum(ours.image_tiles) == ours.pixel_values.shape[0] and ours.image_tiles[0] == 1
+    assert len(set(ours.image_digests)) == 3
+    (again,) = guard.build_prompts(messages)
+    assert again.image_digests == ours.image_digests
 
 
 # -- special-token injection -------------------------------------------------------------------

@@ -4,7 +4,9 @@ Keys and values at position ``i`` depend only on ``input_ids[: i + 1]`` (causal 
 prompt's KV, cut to the length it shares with a new prompt, is exactly the KV the new prompt would compute.
 Entries are grouped by *anchor* (the policy part of the prompt: task line and categories) and hold the KV up to
 the end of the conversation, so the next turn of an agent, or the next window of a stream, reuses the history
-as well as the policy. Entries never hold image tokens (their KV depends on pixels, not ids).
+as well as the policy. The KV of an image's tokens depends on its pixels, not its ids (two images of one size
+have the same ids), so an entry remembers the digest of each image it holds, and a prompt reuses KV only up to
+the first image whose pixels differ, never cutting an image in two.
 
 A forward pass never writes into cached tensors: transformers' dynamic cache layers grow by concatenation,
 so a view is a shallow copy of the layer objects around the same tensors.
@@ -21,6 +23,9 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
+#: An image in a prompt: its token span [start, end) and the digest of its pixel tiles.
+Image = tuple[int, int, bytes]
+
 
 @dataclass(eq=False)
 class KVEntry:
@@ -31,12 +36,25 @@ class KVEntry:
     ids_tensor: torch.Tensor
     cache: Any
     nbytes: int
+    images: tuple[Image, ...] = ()
 
     def shared_length(self, ids: torch.Tensor) -> int:
         """How many leading tokens ``ids`` shares with this entry."""
         n = min(len(self.ids), len(ids))
         differ = (self.ids_tensor[:n] != ids[:n]).nonzero()
         return int(differ[0, 0]) if len(differ) else n
+
+    def reusable_length(self, ids: torch.Tensor, images: Sequence[Image], limit: int) -> int:
+        """How many leading tokens of a prompt (``ids``, its ``images``) this entry's KV serves, at most
+        ``limit``: the shared ids, cut before the first image the entry does not hold with the same pixels."""
+        length = min(self.shared_length(ids), limit)
+        for image in images:
+            start, end, _ = image
+            if start >= length:
+                break
+            if end > length or image not in self.images:
+                return start
+        return length
 
 
 def supports(cache: Any) -> bool:
@@ -100,26 +118,26 @@ class PrefixKVStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def longest(self, ids: Sequence[int], anchor: int) -> tuple[KVEntry | None, int]:
-        """The entry sharing the most leading tokens with ``ids`` (at least the ``anchor`` first ones), and how
-        many it shares, at most ``len(ids) - 1`` so a pass always has a token to run."""
+    def longest(self, ids: Sequence[int], anchor: int, images: Sequence[Image] = ()) -> tuple[KVEntry | None, int]:
+        """The entry whose KV serves the most leading tokens of a prompt (``ids``, its ``images``; at least the
+        ``anchor`` first tokens), and how many, at most ``len(ids) - 1`` so a pass always has a token to run."""
         candidates = self._by_anchor.get(tuple(ids[:anchor]), [])
         if not candidates:
             return None, 0
         query = torch.tensor(ids, dtype=torch.long)
         best, best_length = None, 0
         for entry in candidates:
-            length = min(entry.shared_length(query), len(ids) - 1)
+            length = entry.reusable_length(query, images, len(ids) - 1)
             if length > best_length:
                 best, best_length = entry, length
         if best is not None:
             self._entries.move_to_end(id(best))
         return best, best_length
 
-    def add(self, ids: Sequence[int], anchor: int, cache: Any) -> KVEntry | None:
+    def add(self, ids: Sequence[int], anchor: int, cache: Any, images: Sequence[Image] = ()) -> KVEntry | None:
         """Keep ``cache`` (the KV of ``ids``, batch 1; the caller must not use it any more) under the anchor
         ``ids[:anchor]``. Entries that are a prefix of ``ids`` are dropped: the new one serves every prompt they
-        served. An entry larger than the whole budget is not kept (None)."""
+        served. ``images`` are the images inside ``ids``. An entry larger than the whole budget is not kept."""
         ids = tuple(ids)
         nbytes = _nbytes(cache)
         if nbytes > self.max_bytes or len(ids) < anchor:
@@ -127,7 +145,7 @@ class PrefixKVStore:
         for old in list(self._by_anchor.get(ids[:anchor], [])):
             if old.ids == ids[: len(old.ids)]:
                 self._remove(old)
-        entry = KVEntry(ids, ids[:anchor], torch.tensor(ids, dtype=torch.long), cache, nbytes)
+        entry = KVEntry(ids, ids[:anchor], torch.tensor(ids, dtype=torch.long), cache, nbytes, tuple(images))
         self._by_anchor.setdefault(entry.anchor, []).append(entry)
         self._entries[id(entry)] = entry
         self.nbytes += nbytes

@@ -78,8 +78,15 @@ class TransformersBackend(GuardBackend):
         self.kv_store = PrefixKVStore(max_entries=max_cached_prefixes, max_bytes=int(prefix_cache_mb * 2**20))
         self._window: int | None = None  # longest prompt the model's cache keeps whole (chunked attention)
 
-    def _pixels(self, prompts: Sequence[Prompt]) -> Any:
-        tiles = [p.pixel_values for p in prompts if p.pixel_values is not None]
+    def _pixels(self, prompts: Sequence[Prompt], start: int = 0) -> Any:
+        """The pixel tiles of the images whose tokens the pass runs (those at or after position ``start``)."""
+        tiles = []
+        for prompt in prompts:
+            if prompt.pixel_values is None:
+                continue
+            first = sum(n for (begin, _), n in zip(prompt.image_spans, prompt.image_tiles) if begin < start)
+            if first < len(prompt.pixel_values):
+                tiles.append(prompt.pixel_values[first:])
         if not tiles:
             return None
         return self._torch.cat(tiles).to(self.device, self.dtype)
@@ -101,7 +108,7 @@ class TransformersBackend(GuardBackend):
         anchor = self._anchor(prompt)
         if not anchor:
             return None, 0
-        entry, length = self.kv_store.longest(prompt.input_ids, anchor)
+        entry, length = self.kv_store.longest(prompt.input_ids, anchor, _images(prompt))
         if entry is not None:
             return entry, length if self.cache_conversations else anchor
         ids = prompt.input_ids[:anchor]
@@ -121,10 +128,9 @@ class TransformersBackend(GuardBackend):
 
     def _keep_length(self, prompt: Prompt) -> int:
         """How much of a scored prompt is worth keeping: up to the end of its conversation (the instruction that
-        follows differs from the next turn), or only the policy part when it holds images."""
-        if prompt.has_images or not prompt.content_spans:
-            return prompt.prefix_length
-        return max(prompt.prefix_length, prompt.content_spans[-1][1])
+        follows differs from the next turn)."""
+        ends = [span[1] for span in prompt.content_spans[-1:] + prompt.image_spans[-1:]]
+        return max([prompt.prefix_length, *ends])
 
     def _plan(self, prompts: Sequence[Prompt]) -> dict[tuple[int, int], tuple[Any, int, list[int]]]:
         """Group prompts into forward passes: one per shared (cached entry, reused length).
@@ -176,7 +182,7 @@ class TransformersBackend(GuardBackend):
             if len(rows) > 1:
                 past.batch_repeat_interleave(len(rows))
             kwargs = {"past_key_values": past, "use_cache": True}
-        pixels = self._pixels(prompts)
+        pixels = self._pixels(prompts, length)
         if pixels is not None:
             kwargs["pixel_values"] = pixels
         out = self.model(
@@ -197,7 +203,8 @@ class TransformersBackend(GuardBackend):
                 if keep > length:
                     start = length + width - len(rows[r])
                     kept = owned_row(out[1], r, length, start, start + keep - length)
-                    self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept)
+                    images = [image for image in _images(prompt) if image[1] <= keep]
+                    self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept, images)
         return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
@@ -208,12 +215,16 @@ class TransformersBackend(GuardBackend):
         t = self.tokens
         forced = ([t.blank] if leading_blank else []) + [t.unsafe, t.newline]
         ids = torch.tensor([list(prompt.input_ids) + forced], device=self.device)
-        pixels = self._pixels([prompt])
-        extra: dict[str, Any] = {"pixel_values": pixels} if pixels is not None else {}
+        extra: dict[str, Any] = {}
         with self._lock, torch.inference_mode():
             entry, length = self._reuse(prompt)
-            if entry is not None and (self._window is None or ids.shape[1] + max_new_tokens <= self._window):
+            if entry is None or (self._window is not None and ids.shape[1] + max_new_tokens > self._window):
+                length = 0
+            if length:
                 extra["past_key_values"] = view(entry.cache, length)
+            pixels = self._pixels([prompt], length)
+            if pixels is not None:
+                extra["pixel_values"] = pixels
             out = self.model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
@@ -225,6 +236,11 @@ class TransformersBackend(GuardBackend):
             )
         new = [i for i in out[0, ids.shape[1] :].tolist() if i not in (t.eot, t.newline, self.pad_token_id)]
         return self._decode(new)
+
+
+def _images(prompt: Prompt) -> list[tuple[int, int, bytes]]:
+    """(start, end, pixel digest) of each image of the prompt, in order."""
+    return [(start, end, digest) for (start, end), digest in zip(prompt.image_spans, prompt.image_digests)]
 
 
 def resolve_model_path(

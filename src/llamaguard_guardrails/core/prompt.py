@@ -11,6 +11,7 @@ Face tokenizer also encodes the text between special tokens independently.
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -71,6 +72,11 @@ class Prompt:
     window: tuple[int, int] = (1, 1)
     has_images: bool = False
     pixel_values: Any = field(default=None, compare=False, repr=False)
+    #: Each image's token span [start, end) in ``input_ids``, its number of pixel tiles (rows of
+    #: ``pixel_values``, in the same order) and a digest of those tiles.
+    image_spans: tuple[tuple[int, int], ...] = ()
+    image_tiles: tuple[int, ...] = ()
+    image_digests: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -80,26 +86,26 @@ class Prompt:
 class _Builder:
     """Accumulates control ids and text runs; text runs are tokenized together at the end."""
 
-    pieces: list[tuple[str, Any, bool]] = field(default_factory=list)  # ("ids", list) | ("text", str, content?)
+    pieces: list[tuple[str, Any, bool]] = field(default_factory=list)  # ("ids", list, image?) | ("text", str, content?)
 
-    def control(self, ids: Sequence[int]) -> None:
-        self.pieces.append(("ids", list(ids), False))
+    def control(self, ids: Sequence[int], *, image: bool = False) -> None:
+        self.pieces.append(("ids", list(ids), image))
 
     def text(self, text: str, *, content: bool = False) -> None:
         if text:
             self.pieces.append(("text", text, content))
 
     def runs(self) -> list[tuple[str, Any]]:
-        """Merge adjacent text pieces into runs: ("ids", ids) | ("run", text, content char spans)."""
-        out: list[tuple[str, Any]] = []
-        for kind, value, is_content in self.pieces:
+        """Merge adjacent text pieces into runs: ("ids", ids, image?) | ("run", text, content char spans)."""
+        out: list[tuple[str, Any, Any]] = []
+        for kind, value, flag in self.pieces:
             if kind == "ids":
-                out.append(("ids", value))
+                out.append(("ids", value, flag))
                 continue
             if not out or out[-1][0] != "run":
                 out.append(("run", "", []))
             _, text, spans = out[-1]
-            if is_content:
+            if flag:
                 spans.append((len(text), len(text) + len(value)))
             out[-1] = ("run", text + value, spans)
         return out
@@ -209,7 +215,7 @@ class PromptBuilder:
         ids = self.ids
         role = conversation.checked_role
         has_images = conversation.has_images
-        pixel_values, image_ids = self._image_inputs(conversation.images) if has_images else (None, [])
+        pixel_values, image_ids, tiles = self._image_inputs(conversation.images) if has_images else (None, [], ())
         b = _Builder()
         b.control([ids[BEGIN_OF_TEXT], ids[HEADER_START]])
         b.text("user")
@@ -223,7 +229,7 @@ class PromptBuilder:
                     b.text(f"{turn.role}: ")
                     if j == 0:
                         for _ in block.images:
-                            b.control(image_ids[next_image])
+                            b.control(image_ids[next_image], image=True)
                             next_image += 1
                     b.text(text.strip(), content=True)
                     b.text(MESSAGE_END)
@@ -231,9 +237,9 @@ class PromptBuilder:
         b.control([ids[EOT], ids[HEADER_START]])
         b.text("assistant")
         b.control([ids[HEADER_END]])
-        input_ids, spans = self._tokenize(b)
+        input_ids, spans, image_spans = self._tokenize(b)
         prefix = _Builder(pieces=b.pieces[:prefix_pieces])
-        prefix_ids, _ = self._tokenize(prefix)
+        prefix_ids, _, _ = self._tokenize(prefix)
         prefix_length = len(prefix_ids) if tuple(input_ids[: len(prefix_ids)]) == tuple(prefix_ids) else 0
         return Prompt(
             input_ids=tuple(input_ids),
@@ -244,16 +250,23 @@ class PromptBuilder:
             checked_message_index=conversation.checked_message_index,
             has_images=has_images,
             pixel_values=pixel_values,
+            image_spans=tuple(image_spans),
+            image_tiles=tiles,
+            image_digests=_tile_digests(pixel_values, tiles) if has_images else (),
         )
 
-    def _tokenize(self, builder: _Builder) -> tuple[list[int], list[tuple[int, int]]]:
+    def _tokenize(self, builder: _Builder) -> tuple[list[int], list[tuple[int, int]], list[tuple[int, int]]]:
+        """(ids, token spans of the content, token spans of the images)."""
         runs = builder.runs()
         texts = [run[1] for run in runs if run[0] == "run"]
         encodings = iter(self._plain.encode_batch(texts, add_special_tokens=False)) if texts else iter(())
         input_ids: list[int] = []
         spans: list[tuple[int, int]] = []
+        image_spans: list[tuple[int, int]] = []
         for run in runs:
             if run[0] == "ids":
+                if run[2]:
+                    image_spans.append((len(input_ids), len(input_ids) + len(run[1])))
                 input_ids.extend(run[1])
                 continue
             encoding = next(encodings)
@@ -269,7 +282,7 @@ class PromptBuilder:
                     if char_end > char_start and first < last:
                         spans.append((base + first, base + last))
             input_ids.extend(encoding.ids)
-        return input_ids, spans
+        return input_ids, spans, image_spans
 
     # -- images -----------------------------------------------------------------------------------
 
@@ -280,11 +293,14 @@ class PromptBuilder:
         out = self._image_processor(images=list(images), return_tensors="pt")
         return out["pixel_values"], [tuple(int(x) for x in r) for r in out["aspect_ratios"]]
 
-    def _image_inputs(self, images: Sequence[Image.Image]) -> tuple[Any, list[list[int]]]:
+    def _image_inputs(self, images: Sequence[Image.Image]) -> tuple[Any, list[list[int]], tuple[int, ...]]:
+        """Pixel tiles, each image's token ids and each image's number of tiles (its grid, plus a global view
+        when the grid has more than one tile)."""
         pixels, grids = self.pixel_values(images)
         height, width = pixels.shape[-2:]
         per_tile = (height // self._patch_size) * (width // self._patch_size) // self._downsample
-        return pixels, [self._image_tokens(grid, per_tile) for grid in grids]
+        tiles = tuple(rows * cols + (1 if rows * cols > 1 else 0) for rows, cols in grids)
+        return pixels, [self._image_tokens(grid, per_tile) for grid in grids], tiles
 
     def _image_tokens(self, grid: tuple[int, int], per_tile: int) -> list[int]:
         """The processor's image expansion: tiles (if more than one), then the global view."""
@@ -302,6 +318,16 @@ class PromptBuilder:
         out.extend([ids[PATCH]] * per_tile)
         out.append(ids[IMAGE_END])
         return out
+
+
+def _tile_digests(pixel_values: Any, tiles: Sequence[int]) -> tuple[bytes, ...]:
+    """A digest of each image's pixel tiles: equal digests, equal model inputs."""
+    digests, start = [], 0
+    for count in tiles:
+        data = pixel_values[start : start + count].float().contiguous().numpy().tobytes()  # bf16 has no numpy type
+        digests.append(hashlib.blake2b(data, digest_size=16).digest())
+        start += count
+    return tuple(digests)
 
 
 def _sources(blocks: Sequence[tuple[Role, Block]]) -> tuple[int, ...]:

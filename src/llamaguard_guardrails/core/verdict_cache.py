@@ -17,7 +17,9 @@ def cache_key(prompts: Sequence[Prompt], policy: Policy) -> bytes:
     for prompt in prompts:
         digest.update(len(prompt.input_ids).to_bytes(8, "little"))
         digest.update(b"".join(i.to_bytes(4, "little") for i in prompt.input_ids))
-        if prompt.pixel_values is not None:
+        if prompt.image_digests:
+            digest.update(b"".join(prompt.image_digests))
+        elif prompt.pixel_values is not None:
             digest.update(prompt.pixel_values.float().cpu().numpy().tobytes())
         digest.update(repr((prompt.omitted_messages, prompt.checked_message_index)).encode())
     return digest.digest()
