@@ -13,8 +13,9 @@ The short-check rows reuse only the policy part of the prompt (``cache_conversat
 text is not cheaper than a new one. Two rows give the model-only ceilings on this machine: what any
 implementation could reach with a perfect prefix cache (one bare pass over all ids vs one over the ids after
 the policy prefix, its KV given). The agent row checks the next turn of a long history, its earlier turns
-already checked, and the stream row a streamed answer checked every 256 characters (as LangChain's windowed
-mode does), each with the conversation's KV reused vs the policy part only.
+already checked (also after a screenshot: its image KV is reused), and the stream row a streamed answer checked
+every 256 characters (as LangChain's windowed mode does), each with the conversation's KV reused vs the policy
+part only.
 """
 
 from __future__ import annotations
@@ -47,6 +48,20 @@ HISTORY = [
         ("assistant", "Here is a plan: measure the beds, choose drip lines, and set a timer for the mornings. "),
     )
 ]
+
+
+def screenshot_history() -> list[dict]:
+    """A user sends a 1024x768 screenshot, the agent answers, the user follows up in text."""
+    from PIL import Image
+
+    screen = Image.new("RGB", (1024, 768), (235, 235, 240))
+    for x in range(0, 1024, 9):  # some structure, as a real screen has
+        screen.putpixel((x, (x * 5) % 768), (20, 20, 20))
+    return [
+        {"role": "user", "content": [{"type": "image", "image": screen}, {"type": "text", "text": "Is this safe?"}]},
+        {"role": "assistant", "content": "It shows a settings page with a network panel open."},
+        {"role": "user", "content": "Which button resets the network settings?"},
+    ]
 
 
 def interleaved(a, b, repeats: int) -> tuple[float, float]:
@@ -162,6 +177,7 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     }
     results["agent_next_turn"] = agent_next_turn(guard, max(3, repeats // 2))
     results["streamed_answer"] = streamed_answer(guard, max(2, repeats // 5))
+    results["screenshot_next_turn"] = agent_next_turn(guard, max(3, repeats // 4), screenshot_history())
 
     batched = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=True, max_batch=concurrency)
     texts = [[{"role": "user", "content": f"Question number {n}: how do plants grow?"}] for n in range(concurrency)]
@@ -281,6 +297,11 @@ def table(results: dict) -> str:
         (
             f"next agent turn ({results['agent_next_turn']['prompt_tokens']} tokens), history KV reused",
             f"{results['agent_next_turn']['speedup']:.2f}x faster",
+            "-",
+        ),
+        (
+            f"next turn after a 1024x768 screenshot ({results['screenshot_next_turn']['prompt_tokens']} tokens)",
+            f"{results['screenshot_next_turn']['speedup']:.2f}x faster",
             "-",
         ),
         (

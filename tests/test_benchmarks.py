@@ -30,4 +30,5 @@ def test_bench_guard_quick_mode_writes_every_ratio(tmp_path):
     assert numbers["vs_generate"]["speedup"] > 0 and numbers["memory"]["checks"] == 200
     assert numbers["agent_next_turn"]["prompt_tokens"] > 500
     assert numbers["streamed_answer"]["checks"] > 3
+    assert numbers["screenshot_next_turn"]["prompt_tokens"] > 1887  # the screenshot alone is 1,887 tokens
     assert "safe check vs generate" in result.stdout and "next agent turn" in result.stdout
