@@ -11,6 +11,7 @@ Face tokenizer also encodes the text between special tokens independently.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -72,14 +73,28 @@ class Prompt:
     window: tuple[int, int] = (1, 1)
     has_images: bool = False
     pixel_values: Any = field(default=None, compare=False, repr=False)
-    #: Each image's token span [start, end) in ``input_ids``, its number of pixel tiles (rows of
-    #: ``pixel_values``, in the same order) and a digest of those tiles.
+    #: Each image's token span [start, end) in ``input_ids`` and its number of pixel tiles (rows of
+    #: ``pixel_values``, in the same order).
     image_spans: tuple[tuple[int, int], ...] = ()
     image_tiles: tuple[int, ...] = ()
-    image_digests: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @functools.cached_property
+    def image_digests(self) -> tuple[bytes, ...]:
+        """A digest of each image's pixel tiles (equal digests, equal model inputs); computed on first use, by
+        the verdict cache or the KV store, never for a check that needs neither."""
+        if self.pixel_values is None:
+            return ()
+        data = self.pixel_values.contiguous()
+        data = data.view(-1).view(_torch_uint8()).view(data.shape[0], -1)  # the raw bytes, whatever the dtype
+        digests, start = [], 0
+        for count in self.image_tiles:
+            tiles = memoryview(data[start : start + count].numpy())
+            digests.append(hashlib.blake2b(tiles, digest_size=16).digest())
+            start += count
+        return tuple(digests)
 
 
 @dataclass
@@ -252,7 +267,6 @@ class PromptBuilder:
             pixel_values=pixel_values,
             image_spans=tuple(image_spans),
             image_tiles=tiles,
-            image_digests=_tile_digests(pixel_values, tiles) if has_images else (),
         )
 
     def _tokenize(self, builder: _Builder) -> tuple[list[int], list[tuple[int, int]], list[tuple[int, int]]]:
@@ -320,14 +334,10 @@ class PromptBuilder:
         return out
 
 
-def _tile_digests(pixel_values: Any, tiles: Sequence[int]) -> tuple[bytes, ...]:
-    """A digest of each image's pixel tiles: equal digests, equal model inputs."""
-    digests, start = [], 0
-    for count in tiles:
-        data = pixel_values[start : start + count].float().contiguous().numpy().tobytes()  # bf16 has no numpy type
-        digests.append(hashlib.blake2b(data, digest_size=16).digest())
-        start += count
-    return tuple(digests)
+def _torch_uint8() -> Any:
+    import torch  # present whenever a processor made pixel tiles
+
+    return torch.uint8
 
 
 def _sources(blocks: Sequence[tuple[Role, Block]]) -> tuple[int, ...]:
