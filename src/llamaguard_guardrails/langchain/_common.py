@@ -27,6 +27,16 @@ DEFAULT_REFUSAL = "I can't help with that."
 METADATA_KEY = "llamaguard"
 
 
+def before_proposing_turn(messages: Sequence[Any], call_id: str | None) -> Sequence[Any]:
+    """The messages before the latest AI turn that proposed the tool call ``call_id`` (all of them if none did):
+    the context a tool call is checked in."""
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, AIMessage) and any(c.get("id") == call_id for c in message.tool_calls):
+            return messages[:i]
+    return messages
+
+
 def record(verdict: Verdict, stage: str, on_verdict: OnVerdict | None) -> Verdict:
     """Pass ``verdict`` to the user's ``on_verdict`` hook; a failing hook is logged, never fatal."""
     if on_verdict is not None:

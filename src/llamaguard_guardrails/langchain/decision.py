@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.decisions import BaseDecisionModel, ClassifierResponse, NoulAnswer, Question, State
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import BaseMessage
 from pydantic import ConfigDict, Field
 
 from ..core.errors import InvalidConversationError
@@ -109,13 +109,7 @@ def _tool_call_state(state: Mapping[str, Any]) -> list[OpenAIMessage]:
     call = state["tool_call"]
     if not isinstance(call, Mapping) or not call.get("name"):
         raise InvalidConversationError("state['tool_call'] must be a dict with a 'name' and 'args'")
-    messages = list(state.get("messages") or [])
-    cut = len(messages)
-    for i in range(len(messages) - 1, -1, -1):
-        message = messages[i]
-        if isinstance(message, AIMessage) and any(c.get("id") == call.get("id") for c in message.tool_calls):
-            cut = i
-            break
-    context = [message_to_openai(m) if isinstance(m, BaseMessage) else m for m in messages[:cut]]
+    messages = _common.before_proposing_turn(list(state.get("messages") or []), call.get("id"))
+    context = [message_to_openai(m) if isinstance(m, BaseMessage) else m for m in messages]
     context = to_messages(context) if context else []
     return context + [tool_call_message(call["name"], call.get("args", {}), call.get("id"))]

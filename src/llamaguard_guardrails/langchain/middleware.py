@@ -217,14 +217,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
     def _call(self, request: ToolCallRequest) -> tuple[list[OpenAIMessage], OpenAIMessage]:
         """(conversation before the proposing model turn, the call as an assistant message)."""
         call = request.tool_call
-        messages = _state_messages(request.state)
-        cut = len(messages)
-        for i in range(len(messages) - 1, -1, -1):
-            message = messages[i]
-            if isinstance(message, AIMessage) and any(c.get("id") == call.get("id") for c in message.tool_calls):
-                cut = i
-                break
-        context = _convert(messages[:cut]) if cut else []
+        messages = _common.before_proposing_turn(_state_messages(request.state), call.get("id"))
+        context = _convert(messages) if messages else []
         return context, tool_call_message(call["name"], call.get("args", {}), call.get("id"))
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
