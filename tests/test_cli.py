@@ -119,6 +119,10 @@ def test_custom_categories_reach_the_prompt_and_the_verdict(capsys, guard, test_
     )
     verdict = json.loads(out)
     assert code == 1 and verdict["categories"] and verdict["error"] is None
+    code, out, _ = run(
+        capsys, "check", "--model", str(test_model_dir), "--text", "hi", *options, "--threshold", "1", "--json"
+    )
+    assert code == 0 and json.loads(out)["safe"] is True
 
 
 def test_help_is_usable_without_the_readme():
