@@ -23,6 +23,16 @@ from .logs import enable_logging, log_sink
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``evaluate`` is imported on first use (it needs the ``[evaluate]`` extra only when it runs)."""
+    if name == "evaluate":
+        from .evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "LLAMA_GUARD_4_CATEGORIES",
     "Conversation",
@@ -40,6 +50,7 @@ __all__ = [
     "Verdict",
     "category_name",
     "enable_logging",
+    "evaluate",
     "log_sink",
     "parse_conversation",
     "render_tool_call",

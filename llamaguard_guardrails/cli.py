@@ -23,6 +23,7 @@ Llama Guard 4 safety checks from the command line.
   check            classify a text or a conversation (exit 0 safe, 1 unsafe, 2 bad input)
   prompt           print exactly what the model sees (text or token ids; no weights loaded)
   moderate         classify each conversation of a JSONL/Parquet file: one verdict per line, progress bar
+  evaluate         measure the guard on labelled data: precision, recall, F1, FPR, thresholds, plots
   make-test-model  write a small random-weight Llama Guard 4 checkpoint for tests and demos
   demo             classify a few examples (on the test model unless --model is given)
 
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .scale.cli import add_moderate_parser
 
     add_moderate_parser(sub)
+    from .evaluation.cli import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
