@@ -8,6 +8,7 @@ are binary fractions, so every score is exact.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -25,7 +26,7 @@ from llamaguard_guardrails.evaluation import evaluate, load_policy, sample_path
 from llamaguard_guardrails.evaluation import metrics as m
 from llamaguard_guardrails.guard import load_prompt_builder
 from llamaguard_guardrails.scale import DatasetError, moderate
-from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability
+from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability, scripted_guard
 
 pytest.importorskip("sklearn")
 
@@ -407,3 +408,20 @@ def test_arguments_are_checked(hand_file: Path, factory: Factory):
     csv.write_text("unsafe,messages\n")
     with pytest.raises(DatasetError, match="unknown format"):
         evaluate(csv, guard_factory=factory)
+
+
+# -- the Ray engine -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
+def test_ray_engine_gives_the_local_engine_s_report(hand_file: Path, test_model_dir: Path, factory: Factory):
+    pytest.importorskip("ray")
+    # picklable: every Ray actor builds its own scripted guard
+    actors = functools.partial(
+        scripted_guard, test_model_dir, marker_category, probability=marker_probability, cache_size=0
+    )
+    ray = evaluate(hand_file, guard_factory=actors, engine="ray", num_workers=2, batch_size=4, progress=False)
+    local = evaluate(hand_file, guard_factory=factory, progress=False)
+    assert ray.engine == "ray" and ray["default"].at_threshold == local["default"].at_threshold
+    assert (ray["default"].auprc, ray["default"].categories) == (local["default"].auprc, local["default"].categories)
+    assert ray["default"].latency.p50_ms is None and "ray engine" in ray["default"].latency.note
