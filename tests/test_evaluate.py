@@ -116,7 +116,7 @@ def test_metrics_at_the_threshold_equal_a_hand_computation(hand_file: Path, fact
     # ROC AUC: of 20 (unsafe, safe) pairs, 16 ranked right and one tie (0.5, 0.5) counted half
     assert p.roc_auc == pytest.approx(16.5 / 20)
     assert (p.scored, p.labelled_unsafe, p.labelled_safe, p.undecided, report.invalid_rows) == (9, 4, 5, [], [])
-    assert report.model_passes == 1 and factory.built == 1
+    assert report.model_passes == 1 and factory.built == 1 and report.test_model is False
     assert p.latency.checks == 9 and p.latency.p50_ms is not None and p.latency.p95_ms >= p.latency.p50_ms
 
 

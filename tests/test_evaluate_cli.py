@@ -94,8 +94,11 @@ def test_the_model_runs_when_no_verdicts_are_given(labelled: Path, test_model_di
     """On the real (random-weight) test model: the numbers are meaningless, the report is complete."""
     report = tmp_path / "r.json"
     code = main(["evaluate", str(labelled), "--model", str(test_model_dir), "--no-progress", "--report", str(report)])
-    assert code == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith("WARNING: the random-weight TEST model ran - these numbers are meaningless")
     data = json.loads(report.read_text())
+    assert data["test_model"] is True
     (policy,) = data["policies"]
     assert policy["name"] == "default" and data["model_passes"] == 1 and data["engine"] == "local"
     assert policy["scored"] + len(policy["undecided"]) == 6 and len(data["invalid_rows"]) == 1

@@ -74,7 +74,7 @@ def pr_figure(report: EvaluationReport) -> Any:
             precision, recall, _ = precision_recall_curve(y, s)
         ax.step(recall, precision, where="post", color=color, label=f"{p.name} (AUPRC {p.auprc:.3f})")
         _mark(ax, p, color, lambda q: None if q.recall is None or q.precision is None else (q.recall, q.precision))
-    _finish(ax, "recall", "precision", "Precision-recall", skipped, "no row labelled unsafe")
+    _finish(ax, "recall", "precision", _title("Precision-recall", report), skipped, "no row labelled unsafe")
     return fig
 
 
@@ -95,8 +95,12 @@ def roc_figure(report: EvaluationReport) -> Any:
         fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
         ax.plot(fpr, tpr, color=color, label=f"{p.name} (AUC {p.roc_auc:.3f})")
         _mark(ax, p, color, lambda q: None if q.fpr is None or q.recall is None else (q.fpr, q.recall))
-    _finish(ax, "false-positive rate", "recall (true-positive rate)", "ROC", skipped, "one class only")
+    _finish(ax, "false-positive rate", "recall (true-positive rate)", _title("ROC", report), skipped, "one class only")
     return fig
+
+
+def _title(title: str, report: EvaluationReport) -> str:
+    return f"{title} (random-weight TEST model: meaningless)" if report.test_model else title
 
 
 def _finish(ax: Any, xlabel: str, ylabel: str, title: str, skipped: list[str], why: str) -> None:

@@ -133,6 +133,7 @@ class EvaluationReport(_Model):
     source: str
     verdicts: str | None = None
     engine: str | None = None
+    test_model: bool | None = Field(default=None, description="the random-weight test model ran (None: not known)")
     rows: int
     invalid_rows: list[RowProblem]
     model_passes: int
@@ -279,7 +280,8 @@ def _columns(rows: list[list[str]]) -> list[str]:
 
 def render_table(report: EvaluationReport, *, max_listed: int = 10) -> str:
     source = f"{report.source} scored from {report.verdicts}" if report.verdicts else report.source
-    out = [
+    out = ["WARNING: the random-weight TEST model ran - these numbers are meaningless", ""] if report.test_model else []
+    out += [
         f"evaluate {source}: {report.rows} rows, {len(report.invalid_rows)} with unusable labels, "
         f"{report.model_passes} model pass(es), {report.seconds:.1f} s",
         "",

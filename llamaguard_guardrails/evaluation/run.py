@@ -142,9 +142,11 @@ class _Timed:
     def __init__(self, factory: Callable[[], LlamaGuard]) -> None:
         self.factory = factory
         self.latencies: list[float] = []
+        self.test_model: bool | None = None
 
     def __call__(self) -> LlamaGuard:
         guard = self.factory()
+        self.test_model = bool(getattr(guard, "is_test_model", False))
         inner = guard.sink
 
         def sink(verdict: Any) -> None:
@@ -159,8 +161,10 @@ class _Timed:
 class _Pass:
     """One model pass (or a verdicts file): its rows by line, its threshold, its latency."""
 
-    def __init__(self, rows: dict[int, dict[str, Any]], threshold: float, latency: Any) -> None:
-        self.rows, self.threshold, self.latency = rows, threshold, latency
+    def __init__(
+        self, rows: dict[int, dict[str, Any]], threshold: float, latency: Any, test_model: bool | None = None
+    ) -> None:
+        self.rows, self.threshold, self.latency, self.test_model = rows, threshold, latency, test_model
 
 
 def _model_pass(data: Path, policy: Policy, factory: Callable[[], LlamaGuard], engine: str, options: dict) -> _Pass:
@@ -173,7 +177,7 @@ def _model_pass(data: Path, policy: Policy, factory: Callable[[], LlamaGuard], e
         rows = _by_line(read_rows(out), out)
     note = None if timed else f"the {engine} engine does not report per-check latency"
     latency = metrics.latency(timed.latencies if timed else [], note, rows_per_second=summary.rows_per_second)
-    return _Pass(rows, policy.threshold, latency)
+    return _Pass(rows, policy.threshold, latency, timed.test_model if timed else None)
 
 
 def _by_line(rows: Iterable[Any], path: Path | str) -> dict[int, dict[str, Any]]:
@@ -408,6 +412,7 @@ def evaluate(
         verdicts=None if verdicts is None else str(verdicts),
         engine=None if verdicts is not None else engine,
         rows=len(labels),
+        test_model=_any_test_model(passes.values()),
         invalid_rows=[
             RowProblem(line=r.line, id=r.id, kind="label", reason=r.problem) for r in labels if r.problem is not None
         ],
@@ -415,3 +420,8 @@ def evaluate(
         seconds=time.perf_counter() - started,
         policies=reports,
     )
+
+
+def _any_test_model(passes: Iterable[_Pass]) -> bool | None:
+    flags = [p.test_model for p in passes]
+    return True if any(flags) else None if None in flags else False
