@@ -158,7 +158,7 @@ class EvaluationReport(_Model):
         return text
 
     def to_frame(self) -> Any:
-        """One pandas row per policy (the headline metrics); ``pip install pandas`` if it is missing."""
+        """One pandas row per policy (the headline metrics)."""
         return _pandas().DataFrame([summary_row(p) for p in self.policies]).set_index("policy")
 
     def category_frame(self) -> Any:
@@ -184,7 +184,7 @@ def _pandas() -> Any:
     try:
         import pandas
     except ImportError as exc:
-        raise ImportError("to_frame() needs pandas: pip install pandas") from exc
+        raise ImportError("to_frame() needs pandas: pip install 'llamaguard-guardrails[evaluate]'") from exc
     return pandas
 
 
