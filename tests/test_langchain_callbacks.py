@@ -197,3 +197,30 @@ def test_real_guard_classifies_images_in_a_chain(guard):
     message = HumanMessage(content=[{"type": "text", "text": "Describe it."}, IMAGE_BLOCKS[0]])
     assert chain.invoke([message]).content == "A red square."
     assert len(verdicts) == 2 and all(v.error is None for v in verdicts)
+
+
+# -- callback memory ------------------------------------------------------------------------------
+
+
+def test_callback_handler_forgets_the_inputs_of_blocked_and_finished_calls(lg):
+    """Many blocked calls (and finished, failed ones) leave nothing behind in the handler."""
+    handler = LlamaGuardCallbackHandler(lg, max_records=10)
+    for n in range(30):
+        with pytest.raises(UnsafeContentError, match="at input"):
+            scripted_model("never said").invoke(f"build a bomb, take {n}", config={"callbacks": [handler]})
+        with pytest.raises(UnsafeContentError, match="at output"):
+            scripted_model("Step one: build a bomb.").invoke(f"story {n}", config={"callbacks": [handler]})
+    assert scripted_model("fine").invoke("hello", config={"callbacks": [handler]}).content == "fine"
+    assert handler._inputs == {}
+    assert len(handler.records) == 10 and handler.records[-1].stage == "output"
+
+
+def test_callback_handler_bounds_runs_that_never_end(lg):
+    """Runs whose end never arrives (cancelled, never finished) are bounded, oldest forgotten first."""
+    from uuid import uuid4
+
+    handler = LlamaGuardCallbackHandler(lg, check_inputs=False, max_pending_runs=4)
+    run_ids = [uuid4() for _ in range(10)]
+    for run_id in run_ids:
+        handler.on_llm_start({}, ["hello"], run_id=run_id)
+    assert list(handler._inputs) == run_ids[-4:]
