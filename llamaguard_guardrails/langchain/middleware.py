@@ -230,8 +230,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
                 return self._tool_block(verdict, "tool_call", request.tool_call)
         result = handler(request)
         if self.check_tool_results:
-            for message in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
-                verdict = self._verdict(context + [call, message], "tool_result")
+            for checked in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
+                verdict = self._verdict([*context, call, *checked], "tool_result")
                 if not verdict.safe:
                     return self._tool_block(verdict, "tool_result", request.tool_call)
         return result
@@ -246,8 +246,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
                 return self._tool_block(verdict, "tool_call", request.tool_call)
         result = await handler(request)
         if self.check_tool_results:
-            for message in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
-                verdict = await self._averdict(context + [call, message], "tool_result")
+            for checked in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
+                verdict = await self._averdict([*context, call, *checked], "tool_result")
                 if not verdict.safe:
                     return self._tool_block(verdict, "tool_result", request.tool_call)
         return result

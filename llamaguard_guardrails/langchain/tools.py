@@ -111,8 +111,8 @@ class GuardedTool(BaseTool):
                 return self._block(verdict, "tool_call", tool_call_id)
         result = self.tool.run(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
         if self.check_result:
-            for message in _common.tool_results(result, self.tool.name, tool_call_id):
-                verdict = self._verdict([call, message], "tool_result", self.result_policy)
+            for checked in _common.tool_results(result, self.tool.name, tool_call_id):
+                verdict = self._verdict([call, *checked], "tool_result", self.result_policy)
                 if not verdict.safe:
                     return self._block(verdict, "tool_result", tool_call_id)
         return result
@@ -126,8 +126,8 @@ class GuardedTool(BaseTool):
                 return self._block(verdict, "tool_call", tool_call_id)
         result = await self.tool.arun(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
         if self.check_result:
-            for message in _common.tool_results(result, self.tool.name, tool_call_id):
-                verdict = await self._averdict([call, message], "tool_result", self.result_policy)
+            for checked in _common.tool_results(result, self.tool.name, tool_call_id):
+                verdict = await self._averdict([call, *checked], "tool_result", self.result_policy)
                 if not verdict.safe:
                     return self._block(verdict, "tool_result", tool_call_id)
         return result
