@@ -35,8 +35,12 @@ def test_prompt_values_message_lists_tuples_and_openai_dicts():
     assert to_messages(prompt) == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
     mixed = [("human", "a"), {"role": "assistant", "content": "b"}, HumanMessage("c")]
     assert [m["role"] for m in to_messages(mixed)] == ["user", "assistant", "user"]
-    state = {"messages": [HumanMessage("q"), AIMessage("a")], "other": 1}
-    assert to_messages(state)[-1] == {"role": "assistant", "content": "a"}
+    state = {"messages": [HumanMessage("q"), AIMessage("a")], "structured_response": {"plan": "b"}, "none": None}
+    assert to_messages(state)[-2:] == [
+        {"role": "assistant", "content": "a"},
+        {"role": "assistant", "content": 'structured_response: {"plan": "b"}'},
+    ]
+    assert parse_conversation(to_messages(state)).checked_role == "Agent"
 
 
 def test_dict_with_message_history_keeps_the_messages_as_context():

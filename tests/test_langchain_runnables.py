@@ -175,6 +175,13 @@ def test_guard_chain_checks_every_field_of_the_answer(lg, field):
         chain.invoke({"q": "story?"})
 
 
+def test_guard_chain_checks_the_other_entries_of_an_output_state(lg):
+    """An agent state's structured_response (or any other entry) reaches the caller: it is checked with the answer."""
+    state = {"messages": [HumanMessage("plan?"), AIMessage("Here is the plan.")], "structured_response": UNSAFE}
+    with pytest.raises(UnsafeContentError, match="at output"):
+        guard_chain(RunnableLambda(lambda _: state), lg).invoke({"messages": [HumanMessage("plan?")]})
+
+
 def test_batch_with_mixed_outcomes(lg):
     calls: list[str] = []
     chain = guard_chain(answer_by_question(calls), lg)

@@ -54,8 +54,10 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
 
     - ``str``: one message with ``default_role`` (``"user"`` for inputs, ``"assistant"`` for outputs);
     - ``PromptValue``, ``BaseMessage``, a list of messages (objects, dicts, tuples, strings): converted;
-    - ``dict``: its ``key`` entry when ``key`` is given, else its ``"messages"`` entry, else every
-      entry as ``name: value`` lines of one message with ``default_role``.
+    - ``dict``: its ``key`` entry when ``key`` is given; else its ``"messages"`` entry followed by its
+      other entries as ``name: value`` lines on the side of the last message (so an agent state's
+      ``structured_response`` is checked with the answer); else every entry as ``name: value`` lines
+      of one message with ``default_role``.
     """
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
@@ -71,7 +73,7 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
                 )
             return to_messages(value[key], default_role=default_role)
         if "messages" in value:
-            return to_messages(value["messages"], default_role=default_role)
+            return _state_messages(value, default_role)
         if "role" in value or value.get("type") in ("human", "ai", "system", "tool"):
             return [message_to_openai(m) for m in _converted([value])]
         return _mapping_messages(value, default_role)
@@ -390,6 +392,17 @@ def _mapping_messages(value: Mapping[str, Any], default_role: str) -> list[OpenA
 
 def _shown(value: Any) -> str:
     return value if isinstance(value, str) else _json_text(value)
+
+
+def _state_messages(state: Mapping[str, Any], default_role: str) -> list[OpenAIMessage]:
+    """A state's messages, then its other entries (e.g. a ``structured_response``) as ``name: value`` lines on
+    the side of the last message, so they are checked with it."""
+    messages = to_messages(state["messages"], default_role=default_role)
+    lines = [f"{name}: {_shown(item)}" for name, item in state.items() if name != "messages" and item is not None]
+    if lines and messages:
+        role = "assistant" if messages[-1]["role"] == "assistant" else "user"
+        messages.append({"role": role, "content": "\n".join(lines)})
+    return messages
 
 
 def _json_text(value: Any) -> str:
