@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -353,8 +352,9 @@ class LlamaGuard:
     def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
         if isinstance(scores, BaseException):
             raise scores
-        if not all(math.isfinite(x) for x in (scores.answer_mass, scores.unsafe_probability)):
-            raise ModelOutputError("the model's answer probabilities are not finite (NaN or inf)")
+        if not isinstance(scores, AnswerScores):
+            raise ModelOutputError(f"the backend returned {type(scores).__name__}, not AnswerScores")
+        scores.validate()  # NaN, inf, out of [0, 1], or summing above 1: the fail mode, never a pass
         if scores.answer_mass < MIN_ANSWER_MASS:
             raise ModelOutputError(
                 f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
