@@ -14,8 +14,8 @@ Four checks, each with its own policy, all on one shared guard:
   without tool calls, which ends the run.
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
   run; the model gets an error ``ToolMessage`` instead.
-- **tool_result** (``wrap_tool_call``): each tool result before the model sees it. Blocked: the
-  model gets an error ``ToolMessage`` instead of the result.
+- **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
+  state update of a ``Command``). Blocked: the model gets an error ``ToolMessage`` instead of the result.
 
 ``on_block="raise"`` raises :class:`UnsafeContentError` at any stage instead. Every hook has a sync
 and an async version. Refusals and blocked tool messages carry the verdict in

@@ -6,7 +6,9 @@
 A guarded tool has the wrapped tool's name, description and argument schema, so models and agents
 see no difference. Each call's arguments are checked as an assistant tool call (code-interpreter
 tools, or a ``code``/``script``/``command`` argument, are shown to the model as code, so S14 Code
-Interpreter Abuse applies); each result is checked as a tool message in the context of that call.
+Interpreter Abuse applies); each result is checked as a tool message in the context of that call (a
+LangGraph ``Command`` message by message, with its other state updates, ``Send`` inputs and ``resume``
+value; a result the guard cannot read raises :class:`InvalidConversationError`).
 A block becomes an error ``ToolMessage`` (``status="error"``, verdict in
 ``response_metadata["llamaguard"]``) when the tool is invoked with a ``ToolCall`` (as agents do),
 the error text when invoked with plain arguments, or :class:`UnsafeContentError` with
