@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    RemoveMessage,
+    ToolMessage,
+    convert_to_messages,
+)
 from langchain_core.runnables.config import run_in_executor
+from langchain_core.tools.base import ToolOutputMixin
+from langgraph.types import Command, Send
 
-from ..core.errors import UnsafeContentError
+from ..core.errors import InvalidConversationError, UnsafeContentError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
 from ..guard import LlamaGuard
-from .convert import OpenAIMessage, tool_result_message
+from .convert import OpenAIMessage, message_to_openai, tool_result_message
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
 
@@ -121,10 +132,89 @@ def blocked_verdict(result: Any) -> Verdict | None:
     return None
 
 
-def tool_results(result: Any, name: str, call_id: str | None) -> list[OpenAIMessage]:
-    """The tool result(s) to check: a ToolMessage, the ToolMessages of a ``Command``, or the raw output."""
-    update = getattr(result, "update", None)
-    if update is not None and not isinstance(result, (str, Mapping, ToolMessage)):
-        messages = update.get("messages", []) if isinstance(update, Mapping) else []
-        return [tool_result_message(name, m, call_id) for m in messages if isinstance(m, ToolMessage)]
-    return [tool_result_message(name, result, call_id)]
+def tool_results(result: Any, name: str, call_id: str | None) -> list[list[OpenAIMessage]]:
+    """What a tool's result hands on, as the messages to check after the call (the last one is checked).
+
+    A plain result or ``ToolMessage`` is one tool message. A LangGraph ``Command`` hands on every
+    message of its ``update`` (tool, AI, human ... messages, each checked in order after the ones
+    before it), the other state keys it updates, the input of each ``Send`` in ``goto`` and its
+    ``resume`` value (these as one tool message of ``key: value`` lines). A list of tool outputs is
+    each of them. Anything the guard cannot read raises :class:`InvalidConversationError`.
+    """
+    if isinstance(result, list) and result and all(isinstance(r, ToolOutputMixin) for r in result):
+        return [checks for r in result for checks in tool_results(r, name, call_id)]
+    if isinstance(result, Command):
+        return _command_checks(result, name, call_id)
+    if isinstance(result, ToolOutputMixin) and not isinstance(result, ToolMessage):
+        raise InvalidConversationError(f"cannot check a tool result of type {type(result).__name__}")
+    if _opaque(result):
+        raise InvalidConversationError(
+            f"cannot check a tool result of type {type(result).__name__}: it has no readable text (no __str__ "
+            "or __repr__); return text, JSON, messages or a Command"
+        )
+    return [[tool_result_message(name, result, call_id)]]
+
+
+def _command_checks(command: Command, name: str, call_id: str | None) -> list[list[OpenAIMessage]]:
+    try:
+        updates = list(command._update_as_tuples())
+    except Exception as exc:
+        raise InvalidConversationError(f"cannot read the Command's update: {type(exc).__name__}: {exc}") from exc
+    checks: list[list[OpenAIMessage]] = []
+    shown: list[OpenAIMessage] = []
+    other: dict[str, Any] = {}
+    for key, value in updates:
+        messages = _update_messages(key, value)
+        if messages is None:
+            other[key] = value
+            continue
+        for message in messages:
+            if isinstance(message, RemoveMessage):
+                continue  # removes a message by id; it carries no content
+            if isinstance(message, ToolMessage):
+                converted = tool_result_message(name, message, call_id)
+            else:
+                converted = message_to_openai(message)
+            shown.append(converted)
+            checks.append(list(shown))
+    gotos = command.goto if isinstance(command.goto, (list, tuple)) else [command.goto]
+    for n, goto in enumerate(gotos):
+        if isinstance(goto, Send):
+            other[f"goto[{n}] Send({goto.node!r}) input"] = goto.arg
+    if command.resume is not None:
+        other["resume"] = command.resume
+    if other:
+        lines = "\n".join(f"{key}: {_text(value)}" for key, value in other.items())
+        checks.append([*shown, {"role": "tool", "name": name, "tool_call_id": call_id or "call", "content": lines}])
+    return checks
+
+
+def _update_messages(key: str, value: Any) -> list[BaseMessage] | None:
+    """The messages a state update adds under ``key`` (``None`` when the value is not messages)."""
+    if key == "messages" or isinstance(value, BaseMessage):
+        values = value if isinstance(value, (list, tuple)) else [value]
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, BaseMessage) for v in value):
+        values = value
+    else:
+        return None
+    try:
+        return convert_to_messages(list(values))
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as exc:
+        raise InvalidConversationError(f"cannot read the messages of the Command's {key!r} update: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if _opaque(value):
+        raise InvalidConversationError(f"cannot check a value of type {type(value).__name__} in a Command")
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _opaque(value: Any) -> bool:
+    """True for an object whose text (``str``) is only its type and address: nothing the guard can read."""
+    kind = type(value)
+    return kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__

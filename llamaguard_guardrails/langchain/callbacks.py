@@ -20,6 +20,7 @@ at ``on_llm_end``, after the caller has seen it. Use :func:`guard_chain` or
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,20 +63,38 @@ class _GuardCallbacks:
         check_outputs: bool = True,
         check_tools: bool = True,
         sink: Callable[[VerdictRecord], Any] | None = None,
+        max_records: int | None = 10_000,
+        max_pending_runs: int = 1024,
     ) -> None:
+        if max_records is not None and max_records < 0:
+            raise ValueError(f"max_records must be 0 or more (or None: keep all), got {max_records}")
+        if max_pending_runs < 1:
+            raise ValueError(f"max_pending_runs must be at least 1, got {max_pending_runs}")
         self.guard = guard
         self.policy = policy
         self.check_inputs = check_inputs
         self.check_outputs = check_outputs
         self.check_tools = check_tools
         self.sink = sink
+        self.max_records = max_records
+        self.max_pending_runs = max_pending_runs
         self.records: list[VerdictRecord] = []
-        self._inputs: dict[UUID, list[list[OpenAIMessage]]] = {}
+        # Inputs of model runs still going, kept only to check their outputs in context: forgotten at the
+        # run's end or error, never kept for a blocked run, and bounded for runs whose end never comes.
+        self._inputs: OrderedDict[UUID, list[list[OpenAIMessage]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _remember(self, run_id: UUID, conversations: list[list[OpenAIMessage]]) -> None:
         with self._lock:
             self._inputs[run_id] = conversations
+            while len(self._inputs) > self.max_pending_runs:
+                forgotten, _ = self._inputs.popitem(last=False)
+                log.warning(
+                    "more than %d model runs without an end: forgot the input of run %s (its output will be "
+                    "checked without that context)",
+                    self.max_pending_runs,
+                    forgotten,
+                )
 
     def _forget(self, run_id: UUID) -> list[list[OpenAIMessage]]:
         with self._lock:
@@ -98,6 +117,8 @@ class _GuardCallbacks:
         record = VerdictRecord(stage, verdict, run_id, name)
         with self._lock:
             self.records.append(record)
+            if self.max_records is not None and len(self.records) > self.max_records:
+                del self.records[: len(self.records) - self.max_records]
         if self.sink is not None:
             try:
                 self.sink(record)
@@ -127,8 +148,10 @@ def _tool_input(serialized: dict[str, Any] | None, input_str: str, inputs: dict[
 class LlamaGuardCallbackHandler(_GuardCallbacks, BaseCallbackHandler):
     """Check model inputs, final generations and tool inputs; raise :class:`UnsafeContentError` on a block.
 
-    ``records`` (and ``verdicts``) keep every verdict; ``sink`` is called with each
-    :class:`VerdictRecord` as it is made. See the module docs for what callbacks cannot do.
+    ``records`` (and ``verdicts``) keep the last ``max_records`` verdicts (``None``: all); ``sink`` is
+    called with each :class:`VerdictRecord` as it is made. The inputs of a model run are kept only
+    until its end or error (never for a blocked run), for at most ``max_pending_runs`` runs at once.
+    See the module docs for what callbacks cannot do.
     """
 
     def on_chat_model_start(
@@ -140,10 +163,11 @@ class LlamaGuardCallbackHandler(_GuardCallbacks, BaseCallbackHandler):
         self._start(_prompt_inputs(prompts), run_id, kwargs.get("name"))
 
     def _start(self, conversations: list[list[OpenAIMessage]], run_id: UUID, name: str | None) -> None:
-        self._remember(run_id, conversations)
-        if self.check_inputs:
+        if self.check_inputs:  # a blocked (or failed) input check ends the run: nothing is remembered
             for conversation in conversations:
                 self._settle(self.guard.classify(conversation, policy=self.policy), "input", run_id, name)
+        if self.check_outputs:
+            self._remember(run_id, conversations)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         conversations = self._outputs(response, run_id)

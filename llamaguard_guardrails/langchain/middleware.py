@@ -14,8 +14,8 @@ Four checks, each with its own policy, all on one shared guard:
   without tool calls, which ends the run.
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
   run; the model gets an error ``ToolMessage`` instead.
-- **tool_result** (``wrap_tool_call``): each tool result before the model sees it. Blocked: the
-  model gets an error ``ToolMessage`` instead of the result.
+- **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
+  state update of a ``Command``). Blocked: the model gets an error ``ToolMessage`` instead of the result.
 
 ``on_block="raise"`` raises :class:`UnsafeContentError` at any stage instead. Every hook has a sync
 and an async version. Refusals and blocked tool messages carry the verdict in
@@ -230,8 +230,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
                 return self._tool_block(verdict, "tool_call", request.tool_call)
         result = handler(request)
         if self.check_tool_results:
-            for message in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
-                verdict = self._verdict(context + [call, message], "tool_result")
+            for checked in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
+                verdict = self._verdict([*context, call, *checked], "tool_result")
                 if not verdict.safe:
                     return self._tool_block(verdict, "tool_result", request.tool_call)
         return result
@@ -246,8 +246,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
                 return self._tool_block(verdict, "tool_call", request.tool_call)
         result = await handler(request)
         if self.check_tool_results:
-            for message in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
-                verdict = await self._averdict(context + [call, message], "tool_result")
+            for checked in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
+                verdict = await self._averdict([*context, call, *checked], "tool_result")
                 if not verdict.safe:
                     return self._tool_block(verdict, "tool_result", request.tool_call)
         return result

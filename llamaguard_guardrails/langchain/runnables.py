@@ -32,7 +32,7 @@ from ..guard import LlamaGuard
 from . import _common
 from ._common import DEFAULT_REFUSAL, OnVerdict, RefusalMessage
 from .convert import OpenAIMessage, to_messages
-from .stream import StreamMode, StreamWindow, fold, validate_window
+from .stream import Check, StreamMode, StreamWindow, fold, validate_window
 
 OnBlock = Literal["raise", "refuse"]
 TAG_NOSTREAM = "nostream"  # langgraph.constants.TAG_NOSTREAM: LangGraph's messages stream skips such runs
@@ -85,26 +85,53 @@ class _GuardRunnable(RunnableSerializable[Any, Any]):
 
     # -- streaming --------------------------------------------------------------------------------
 
+    def _stream_verdict(
+        self, checks: list[Check], context: list[OpenAIMessage], key: str | None, policy: Policy | None
+    ) -> Verdict | None:
+        """Run the checks a stream window asks for (one batched pass when there are several): the first unsafe
+        verdict, or ``None`` when the chunks may be released."""
+        conversations = [_output_conversation(context, c.outputs, key) for c in checks if c.outputs]
+        if len(conversations) == 1:
+            verdicts = [self._classify(conversations[0], "output", policy)]
+        else:
+            verdicts = _common.classify_batch(
+                self.guard, conversations, "output", policy or self.policy, self.on_verdict
+            )
+        return next((v for v in verdicts if not v.safe), None)
+
+    async def _astream_verdict(
+        self, checks: list[Check], context: list[OpenAIMessage], key: str | None, policy: Policy | None
+    ) -> Verdict | None:
+        conversations = [_output_conversation(context, c.outputs, key) for c in checks if c.outputs]
+        if len(conversations) == 1:
+            verdicts = [await self._aclassify(conversations[0], "output", policy)]
+        else:
+            verdicts = await _common.aclassify_batch(
+                self.guard, conversations, "output", policy or self.policy, self.on_verdict
+            )
+        return next((v for v in verdicts if not v.safe), None)
+
     def _guard_stream(
         self, chunks: Iterator[Any], context: list[OpenAIMessage], key: str | None, policy: Policy | None
     ) -> Iterator[Any]:
         window = StreamWindow(self.stream_mode, self.window_size, self.window_overlap)
         try:
             for chunk in chunks:
-                if window.add(chunk):
-                    verdict = self._classify(context + [_assistant(window.text)], "output", policy)
-                    if not verdict.safe:
+                checks = window.add(chunk)
+                if checks:
+                    verdict = self._stream_verdict(checks, context, key, policy)
+                    if verdict is not None:
                         yield self._blocked(verdict, "output", chunk)
                         return
-                    yield from window.release()
-            if window.empty:
+                    for check in checks:
+                        yield from check.release()
+            checks = window.finish()
+            verdict = self._stream_verdict(checks, context, key, policy) if checks else None
+            if verdict is not None:
+                yield self._blocked(verdict, "output", window.sample())
                 return
-            if window.needs_final_check:
-                verdict = self._classify(_output_conversation(context, window.final(), key), "output", policy)
-                if not verdict.safe:
-                    yield self._blocked(verdict, "output", window.sample())
-                    return
-            yield from window.rest()
+            for check in checks:
+                yield from check.release()
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
@@ -116,23 +143,23 @@ class _GuardRunnable(RunnableSerializable[Any, Any]):
         window = StreamWindow(self.stream_mode, self.window_size, self.window_overlap)
         try:
             async for chunk in chunks:
-                if window.add(chunk):
-                    verdict = await self._aclassify(context + [_assistant(window.text)], "output", policy)
-                    if not verdict.safe:
+                checks = window.add(chunk)
+                if checks:
+                    verdict = await self._astream_verdict(checks, context, key, policy)
+                    if verdict is not None:
                         yield self._blocked(verdict, "output", chunk)
                         return
-                    for released in window.release():
-                        yield released
-            if window.empty:
+                    for check in checks:
+                        for released in check.release():
+                            yield released
+            checks = window.finish()
+            verdict = await self._astream_verdict(checks, context, key, policy) if checks else None
+            if verdict is not None:
+                yield self._blocked(verdict, "output", window.sample())
                 return
-            if window.needs_final_check:
-                conversation = _output_conversation(context, window.final(), key)
-                verdict = await self._aclassify(conversation, "output", policy)
-                if not verdict.safe:
-                    yield self._blocked(verdict, "output", window.sample())
-                    return
-            for released in window.rest():
-                yield released
+            for check in checks:
+                for released in check.release():
+                    yield released
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
@@ -302,7 +329,7 @@ class GuardedChain(_GuardRunnable):
         return to_messages(value, key=self.input_key, default_role="user")
 
     def _output(self, context: list[OpenAIMessage], value: Any) -> list[OpenAIMessage]:
-        return _output_conversation(context, value, self.output_key)
+        return _output_conversation(context, [value], self.output_key)
 
     def _inner(self, config: RunnableConfig) -> RunnableConfig:
         """The wrapped chain's config: tagged "nostream" when its output is checked."""
@@ -503,13 +530,13 @@ def guard_chain(chain: Runnable[Any, Any], guard: LlamaGuard, **options: Any) ->
     return GuardedChain(chain=chain, guard=guard, **options)
 
 
-def _assistant(text: str) -> OpenAIMessage:
-    return {"role": "assistant", "content": text}
-
-
-def _output_conversation(context: list[OpenAIMessage], value: Any, key: str | None) -> list[OpenAIMessage]:
-    """The output as assistant messages after ``context``; an agent state's messages stand alone."""
-    messages = to_messages(value, key=key, default_role="assistant")
-    if key is None and isinstance(value, Mapping) and "messages" in value:
-        return messages  # the state already holds the whole conversation
-    return context + messages
+def _output_conversation(context: list[OpenAIMessage], outputs: list[Any], key: str | None) -> list[OpenAIMessage]:
+    """The outputs, in order, as the messages after ``context``; an agent state's messages stand alone."""
+    conversation = list(context)
+    for value in outputs:
+        messages = to_messages(value, key=key, default_role="assistant")
+        if key is None and isinstance(value, Mapping) and "messages" in value:
+            conversation = messages  # the state already holds the whole conversation
+        else:
+            conversation += messages
+    return conversation

@@ -6,7 +6,9 @@
 A guarded tool has the wrapped tool's name, description and argument schema, so models and agents
 see no difference. Each call's arguments are checked as an assistant tool call (code-interpreter
 tools, or a ``code``/``script``/``command`` argument, are shown to the model as code, so S14 Code
-Interpreter Abuse applies); each result is checked as a tool message in the context of that call.
+Interpreter Abuse applies); each result is checked as a tool message in the context of that call (a
+LangGraph ``Command`` message by message, with its other state updates, ``Send`` inputs and ``resume``
+value; a result the guard cannot read raises :class:`InvalidConversationError`).
 A block becomes an error ``ToolMessage`` (``status="error"``, verdict in
 ``response_metadata["llamaguard"]``) when the tool is invoked with a ``ToolCall`` (as agents do),
 the error text when invoked with plain arguments, or :class:`UnsafeContentError` with
@@ -111,8 +113,8 @@ class GuardedTool(BaseTool):
                 return self._block(verdict, "tool_call", tool_call_id)
         result = self.tool.run(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
         if self.check_result:
-            for message in _common.tool_results(result, self.tool.name, tool_call_id):
-                verdict = self._verdict([call, message], "tool_result", self.result_policy)
+            for checked in _common.tool_results(result, self.tool.name, tool_call_id):
+                verdict = self._verdict([call, *checked], "tool_result", self.result_policy)
                 if not verdict.safe:
                     return self._block(verdict, "tool_result", tool_call_id)
         return result
@@ -126,8 +128,8 @@ class GuardedTool(BaseTool):
                 return self._block(verdict, "tool_call", tool_call_id)
         result = await self.tool.arun(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
         if self.check_result:
-            for message in _common.tool_results(result, self.tool.name, tool_call_id):
-                verdict = await self._averdict([call, message], "tool_result", self.result_policy)
+            for checked in _common.tool_results(result, self.tool.name, tool_call_id):
+                verdict = await self._averdict([call, *checked], "tool_result", self.result_policy)
                 if not verdict.safe:
                     return self._block(verdict, "tool_result", tool_call_id)
         return result
