@@ -493,6 +493,61 @@ def test_unknown_shield_is_a_clear_error(client):
         client.moderations.create(input="hi", model="no-such-model")
 
 
+def connection_tracking_client(url: str) -> tuple[LlamaStackClient, list[int]]:
+    """A client without retries that records the local port of the connection each response came on."""
+    ports: list[int] = []
+
+    def on_response(response: httpx.Response) -> None:
+        ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    http = httpx.Client(event_hooks={"response": [on_response]})
+    return LlamaStackClient(base_url=url, max_retries=0, http_client=http), ports
+
+
+def assert_clean_4xx_then_next_call_succeeds(client: LlamaStackClient, ports: list[int], bad: Any, match: str) -> None:
+    """The bad request gets a 4xx saying what is wrong; the next call succeeds on the same connection."""
+    with pytest.raises(BadRequestError, match=match):
+        bad()
+    refused_on = ports[-1]
+    ok = client.safety.run_shield(shield_id="lg-pass", messages=[{"role": "user", "content": "hi"}])
+    assert ok.violation is None
+    assert ports[-1] == refused_on, "the server closed the connection after the 4xx"
+
+
+def test_provider_errors_are_clean_4xx_and_keep_the_connection(client, safety_server):
+    tracked, ports = connection_tracking_client(safety_server.url)
+    tracked.shields.list()
+    log_start = len(safety_server.log.read_text())
+    cases = {
+        "bad params": (lambda: tracked.shields.register(shield_id="x", params={"threshhold": 0}), r"threshhold"),
+        "bad value": (lambda: tracked.shields.register(shield_id="y", params={"threshold": 7}), r"threshold"),
+        "remote image": (
+            lambda: tracked.safety.run_shield(
+                shield_id="lg-pass",
+                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}],
+            ),
+            r"remote image URLs are not fetched",
+        ),
+        "empty moderation": (lambda: tracked.moderations.create(input=[], model="lg-pass"), r"input is empty"),
+    }
+    for name, (bad, match) in cases.items():
+        for _ in range(3):
+            try:
+                assert_clean_4xx_then_next_call_succeeds(tracked, ports, bad, match)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from exc
+    assert "Traceback" not in safety_server.log.read_text()[log_start:]
+
+
+@pytest.mark.xfail(strict=True, reason="llama-stack 0.7.3's router refuses unknown shields with a plain ValueError")
+def test_unknown_shields_are_refused_by_llama_stack_itself_on_a_closed_connection(client, safety_server):
+    """Documents the upstream gap (README): the provider is never called, so it cannot answer these."""
+    tracked, ports = connection_tracking_client(safety_server.url)
+    tracked.shields.list()
+    bad = lambda: tracked.safety.run_shield(shield_id="nope", messages=[{"role": "user", "content": "hi"}])  # noqa: E731
+    assert_clean_4xx_then_next_call_succeeds(tracked, ports, bad, r"not served")
+
+
 # -- the same through the in-process library client --------------------------------------------------
 
 
@@ -645,6 +700,43 @@ def test_shield_params_override_the_provider_policy(test_model_dir, keyword_guar
     impl = make_impl({"model": str(test_model_dir)}, keyword_guard, excluded_categories=["S9"])
     request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "a bomb"}])
     assert asyncio.run(impl.run_shield(request)).violation is None  # S9 excluded by this shield
+
+
+def test_bad_requests_raise_typed_errors_that_llama_stack_answers_cleanly(test_model_dir, keyword_guard):
+    from fastapi import HTTPException
+    from llama_stack_api import RunModerationRequest, RunShieldRequest, Shield
+
+    from llamaguard_guardrails import InvalidConversationError, InvalidPolicyError
+
+    impl = make_impl({"model": str(test_model_dir)}, keyword_guard)
+    bad_shield = Shield(identifier="b", provider_id="llamaguard", provider_resource_id="b", params={"treshold": 1})
+    with pytest.raises(InvalidPolicyError, match="treshold") as params:
+        asyncio.run(impl.register_shield(bad_shield))
+    remote = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}
+    with pytest.raises(InvalidConversationError, match="remote") as conversation:
+        asyncio.run(impl.run_shield(RunShieldRequest(shield_id="lg", messages=[remote])))
+    with pytest.raises(InvalidConversationError, match="empty") as empty:
+        asyncio.run(impl.run_moderation(RunModerationRequest(input=[], model="lg-model")))
+    with pytest.raises(ValueError, match="nope") as unknown:
+        asyncio.run(impl.run_shield(RunShieldRequest(shield_id="nope", messages=[{"role": "user", "content": "x"}])))
+    with pytest.raises(ValueError, match="other-model") as unknown_model:
+        asyncio.run(impl.run_moderation(RunModerationRequest(input="x", model="other-model")))
+    statuses = [e.value.status_code for e in (params, conversation, empty, unknown, unknown_model)]
+    assert statuses == [400, 400, 400, 404, 404]
+    assert all(isinstance(e.value, HTTPException) for e in (params, conversation, empty, unknown, unknown_model))
+    assert str(params.value).startswith("shield 'b': unknown shield param")  # the message, no status prefix
+
+
+def test_shutdown_closes_the_guard(test_model_dir):
+    from llamaguard_guardrails.testing import keyword_rule
+
+    guard = scripted_guard(test_model_dir, keyword_rule("bomb"))
+    closed = []
+    close = guard.close
+    guard.close = lambda: (closed.append(True), close())  # type: ignore[method-assign]
+    impl = make_impl({"model": str(test_model_dir)}, guard)
+    asyncio.run(impl.shutdown())
+    assert closed == [True] and impl._guard is None
 
 
 def test_a_guard_that_cannot_load_fails_closed_or_open_never_silently(tmp_path):
