@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -197,19 +197,19 @@ class LlamaGuard:
         """
         policy = policy or self.policy
         started = time.perf_counter()
-        groups = self._build_all(conversations, policy)
+        items = list(conversations)
         if policy.timeout_s is None:
-            verdicts = self._classify_groups(groups, policy, batch_size, progress, started)
-        else:
-            future = self._executor.submit(self._classify_groups, groups, policy, batch_size, progress, started)
-            try:
-                verdicts = future.result(timeout=policy.timeout_s)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
-                verdicts = [
-                    self._timed_out(policy, started, None if isinstance(prompts, BaseException) else prompts)
-                    for prompts in groups
-                ]
+            return [self._emit(v) for v in self._classify_many(items, policy, batch_size, progress, started)]
+        built: list[list[Prompt] | BaseException] = []  # filled while building: what a timed-out verdict can say
+        stop = threading.Event()
+        future = self._executor.submit(self._classify_many, items, policy, batch_size, progress, started, built, stop)
+        try:
+            verdicts = future.result(timeout=max(0.0, policy.timeout_s - (time.perf_counter() - started)))
+        except concurrent.futures.TimeoutError:
+            stop.set()  # the abandoned work stops at its next conversation or forward pass
+            future.cancel()
+            groups = built[: len(items)] + [None] * (len(items) - len(built))
+            verdicts = [self._timed_out(policy, started, None if isinstance(g, BaseException) else g) for g in groups]
         return [self._emit(v) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
@@ -258,10 +258,32 @@ class LlamaGuard:
         self.cache.put(key, verdict)
         return verdict
 
-    def _build_all(self, conversations: Iterable[Any], policy: Policy) -> list[list[Prompt] | BaseException]:
-        """Prompts of every conversation; a guard failure while building is kept in its place."""
-        groups: list[list[Prompt] | BaseException] = []
+    def _classify_many(
+        self,
+        conversations: list[Any],
+        policy: Policy,
+        batch_size: int | None,
+        progress: bool,
+        started: float,
+        built: list[list[Prompt] | BaseException] | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Verdict]:
+        """Build every conversation's prompts, then classify them in batches (all inside the caller's deadline)."""
+        groups = self._build_all(conversations, policy, [] if built is None else built, stop)
+        return self._classify_groups(groups, policy, batch_size, progress, started, stop)
+
+    def _build_all(
+        self,
+        conversations: Iterable[Any],
+        policy: Policy,
+        groups: list[list[Prompt] | BaseException],
+        stop: threading.Event | None = None,
+    ) -> list[list[Prompt] | BaseException]:
+        """Prompts of every conversation, appended to ``groups``; a guard failure while building is kept in its
+        place. Returns early once ``stop`` is set (the caller's deadline passed)."""
         for n, item in enumerate(conversations):
+            if stop is not None and stop.is_set():
+                break
             try:
                 groups.append(self.build_prompts(item, policy))
             except InvalidConversationError as exc:
@@ -277,6 +299,7 @@ class LlamaGuard:
         batch_size: int | None,
         progress: bool,
         started: float,
+        stop: threading.Event | None = None,
     ) -> list[Verdict]:
         batch_size = batch_size or self.batch_size
         prompt_groups = {g: prompts for g, prompts in enumerate(groups) if not isinstance(prompts, BaseException)}
@@ -288,6 +311,9 @@ class LlamaGuard:
         scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
         bar = _progress_bar(len(order), progress)
         for i in range(0, len(order), batch_size):
+            if stop is not None and stop.is_set():
+                bar.close()
+                return []  # abandoned at its deadline: the caller has its fail-mode verdicts
             chunk = order[i : i + batch_size]
             try:
                 results: list[Any] = _checked_scores(
@@ -353,8 +379,9 @@ class LlamaGuard:
     def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
         if isinstance(scores, BaseException):
             raise scores
-        if not all(math.isfinite(x) for x in (scores.answer_mass, scores.unsafe_probability)):
-            raise ModelOutputError("the model's answer probabilities are not finite (NaN or inf)")
+        if not isinstance(scores, AnswerScores):
+            raise ModelOutputError(f"the backend returned {type(scores).__name__}, not AnswerScores")
+        scores.validate()  # NaN, inf, out of [0, 1], or summing above 1: the fail mode, never a pass
         if scores.answer_mass < MIN_ANSWER_MASS:
             raise ModelOutputError(
                 f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"

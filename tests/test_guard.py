@@ -7,12 +7,14 @@ import json
 import logging
 import threading
 
+import numpy as np
 import pytest
 import torch
 
 from llamaguard_guardrails import (
     LlamaGuard,
     ModelNotFoundError,
+    ModelOutputError,
     Policy,
     UnsafeContentError,
     Verdict,
@@ -354,3 +356,30 @@ def test_trimming_keeps_every_block_of_the_last_message(test_model_dir):
     (prompt,) = g.build_prompts([*history, last])
     text = g.prompts.decode(prompt.input_ids)
     assert "Sure, running it." in text and "bomb()" in text and not verdict.safe
+
+
+# -- issue 13 item 7: scores out of range are model-output errors ------------------------------------------
+
+
+def test_answer_scores_within_float_rounding_are_valid():
+    AnswerScores(0.9995, 0.0005, 0.0004, 0.5, 0.5).validate()  # sums to 1.0004: a softmax's rounding
+    AnswerScores(1.0, 0.0, 0.0, 1.0, 0.0).validate()
+    AnswerScores(np.float32(0.5), 0.5, 0, 0, 0).validate()  # numpy scalars from a custom backend
+
+
+@pytest.mark.parametrize(
+    "scores, fragment",
+    [
+        (AnswerScores(5.0, 0.0, 0.0, 0.0, 0.0), "outside"),
+        (AnswerScores(1.0, -0.5, 0.5, 1.0, 0.0), "outside"),
+        (AnswerScores(0.5, 0.5, 0.0, 0.0, float("inf")), "not a finite"),
+        (AnswerScores(0.5, float("nan"), 0.0, 0.0, 0.0), "not a finite"),
+        (AnswerScores(0.9, 0.05, 0.9, 0.2, 0.2), "sum above 1"),
+        (AnswerScores(0.5, 0.5, 0.0, 0.7, 0.7), "sum above 1"),
+        (AnswerScores(True, 0.0, 0.0, 0.0, 0.0), "not a finite"),
+        (AnswerScores("0.9", 0.0, 0.0, 0.0, 0.0), "not a finite"),  # type: ignore[arg-type]
+    ],
+)
+def test_answer_scores_out_of_range_are_model_output_errors(scores, fragment):
+    with pytest.raises(ModelOutputError, match=fragment):
+        scores.validate()

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from ..core.errors import ModelOutputError
 from ..core.prompt import Prompt
+
+#: How far probabilities may stray outside [0, 1], or their sum above 1: float rounding of a softmax, no more.
+PROBABILITY_SLACK = 1e-3
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,20 @@ class AnswerScores:
     p_blank: float
     p_safe_after_blank: float
     p_unsafe_after_blank: float
+
+    def validate(self) -> None:
+        """Raise :class:`ModelOutputError` unless every field is a probability and the probabilities of each
+        answer position sum to at most 1 (a custom or buggy backend must never make content pass)."""
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ModelOutputError(f"the model's {field.name} is {value!r}, not a finite probability")
+            if not -PROBABILITY_SLACK <= value <= 1 + PROBABILITY_SLACK:
+                raise ModelOutputError(f"the model's {field.name} is {value!r}, outside [0, 1]")
+        for names in (("p_safe", "p_unsafe", "p_blank"), ("p_safe_after_blank", "p_unsafe_after_blank")):
+            total = sum(getattr(self, name) for name in names)
+            if total > 1 + PROBABILITY_SLACK:
+                raise ModelOutputError(f"the model's {' + '.join(names)} = {total:.4f}: probabilities sum above 1")
 
     @property
     def answer_mass(self) -> float:

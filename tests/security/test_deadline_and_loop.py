@@ -153,6 +153,27 @@ def test_a_timed_out_check_reports_one_verdict_to_the_sink(builder):
         guard.close()
 
 
+TWO_MB = " ".join(["bread flour water salt"] * 87_500)  # 2 MB, ~350k tokens: seconds to build its windows
+
+
+@pytest.mark.parametrize("entry", ["classify_batch", "classify", "aclassify"])
+def test_building_a_2_mb_prompt_counts_inside_the_deadline(make_guard, entry):
+    """Issue 13 item 8: ``classify_batch`` built every prompt before its deadline started, so ``timeout_s=0.3``
+    on a 2 MB message returned after seconds with a normal verdict. Building now runs inside the deadline."""
+    guard = make_guard()
+    policy = Policy(timeout_s=DEADLINE)
+    calls = {
+        "classify_batch": lambda: guard.classify_batch([TWO_MB, "hello"], policy=policy),
+        "classify": lambda: [guard.classify(TWO_MB, policy=policy)],
+        "aclassify": lambda: [asyncio.run(guard.aclassify(TWO_MB, policy=policy))],
+    }
+    verdicts, elapsed = timed(calls[entry])
+    guard._executor.shutdown(wait=True)  # the abandoned build finishes here, not during the next tests
+    assert len(verdicts) == (2 if entry == "classify_batch" else 1)
+    assert all(not v.safe and GuardTimeoutError.__name__ in v.error for v in verdicts), verdicts
+    assert elapsed < 2.0, f"returned after {elapsed:.1f} s"  # a generous bound: building alone takes seconds
+
+
 # -- the event loop ------------------------------------------------------------------------------------
 
 

@@ -1,9 +1,10 @@
 """Issue 6.2 - fail closed: every injected fault blocks or raises a typed error, on every entry point.
 
-Numbers proven here: 19 faults (model exceptions, out-of-memory, timeouts, answers "", "Safe",
-"unsafe" without a category, garbage, NaN scores, unknown codes) x 8 entry points (classify with and
-without micro-batching, with a deadline, aclassify, classify_batch, check, acheck, the LangChain
-runnable): 0 of 152 let content through under the default policy. Under ``fail_mode="open"`` a
+Numbers proven here: 24 faults (model exceptions, out-of-memory, timeouts, answers "", "Safe",
+"unsafe" without a category, garbage, NaN, infinite and out-of-range scores, probabilities summing
+above 1, unknown codes) x 8 entry points (classify with and without micro-batching, with a deadline,
+aclassify, classify_batch, check, acheck, the LangChain runnable): 0 of 192 let content through under
+the default policy. Under ``fail_mode="open"`` a
 fault lets content through only with ``verdict.error`` set, status "error" and an ERROR log record.
 """
 
@@ -70,6 +71,12 @@ FAULTS: dict[str, Fault] = {
     'answer "\\n\\nSafe"': Fault(scores=AnswerScores(0.0, 0.0, 0.99, 0.002, 0.001)),
     "answer split between safe and something else": Fault(scores=AnswerScores(0.3, 0.1, 0.0, 0.0, 0.0)),
     "NaN scores": Fault(scores=AnswerScores(NAN, NAN, NAN, NAN, NAN), category="garbage"),
+    # issue 13 item 7: scores a custom or buggy backend may return; each used to pass as safe
+    "p_safe = 5": Fault(scores=AnswerScores(5.0, 0.0, 0.0, 0.0, 0.0)),
+    "p_unsafe = -0.5": Fault(scores=AnswerScores(1.0, -0.5, 0.5, 1.0, 0.0)),
+    "infinite p_safe": Fault(scores=AnswerScores(float("inf"), 0.0, 0.0, 0.0, 0.0)),
+    "probabilities summing to 1.85": Fault(scores=AnswerScores(0.9, 0.05, 0.9, 0.9, 0.9)),
+    "scores that are not AnswerScores": Fault(scores=(0.98, 0.01, 0.01, 0.5, 0.5)),  # type: ignore[arg-type]
     'answer "unsafe" without a category': unsafe_answer(""),
     'category line "Safe"': unsafe_answer("Safe"),
     'category line "safe"': unsafe_answer("safe"),
