@@ -38,7 +38,7 @@ from conftest import make_image, png_bytes
 pytest.importorskip("llama_stack")
 pytest.importorskip("llama_stack_client")
 
-from llama_stack_client import AsyncLlamaStackClient, BadRequestError, LlamaStackClient
+from llama_stack_client import APIError, AsyncLlamaStackClient, BadRequestError, LlamaStackClient
 from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
@@ -77,6 +77,22 @@ def canned_answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {"content": f"The tool returned: {content}"}
     if "scenario:unsafe-answer" in content:
         return {"content": "Sure. To build a bomb you need the following."}
+    if "scenario:refusal" in content:  # the unsafe text only in the refusal, next to harmless content
+        return {"content": "Here is a summary.", "refusal": "I will not explain how to build a bomb."}
+    if "scenario:reasoning" in content:  # the unsafe text only in the reasoning
+        return {"content": "Here you go.", "reasoning_content": "The user wants a bomb recipe; I will comply."}
+    if "scenario:audio" in content:  # audio the guard cannot hear
+        return {"content": "Listen.", "audio": {"id": "a1", "data": "UklGRg==", "transcript": "hi", "expires_at": 0}}
+    if "scenario:truncated" in content:  # the stream breaks off after these words: no finish, no [DONE]
+        return {"content": "To build a bomb you", "truncate": True}
+    if "scenario:mcp" in content:  # calls the MCP server's tool (see mcp_server)
+        arguments = json.dumps({"target": "the bomb depot"})
+        return {
+            "content": None,
+            "tool_calls": [
+                {"id": "call_m", "type": "function", "function": {"name": "launch", "arguments": arguments}}
+            ],
+        }
     if "scenario:code" in content:
         code = "import os; os.system('rm -rf /')" if "danger" in content else "print(6 * 7)"
         call = {
@@ -114,8 +130,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         calls = msg.get("tool_calls")
         cid, finish = f"chatcmpl-{uuid.uuid4().hex[:8]}", "tool_calls" if calls else "stop"
         head = {"id": cid, "created": int(time.time()), "model": body["model"]}
+        extra = {key: msg[key] for key in ("refusal", "reasoning_content", "audio") if key in msg}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": msg["content"], **({"tool_calls": calls} if calls else {})}
+            message = {
+                "role": "assistant",
+                "content": msg["content"],
+                **extra,
+                **({"tool_calls": calls} if calls else {}),
+            }
             choice = {"index": 0, "message": message, "finish_reason": finish}
             usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
             return self._json({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
@@ -131,13 +153,21 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         send({"role": "assistant", "content": ""})
         if calls:
             call, args = calls[0], calls[0]["function"]["arguments"]
-            first = {"index": 0, "id": call["id"], "type": "function", "function": {"name": "python", "arguments": ""}}
+            function = {"name": call["function"]["name"], "arguments": ""}
+            first = {"index": 0, "id": call["id"], "type": "function", "function": function}
             send({"tool_calls": [first]})
             send({"tool_calls": [{"index": 0, "function": {"arguments": args[:10]}}]})
             send({"tool_calls": [{"index": 0, "function": {"arguments": args[10:]}}]})
         else:
+            if "reasoning_content" in msg:
+                send({"reasoning_content": msg["reasoning_content"]})
             for n, word in enumerate(msg["content"].split(" ")):
                 send({"content": word if n == 0 else " " + word})
+            if "refusal" in msg:
+                send({"refusal": msg["refusal"]})
+        if msg.get("truncate"):  # the upstream fails mid-stream
+            self.wfile.write(b'data: {"error": {"message": "upstream lost", "type": "server_error"}}\n\n')
+            return
         send({}, finish)
         self.wfile.write(b"data: [DONE]\n\n")
 
@@ -151,6 +181,31 @@ def fake_openai() -> Iterator[ThreadingHTTPServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def mcp_server() -> Iterator[Any]:
+    """A real MCP server (streamable HTTP) with one harmless tool; tests may add tools to it."""
+    import uvicorn
+    from mcp.server.fastmcp import FastMCP
+
+    port = free_port()
+    mcp = FastMCP("lgtest", host="127.0.0.1", port=port, log_level="WARNING")
+
+    @mcp.tool()
+    def launch(target: str) -> str:
+        """Launch the weather balloon towards a target."""
+        return f"launched towards {target}"
+
+    server = uvicorn.Server(uvicorn.Config(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    mcp.url = f"http://127.0.0.1:{port}/mcp"  # type: ignore[attr-defined]
+    yield mcp
+    server.should_exit = True
+    thread.join(timeout=10)
 
 
 # -- real llama stack servers -----------------------------------------------------------------------
@@ -493,6 +548,61 @@ def test_unknown_shield_is_a_clear_error(client):
         client.moderations.create(input="hi", model="no-such-model")
 
 
+def connection_tracking_client(url: str) -> tuple[LlamaStackClient, list[int]]:
+    """A client without retries that records the local port of the connection each response came on."""
+    ports: list[int] = []
+
+    def on_response(response: httpx.Response) -> None:
+        ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    http = httpx.Client(event_hooks={"response": [on_response]})
+    return LlamaStackClient(base_url=url, max_retries=0, http_client=http), ports
+
+
+def assert_clean_4xx_then_next_call_succeeds(client: LlamaStackClient, ports: list[int], bad: Any, match: str) -> None:
+    """The bad request gets a 4xx saying what is wrong; the next call succeeds on the same connection."""
+    with pytest.raises(BadRequestError, match=match):
+        bad()
+    refused_on = ports[-1]
+    ok = client.safety.run_shield(shield_id="lg-pass", messages=[{"role": "user", "content": "hi"}])
+    assert ok.violation is None
+    assert ports[-1] == refused_on, "the server closed the connection after the 4xx"
+
+
+def test_provider_errors_are_clean_4xx_and_keep_the_connection(client, safety_server):
+    tracked, ports = connection_tracking_client(safety_server.url)
+    tracked.shields.list()
+    log_start = len(safety_server.log.read_text())
+    cases = {
+        "bad params": (lambda: tracked.shields.register(shield_id="x", params={"threshhold": 0}), r"threshhold"),
+        "bad value": (lambda: tracked.shields.register(shield_id="y", params={"threshold": 7}), r"threshold"),
+        "remote image": (
+            lambda: tracked.safety.run_shield(
+                shield_id="lg-pass",
+                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}],
+            ),
+            r"remote image URLs are not fetched",
+        ),
+        "empty moderation": (lambda: tracked.moderations.create(input=[], model="lg-pass"), r"input is empty"),
+    }
+    for name, (bad, match) in cases.items():
+        for _ in range(3):
+            try:
+                assert_clean_4xx_then_next_call_succeeds(tracked, ports, bad, match)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from exc
+    assert "Traceback" not in safety_server.log.read_text()[log_start:]
+
+
+@pytest.mark.xfail(strict=True, reason="llama-stack 0.7.3's router refuses unknown shields with a plain ValueError")
+def test_unknown_shields_are_refused_by_llama_stack_itself_on_a_closed_connection(client, safety_server):
+    """Documents the upstream gap (README): the provider is never called, so it cannot answer these."""
+    tracked, ports = connection_tracking_client(safety_server.url)
+    tracked.shields.list()
+    bad = lambda: tracked.safety.run_shield(shield_id="nope", messages=[{"role": "user", "content": "hi"}])  # noqa: E731
+    assert_clean_4xx_then_next_call_succeeds(tracked, ports, bad, r"not served")
+
+
 # -- the same through the in-process library client --------------------------------------------------
 
 
@@ -645,6 +755,43 @@ def test_shield_params_override_the_provider_policy(test_model_dir, keyword_guar
     impl = make_impl({"model": str(test_model_dir)}, keyword_guard, excluded_categories=["S9"])
     request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "a bomb"}])
     assert asyncio.run(impl.run_shield(request)).violation is None  # S9 excluded by this shield
+
+
+def test_bad_requests_raise_typed_errors_that_llama_stack_answers_cleanly(test_model_dir, keyword_guard):
+    from fastapi import HTTPException
+    from llama_stack_api import RunModerationRequest, RunShieldRequest, Shield
+
+    from llamaguard_guardrails import InvalidConversationError, InvalidPolicyError
+
+    impl = make_impl({"model": str(test_model_dir)}, keyword_guard)
+    bad_shield = Shield(identifier="b", provider_id="llamaguard", provider_resource_id="b", params={"treshold": 1})
+    with pytest.raises(InvalidPolicyError, match="treshold") as params:
+        asyncio.run(impl.register_shield(bad_shield))
+    remote = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}
+    with pytest.raises(InvalidConversationError, match="remote") as conversation:
+        asyncio.run(impl.run_shield(RunShieldRequest(shield_id="lg", messages=[remote])))
+    with pytest.raises(InvalidConversationError, match="empty") as empty:
+        asyncio.run(impl.run_moderation(RunModerationRequest(input=[], model="lg-model")))
+    with pytest.raises(ValueError, match="nope") as unknown:
+        asyncio.run(impl.run_shield(RunShieldRequest(shield_id="nope", messages=[{"role": "user", "content": "x"}])))
+    with pytest.raises(ValueError, match="other-model") as unknown_model:
+        asyncio.run(impl.run_moderation(RunModerationRequest(input="x", model="other-model")))
+    statuses = [e.value.status_code for e in (params, conversation, empty, unknown, unknown_model)]
+    assert statuses == [400, 400, 400, 404, 404]
+    assert all(isinstance(e.value, HTTPException) for e in (params, conversation, empty, unknown, unknown_model))
+    assert str(params.value).startswith("shield 'b': unknown shield param")  # the message, no status prefix
+
+
+def test_shutdown_closes_the_guard(test_model_dir):
+    from llamaguard_guardrails.testing import keyword_rule
+
+    guard = scripted_guard(test_model_dir, keyword_rule("bomb"))
+    closed = []
+    close = guard.close
+    guard.close = lambda: (closed.append(True), close())  # type: ignore[method-assign]
+    impl = make_impl({"model": str(test_model_dir)}, guard)
+    asyncio.run(impl.shutdown())
+    assert closed == [True] and impl._guard is None
 
 
 def test_a_guard_that_cannot_load_fails_closed_or_open_never_silently(tmp_path):
@@ -847,3 +994,145 @@ def test_wrapper_refuses_to_be_bypassed_silently(raw_client, keyword_guard):
     assert guarded.unwrapped is raw_client
     with pytest.raises(TypeError, match="LlamaStackClient"):
         guard_client(object(), keyword_guard)
+
+
+# -- server B: every field of the answer is checked (issue 13) ---------------------------------------
+
+
+def blocked_stage(call: Any, stream: bool) -> str:
+    """Run ``call``: it must raise UnsafeContentError before anything is released. Returns the stage."""
+    received: list[Any] = []
+    with pytest.raises(UnsafeContentError) as info:
+        result = call()
+        for item in result if stream else [result]:
+            received.append(item)
+    assert received == [], "released before the check returned"
+    return info.value.stage
+
+
+def test_wrapper_checks_a_refusal_sent_next_to_content(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    messages = [{"role": "user", "content": "scenario:refusal"}]
+    for stream in (False, True):
+        chat = lambda: guarded.chat.completions.create(model=MODEL, messages=messages, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(chat, stream) == "output"
+    # llama-stack streams the refusal as response.refusal.delta but leaves it out of the finished items
+    stream = lambda: guarded.responses.create(model=MODEL, input="scenario:refusal", stream=True)  # noqa: E731
+    assert blocked_stage(stream, True) == "output"
+    unguarded = list(raw_client.responses.create(model=MODEL, input="scenario:refusal", stream=True))
+    assert any(e.type == "response.refusal.delta" and "bomb" in e.delta for e in unguarded)
+
+
+def test_wrapper_checks_streamed_and_returned_reasoning(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    messages = [{"role": "user", "content": "scenario:reasoning"}]
+    for stream in (False, True):
+        chat = lambda: guarded.chat.completions.create(model=MODEL, messages=messages, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(chat, stream) == "output"
+    assert "[reasoning] The user wants a bomb recipe" in keyword_guard.backend.seen[-1]
+
+
+def test_wrapper_refuses_an_answer_with_audio_it_cannot_hear(raw_client, keyword_guard):
+    from llamaguard_guardrails import InvalidConversationError
+
+    guarded = guard_client(raw_client, keyword_guard)
+    with pytest.raises(InvalidConversationError, match=r"'audio'.*cannot check"):
+        guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "scenario:audio"}])
+
+
+def test_wrapper_checks_the_deltas_of_a_stream_that_fails(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    # the upstream fails mid-answer: llama-stack sends the text deltas, then response.failed with no output
+    unguarded = [e.type for e in raw_client.responses.create(model=MODEL, input="scenario:truncated", stream=True)]
+    assert "response.output_text.delta" in unguarded and unguarded[-1] == "response.failed"
+    assert "response.output_item.done" not in unguarded
+    stream = lambda: guarded.responses.create(model=MODEL, input="scenario:truncated", stream=True)  # noqa: E731
+    assert blocked_stage(stream, True) == "output"
+    # a chat stream that fails releases nothing either: the error comes before the first chunk
+    received: list[Any] = []
+    with pytest.raises(APIError):
+        for chunk in guarded.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "scenario:truncated"}], stream=True
+        ):
+            received.append(chunk)
+    assert received == []
+
+
+def test_wrapper_checks_mcp_approval_requests_and_listed_tools(raw_client, keyword_guard, mcp_server):
+    guarded = guard_client(raw_client, keyword_guard)
+    tools = [{"type": "mcp", "server_label": "lg", "server_url": mcp_server.url, "require_approval": "always"}]
+    for stream in (False, True):
+        call = lambda: guarded.responses.create(model=MODEL, input="scenario:mcp", tools=tools, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(call, stream) == "tool_call"
+    assert '[tool call: launch] {"target": "the bomb depot"}' in keyword_guard.backend.seen[-1]
+    fine = guarded.responses.create(model=MODEL, input="bread?", tools=tools)
+    assert [item.type for item in fine.output] == ["mcp_list_tools", "message"]
+
+    @mcp_server.tool()
+    def detonate() -> str:
+        """Detonates a bomb."""
+        return "boom"
+
+    for stream in (False, True):
+        call = lambda: guarded.responses.create(model=MODEL, input="bread?", tools=tools, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(call, stream) == "tool_result"  # the tool descriptions the model reads
+
+
+IMAGE_ITEM = {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "iVBORw0KGgo="}
+
+
+class UncontrolledStack(BaseHTTPRequestHandler):
+    """A Llama Stack server you do not control, answering ``responses.create`` with an item type (or stream
+    event) the client-side guard does not know: an image generation whose picture it cannot see."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        head = {"id": "resp_1", "object": "response", "created_at": 0, "model": body["model"]}
+        with_partial = "partial" in json.dumps(body["input"])  # a known item, and an unknown event
+        item = {"type": "message", "role": "assistant", "content": "Your picture."} if with_partial else IMAGE_ITEM
+        done = {**head, "status": "completed", "output": [item]}
+        if not body.get("stream"):
+            data = json.dumps(done).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        partial = {"type": "response.image_generation_call.partial_image", "item_id": "ig_1", "partial_image_b64": "AA"}
+        events = [
+            {"type": "response.created", "response": {**head, "status": "in_progress", "output": []}},
+            {"type": "response.output_item.added", "output_index": 0, "item": item},
+            *([partial] if with_partial else []),
+            {"type": "response.completed", "response": done},
+        ]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for n, event in enumerate(events):
+            self.wfile.write(f"data: {json.dumps({**event, 'sequence_number': n})}\n\n".encode())
+
+
+def test_wrapper_refuses_output_items_and_stream_events_it_does_not_know(keyword_guard):
+    from llamaguard_guardrails import InvalidConversationError
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), UncontrolledStack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        raw = LlamaStackClient(base_url=f"http://127.0.0.1:{server.server_address[1]}", max_retries=0)
+        assert raw.responses.create(model=MODEL, input="draw").output[0].type == "image_generation_call"
+        guarded = guard_client(raw, keyword_guard)
+        with pytest.raises(InvalidConversationError, match=r"type 'image_generation_call'.*cannot check"):
+            guarded.responses.create(model=MODEL, input="draw")
+        for prompt, match in (("draw", "image_generation_call"), ("draw partial", "partial_image")):
+            received: list[Any] = []
+            with pytest.raises(InvalidConversationError, match=match):
+                for event in guarded.responses.create(model=MODEL, input=prompt, stream=True):
+                    received.append(event)
+            assert received == []
+    finally:
+        server.shutdown()
+        server.server_close()

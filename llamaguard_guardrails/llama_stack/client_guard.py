@@ -6,11 +6,17 @@ in-process library clients) so that ``client.chat.completions.create`` and
 
 - **before the call**: the request (the last user turn, or the tool results sent back, in the
   context of the earlier messages / the ``instructions``);
-- **before the answer is returned**: the answer and every tool call it proposes (code-interpreter
-  calls are shown as code, so S14 applies), and the outputs of server-side tools (MCP, file search).
+- **before the answer is returned**: every field of the answer (text, ``refusal``, reasoning,
+  annotations) and every tool call it proposes (code-interpreter calls are shown as code, so S14
+  applies), MCP approval requests, and what server-side tools return (MCP results and tool lists,
+  file search results).
 
 Streams are buffered and checked before anything is released: no unchecked text reaches the caller
-(the first chunk arrives when the whole answer has been generated and checked).
+(the first chunk arrives when the whole answer has been generated and checked). A Responses stream is
+checked on its items and on every streamed text, refusal, reasoning and argument delta the items do not
+hold, so a stream that ends without them (``response.failed``, a cut connection) is checked too.
+What the guard cannot be shown (chat ``audio``, an unknown field, Responses item type or stream event)
+raises ``InvalidConversationError``, and nothing is released.
 
 On a block the wrapper raises :class:`UnsafeContentError` (``on_block="raise"``, the default; ``.stage``
 is ``"input"``, ``"tool_result"``, ``"output"`` or ``"tool_call"``) or returns a refusal of the same
@@ -30,6 +36,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
+from ..core.conversation import MESSAGE_CONTENT_KEYS, MESSAGE_METADATA_KEYS
 from ..core.errors import InvalidConversationError, UnsafeContentError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
@@ -324,27 +331,24 @@ class _AsyncGuardedStream:
 
 
 class _ChatStreamCheck:
-    """Reassembles streamed chat choices (text, refusal, tool-call fragments) to check them."""
+    """Reassembles streamed chat choices (every delta field: text, refusal, reasoning, tool calls) to check them."""
 
     def __init__(self, messages: list[dict[str, Any]], refusal_message: str) -> None:
         self.messages = messages
         self.refusal_message = refusal_message
 
     def checks(self, chunks: list[Any]) -> list[Check]:
-        choices: dict[int, dict[str, Any]] = {}
-        for chunk in chunks:
-            for choice in _get(chunk, "choices") or []:
-                acc = choices.setdefault(_get(choice, "index", 0) or 0, {"content": "", "refusal": "", "calls": []})
-                delta = _get(choice, "delta")
-                if delta is None:
-                    continue
-                acc["content"] += _get(delta, "content") or ""
-                acc["refusal"] += _get(delta, "refusal") or ""
-                for call in _get(delta, "tool_calls") or []:
-                    _add_call_fragment(acc["calls"], call)
+        answers: dict[int, dict[str, Any]] = {}
+        for n, chunk in enumerate(chunks):
+            for choice in _choices(chunk, f"chunk {n}"):
+                answer = answers.setdefault(choice.get("index") or 0, {"role": "assistant"})
+                _add_delta(answer, _as_dict(choice.get("delta") or {}, f"chunk {n} delta"))
         checks = []
-        for acc in choices.values():
-            message = _assistant_message(acc["content"] or acc["refusal"] or None, acc["calls"])
+        for answer in answers.values():
+            for n, call in enumerate(answer.get("tool_calls", [])):
+                call["id"] = call["id"] or f"call_{n}"
+                call["function"]["name"] = call["function"].get("name") or "unknown_tool"
+            message = _answer(answer)
             if message is not None:
                 checks.append((self.messages + [message], output_stage(message)))
         return checks
@@ -355,32 +359,74 @@ class _ChatStreamCheck:
 
 
 class _ResponseStreamCheck:
-    """Checks a streamed response from its final event (or, without one, the finished output items)."""
+    """Checks everything a streamed response released: its items (as added, done and final) and every streamed
+    text, refusal, reasoning, annotation and argument the items do not already hold (a stream that ends
+    without them, e.g. ``response.failed``, is checked from its deltas)."""
 
     def __init__(self, messages: list[dict[str, Any]], refusal_message: str) -> None:
         self.messages = messages
         self.refusal_message = refusal_message
 
     def checks(self, events: list[Any]) -> list[Check]:
-        items: list[Any] = []
-        for event in events:
-            kind = _get(event, "type")
-            if kind == "response.output_item.done":
-                items.append(_get(event, "item"))
-            elif kind in ("response.completed", "response.incomplete", "response.failed"):
-                final = _get(_get(event, "response"), "output")
-                if final:
-                    items = list(final)
-        return responses_output_checks(self.messages, items)
+        turn = _Turn()
+        deltas: dict[tuple[str, Any, Any], str] = {}  # (kind, item id, part index) -> the deltas joined
+        texts: list[tuple[str, Any, str]] = []  # (kind, item id, text) of done events and streamed parts
+        names: dict[Any, tuple[Any, Any]] = {}  # item id -> (call id, tool name), for streamed arguments
+        for n, raw in enumerate(events):
+            event = _as_dict(raw, f"stream event {n}")
+            kind, where = event.get("type"), f"stream event {n} ({event.get('type')})"
+            items: list[Any] = []
+            if kind in _RESPONSE_EVENTS:
+                items = list(_as_dict(event.get("response") or {}, where).get("output") or [])
+            elif kind in _ITEM_EVENTS:
+                items = [event.get("item")]
+            elif kind in _PART_EVENTS:
+                part = _as_dict(event.get("part") or {}, where)
+                if part.get("type") in ("reasoning_text", "summary_text"):
+                    texts.append(("reasoning", event.get("item_id"), _text(part.get("text"), where)))
+                else:
+                    turn.add_part(part)
+            elif kind in _TEXT_EVENTS:
+                text_kind, field = _TEXT_EVENTS[kind]
+                text = _text(event.get(field), where)
+                if kind.endswith(".delta"):
+                    key = (text_kind, event.get("item_id"), event.get("content_index", event.get("summary_index")))
+                    deltas[key] = deltas.get(key, "") + text
+                else:
+                    texts.append((text_kind, event.get("item_id"), text))
+            elif kind == "response.output_text.annotation.added":
+                turn.add_part({"type": "text", "text": "", "annotations": [event.get("annotation")]})
+            elif kind not in _NO_CONTENT_EVENTS:
+                raise InvalidConversationError(
+                    f"stream event {n} has type {kind!r}, which the client-side guard cannot check; nothing was released"
+                )
+            for m, raw_item in enumerate(items):
+                item = _as_dict(raw_item, f"{where} item {m}")
+                turn.add_item(item, f"{where} item {m}")
+                names[item.get("id")] = (item.get("call_id") or item.get("id"), item.get("name"))
+        texts += [(text_kind, item_id, text) for (text_kind, item_id, _), text in deltas.items()]
+        for text_kind, item_id, text in texts:
+            turn.add_streamed(text_kind, text, *names.get(item_id, (item_id, None)))
+        return turn.checks(self.messages)
 
     def refusal(self, events: list[Any]) -> list[Any]:
-        prelude = [e for e in events if _get(e, "type") in ("response.created", "response.in_progress")]
+        prelude = [
+            e
+            for e in events
+            if _get(e, "type") in ("response.created", "response.in_progress")
+            and not _get(_get(e, "response"), "output")
+        ]
         final = next((_get(e, "response") for e in reversed(events) if _get(e, "response") is not None), None)
         response = _refusal_response(final, {}, self.refusal_message)
         return prelude + _refusal_events(response, self.refusal_message, len(prelude))
 
 
 # -- conversion: chat completions -------------------------------------------------------------------
+
+#: Choice fields with no content of their own (``logprobs`` hold the tokens of the text that is checked).
+_CHOICE_METADATA = frozenset({"index", "finish_reason", "logprobs", "stop_reason"})
+#: Delta fields streamed as text pieces; each is a key of the assistant message the core shows to the guard.
+_DELTA_TEXT = ("content", "refusal", "reasoning_content", "reasoning")
 
 
 def chat_input(messages: Any) -> list[dict[str, Any]]:
@@ -398,65 +444,223 @@ def input_stage(messages: list[dict[str, Any]]) -> str:
 
 
 def output_stage(message: Mapping[str, Any]) -> str:
-    return "tool_call" if message.get("tool_calls") and not message.get("content") else "output"
+    calls = message.get("tool_calls") or message.get("function_call")
+    text = any(_filled(message.get(k)) for k in (*_DELTA_TEXT, "annotations"))
+    return "tool_call" if calls and not text else "output"
 
 
 def chat_output_checks(messages: list[dict[str, Any]], completion: Any) -> list[Check]:
-    """One check per choice: its text and all its tool calls, as one assistant turn."""
+    """One check per choice: its whole message (text, refusal, reasoning, annotations, tool calls) as one turn.
+
+    A field the core cannot show the guard (``audio``, anything unknown) raises ``InvalidConversationError``.
+    """
     checks = []
-    for choice in _get(completion, "choices") or []:
-        msg = _get(choice, "message")
-        calls = []
-        for call in _get(msg, "tool_calls") or []:
-            function = _get(call, "function") or _get(call, "custom")
-            name = _get(function, "name")
-            arguments = _get(function, "arguments", _get(function, "input", ""))
-            calls.append({"id": _get(call, "id"), "name": name, "arguments": arguments or ""})
-        legacy = _get(msg, "function_call")
-        if legacy is not None:
-            calls.append({"id": None, "name": _get(legacy, "name"), "arguments": _get(legacy, "arguments") or ""})
-        message = _assistant_message(_get(msg, "content") or _get(msg, "refusal"), calls)
+    for n, choice in enumerate(_choices(completion, "completion")):
+        message = _answer(_as_dict(choice.get("message") or {}, f"choice {n} message"))
         if message is not None:
             checks.append((messages + [message], output_stage(message)))
     return checks
 
 
-def _add_call_fragment(calls: list[dict[str, Any]], fragment: Any) -> None:
+def _choices(obj: Any, where: str) -> list[dict[str, Any]]:
+    choices = [_as_dict(c, f"{where} choice {n}") for n, c in enumerate(_get(obj, "choices") or [])]
+    for n, choice in enumerate(choices):
+        _only_known(choice, _CHOICE_METADATA | {"message", "delta"}, f"{where} choice {n}")
+    return choices
+
+
+def _answer(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The assistant message to check, or ``None`` when it holds nothing (nothing to release)."""
+    _only_known(message, MESSAGE_CONTENT_KEYS["assistant"] | MESSAGE_METADATA_KEYS, "the answer")
+    message = {**message, "role": "assistant"}
+    return message if any(_filled(v) for k, v in message.items() if k != "role") else None
+
+
+def _add_delta(answer: dict[str, Any], delta: dict[str, Any]) -> None:
+    """Fold one streamed delta into ``answer``; a field that cannot be folded raises."""
+    for key, value in delta.items():
+        if key == "role" or value is None:
+            continue
+        if key in _DELTA_TEXT:
+            answer[key] = answer.get(key, "") + _text(value, f"streamed {key}")
+        elif key == "tool_calls" and isinstance(value, list):
+            for fragment in value:
+                _add_call_fragment(answer.setdefault("tool_calls", []), _as_dict(fragment, "streamed tool call"))
+        elif key == "function_call" and isinstance(value, Mapping):
+            _merge_function(answer.setdefault("function_call", {}), value, "streamed function_call")
+        else:
+            raise InvalidConversationError(
+                f"a streamed chat delta has {key!r} ({type(value).__name__}), which the client-side guard cannot "
+                "check; nothing was released"
+            )
+
+
+def _add_call_fragment(calls: list[dict[str, Any]], fragment: dict[str, Any]) -> None:
     """Merge one streamed tool-call delta into ``calls`` (by ``index``, else by a new ``id``)."""
-    index = _get(fragment, "index")
-    call_id = _get(fragment, "id")
+    _only_known(fragment, {"index", "id", "type", "function"}, "a streamed tool call")
+    index = fragment.get("index")
+    call_id = fragment.get("id")
     if index is None:
         index = len(calls) if (not calls or (call_id and call_id != calls[-1]["id"])) else len(calls) - 1
     while len(calls) <= index:
-        calls.append({"id": None, "name": "", "arguments": ""})
-    entry = calls[index]
+        calls.append({"id": None, "type": "function", "function": {}})
     if call_id:
-        entry["id"] = call_id
-    function = _get(fragment, "function")
-    if function is not None:
-        entry["name"] = entry["name"] or (_get(function, "name") or "")
-        entry["arguments"] += _get(function, "arguments") or ""
+        calls[index]["id"] = call_id
+    _merge_function(calls[index]["function"], _as_dict(fragment.get("function") or {}, "function"), "tool call")
 
 
-def _assistant_message(content: str | None, calls: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """An assistant message to check, or ``None`` when the answer is empty (nothing to release)."""
-    tool_calls = [
-        {
-            "id": c.get("id") or f"call_{n}",
-            "type": "function",
-            "function": {"name": c.get("name") or "unknown_tool", "arguments": c.get("arguments") or ""},
-        }
-        for n, c in enumerate(calls)
-    ]
-    if not content and not tool_calls:
-        return None
-    message: dict[str, Any] = {"role": "assistant", "content": content or None}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    return message
+def _merge_function(function: dict[str, Any], fragment: Mapping[str, Any], where: str) -> None:
+    _only_known(fragment, {"name", "arguments"}, f"a streamed {where}")
+    function["name"] = function.get("name") or _text(fragment.get("name"), f"streamed {where} name")
+    function["arguments"] = function.get("arguments", "") + _text(fragment.get("arguments"), f"{where} arguments")
 
 
 # -- conversion: responses --------------------------------------------------------------------------
+
+#: Responses items by type: every field each may hold (what is shown to the guard, and ids / status).
+_ITEM_FIELDS: dict[str, frozenset[str]] = {
+    "message": frozenset({"type", "id", "status", "role", "content"}),
+    "reasoning": frozenset({"type", "id", "status", "summary", "content", "encrypted_content"}),
+    "function_call": frozenset({"type", "id", "status", "call_id", "name", "arguments"}),
+    "function_call_output": frozenset({"type", "id", "status", "call_id", "output"}),
+    "mcp_call": frozenset({"type", "id", "status", "server_label", "name", "arguments", "output", "error"}),
+    "mcp_approval_request": frozenset({"type", "id", "server_label", "name", "arguments"}),
+    "mcp_list_tools": frozenset({"type", "id", "server_label", "tools", "error"}),
+    "file_search_call": frozenset({"type", "id", "status", "queries", "results"}),
+    "web_search_call": frozenset({"type", "id", "status"}),
+}
+_SEARCH_RESULT_FIELDS = frozenset({"attributes", "file_id", "filename", "score", "text"})
+_RESPONSE_EVENTS = frozenset(
+    {"response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"}
+)
+_ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
+_PART_EVENTS = frozenset(
+    {
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
+    }
+)
+#: Streamed text events: (what the text is, the event field holding it).
+_TEXT_EVENTS: dict[str, tuple[str, str]] = {
+    "response.output_text.delta": ("text", "delta"),
+    "response.output_text.done": ("text", "text"),
+    "response.refusal.delta": ("refusal", "delta"),
+    "response.refusal.done": ("refusal", "refusal"),
+    "response.reasoning_text.delta": ("reasoning", "delta"),
+    "response.reasoning_text.done": ("reasoning", "text"),
+    "response.reasoning_summary_text.delta": ("reasoning", "delta"),
+    "response.reasoning_summary_text.done": ("reasoning", "text"),
+    "response.function_call_arguments.delta": ("arguments", "delta"),
+    "response.function_call_arguments.done": ("arguments", "arguments"),
+    "response.mcp_call.arguments.delta": ("arguments", "delta"),
+    "response.mcp_call.arguments.done": ("arguments", "arguments"),
+}
+_NO_CONTENT_EVENTS = frozenset(
+    f"response.{tool}.{state}"
+    for tool, states in (
+        ("web_search_call", ("in_progress", "searching", "completed")),
+        ("file_search_call", ("in_progress", "searching", "completed")),
+        ("mcp_list_tools", ("in_progress", "failed", "completed")),
+        ("mcp_call", ("in_progress", "failed", "completed")),
+    )
+    for state in states
+)
+
+
+class _Turn:
+    """One assistant turn assembled from Responses items: content parts, tool calls and tool results.
+
+    Items seen more than once (added, done, final) add each distinct part or call once.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def add_item(self, item: dict[str, Any], where: str) -> None:
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind not in _ITEM_FIELDS:
+            raise InvalidConversationError(
+                f"{where} has type {kind!r}, which the client-side guard cannot check; supported: "
+                f"{', '.join(_ITEM_FIELDS)}"
+            )
+        _only_known(item, _ITEM_FIELDS[kind], f"{where} ({kind})")
+        if kind == "message":
+            content = item.get("content")
+            for part in [content] if isinstance(content, str) else content or []:
+                self.add_part({"type": "text", "text": part} if isinstance(part, str) else _as_dict(part, where))
+        elif kind == "reasoning":
+            fields = ("summary", "content", "encrypted_content")
+            self.add_part({"type": "reasoning", **{k: item[k] for k in fields if k in item}})
+        elif kind in ("function_call", "mcp_call", "mcp_approval_request"):
+            call_id = item.get("call_id") or item.get("id")
+            self.add_call(call_id, item.get("name"), item.get("arguments"))
+            outcome = [item[k] for k in ("output", "error") if _filled(item.get(k))]
+            if outcome:
+                self.add_result(call_id, "\n".join(map(str, outcome)))
+        elif kind == "function_call_output":
+            self.add_result(item.get("call_id"), item.get("output"))
+        elif kind == "mcp_list_tools":
+            self.add_call(item.get("id"), "mcp_list_tools", json.dumps({"server_label": item.get("server_label")}))
+            listed = [_json(item[k]) for k in ("tools", "error") if _filled(item.get(k))]
+            if listed:
+                self.add_result(item.get("id"), "\n".join(listed))
+        elif kind == "file_search_call":
+            self.add_call(item.get("id"), "file_search", json.dumps({"queries": item.get("queries") or []}))
+            if item.get("results"):
+                self.add_result(item.get("id"), _search_results(item["results"], where))
+
+    def add_part(self, part: dict[str, Any]) -> None:
+        key = _content_of(part)
+        if set(key) - {"type"} and all(_content_of(known) != key for known in self.parts):
+            self.parts.append(part)
+
+    def add_call(self, call_id: Any, name: Any, arguments: Any) -> None:
+        call = {"id": call_id, "type": "function", "function": {"name": name or "unknown_tool", "arguments": arguments}}
+        for n, known in enumerate(self.calls):
+            if known["function"] == call["function"] or (known["id"] == call_id and not arguments):
+                return
+            if known["id"] == call_id and not known["function"]["arguments"]:
+                self.calls[n] = call
+                return
+        self.calls.append(call)
+
+    def add_result(self, call_id: Any, content: Any) -> None:
+        result = {"role": "tool", "tool_call_id": call_id, "content": content}
+        if result not in self.results:
+            self.results.append(result)
+
+    def add_streamed(self, kind: str, text: str, call_id: Any, name: Any) -> None:
+        """A streamed text (delta or done event), unless a part or call already holds exactly this text."""
+        if not text:
+            return
+        if kind == "arguments":
+            if all(call["function"]["arguments"] != text for call in self.calls):
+                function = {"name": name or "unknown_tool", "arguments": text}
+                self.calls.append({"id": call_id, "type": "function", "function": function})
+        elif text not in _part_texts(self.parts, kind):
+            self.parts.append({"type": kind, kind: text} if kind != "text" else {"type": "text", "text": text})
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The turn as chat messages (an assistant message with its calls, then the results)."""
+        out: list[dict[str, Any]] = []
+        if self.parts or self.calls:
+            out.append({"role": "assistant", "content": self.parts or None, "tool_calls": self.calls})
+        return out + self.results
+
+    def checks(self, messages: list[dict[str, Any]]) -> list[Check]:
+        """The answer with every tool call it makes (one assistant turn), then the tool results."""
+        if not self.parts and not self.calls:
+            return []
+        answer = {"role": "assistant", "content": self.parts or None, "tool_calls": self.calls}
+        checks = [(messages + [answer], output_stage(answer))]
+        if self.results:
+            calls_only = {"role": "assistant", "content": None, "tool_calls": self.calls}
+            checks.append((messages + [calls_only] + self.results, "tool_result"))
+        return checks
 
 
 def responses_input(input: Any, instructions: Any = None) -> list[dict[str, Any]]:
@@ -471,86 +675,52 @@ def responses_input(input: Any, instructions: Any = None) -> list[dict[str, Any]
         raise InvalidConversationError("responses.create needs input= a string or a list of input items")
     for n, raw in enumerate(input):
         item = _as_dict(raw, f"input item {n}")
-        messages.extend(_input_item_messages(item, n))
+        if (item.get("type") or ("message" if "role" in item else None)) == "message":
+            messages.append({**item, "role": item.get("role", "user")})  # the core checks every key
+            continue
+        turn = _Turn()
+        turn.add_item(item, f"input item {n}")
+        messages.extend(turn.messages())
     if not messages:
         raise InvalidConversationError("responses.create got an empty input list")
     return messages
 
 
-def _input_item_messages(item: dict[str, Any], n: int) -> list[dict[str, Any]]:
-    kind = item.get("type") or ("message" if "role" in item else None)
-    if kind == "message":
-        return [{"role": item.get("role", "user"), "content": item.get("content")}]
-    if kind == "function_call":
-        call = {"id": item.get("call_id"), "name": item.get("name"), "arguments": item.get("arguments", "")}
-        return [_assistant_message(None, [call]) or {}]
-    if kind == "function_call_output":
-        return [{"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}]
-    if kind == "mcp_call":
-        call = {"id": item.get("id"), "name": item.get("name"), "arguments": item.get("arguments", "")}
-        out = [_assistant_message(None, [call]) or {}]
-        if item.get("output"):
-            out.append({"role": "tool", "tool_call_id": item.get("id"), "content": item["output"]})
-        return out
-    if kind == "reasoning":
-        text = _reasoning_text(item)
-        return [{"role": "assistant", "content": text}] if text else []
-    raise InvalidConversationError(
-        f"input item {n} has type {kind!r}, which the client-side guard cannot check; supported: message, "
-        "function_call, function_call_output, mcp_call, reasoning"
-    )
-
-
 def responses_output_checks(messages: list[dict[str, Any]], items: list[Any]) -> list[Check]:
     """The answer with every tool call it makes (one assistant turn), then server-side tool outputs."""
-    texts: list[str] = []
-    calls: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    for raw in items:
-        item = _as_dict(raw, "output item")
-        kind = item.get("type")
-        if kind == "message":
-            texts.extend(_output_texts(item.get("content")))
-        elif kind == "reasoning":
-            texts.extend(t for t in [_reasoning_text(item)] if t)
-        elif kind in ("function_call", "mcp_call"):
-            call_id = item.get("call_id") or item.get("id") or f"call_{len(calls)}"
-            calls.append({"id": call_id, "name": item.get("name"), "arguments": item.get("arguments", "")})
-            if kind == "mcp_call" and (item.get("output") or item.get("error")):
-                results.append(
-                    {"role": "tool", "tool_call_id": call_id, "content": item.get("output") or item["error"]}
-                )
-        elif kind == "file_search_call":
-            found = "\n".join(str(r.get("text", "")) for r in item.get("results") or [] if isinstance(r, Mapping))
-            if found.strip():
-                call_id = item.get("id") or f"call_{len(calls)}"
-                arguments = json.dumps({"queries": item.get("queries") or []})
-                calls.append({"id": call_id, "name": "file_search", "arguments": arguments})
-                results.append({"role": "tool", "tool_call_id": call_id, "content": found})
-    checks: list[Check] = []
-    answer = _assistant_message("\n".join(texts) or None, calls)
-    if answer is not None:
-        checks.append((messages + [answer], output_stage(answer)))
-    if results and answer is not None:
-        checks.append((messages + [{**answer, "content": None}] + results, "tool_result"))
-    return checks
+    turn = _Turn()
+    for n, item in enumerate(items):
+        turn.add_item(_as_dict(item, f"output item {n}"), f"output item {n}")
+    return turn.checks(messages)
 
 
-def _output_texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content] if content else []
-    texts = []
-    for part in content or []:
-        part = _as_dict(part, "content part")
-        text = part.get("text") if part.get("type") != "refusal" else part.get("refusal")
-        if isinstance(text, str) and text:
-            texts.append(text)
+def _part_texts(parts: list[dict[str, Any]], kind: str) -> set[str]:
+    """The texts of ``kind`` (text, refusal, reasoning) the parts hold."""
+    texts: set[str] = set()
+    for part in parts:
+        ptype = part.get("type")
+        if kind == "text" and (ptype in ("text", "input_text", "output_text") or (ptype is None and "text" in part)):
+            texts.add(part.get("text"))
+        elif kind == "refusal" and ptype == "refusal":
+            texts.add(part.get("refusal"))
+        elif kind == "reasoning" and ptype == "reasoning":
+            texts.update(part[k] for k in ("reasoning", "text") if isinstance(part.get(k), str))
+            texts.update(
+                s.get("text") for k in ("summary", "content") for s in part.get(k) or [] if isinstance(s, Mapping)
+            )
     return texts
 
 
-def _reasoning_text(item: Mapping[str, Any]) -> str:
-    parts = list(item.get("summary") or []) + list(item.get("content") or [])
-    return "\n".join(t for t in (_as_dict(p, "reasoning part").get("text") for p in parts) if isinstance(t, str))
+def _search_results(results: Any, where: str) -> str:
+    shown = []
+    for n, raw in enumerate(results):
+        result = _as_dict(raw, f"{where} result {n}")
+        _only_known(result, _SEARCH_RESULT_FIELDS, f"{where} result {n}")
+        attributes = f" {json.dumps(result['attributes'], ensure_ascii=False)}" if result.get("attributes") else ""
+        shown.append(
+            f"[{result.get('filename') or result.get('file_id') or 'file'}]{attributes} {result.get('text') or ''}"
+        )
+    return "\n\n".join(shown)
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -719,6 +889,36 @@ def _as_dict(obj: Any, where: str) -> dict[str, Any]:
     if callable(dump):
         return dump(exclude_none=True)
     raise InvalidConversationError(f"{where} must be a dict or a pydantic model, got {type(obj).__name__}")
+
+
+def _content_of(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A part's filled fields without its ids and logprobs: two views of one part compare equal."""
+    return {k: v for k, v in part.items() if _filled(v) and k not in ("id", "index", "logprobs")}
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _filled(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str | list | dict) and not value)
+
+
+def _text(value: Any, where: str) -> str:
+    """A streamed text piece (``None`` is empty); anything else cannot be concatenated and checked."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise InvalidConversationError(f"{where} must be a string, got {type(value).__name__}")
+
+
+def _only_known(mapping: Mapping[str, Any], known: frozenset[str] | set[str], where: str) -> None:
+    """Raise on a field the client-side guard does not know: it could reach a user unchecked."""
+    unknown = sorted(k for k, v in mapping.items() if v is not None and k not in known)
+    if unknown:
+        raise InvalidConversationError(
+            f"{where} has field(s) {unknown}, which the client-side guard cannot check; nothing was released "
+            f"(fields read: {', '.join(sorted(known))})"
+        )
 
 
 def _close(stream: Any) -> None:

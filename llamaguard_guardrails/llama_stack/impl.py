@@ -3,15 +3,22 @@
 Built for llama-stack 0.7.x (``llama_stack_api``): ``run_shield(RunShieldRequest)`` and
 ``run_moderation(RunModerationRequest)``. The model is loaded once per provider, in a worker thread;
 every check runs off the event loop (``LlamaGuard.aclassify``).
+
+Bad requests raise :class:`RequestError` subclasses: FastAPI ``HTTPException`` s that are also the core's
+typed errors (``ValueError`` s). llama-stack 0.7.3 answers a plain ``ValueError`` with a 400 too, but
+through its catch-all handler, which logs a traceback and then closes the connection, so a client that
+does not retry fails its next call; an ``HTTPException`` gets a clean 4xx on a connection kept open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from fastapi import HTTPException
 from llama_stack.log import get_logger
 from llama_stack_api import (
     GetShieldRequest,
@@ -28,12 +35,40 @@ from llama_stack_api import (
 )
 
 from ..core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
+from ..core.errors import GuardError, InvalidConversationError, InvalidPolicyError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
 from ..guard import LlamaGuard
 from .config import LlamaGuardProviderConfig, shield_policy
 
 log = get_logger(name=__name__, category="safety")
+
+
+class RequestError(HTTPException):
+    """A request the provider refuses: a clean 4xx from llama-stack; ``str()`` is the message."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        HTTPException.__init__(self, self.status, message)
+
+    def __str__(self) -> str:
+        return str(self.detail)
+
+
+class ShieldParamsError(RequestError, InvalidPolicyError):
+    """A shield's ``params`` are unknown or out of range (400)."""
+
+
+class ShieldConversationError(RequestError, InvalidConversationError):
+    """The messages or moderation inputs cannot be checked as given (400)."""
+
+
+class ShieldNotFoundError(RequestError, GuardError, ValueError):
+    """No shield of this provider has the id (or ``provider_shield_id``) asked for (404)."""
+
+    status = 404
 
 
 class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
@@ -89,10 +124,13 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
 
     async def register_shield(self, shield: Shield) -> None:
         """Validate the shield's params now, so a bad shield is refused with a clear 400."""
+        self._policy(shield)
+
+    def _policy(self, shield: Shield) -> Policy:
         try:
-            shield_policy(self.default_policy, shield.params)
+            return shield_policy(self.default_policy, shield.params)
         except ValueError as exc:
-            raise ValueError(f"shield {shield.identifier!r}: {exc}") from exc
+            raise ShieldParamsError(f"shield {shield.identifier!r}: {exc}") from exc
 
     async def unregister_shield(self, identifier: str) -> None:
         """Nothing is cached per shield: shields are looked up at call time."""
@@ -100,14 +138,17 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
     async def _shield(self, shield_id: str) -> Shield:
         if self.shield_store is None:
             raise RuntimeError("the provider has no shield_store: it must be run inside a Llama Stack")
-        return await self.shield_store.get_shield(GetShieldRequest(identifier=shield_id))
+        try:
+            return await self.shield_store.get_shield(GetShieldRequest(identifier=shield_id))
+        except ValueError as exc:
+            raise ShieldNotFoundError(f"shield {shield_id!r} not found: {exc}") from exc
 
     # -- checks -----------------------------------------------------------------------------------
 
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
         """Classify the last message of ``request.messages`` in the context of the earlier ones."""
         shield = await self._shield(request.shield_id)
-        policy = shield_policy(self.default_policy, shield.params)
+        policy = self._policy(shield)
         messages = [message_to_dict(m) for m in request.messages]
         verdict = await self._classify(messages, policy)
         return RunShieldResponse(violation=self._violation(verdict, shield))
@@ -116,9 +157,9 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
         """OpenAI-compatible moderations: each input is classified as one user message."""
         inputs = [request.input] if isinstance(request.input, str) else list(request.input)
         if not inputs:
-            raise ValueError("moderation input is empty: pass a string or a non-empty list of strings")
+            raise ShieldConversationError("moderation input is empty: pass a string or a non-empty list of strings")
         shield = await self._shield_for_model(request.model)
-        policy = shield_policy(self.default_policy, shield.params) if shield else self.default_policy
+        policy = self._policy(shield) if shield else self.default_policy
         verdicts = await self._classify_many(inputs, policy)
         extra = {"shield_id": shield.identifier} if shield else {}
         return ModerationObject(
@@ -139,7 +180,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             if s.provider_resource_id == model and (provider_id is None or s.provider_id == provider_id)
         ]
         if not matches:
-            raise ValueError(f"no shield of this provider has provider_shield_id {model!r}")
+            raise ShieldNotFoundError(f"no shield of this provider has provider_shield_id {model!r}")
         return matches[0]
 
     async def _classify(self, messages: Any, policy: Policy) -> Verdict:
@@ -147,19 +188,21 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001 - a guard that cannot load follows the fail mode
             return failure_verdict(exc, policy)
-        return await guard.aclassify(messages, policy=policy)
+        with _bad_conversation_is_400():
+            return await guard.aclassify(messages, policy=policy)
 
     async def _classify_many(self, texts: Sequence[str], policy: Policy) -> list[Verdict]:
         for n, text in enumerate(texts):
             if not isinstance(text, str):
-                raise ValueError(f"moderation input {n} must be a string, got {type(text).__name__}")
+                raise ShieldConversationError(f"moderation input {n} must be a string, got {type(text).__name__}")
         try:
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001
             return [failure_verdict(exc, policy) for _ in texts]
-        if len(texts) > 1 and policy.timeout_s is None:
-            return await asyncio.to_thread(guard.classify_batch, list(texts), policy=policy)
-        return list(await asyncio.gather(*(guard.aclassify(t, policy=policy) for t in texts)))
+        with _bad_conversation_is_400():
+            if len(texts) > 1 and policy.timeout_s is None:
+                return await asyncio.to_thread(guard.classify_batch, list(texts), policy=policy)
+            return list(await asyncio.gather(*(guard.aclassify(t, policy=policy) for t in texts)))
 
     # -- results ----------------------------------------------------------------------------------
 
@@ -209,13 +252,24 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
         )
 
 
+@contextmanager
+def _bad_conversation_is_400() -> Iterator[None]:
+    """Re-raise the core's ``InvalidConversationError`` as a :class:`ShieldConversationError` (a clean 400)."""
+    try:
+        yield
+    except ShieldConversationError:
+        raise
+    except InvalidConversationError as exc:
+        raise ShieldConversationError(str(exc)) from exc
+
+
 def message_to_dict(message: Any) -> dict[str, Any]:
     """A ``llama_stack_api`` OpenAI message (or a dict) as the plain dict the core parses."""
     if isinstance(message, dict):
         return message
     dump = getattr(message, "model_dump", None)
     if not callable(dump):
-        raise ValueError(f"a message must be an OpenAI-format message, got {type(message).__name__}")
+        raise ShieldConversationError(f"a message must be an OpenAI-format message, got {type(message).__name__}")
     return dump(mode="json", exclude_none=True)
 
 
