@@ -28,7 +28,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from .errors import InvalidConversationError
-from .images import ImageReader
+from .images import image_reader, read_image_part
 
 Role = Literal["User", "Agent"]
 
@@ -140,11 +140,11 @@ def parse_conversation(messages: Any, *, allow_local_image_paths: bool = False) 
         raise InvalidConversationError("the conversation is empty: pass at least one message")
     tool_names: dict[str, str] = {}
     blocks: list[tuple[Role, Block]] = []
-    reader = ImageReader(allow_local_paths=allow_local_image_paths)
-    for index, message in enumerate(messages):
-        for role, block in _message_blocks(_as_mapping(message, index), index, tool_names, reader):
-            _check_encodable(block, f"message {index} ({role})")
-            blocks.append((role, block))
+    with image_reader(allow_local_paths=allow_local_image_paths):  # one image count per conversation
+        for index, message in enumerate(messages):
+            for role, block in _message_blocks(_as_mapping(message, index), index, tool_names):
+                _check_encodable(block, f"message {index} ({role})")
+                blocks.append((role, block))
     return Conversation.from_blocks(blocks, len(messages))
 
 
@@ -170,22 +170,20 @@ def _as_mapping(message: Any, index: int) -> Mapping[str, Any]:
     )
 
 
-def _message_blocks(
-    message: Mapping[str, Any], index: int, tool_names: dict[str, str], reader: ImageReader
-) -> list[tuple[Role, Block]]:
+def _message_blocks(message: Mapping[str, Any], index: int, tool_names: dict[str, str]) -> list[tuple[Role, Block]]:
     role = message.get("role")
     where = f"message {index} ({role})"
     if role == "user":
-        texts, images = _content(message.get("content"), where, reader, required=True)
+        texts, images = _content(message.get("content"), where, required=True)
         return [("User", Block(texts, images, index, "user"))]
     if role in ("system", "developer"):
-        texts, images = _content(message.get("content"), where, reader, required=True)
+        texts, images = _content(message.get("content"), where, required=True)
         return [("User", Block(_prefixed("[system] ", texts), images, index, "system"))]
     if role == "assistant":
-        return _assistant_blocks(message, index, where, tool_names, reader)
+        return _assistant_blocks(message, index, where, tool_names)
     if role in ("tool", "function"):
         name = message.get("name") or tool_names.get(str(message.get("tool_call_id")), "") or "tool"
-        texts, images = _content(message.get("content"), where, reader, required=True)
+        texts, images = _content(message.get("content"), where, required=True)
         return [("User", Block(_prefixed(f"[tool result: {name}] ", texts), images, index, "tool_result"))]
     raise InvalidConversationError(
         f"message {index} has unknown role {role!r}; use user, assistant, system, developer or tool"
@@ -193,7 +191,7 @@ def _message_blocks(
 
 
 def _assistant_blocks(
-    message: Mapping[str, Any], index: int, where: str, tool_names: dict[str, str], reader: ImageReader
+    message: Mapping[str, Any], index: int, where: str, tool_names: dict[str, str]
 ) -> list[tuple[Role, Block]]:
     raw_calls = message.get("tool_calls") or []
     if isinstance(raw_calls, (str, bytes, Mapping)) or not isinstance(raw_calls, Sequence):
@@ -201,7 +199,7 @@ def _assistant_blocks(
     calls = list(raw_calls)
     if message.get("function_call"):
         calls.append({"function": message["function_call"]})
-    texts, images = _content(message.get("content"), where, reader, required=not calls)
+    texts, images = _content(message.get("content"), where, required=not calls)
     blocks: list[tuple[Role, Block]] = []
     if texts or images:
         blocks.append(("Agent", Block(texts, images, index, "assistant")))
@@ -225,9 +223,7 @@ def _prefixed(prefix: str, texts: tuple[str, ...]) -> tuple[str, ...]:
     return (prefix + texts[0],) + texts[1:]
 
 
-def _content(
-    content: Any, where: str, reader: ImageReader, *, required: bool
-) -> tuple[tuple[str, ...], tuple[Image.Image, ...]]:
+def _content(content: Any, where: str, *, required: bool) -> tuple[tuple[str, ...], tuple[Image.Image, ...]]:
     if content is None:
         if required:
             raise InvalidConversationError(f"{where} has no content")
@@ -256,7 +252,7 @@ def _content(
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             texts.append(part["refusal"])
         elif kind in _IMAGE_PART_TYPES:
-            images.extend(reader.read(_image_ref(part, part_where), part_where))  # every frame of an animation
+            images.extend(read_image_part(_image_ref(part, part_where), part_where))  # every frame
         else:
             raise InvalidConversationError(
                 f"{part_where}: unsupported content part type {kind!r}; supported: text, image_url, image"

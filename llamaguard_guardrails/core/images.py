@@ -30,6 +30,9 @@ import base64
 import binascii
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,25 @@ class ImageReader:
         images = load_images(ref, where, allow_local_paths=self.allow_local_paths, max_frames=room)
         self.count += len(images)
         return images
+
+
+_READER: ContextVar[ImageReader | None] = ContextVar("llamaguard_image_reader", default=None)
+
+
+@contextmanager
+def image_reader(*, allow_local_paths: bool = False) -> Iterator[ImageReader]:
+    """The reader :func:`read_image_part` uses inside this block (one conversation being parsed)."""
+    reader = ImageReader(allow_local_paths=allow_local_paths)
+    token = _READER.set(reader)
+    try:
+        yield reader
+    finally:
+        _READER.reset(token)
+
+
+def read_image_part(ref: Any, where: str) -> list[Image.Image]:
+    """The frames of one image part, read by the current :func:`image_reader` (untrusted defaults outside one)."""
+    return (_READER.get() or ImageReader()).read(ref, where)
 
 
 def load_images(
