@@ -283,3 +283,10 @@ def test_a_path_object_is_read_and_a_missing_one_named(tmp_path: Path):
     assert load_images(path, "test")[0].size == (30, 20)
     with pytest.raises(InvalidImageError, match="does not exist"):
         load_images(tmp_path / "missing.png", "test")
+
+
+def test_line_wrapped_base64_and_data_urls_are_read():
+    text = base64.encodebytes(png_bytes(make_image(30, 20))).decode()  # MIME style: a newline every 76 characters
+    assert "\n" in text.strip()
+    assert load_images(text, "test")[0].size == (30, 20)
+    assert load_images("data:image/png;base64," + text, "test")[0].size == (30, 20)

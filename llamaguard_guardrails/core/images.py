@@ -122,14 +122,6 @@ def load_images(
     )
 
 
-def load_image(ref: Any, where: str, *, allow_local_paths: bool = False) -> Image.Image:
-    """One still image (an animation or multi-page image is an error: use :func:`load_images`)."""
-    images = load_images(ref, where, allow_local_paths=allow_local_paths)
-    if len(images) != 1:
-        raise InvalidImageError(f"{where}: expected one still image, got {len(images)} frames")
-    return images[0]
-
-
 # -- where the bytes come from -----------------------------------------------------------------------
 
 
@@ -174,7 +166,7 @@ def _has_path_syntax(text: str) -> bool:
 
 def _b64(payload: str, where: str) -> bytes:
     try:
-        return base64.b64decode(payload, validate=True)
+        return base64.b64decode("".join(payload.split()), validate=True)  # line-wrapped base64 is fine
     except (binascii.Error, ValueError) as exc:
         raise InvalidImageError(f"{where}: invalid base64 image data ({exc})") from exc
 
