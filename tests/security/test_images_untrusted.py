@@ -5,7 +5,7 @@
   for an existing image, an existing non-image and a missing path, and the file system is not touched.
   A ``pathlib.Path`` from the application is opened; ``allow_local_image_paths=True`` opens strings.
 - PostScript/EPS sent as ``data:image/png;base64,...`` is refused without Ghostscript ever running.
-- Every corrupted or truncated image (2,000+ mutations of valid files in the six allowed formats) is
+- Every corrupted or truncated image (1,988 mutations of valid files in the six allowed formats) is
   an ``InvalidImageError``, and under ``fail_mode="open"`` it still raises: it never passes.
 """
 
