@@ -14,6 +14,7 @@ from .core.errors import (
     InvalidPolicyError,
     ModelNotFoundError,
     ModelOutputError,
+    TooManyImagesError,
     UnsafeContentError,
 )
 from .core.policy import CustomCategory, Policy
@@ -46,6 +47,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelOutputError",
     "Policy",
+    "TooManyImagesError",
     "UnsafeContentError",
     "Verdict",
     "category_name",

@@ -70,7 +70,7 @@ def _conversation(args: argparse.Namespace) -> list[dict[str, Any]]:
         last = messages[-1]
         content = last.get("content")
         parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
-        parts.insert(0, {"type": "image", "path": image})
+        parts.insert(0, {"type": "image", "path": Path(image)})  # a Path: opened (strings never are)
         last["content"] = parts
     return messages
 

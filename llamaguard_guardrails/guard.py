@@ -52,6 +52,7 @@ class LlamaGuard:
         micro_batching: bool = True,
         max_batch: int = 16,
         max_wait_ms: float = 0.0,
+        allow_local_image_paths: bool = False,
     ) -> None:
         self.backend = backend
         self.prompts = prompt_builder
@@ -60,6 +61,8 @@ class LlamaGuard:
         self.batch_size = batch_size
         self.sink = sink
         self.model_name = model_name
+        #: Open image path strings and file:// URLs (only for trusted input); pathlib.Path values always open.
+        self.allow_local_image_paths = allow_local_image_paths
         self.is_test_model = False
         self.prompt_parity: bool | None = None
         self.cache = VerdictCache(cache_size)
@@ -101,7 +104,9 @@ class LlamaGuard:
         reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
         conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
         repeated checks bit-identical). ``guard_options`` go to the constructor (``cache_size``,
-        ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``).
+        ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``, ``allow_local_image_paths``:
+        open image path strings and ``file://`` URLs, off by default because message strings may come
+        from clients; a ``pathlib.Path`` is always opened).
         """
         from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
         from .testing.model_factory import TEST_MODEL_MARKER
@@ -229,7 +234,10 @@ class LlamaGuard:
 
     def build_prompts(self, conversation: Any, policy: Policy | None = None) -> list[Prompt]:
         """The exact token ids the model sees (several prompts when the last message is windowed)."""
-        conv = conversation if isinstance(conversation, Conversation) else parse_conversation(conversation)
+        if isinstance(conversation, Conversation):
+            conv = conversation
+        else:
+            conv = parse_conversation(conversation, allow_local_image_paths=self.allow_local_image_paths)
         return self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
 
     def render(self, conversation: Any, policy: Policy | None = None) -> str:

@@ -89,10 +89,10 @@ def test_images_in_every_accepted_form(tmp_path):
     b64 = base64.b64encode(raw).decode()
     content = [
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}},
-        {"type": "image_url", "image_url": str(path)},
+        {"type": "image_url", "image_url": path},  # a pathlib.Path from the application's code is opened
         {"type": "image", "image": image},
         {"type": "image", "base64": b64, "mime_type": "image/png"},
-        {"type": "image", "path": str(path)},
+        {"type": "image", "path": path},
         {"type": "input_image", "image_url": b64},
         {"type": "image", "image": raw},
         {"type": "text", "text": "six images"},
@@ -137,7 +137,7 @@ def test_bad_conversations_get_typed_errors_that_name_the_problem(messages, frag
         ("https://example.com/cat.png", "remote image URLs are not fetched"),
         ("data:image/png;base64,!!!notbase64", "invalid base64"),
         ("data:image/png,rawdata", "data URL must be"),
-        ("/no/such/file.png", "does not exist"),
+        ("/no/such/file.png", "never opened as local files"),
         (base64.b64encode(b"definitely not an image").decode(), "not a readable image"),
         (12, "unsupported image value"),
     ],

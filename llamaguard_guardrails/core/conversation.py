@@ -56,7 +56,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from .errors import InvalidConversationError, InvalidImageError
-from .images import load_image
+from .images import image_reader, read_image_part
 
 Role = Literal["User", "Agent"]
 
@@ -193,8 +193,11 @@ class Conversation:
 ConversationInput = str | Sequence[Mapping[str, Any]] | Conversation
 
 
-def parse_conversation(messages: Any) -> Conversation:
-    """Map OpenAI-format messages (or a plain string = one user message) onto a :class:`Conversation`."""
+def parse_conversation(messages: Any, *, allow_local_image_paths: bool = False) -> Conversation:
+    """Map OpenAI-format messages (or a plain string = one user message) onto a :class:`Conversation`.
+
+    Image strings are never opened as files unless ``allow_local_image_paths`` (see ``core.images``).
+    """
     if isinstance(messages, Conversation):
         return messages
     if isinstance(messages, str):
@@ -207,10 +210,11 @@ def parse_conversation(messages: Any) -> Conversation:
         raise InvalidConversationError("the conversation is empty: pass at least one message")
     tool_names: dict[str, str] = {}
     blocks: list[tuple[Role, Block]] = []
-    for index, message in enumerate(messages):
-        for role, block in _message_blocks(_as_mapping(message, index), index, tool_names):
-            _check_encodable(block, f"message {index} ({role})")
-            blocks.append((role, block))
+    with image_reader(allow_local_paths=allow_local_image_paths):  # one image count per conversation
+        for index, message in enumerate(messages):
+            for role, block in _message_blocks(_as_mapping(message, index), index, tool_names):
+                _check_encodable(block, f"message {index} ({role})")
+                blocks.append((role, block))
     return Conversation.from_blocks(blocks, len(messages))
 
 
@@ -425,7 +429,7 @@ def _content(content: Any, where: str, *, required: bool) -> _Parts:
             calls.append((n, part))
         elif part.get("type") in _IMAGE_PART_TYPES:
             _only(part, _part_keys("image"), part_where, "image part")
-            images.append(load_image(_image_ref(part, part_where), part_where))
+            images.extend(read_image_part(_image_ref(part, part_where), part_where))  # every frame
         else:
             texts += _part_texts(part, part_where)
     if not texts and not images and not calls:

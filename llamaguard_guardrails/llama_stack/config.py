@@ -22,7 +22,8 @@ class LlamaGuardProviderConfig(BaseModel):
     ``dtype`` / ``quantization``. ``excluded_categories``, ``custom_categories``, ``threshold``,
     ``fail_mode`` and ``timeout_s`` form the default policy; a shield's ``params`` override them.
     ``prefix_caching``, ``cache_conversations`` and ``prefix_cache_mb`` set the KV reuse (see
-    ``LlamaGuard.from_pretrained``).
+    ``LlamaGuard.from_pretrained``). ``allow_local_image_paths`` (default off) lets clients name
+    image files on the server's disk; leave it off unless every client is trusted.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -39,6 +40,11 @@ class LlamaGuardProviderConfig(BaseModel):
     )
     prefix_cache_mb: float = Field(default=512, gt=0, description="bound of the reused KV, in megabytes")
     load_on_startup: bool = Field(default=True, description="load at server start (else on the first check)")
+    allow_local_image_paths: bool = Field(
+        default=False,
+        description="open image path strings and file:// URLs on the server's disk (only when every client is "
+        "trusted); off: images must be data URLs or base64",
+    )
     excluded_categories: list[str] = Field(default_factory=list)
     custom_categories: dict[str, str] = Field(default_factory=dict, description='e.g. {"S15": "Medical Advice."}')
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)

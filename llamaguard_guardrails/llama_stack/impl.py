@@ -116,6 +116,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
                     prefix_caching=cfg.prefix_caching,
                     cache_conversations=cfg.cache_conversations,
                     prefix_cache_mb=cfg.prefix_cache_mb,
+                    allow_local_image_paths=cfg.allow_local_image_paths,
                     policy=self.default_policy,
                 )
         return self._guard
