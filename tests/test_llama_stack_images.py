@@ -24,10 +24,9 @@ import pytest
 pytest.importorskip("llama_stack")
 pytest.importorskip("llama_stack_client")
 
-from llama_stack_client import APIConnectionError, BadRequestError, LlamaStackClient
+from llama_stack_client import BadRequestError, LlamaStackClient
 
 from llamaguard_guardrails.llama_stack import RUN_CONFIG
-from llamaguard_guardrails.llama_stack import impl as llama_stack_impl
 from test_llama_stack import PASS, StackServer, make_impl, stack_env
 
 from conftest import make_image, png_bytes
@@ -117,11 +116,6 @@ def test_a_good_data_url_image_is_still_checked(client):
     assert client().safety.run_shield(shield_id="img-pass", messages=with_image(url)).violation is None
 
 
-@pytest.mark.xfail(
-    not hasattr(llama_stack_impl, "RequestError"),
-    reason="llama-stack 0.7.3 may drop the connection after a plain ValueError's 400; needs typed HTTP errors",
-    raises=APIConnectionError,
-)
 def test_a_refused_image_keeps_the_connection_open(client, server_files):
     one = client()  # one connection for the three requests
     refused(one, server_files["image"].as_uri())
