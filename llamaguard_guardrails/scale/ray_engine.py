@@ -248,7 +248,8 @@ class _Pool:
     def submit(self, batch: list[Record]) -> None:
         index = min(self.alive, key=lambda i: (self.loads[i], i))
         self.loads[index] += 1
-        self.in_flight.append((self.actors[index].predict.remote(_cells(batch)), index, batch))
+        keys = [Record(r.line, r.id) for r in batch]  # what the driver keeps: line and id, not the messages
+        self.in_flight.append((self.actors[index].predict.remote(_cells(batch)), index, keys))
 
     def oldest(self, policy: Policy) -> list[dict[str, Any]]:
         """The rows of the oldest batch in flight (waits for it): order is submission order."""
@@ -298,9 +299,10 @@ def ray_batches(
     import ray
 
     started_ray = _init_ray(ray_address, num_workers * num_cpus_per_worker)
-    actor_class = ray.remote(num_cpus=num_cpus_per_worker, num_gpus=num_gpus_per_worker)(GuardActor)
-    actors = [actor_class.remote(factory, policy, batch_size) for _ in range(num_workers)]
+    actors: list[Any] = []
     try:
+        actor_class = ray.remote(num_cpus=num_cpus_per_worker, num_gpus=num_gpus_per_worker)(GuardActor)
+        actors.extend(actor_class.remote(factory, policy, batch_size) for _ in range(num_workers))
         _get_or_raise_cause([actor.load.remote() for actor in actors])
         pool = _Pool(actors)
         window = num_workers * max(1, batches_per_worker)
