@@ -1,6 +1,7 @@
 """Command line: ``llamaguard-guardrails check | prompt | make-test-model | demo``.
 
-Exit codes: 0 safe, 1 unsafe, 2 bad input or missing model (a one-line message, no traceback).
+Exit codes: 0 safe, 1 unsafe, 2 bad input or missing model (a one-line message, no traceback),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,12 +11,20 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .cli_policy import add_policy_arguments, policy_from_args
+from .cli_policy import (
+    EXIT_BAD_INPUT,
+    add_policy_arguments,
+    check_device,
+    describe_error,
+    policy_from_args,
+    run_command,
+)
+from .core.conversation import Conversation, parse_conversation
 from .core.errors import GuardError, InvalidConversationError
 
-EXIT_SAFE, EXIT_UNSAFE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_SAFE, EXIT_UNSAFE = 0, 1
 
 DESCRIPTION = """\
 Llama Guard 4 safety checks from the command line.
@@ -41,51 +50,106 @@ examples:
   llamaguard-guardrails make-test-model /tmp/lg4 && llamaguard-guardrails demo --model /tmp/lg4
 
 exit codes: 0 safe (moderate: every row written), 1 unsafe or the guard failed (fail closed),
-2 bad input, bad options or a missing model (one line on stderr saying what to fix).
+2 bad input, bad options or a missing model (one line on stderr saying what to fix; no traceback),
+130 interrupted (Ctrl-C).
 """
 
 
-class _BadInput(Exception):
-    pass
+class _BadInput(GuardError, ValueError):
+    """A bad file or option; the message says what to fix."""
 
 
-def _conversation(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _conversation(args: argparse.Namespace) -> Conversation:
+    """The conversation the options describe, parsed (any problem: ``_BadInput`` or a typed error)."""
+    messages, source = _messages(args)
+    for n, image in enumerate(getattr(args, "image", None) or []):
+        _add_image(messages, image, n)
+    try:
+        return parse_conversation(messages)
+    except InvalidConversationError as exc:
+        raise type(exc)(f"{source}: {exc}") from exc
+    except Exception as exc:
+        raise _BadInput(f"{source} is not a valid conversation: {describe_error(exc)}") from exc
+
+
+def _messages(args: argparse.Namespace) -> tuple[list[Any], str]:
     if getattr(args, "text", None) is not None:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": args.text}]
+        if not args.text.strip() and not getattr(args, "image", None):
+            raise _BadInput("--text is empty: give the text to check")
+        return [{"role": "user", "content": args.text}], "--text"
+    path = Path(args.conversation)
+    data = _read_file(path, "conversation file")
+    try:
+        messages = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise _BadInput(f"{path} is not UTF-8 text: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise _BadInput(f"{path} is not valid JSON: {exc}") from exc
+    except Exception as exc:
+        raise _BadInput(f"{path} cannot be read: {describe_error(exc)}") from exc
+    if isinstance(messages, dict) and "messages" in messages:
+        messages = messages["messages"]
+    if not isinstance(messages, list):
+        raise _BadInput(f"{path} must hold a JSON list of messages (or an object with a 'messages' list)")
+    return messages, str(path)
+
+
+def _read_file(path: Path, what: str) -> bytes:
+    if path.is_dir():
+        raise _BadInput(f"{what} {path} is a folder, not a file")
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise _BadInput(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise _BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def _add_image(messages: list[Any], image: str, position: int) -> None:
+    """Put the image file before the text of the last message (after the images added before it)."""
+    path = Path(image)
+    if path.is_dir():
+        raise _BadInput(f"image {image} is a folder, not a file")
+    if not path.is_file():
+        raise _BadInput(f"image file {image} does not exist")
+    if not messages:
+        raise _BadInput("--image needs a message to go with: the conversation is empty")
+    last = messages[-1]
+    if not isinstance(last, dict):
+        raise _BadInput(f"--image goes into the last message, which must be a JSON object, not {_kind(last)}")
+    content = last.get("content")
+    if isinstance(content, str):
+        parts: list[Any] = [{"type": "text", "text": content}] if content else []
+    elif content is None or isinstance(content, list):
+        parts = list(content or [])
     else:
-        path = Path(args.conversation)
-        try:
-            messages = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise _BadInput(f"conversation file {path} does not exist") from exc
-        except json.JSONDecodeError as exc:
-            raise _BadInput(f"{path} is not valid JSON: {exc}") from exc
-        if isinstance(messages, dict) and "messages" in messages:
-            messages = messages["messages"]
-        if not isinstance(messages, list):
-            raise _BadInput(f"{path} must hold a JSON list of messages")
-    for image in getattr(args, "image", None) or []:
-        if not Path(image).is_file():
-            raise _BadInput(f"image file {image} does not exist")
-        last = messages[-1]
-        content = last.get("content")
-        parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
-        parts.insert(0, {"type": "image", "path": Path(image)})  # a Path: opened (strings never are)
-        last["content"] = parts
-    return messages
+        raise _BadInput(f"--image: the last message's content must be text or a list of parts, not {_kind(content)}")
+    parts.insert(position, {"type": "image", "path": path})  # a Path: opened (strings never are)
+    last["content"] = parts
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _load_guard(args: argparse.Namespace):
     from .guard import LlamaGuard
 
-    return LlamaGuard.from_pretrained(args.model, device=getattr(args, "device", None))
+    device = getattr(args, "device", None)
+    check_device(device)
+    return LlamaGuard.from_pretrained(args.model, device=device)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    messages = _conversation(args)
+    conversation = _conversation(args)
     policy = policy_from_args(args)
     guard = _load_guard(args)
-    verdict = guard.classify(messages, policy=policy)
+    try:
+        verdict = guard.classify(conversation, policy=policy)
+    finally:
+        guard.close()
     if args.json:
         print(verdict.model_dump_json())
     else:
@@ -94,11 +158,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from .core.conversation import parse_conversation
     from .guard import load_prompt_builder
 
+    conversation = _conversation(args)
+    policy = policy_from_args(args)
     builder = load_prompt_builder(args.model)
-    prompt = builder.build(parse_conversation(_conversation(args)), policy_from_args(args))[0]
+    prompt = builder.build(conversation, policy)[0]
     if args.format == "ids":
         print(json.dumps(list(prompt.input_ids)))
     else:
@@ -174,15 +239,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     guard = _load_guard(args)
-    verdicts = guard.classify_batch([conv for _, conv in DEMO_CONVERSATIONS])
+    try:
+        verdicts = guard.classify_batch([conv for _, conv in DEMO_CONVERSATIONS])
+    finally:
+        guard.close()
     width = max(len(name) for name, _ in DEMO_CONVERSATIONS)
     for (name, _), verdict in zip(DEMO_CONVERSATIONS, verdicts):
         print(f"{name:<{width}}  {verdict.checked_role:<5}  {verdict.summary()}")
     return EXIT_SAFE
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad options: one line on stderr and exit 2 (argparse prints the whole usage otherwise)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llamaguard-guardrails", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
@@ -252,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or bad options (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not args.verbose:
         from transformers.utils import logging as hf_logging
@@ -260,11 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         if not sys.stderr.isatty():  # loading 24 GB takes a while: keep the progress bar on a terminal
             hf_logging.disable_progress_bar()
-    try:
-        return args.func(args)
-    except (_BadInput, InvalidConversationError, GuardError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,22 @@
-"""The policy options every command shares: ``--exclude``, ``--category``, ``--threshold``."""
+"""What every command shares: the policy options (``--exclude``, ``--category``, ``--threshold``),
+``--device`` checking, and error reporting (one line on stderr, exit 2, never a traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Callable
 from typing import Any
 
-from .core.errors import InvalidPolicyError
+from .core.errors import GuardError, InvalidPolicyError
 from .core.policy import Policy
+from .scale.records import describe_error
+
+EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+
+log = logging.getLogger("llamaguard_guardrails.cli")
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,3 +56,36 @@ def custom_categories(options: list[str]) -> dict[str, str]:
             raise InvalidPolicyError(f"--category {code} is given twice")
         categories[code] = description
     return categories
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` torch does not know, before any model loads."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"--device {device!r} is not a device name (cpu, cuda, cuda:1 ...)") from exc
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a command prints for ``exc``: its message, then its notes (e.g. what was written)."""
+    text = str(exc) if isinstance(exc, GuardError | OSError | ValueError) and str(exc) else describe_error(exc)
+    notes = getattr(exc, "__notes__", None) or []
+    return " ".join("; ".join([text, *notes]).split())
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command: any exception becomes ``error: ...`` on one line and exit 2 (the traceback with -v)."""
+    try:
+        return func(args)
+    except KeyboardInterrupt as exc:
+        notes = "; ".join(getattr(exc, "__notes__", None) or [])
+        print(f"interrupted{': ' + notes if notes else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        log.info("the command failed", exc_info=True)  # the traceback, with -v only
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT

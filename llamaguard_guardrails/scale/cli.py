@@ -1,8 +1,9 @@
 """``llamaguard-guardrails moderate``: one verdict per conversation of a JSONL or Parquet file.
 
 The main CLI wires this in with ``add_moderate_parser(subparsers)``; ``cmd_moderate(args)`` returns
-the exit code: 0 when every input row got its output row (whatever the verdicts), 2 for bad input
-(missing file, unknown format, bad policy, missing model).
+the exit code: 0 when every input row got its output row (whatever the verdicts); the main CLI
+turns an error into exit 2 (bad input: missing file, unknown format, bad policy, missing model; or a
+run that stopped, saying how many rows the output holds) and Ctrl-C into 130.
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import functools
 import sys
 from typing import Any
 
-from ..cli_policy import add_policy_arguments, policy_from_args
-from ..core.errors import GuardError
+from ..cli_policy import add_policy_arguments, check_device, policy_from_args
 
-EXIT_DONE, EXIT_BAD_INPUT = 0, 2
+EXIT_DONE = 0
 
 DESCRIPTION = """\
 Moderate a dataset: each JSONL line (or Parquet row) is a conversation - a JSON list of OpenAI-format
 messages, or an object {"messages": [...], "id": ...}; Parquet needs a 'messages' column (JSON text or
 lists) and may have an 'id' column. Each output row (JSONL or Parquet, by extension) holds line, id,
 status (safe/unsafe/error/invalid), safe, categories, unsafe_probability and error, in input order.
-A row that cannot be read gets an 'invalid' row in its place; the run goes on.
+A row that cannot be read (a blank line, bad UTF-8, bad JSON, nested too deeply, over --max-line-mb,
+not a conversation) gets an 'invalid' row in its place, with the reason in 'error'; the run goes on.
+The output grows batch by batch: after Ctrl-C or a crash it holds the rows of lines 1 to N.
 
   --engine local  one model in this process (default)
   --engine ray    a Ray Data actor pool of --num-workers models (local Ray, or --ray-address)
@@ -52,52 +54,59 @@ def add_moderate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", help="cuda, cpu ... for the in-process model (default: cuda when available)")
     p.add_argument("--vllm-url", metavar="URL", help="score on a vLLM server instead of loading the weights")
     p.add_argument("--vllm-model", metavar="NAME", help="the served model name on --vllm-url (default: --model)")
+    p.add_argument(
+        "--max-line-mb",
+        type=float,
+        default=64,
+        metavar="MB",
+        help="longer JSONL lines become invalid rows (default 64)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_moderate)
     return p
 
 
 def cmd_moderate(args: argparse.Namespace) -> int:
+    """Run ``moderate``; errors propagate (the main CLI prints them on one line, exit 2; Ctrl-C: 130)."""
     from .moderate import moderate
 
-    try:
-        policy = policy_from_args(args, fail_mode=args.fail_mode)
-        options: dict[str, Any] = {}
-        if args.vllm_url:
-            from ..backends.vllm import from_vllm
+    policy = policy_from_args(args, fail_mode=args.fail_mode)
+    if args.max_line_mb <= 0:
+        raise ValueError("--max-line-mb must be > 0")
+    options: dict[str, Any] = {}
+    if args.vllm_url:
+        from ..backends.vllm import from_vllm
 
-            options["guard_factory"] = functools.partial(
-                from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model
-            )
-        else:
-            options["model"] = args.model
-            if args.device:
-                options["guard_options"] = {"device": args.device}
-        summary = moderate(
-            args.input,
-            args.output,
-            engine=args.engine,
-            num_workers=args.num_workers,
-            batch_size=args.batch_size,
-            policy=policy,
-            ray_address=args.ray_address,
-            num_gpus_per_worker=args.gpus_per_worker,
-            progress=not args.no_progress,
-            **options,
+        options["guard_factory"] = functools.partial(
+            from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model
         )
-    except (GuardError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    else:
+        options["model"] = args.model
+        if args.device:
+            check_device(args.device)
+            options["guard_options"] = {"device": args.device}
+    summary = moderate(
+        args.input,
+        args.output,
+        engine=args.engine,
+        num_workers=args.num_workers,
+        batch_size=args.batch_size,
+        policy=policy,
+        ray_address=args.ray_address,
+        num_gpus_per_worker=args.gpus_per_worker,
+        progress=not args.no_progress,
+        max_line_bytes=int(args.max_line_mb * 1024 * 1024),
+        **options,
+    )
     print(summary, file=sys.stderr)
     return EXIT_DONE
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``moderate`` alone (``python -m llamaguard_guardrails.scale.cli ...``)."""
-    parser = argparse.ArgumentParser(prog="llamaguard-guardrails")
-    add_moderate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The main CLI (``python -m llamaguard_guardrails.scale.cli moderate ...`` works too)."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
