@@ -7,6 +7,7 @@ Copyright © Meta Platforms, Inc. All Rights Reserved.
 from .core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
 from .core.conversation import Conversation, parse_conversation, render_tool_call
 from .core.errors import (
+    GuardClosedError,
     GuardError,
     GuardTimeoutError,
     InvalidConversationError,
@@ -38,6 +39,7 @@ __all__ = [
     "LLAMA_GUARD_4_CATEGORIES",
     "Conversation",
     "CustomCategory",
+    "GuardClosedError",
     "GuardError",
     "GuardTimeoutError",
     "InvalidConversationError",

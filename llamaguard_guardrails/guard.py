@@ -15,7 +15,13 @@ from .backends.base import AnswerScores, AnswerTokens, GuardBackend
 from .core.batching import MicroBatcher
 from .core.categories import category_name
 from .core.conversation import Conversation, parse_conversation
-from .core.errors import GuardTimeoutError, InvalidConversationError, ModelOutputError, UnsafeContentError
+from .core.errors import (
+    GuardClosedError,
+    GuardTimeoutError,
+    InvalidConversationError,
+    ModelOutputError,
+    UnsafeContentError,
+)
 from .core.policy import DEFAULT_POLICY, Policy
 from .core.prompt import EOT, Prompt, PromptBuilder
 from .core.verdict import Verdict
@@ -26,6 +32,7 @@ log = logging.getLogger("llamaguard_guardrails")
 #: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
 MIN_ANSWER_MASS = 0.5
 DEFAULT_MAX_PROMPT_TOKENS = 8192
+_CLOSED = "this LlamaGuard is closed"
 
 VerdictSink = Callable[[Verdict], Any]
 
@@ -72,6 +79,8 @@ class LlamaGuard:
             else None
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llamaguard")
+        self._closed = False
+        self._close_lock = threading.Lock()
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -168,9 +177,9 @@ class LlamaGuard:
         started = time.perf_counter()
         if policy.timeout_s is None:
             return self._emit(self._classify(conversation, policy, started))
-        future = self._executor.submit(self._classify, conversation, policy, started)
+        future = self._submit(self._classify, conversation, policy, started)
         try:
-            return self._emit(future.result(timeout=policy.timeout_s))
+            return self._emit(self._result(future, policy.timeout_s))
         except concurrent.futures.TimeoutError:
             future.cancel()  # an abandoned check finishes in the background but reports nothing
             return self._emit(self._timed_out(policy, started))
@@ -179,13 +188,24 @@ class LlamaGuard:
         """Async :meth:`classify`; all work runs off the event loop."""
         policy = policy or self.policy
         started = time.perf_counter()
-        work = asyncio.get_running_loop().run_in_executor(self._executor, self._classify, conversation, policy, started)
-        if policy.timeout_s is None:
-            return self._emit(await work)
+        self._check_open()
         try:
+            work = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._classify, conversation, policy, started
+            )
+        except RuntimeError as exc:  # the pool was shut down by a concurrent close()
+            raise GuardClosedError(_CLOSED) from exc
+        try:
+            if policy.timeout_s is None:
+                return self._emit(await work)
             return self._emit(await asyncio.wait_for(work, policy.timeout_s))
         except TimeoutError:
             return self._emit(self._timed_out(policy, started))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and not (task is not None and task.cancelling()):
+                raise GuardClosedError(_CLOSED) from None  # cancelled by close(), not by the caller
+            raise
 
     def classify_batch(
         self,
@@ -207,9 +227,9 @@ class LlamaGuard:
             return [self._emit(v) for v in self._classify_many(items, policy, batch_size, progress, started)]
         built: list[list[Prompt] | BaseException] = []  # filled while building: what a timed-out verdict can say
         stop = threading.Event()
-        future = self._executor.submit(self._classify_many, items, policy, batch_size, progress, started, built, stop)
+        future = self._submit(self._classify_many, items, policy, batch_size, progress, started, built, stop)
         try:
-            verdicts = future.result(timeout=max(0.0, policy.timeout_s - (time.perf_counter() - started)))
+            verdicts = self._result(future, max(0.0, policy.timeout_s - (time.perf_counter() - started)))
         except concurrent.futures.TimeoutError:
             stop.set()  # the abandoned work stops at its next conversation or forward pass
             future.cancel()
@@ -248,6 +268,13 @@ class LlamaGuard:
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         """One check, without reporting it to the sink (the public methods do, exactly once)."""
+        verdict = self._classify_unchecked(conversation, policy, started)
+        if verdict.error is not None and self._closed:
+            raise GuardClosedError(f"{_CLOSED} while the check ran ({verdict.error})")
+        return verdict
+
+    def _classify_unchecked(self, conversation: Any, policy: Policy, started: float) -> Verdict:
+        self._check_open()
         try:
             prompts = self.build_prompts(conversation, policy)
         except InvalidConversationError:
@@ -277,8 +304,13 @@ class LlamaGuard:
         stop: threading.Event | None = None,
     ) -> list[Verdict]:
         """Build every conversation's prompts, then classify them in batches (all inside the caller's deadline)."""
+        self._check_open()
         groups = self._build_all(conversations, policy, [] if built is None else built, stop)
-        return self._classify_groups(groups, policy, batch_size, progress, started, stop)
+        verdicts = self._classify_groups(groups, policy, batch_size, progress, started, stop)
+        errors = [v.error for v in verdicts if v.error is not None]
+        if errors and self._closed:
+            raise GuardClosedError(f"{_CLOSED} while the checks ran ({errors[0]})")
+        return verdicts
 
     def _build_all(
         self,
@@ -442,9 +474,52 @@ class LlamaGuard:
                 log.exception("verdict sink failed")
         return verdict
 
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        """Stop the micro-batcher's thread and the worker pool, empty the verdict cache and close the backend.
+
+        Idempotent. Afterwards every check raises :class:`GuardClosedError` (never a verdict, whatever the fail
+        mode), and so does a check that was running or queued while the guard closed; nothing else keeps the
+        guard, its backend or its model alive (drop your references and they are freed).
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.batcher is not None:
+            self.batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.cache.clear()
         self.backend.close()
+
+    def __enter__(self) -> LlamaGuard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GuardClosedError(f"{_CLOSED}: create a new LlamaGuard to check content")
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Run ``fn`` on the guard's pool (a closed guard raises :class:`GuardClosedError`)."""
+        self._check_open()
+        try:
+            return self._executor.submit(fn, *args)
+        except RuntimeError as exc:  # the pool was shut down by a concurrent close()
+            raise GuardClosedError(_CLOSED) from exc
+
+    def _result(self, future: concurrent.futures.Future[Any], timeout: float) -> Any:
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.CancelledError as exc:  # still queued when close() shut the pool down
+            raise GuardClosedError(_CLOSED) from exc
 
 
 def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:

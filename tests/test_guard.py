@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -383,3 +385,24 @@ def test_answer_scores_within_float_rounding_are_valid():
 def test_answer_scores_out_of_range_are_model_output_errors(scores, fragment):
     with pytest.raises(ModelOutputError, match=fragment):
         scores.validate()
+
+
+# -- issue 13 item 11: close() stops the batcher and frees the guard and its model ------------------------
+
+
+def test_close_stops_the_batcher_and_frees_the_guard_its_backend_and_its_model(test_model_dir):
+    guard = LlamaGuard.from_pretrained(test_model_dir)
+    assert guard.classify("hello").error is None  # starts the micro-batcher's worker thread
+    worker = guard.batcher._thread
+    assert worker is not None and worker.is_alive()
+    refs = {
+        "guard": weakref.ref(guard),
+        "backend": weakref.ref(guard.backend),
+        "model": weakref.ref(guard.backend.model),
+    }
+    guard.close()
+    guard.close()  # idempotent
+    assert not worker.is_alive()  # before: the thread ran on, and held the guard and its model
+    del guard
+    gc.collect()
+    assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(refs, True)  # before: all alive

@@ -40,6 +40,10 @@ class GuardTimeoutError(GuardError, TimeoutError):
     """A check did not finish before its deadline."""
 
 
+class GuardClosedError(GuardError, RuntimeError):
+    """The guard was closed (``LlamaGuard.close()``): it checks nothing more, and content must not pass."""
+
+
 class UnsafeContentError(GuardError):
     """Raised by adapters (and ``LlamaGuard.check``) when content is blocked.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +20,11 @@ from typing import Any
 import pytest
 import torch
 
-from llamaguard_guardrails import GuardError, LlamaGuard, Policy, UnsafeContentError, Verdict
+from llamaguard_guardrails import GuardClosedError, GuardError, LlamaGuard, Policy, UnsafeContentError, Verdict
 from llamaguard_guardrails.backends.base import AnswerScores
 from llamaguard_guardrails.langchain import LlamaGuardRunnable
 
-from .helpers import UNSAFE_SCORES
+from .helpers import UNSAFE_SCORES, SpanBackend
 
 NAN = float("nan")
 
@@ -267,3 +268,58 @@ def test_a_backend_returning_no_scores_blocks(make_guard, entry):
     guard.backend.score = lambda prompts: []
     call = (lambda: guard.classify("hi")) if entry == "classify" else (lambda: guard.classify_batch(["hi"]))
     assert outcome(call) != "PASSED"
+
+
+# -- issue 13 item 11: a closed guard checks nothing, and nothing passes -------------------------------------
+
+
+@pytest.mark.parametrize("micro_batching", [True, False])
+def test_every_entry_point_of_a_closed_guard_raises_a_typed_error(make_guard, micro_batching):
+    guard = make_guard(micro_batching=micro_batching)
+    assert guard.classify("How do I bake bread?").safe
+    guard.close()
+    assert guard.closed
+    calls = entry_points(guard, guard, "How do I bake bread?")
+    calls["fail-open classify"] = lambda: guard.classify("hi", policy=Policy(fail_mode="open"))
+    calls["fail-open aclassify with a deadline"] = lambda: asyncio.run(
+        guard.aclassify("hi", policy=Policy(fail_mode="open", timeout_s=5))
+    )
+    calls["classify_batch with a deadline"] = lambda: guard.classify_batch(["hi"], policy=Policy(timeout_s=5))
+    for name, call in calls.items():
+        with pytest.raises(GuardClosedError, match="closed"):
+            call()
+            pytest.fail(f"{name} returned on a closed guard")
+
+
+class _ClosingBackend(SpanBackend):
+    """A remote model whose connection ``close()`` cuts while a check is in flight."""
+
+    def __init__(self, builder: Any) -> None:
+        super().__init__(builder, lambda text: None)
+        self.entered, self.cut = threading.Event(), threading.Event()
+
+    def score(self, prompts: Any) -> Any:
+        self.entered.set()
+        self.cut.wait(10)
+        raise ConnectionError("connection closed")
+
+    def close(self) -> None:
+        self.cut.set()
+
+
+def test_a_check_cut_off_by_close_raises_instead_of_failing_open(builder):
+    guard = LlamaGuard(_ClosingBackend(builder), builder, cache_size=0, micro_batching=False)
+    outcome: list[Any] = []
+
+    def check() -> None:
+        try:
+            outcome.append(guard.classify("How do I bake bread?", policy=Policy(fail_mode="open")))
+        except GuardError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    assert guard.backend.entered.wait(10)
+    guard.close()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], GuardClosedError), outcome  # before: a fail-open pass
