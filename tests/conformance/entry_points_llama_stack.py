@@ -5,6 +5,7 @@ upstream LLM, which answers the case's last message exactly as the case wrote it
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from typing import Any
 
@@ -48,9 +49,20 @@ def server_call(run: Any) -> Result:
         return http_failure(exc)
 
 
+def _missing() -> str | None:
+    """Why the Llama Stack cells cannot run here (the extra is not installed), or None."""
+    for module in ("llama_stack", "llama_stack_client"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (the llama-stack extra)"
+    return None
+
+
 class StackEntry(EntryPoint):
     group = "llama-stack"
     marks = (pytest.mark.llama_stack,)
+
+    def na(self, case: Case) -> str | None:
+        return _missing() or super().na(case)
 
     def forms(self, case: Case, word: str) -> Any:
         return json_safe(conversation(case, word))
@@ -123,6 +135,11 @@ class GuardClient(EntryPoint):
 
     group = "llama-stack"
     downstream = True
+
+    def na(self, case: Case) -> str | None:
+        if importlib.util.find_spec("llama_stack_client") is None:
+            return "llama_stack_client is not installed (the llama-stack extra)"
+        return super().na(case)
 
     def forms(self, case: Case, word: str) -> Any:
         if case.lc_chunks is not None or case.lc_messages is not None or case.tool_returns is not None:

@@ -25,7 +25,6 @@ from .entry_points_llama_stack import LLAMA_STACK
 from .known_holes import hole
 
 pytestmark = [
-    pytest.mark.timeout(300),
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),  # nameless tool calls
 ]
