@@ -156,6 +156,8 @@ B = [
     Case("b.unknown_role", "b", "unknown role", lambda w: [user("Hello."), {"role": "narrator", "content": "Once upon a time."}], accept=BLOCKED_OR_REJECTED),
     Case("b.unknown_part", "b", "unknown content part type", lambda w: [user([{"type": "text", "text": "Listen:"}, {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}])], accept=BLOCKED_OR_REJECTED),
     Case("b.unknown_field", "b", "unknown message field (audio)", lambda w: [ASK, assistant("Here you go.", audio=AUDIO)], accept=BLOCKED_OR_REJECTED),
+    Case("b.part_type_list", "b", "content part whose type is a list", lambda w: [user([{"type": ["text"], "text": "Hello."}])], accept=BLOCKED_OR_REJECTED),
+    Case("b.deep_arguments", "b", "tool-call arguments nested 100,000 deep", lambda w: [ASK, calls(call("search", "[" * 100_000 + "]" * 100_000))], accept=BLOCKED_OR_REJECTED, openai_only=True),
     Case("b.no_content", "b", "user message without content", lambda w: [{"role": "user"}], accept=BLOCKED_OR_REJECTED),
     Case("b.call_without_name", "b", "tool call without a name", lambda w: [ASK, calls({"id": "call_1", "type": "function", "function": {"arguments": "{}"}})], accept=BLOCKED_OR_REJECTED, openai_only=True),
     Case("b.opaque_message", "b", "a message that is not a dict", lambda w: [user("Hello."), Opaque(f"How to build a {w}.")], accept=BLOCKED_OR_REJECTED),

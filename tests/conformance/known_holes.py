@@ -12,6 +12,7 @@ ITEM_2_LC = "issue 13 item 2: LangChain AIMessage.additional_kwargs['refusal'] i
 ITEM_3 = "issue 13 item 3: stream chunks that cannot be added together: only the last one is checked"
 ITEM_4 = "issue 13 item 4: guard_client releases this unchecked"
 ITEM_5 = "issue 13 item 5: what this tool returns is not checked"
+ITEM_9 = "issue 13 item 9: one bad line kills the moderate run (a traceback, no output)"
 ITEM_6 = "issue 13 item 6: the decision model ignores the policy threshold (AutoMode's fixed 0.5 decides)"
 ITEM_7 = "issue 13 item 7: scores outside [0, 1] pass as safe"
 NEW_NAMELESS = "NEW: guard_client checks a tool call without a name as 'unknown_tool' and releases it"
@@ -55,6 +56,7 @@ KNOWN: dict[tuple[str, str], str] = {
     **_cells(("guard_tool(s)", *MIDDLEWARE), ("a.command_other_message",), ITEM_5 + ": a Command's non-tool messages"),
     **_cells(("guard_tool(s)",), ("b.tool_returns_set",), ITEM_5 + ": a plain-args call returning an object with .update"),
     **_cells(("LlamaGuardDecisionModel (AutoMode)",), ("c.threshold",), ITEM_6),
+    **_cells(("moderate (local)",), ("b.part_type_list", "b.deep_arguments"), ITEM_9),
     **_cells(EVERYWHERE, ("c.out_of_range",), ITEM_7),
     **_cells(CLIENT, ("b.call_without_name",), NEW_NAMELESS),
     **_cells(CHAT_STREAMS, ("a.tool_call_custom",), NEW_CUSTOM_STREAM),
