@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .backends.base import AnswerTokens, GuardBackend
-from .core.batching import MicroBatcher
+from . import loading
+from .backends.base import GuardBackend
+from .core.batching import MicroBatcher, score_in_batches
 from .core.conversation import Conversation, parse_conversation
 from .core.decision import (
     WindowVerdict,
@@ -31,10 +31,11 @@ from .core.errors import (
     UnsafeContentError,
 )
 from .core.policy import DEFAULT_POLICY, Policy
-from .core.prompt import EOT, Prompt, PromptBuilder
+from .core.prompt import Prompt, PromptBuilder
 from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
+from .loading import load_prompt_builder
 
 log = logging.getLogger("llamaguard_guardrails")
 
@@ -89,87 +90,11 @@ class LlamaGuard:
         self._closed = False
         self._close_lock = threading.Lock()
 
-    # -- loading ----------------------------------------------------------------------------------
+    # -- loading (see loading.py) ----------------------------------------------------------------
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id_or_path: str | os.PathLike[str] = "meta-llama/Llama-Guard-4-12B",
-        *,
-        device: str | None = None,
-        dtype: Any = None,
-        quantization: str | None = None,
-        policy: Policy | None = None,
-        local_files_only: bool | None = None,
-        revision: str | None = None,
-        token: str | bool | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        sink: VerdictSink | None = None,
-        prefix_caching: bool | None = None,
-        cache_conversations: bool = True,
-        prefix_cache_mb: float = 512,
-        **guard_options: Any,
-    ) -> LlamaGuard:
-        """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
-
-        ``device`` defaults to CUDA when available; ``dtype`` to bf16 on GPU and float32 on CPU;
-        ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
-        A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
-        ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
-        reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
-        conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
-        repeated checks bit-identical). ``guard_options`` go to the constructor (``cache_size``,
-        ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``, ``allow_local_image_paths``:
-        open image path strings and ``file://`` URLs, off by default because message strings may come
-        from clients; a ``pathlib.Path`` is always opened).
-        """
-        from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
-        from .testing.model_factory import TEST_MODEL_MARKER
-
-        path = resolve_model_path(
-            model_id_or_path, local_files_only=local_files_only, revision=revision, token=token, cache_dir=cache_dir
-        )
-        tokenizer, processor = load_processor(path)
-        builder = _prompt_builder(tokenizer, processor)
-        model = load_model(path, device=device, dtype=dtype, quantization=quantization)
-        tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.ids[EOT]
-        backend = TransformersBackend(
-            model,
-            tokens,
-            pad,
-            builder.decode,
-            prefix_caching=prefix_caching,
-            cache_conversations=cache_conversations,
-            prefix_cache_mb=prefix_cache_mb,
-        )
-        guard = cls(
-            backend,
-            builder,
-            policy=policy,
-            max_prompt_tokens=max_prompt_tokens,
-            sink=sink,
-            model_name=str(model_id_or_path),
-            **guard_options,
-        )
-        guard.is_test_model = (path / f"{TEST_MODEL_MARKER}.json").exists()
-        if guard.is_test_model:
-            log.warning("%s is a random-weight TEST model: its verdicts are meaningless", path)
-        guard.prompt_parity = _check_prompt_parity(builder, processor)
-        return guard
-
-    @classmethod
-    def from_vllm(cls, base_url: str, model: str = "meta-llama/Llama-Guard-4-12B", **options: Any) -> LlamaGuard:
-        """A guard whose forward pass runs on a vLLM server; the prompt, policy and verdict stay here.
-
-        ``tokenizer=`` names a local folder or Hugging Face id with the checkpoint's tokenizer (default:
-        ``model``). Connection options (``timeout``, ``max_retries``, ``api_key`` ...) are documented in
-        :func:`llamaguard_guardrails.backends.vllm.from_vllm`. Image conversations are blocked there.
-        """
-        from .backends.vllm import from_vllm
-
-        return from_vllm(base_url, model, **options)
+    from_pretrained = classmethod(loading.from_pretrained)
+    from_vllm = classmethod(loading.from_vllm)
+    from_vllm_engine = classmethod(loading.from_vllm_engine)
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -275,12 +200,9 @@ class LlamaGuard:
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         """One check, without reporting it to the sink (the public methods do, exactly once)."""
-        verdict = self._classify_unchecked(conversation, policy, started)
-        if verdict.error is not None and self._closed:
-            raise GuardClosedError(f"{_CLOSED} while the check ran ({verdict.error})")
-        return verdict
+        return self._unless_closed([self._classify_one(conversation, policy, started)])[0]
 
-    def _classify_unchecked(self, conversation: Any, policy: Policy, started: float) -> Verdict:
+    def _classify_one(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         self._check_open()
         try:
             prompts = self.build_prompts(conversation, policy)
@@ -313,11 +235,7 @@ class LlamaGuard:
         """Build every conversation's prompts, then classify them in batches (all inside the caller's deadline)."""
         self._check_open()
         groups = self._build_all(conversations, policy, [] if built is None else built, stop)
-        verdicts = self._classify_groups(groups, policy, batch_size, progress, started, stop)
-        errors = [v.error for v in verdicts if v.error is not None]
-        if errors and self._closed:
-            raise GuardClosedError(f"{_CLOSED} while the checks ran ({errors[0]})")
-        return verdicts
+        return self._unless_closed(self._classify_groups(groups, policy, batch_size, progress, started, stop))
 
     def _build_all(
         self,
@@ -348,29 +266,15 @@ class LlamaGuard:
         started: float,
         stop: threading.Event | None = None,
     ) -> list[Verdict]:
-        batch_size = batch_size or self.batch_size
         prompt_groups = {g: prompts for g, prompts in enumerate(groups) if not isinstance(prompts, BaseException)}
         keys = {g: cache_key(prompts, policy) for g, prompts in prompt_groups.items()}
         cached = {g: self.cache.get(key) for g, key in keys.items()}
-        flat = [(g, w) for g, prompts in prompt_groups.items() if cached[g] is None for w in range(len(prompts))]
-        # Similar lengths together: less padding per forward pass.
-        order = sorted(flat, key=lambda gw: len(prompt_groups[gw[0]][gw[1]]))
-        scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
-        bar = _progress_bar(len(order), progress)
-        for i in range(0, len(order), batch_size):
-            if stop is not None and stop.is_set():
-                bar.close()
-                return []  # abandoned at its deadline: the caller has its fail-mode verdicts
-            chunk = order[i : i + batch_size]
-            try:
-                results: list[Any] = expect_scores(
-                    self.backend.score([prompt_groups[g][w] for g, w in chunk]), len(chunk)
-                )
-            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
-                results = [exc] * len(chunk)
-            scores.update(zip(chunk, results, strict=True))
-            bar.update(len(chunk))
-        bar.close()
+        todo = {(g, w): p for g, prompts in prompt_groups.items() if cached[g] is None for w, p in enumerate(prompts)}
+        with _progress_bar(len(todo), progress) as bar:
+            size = batch_size or self.batch_size
+            scores = score_in_batches(todo, self._score_batch, size, stop=stop, progress=bar.update)
+        if scores is None:
+            return []  # abandoned at its deadline: the caller has its fail-mode verdicts
         verdicts = []
         for g, item in enumerate(groups):
             if isinstance(item, BaseException):
@@ -456,6 +360,13 @@ class LlamaGuard:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _unless_closed(self, verdicts: list[Verdict]) -> list[Verdict]:
+        """A check cut off by :meth:`close` raises instead of giving its fail-mode verdict."""
+        errors = [v.error for v in verdicts if v.error is not None]
+        if errors and self._closed:
+            raise GuardClosedError(f"{_CLOSED} while the check ran ({errors[0]})")
+        return verdicts
+
     def _check_open(self) -> None:
         if self._closed:
             raise GuardClosedError(f"{_CLOSED}: create a new LlamaGuard to check content")
@@ -484,46 +395,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, unit="prompt", desc="llama guard", dynamic_ncols=True)
-
-
-def _prompt_builder(tokenizer: Any, processor: Any) -> PromptBuilder:
-    return PromptBuilder(
-        tokenizer, getattr(processor, "image_processor", None), patch_size=getattr(processor, "patch_size", 14)
-    )
-
-
-def load_prompt_builder(model_id_or_path: str | os.PathLike[str], **kwargs: Any) -> PromptBuilder:
-    """Only the tokenizer and image processor of a checkpoint: enough to build prompts, no weights."""
-    from .backends.transformers import load_processor, resolve_model_path
-
-    tokenizer, processor = load_processor(resolve_model_path(model_id_or_path, **kwargs))
-    return _prompt_builder(tokenizer, processor)
-
-
-def _check_prompt_parity(builder: PromptBuilder, processor: Any) -> bool | None:
-    """Compare our ids with the checkpoint's own chat template on a canonical conversation."""
-    template = getattr(processor, "chat_template", None)
-    if not template:
-        return None
-    messages = [
-        {"role": "user", "content": [{"type": "text", "text": "How do I make a bomb?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "I cannot help you with that."}]},
-    ]
-    try:
-        official = processor.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-        if official and isinstance(official[0], list):
-            official = official[0]
-    except Exception as exc:  # noqa: BLE001 - a template we cannot run is reported, not fatal
-        log.warning("could not render the checkpoint's chat template for a parity check: %s", exc)
-        return None
-    ours = builder.build(parse_conversation(messages), DEFAULT_POLICY)[0].input_ids
-    if list(ours) != list(official):
-        log.warning(
-            "the checkpoint's chat template renders a different prompt than llamaguard-guardrails; "
-            "verdicts use the documented Llama Guard 4 prompt"
-        )
-        return False
-    return True
 
 
 __all__ = ["LlamaGuard", "load_prompt_builder", "parse_category_line"]

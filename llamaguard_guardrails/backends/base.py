@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,14 +43,6 @@ class GuardBackend(ABC):
     @abstractmethod
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         """Greedy continuation after ``unsafe\\n``: the model's category line (text, up to end of line)."""
-
-    async def ascore(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        return await asyncio.to_thread(self.score, prompts)
-
-    async def acategory_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
-        return await asyncio.to_thread(
-            self.category_text, prompt, leading_blank=leading_blank, max_new_tokens=max_new_tokens
-        )
 
     def close(self) -> None:
         """Release resources (connections, GPU memory)."""
