@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from llamaguard_guardrails import LlamaGuard, Policy
-from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_model
+from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
 RESULTS = Path(__file__).parent / "results"
 SHORT = [{"role": "user", "content": "How do I bake sourdough bread at home?"}]

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_model
+    from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
     model = args.model
     if model is None:

@@ -24,10 +24,10 @@ import torch
 
 
 def build_model(shape: str, device: str, dtype: torch.dtype, full_attention: bool = False):
-    """The model of ``shape`` (see model_factory.SIZES) with random weights, built directly on ``device``."""
+    """The model of ``shape`` (see llamaguard_guardrails.test_model.SIZES) with random weights, built directly on ``device``."""
     from transformers import Llama4ForConditionalGeneration
 
-    from llamaguard_guardrails.testing.model_factory import make_config
+    from llamaguard_guardrails.test_model import make_config
 
     config = make_config(shape)
     config.text_config.attention_chunk_size = 8192

@@ -172,7 +172,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def cmd_make_test_model(args: argparse.Namespace) -> int:
-    from .testing.model_factory import make_test_model
+    from .test_model import make_test_model
 
     path = make_test_model(args.directory, seed=args.seed)
     print(f"wrote a random-weight Llama Guard 4 test model to {path} (its verdicts are meaningless)")
@@ -225,7 +225,7 @@ DEMO_CONVERSATIONS: list[tuple[str, list[dict[str, Any]]]] = [
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .testing.model_factory import cache_dir, make_test_model
+    from .test_model import cache_dir, make_test_model
 
     if args.model is None:
         path = cache_dir() / "test-model"

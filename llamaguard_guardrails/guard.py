@@ -5,32 +5,40 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .backends.base import AnswerScores, AnswerTokens, GuardBackend
-from .core.batching import MicroBatcher
-from .core.categories import category_name
+from . import loading
+from .backends.base import GuardBackend
+from .core.batching import MicroBatcher, score_in_batches
 from .core.conversation import Conversation, parse_conversation
+from .core.decision import (
+    WindowVerdict,
+    answer_scores,
+    below_threshold,
+    categorized,
+    expect_scores,
+    failure_verdict,
+    merge_windows,
+    parse_category_line,
+)
 from .core.errors import (
     GuardClosedError,
     GuardTimeoutError,
     InvalidConversationError,
-    ModelOutputError,
     UnsafeContentError,
 )
 from .core.policy import DEFAULT_POLICY, Policy
-from .core.prompt import EOT, Prompt, PromptBuilder
+from .core.prompt import Prompt, PromptBuilder
+from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
+from .loading import load_prompt_builder
 
 log = logging.getLogger("llamaguard_guardrails")
 
-#: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
-MIN_ANSWER_MASS = 0.5
 DEFAULT_MAX_PROMPT_TOKENS = 8192
 _CLOSED = "this LlamaGuard is closed"
 
@@ -82,87 +90,11 @@ class LlamaGuard:
         self._closed = False
         self._close_lock = threading.Lock()
 
-    # -- loading ----------------------------------------------------------------------------------
+    # -- loading (see loading.py) ----------------------------------------------------------------
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id_or_path: str | os.PathLike[str] = "meta-llama/Llama-Guard-4-12B",
-        *,
-        device: str | None = None,
-        dtype: Any = None,
-        quantization: str | None = None,
-        policy: Policy | None = None,
-        local_files_only: bool | None = None,
-        revision: str | None = None,
-        token: str | bool | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        sink: VerdictSink | None = None,
-        prefix_caching: bool | None = None,
-        cache_conversations: bool = True,
-        prefix_cache_mb: float = 512,
-        **guard_options: Any,
-    ) -> LlamaGuard:
-        """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
-
-        ``device`` defaults to CUDA when available; ``dtype`` to bf16 on GPU and float32 on CPU;
-        ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
-        A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
-        ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
-        reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
-        conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
-        repeated checks bit-identical). ``guard_options`` go to the constructor (``cache_size``,
-        ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``, ``allow_local_image_paths``:
-        open image path strings and ``file://`` URLs, off by default because message strings may come
-        from clients; a ``pathlib.Path`` is always opened).
-        """
-        from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
-        from .testing.model_factory import TEST_MODEL_MARKER
-
-        path = resolve_model_path(
-            model_id_or_path, local_files_only=local_files_only, revision=revision, token=token, cache_dir=cache_dir
-        )
-        tokenizer, processor = load_processor(path)
-        builder = _prompt_builder(tokenizer, processor)
-        model = load_model(path, device=device, dtype=dtype, quantization=quantization)
-        tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.ids[EOT]
-        backend = TransformersBackend(
-            model,
-            tokens,
-            pad,
-            builder.decode,
-            prefix_caching=prefix_caching,
-            cache_conversations=cache_conversations,
-            prefix_cache_mb=prefix_cache_mb,
-        )
-        guard = cls(
-            backend,
-            builder,
-            policy=policy,
-            max_prompt_tokens=max_prompt_tokens,
-            sink=sink,
-            model_name=str(model_id_or_path),
-            **guard_options,
-        )
-        guard.is_test_model = (path / f"{TEST_MODEL_MARKER}.json").exists()
-        if guard.is_test_model:
-            log.warning("%s is a random-weight TEST model: its verdicts are meaningless", path)
-        guard.prompt_parity = _check_prompt_parity(builder, processor)
-        return guard
-
-    @classmethod
-    def from_vllm(cls, base_url: str, model: str = "meta-llama/Llama-Guard-4-12B", **options: Any) -> LlamaGuard:
-        """A guard whose forward pass runs on a vLLM server; the prompt, policy and verdict stay here.
-
-        ``tokenizer=`` names a local folder or Hugging Face id with the checkpoint's tokenizer (default:
-        ``model``). Connection options (``timeout``, ``max_retries``, ``api_key`` ...) are documented in
-        :func:`llamaguard_guardrails.backends.vllm.from_vllm`. Image conversations are blocked there.
-        """
-        from .backends.vllm import from_vllm
-
-        return from_vllm(base_url, model, **options)
+    from_pretrained = classmethod(loading.from_pretrained)
+    from_vllm = classmethod(loading.from_vllm)
+    from_vllm_engine = classmethod(loading.from_vllm_engine)
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -268,12 +200,9 @@ class LlamaGuard:
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         """One check, without reporting it to the sink (the public methods do, exactly once)."""
-        verdict = self._classify_unchecked(conversation, policy, started)
-        if verdict.error is not None and self._closed:
-            raise GuardClosedError(f"{_CLOSED} while the check ran ({verdict.error})")
-        return verdict
+        return self._unless_closed([self._classify_one(conversation, policy, started)])[0]
 
-    def _classify_unchecked(self, conversation: Any, policy: Policy, started: float) -> Verdict:
+    def _classify_one(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         self._check_open()
         try:
             prompts = self.build_prompts(conversation, policy)
@@ -306,11 +235,7 @@ class LlamaGuard:
         """Build every conversation's prompts, then classify them in batches (all inside the caller's deadline)."""
         self._check_open()
         groups = self._build_all(conversations, policy, [] if built is None else built, stop)
-        verdicts = self._classify_groups(groups, policy, batch_size, progress, started, stop)
-        errors = [v.error for v in verdicts if v.error is not None]
-        if errors and self._closed:
-            raise GuardClosedError(f"{_CLOSED} while the checks ran ({errors[0]})")
-        return verdicts
+        return self._unless_closed(self._classify_groups(groups, policy, batch_size, progress, started, stop))
 
     def _build_all(
         self,
@@ -341,29 +266,15 @@ class LlamaGuard:
         started: float,
         stop: threading.Event | None = None,
     ) -> list[Verdict]:
-        batch_size = batch_size or self.batch_size
         prompt_groups = {g: prompts for g, prompts in enumerate(groups) if not isinstance(prompts, BaseException)}
         keys = {g: cache_key(prompts, policy) for g, prompts in prompt_groups.items()}
         cached = {g: self.cache.get(key) for g, key in keys.items()}
-        flat = [(g, w) for g, prompts in prompt_groups.items() if cached[g] is None for w in range(len(prompts))]
-        # Similar lengths together: less padding per forward pass.
-        order = sorted(flat, key=lambda gw: len(prompt_groups[gw[0]][gw[1]]))
-        scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
-        bar = _progress_bar(len(order), progress)
-        for i in range(0, len(order), batch_size):
-            if stop is not None and stop.is_set():
-                bar.close()
-                return []  # abandoned at its deadline: the caller has its fail-mode verdicts
-            chunk = order[i : i + batch_size]
-            try:
-                results: list[Any] = _checked_scores(
-                    self.backend.score([prompt_groups[g][w] for g, w in chunk]), len(chunk)
-                )
-            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
-                results = [exc] * len(chunk)
-            scores.update(zip(chunk, results, strict=True))
-            bar.update(len(chunk))
-        bar.close()
+        todo = {(g, w): p for g, prompts in prompt_groups.items() if cached[g] is None for w, p in enumerate(prompts)}
+        with _progress_bar(len(todo), progress) as bar:
+            size = batch_size or self.batch_size
+            scores = score_in_batches(todo, self._score_batch, size, stop=stop, progress=bar.update)
+        if scores is None:
+            return []  # abandoned at its deadline: the caller has its fail-mode verdicts
         verdicts = []
         for g, item in enumerate(groups):
             if isinstance(item, BaseException):
@@ -377,7 +288,7 @@ class LlamaGuard:
         return verdicts
 
     def _score_batch(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        return _checked_scores(self.backend.score(prompts), len(prompts))
+        return expect_scores(self.backend.score(prompts), len(prompts))
 
     def _timed_out(self, policy: Policy, started: float, prompts: list[Prompt] | None = None) -> Verdict:
         exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
@@ -385,84 +296,30 @@ class LlamaGuard:
 
     @staticmethod
     def _from_cache(verdict: Verdict, started: float) -> Verdict:
-        return verdict.model_copy(update={"cached": True, "latency_ms": (time.perf_counter() - started) * 1000})
+        return verdict.model_copy(update={"cached": True, "latency_ms": _ms_since(started)})
 
     def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
         try:
-            parts = [
-                self._window_verdict(p, s, policy)
-                for p, s in zip(prompts, _checked_scores(scores, len(prompts)), strict=True)
+            windows = [
+                self._window(p, s, policy) for p, s in zip(prompts, expect_scores(scores, len(prompts)), strict=True)
             ]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
             return self._failure(exc, policy, started, prompts)
-        first = prompts[0]
-        unsafe = [v for v in parts if not v["safe"]]
-        categories = list(dict.fromkeys(c for v in unsafe for c in v["categories"]))
-        ignored = list(dict.fromkeys(c for v in parts for c in v["ignored"]))
-        errors = [v["error"] for v in parts if v["error"]]
-        return Verdict(
-            safe=not unsafe,
-            categories=categories,
-            category_names=[category_name(c, policy.custom_names) for c in categories],
-            unsafe_probability=max(v["p"] for v in parts),
-            threshold=policy.threshold,
-            checked_role=first.checked_role,
-            checked_message_index=first.checked_message_index,
-            raw_output=(unsafe[0] if unsafe else parts[0])["raw"],
-            latency_ms=(time.perf_counter() - started) * 1000,
-            error=errors[0] if errors else None,
-            ignored_categories=ignored,
-            omitted_messages=list(first.omitted_messages),
-            windows=len(prompts),
-        )
+        return merge_windows(prompts, windows, policy, latency_ms=_ms_since(started))
 
-    def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
-        if isinstance(scores, BaseException):
-            raise scores
-        if not isinstance(scores, AnswerScores):
-            raise ModelOutputError(f"the backend returned {type(scores).__name__}, not AnswerScores")
-        scores.validate()  # NaN, inf, out of [0, 1], or summing above 1: the fail mode, never a pass
-        if scores.answer_mass < MIN_ANSWER_MASS:
-            raise ModelOutputError(
-                f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
-            )
-        p = scores.unsafe_probability
-        lead = "\n\n" if scores.leading_blank else ""
-        if p < policy.threshold:
-            return {"safe": True, "p": p, "categories": [], "ignored": [], "error": None, "raw": f"{lead}safe"}
-        text = self.backend.category_text(prompt, leading_blank=scores.leading_blank)
-        codes, ignored, error = parse_category_line(text, policy, has_images=prompt.has_images)
-        # Categories the policy excludes do not make content unsafe; anything unreadable does.
-        safe = not codes and bool(ignored) and error is None
-        return {
-            "safe": safe,
-            "p": p,
-            "categories": codes,
-            "ignored": ignored,
-            "error": error,
-            "raw": f"{lead}unsafe\n{text}",
-        }
+    def _window(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> WindowVerdict:
+        checked = answer_scores(scores)
+        safe = below_threshold(checked, policy)
+        if safe is not None:
+            return safe
+        text = self.backend.category_text(prompt, leading_blank=checked.leading_blank)
+        return categorized(checked, text, policy, has_images=prompt.has_images)
 
+    @staticmethod
     def _failure(
-        self, exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
+        exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
     ) -> Verdict:
-        message = f"{type(exc).__name__}: {exc}"
-        fail_open = policy.fail_mode == "open"
-        if fail_open:
-            log.error("guard failed, letting content through (fail_mode='open'): %s", message)
-        else:
-            log.warning("guard failed, blocking (fail_mode='closed'): %s", message)
-        return Verdict(
-            safe=fail_open,
-            unsafe_probability=0.0 if fail_open else 1.0,
-            threshold=policy.threshold,
-            checked_role=prompts[0].checked_role if prompts else "User",
-            checked_message_index=prompts[0].checked_message_index if prompts else -1,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            error=message,
-            omitted_messages=list(prompts[0].omitted_messages) if prompts else [],
-            windows=len(prompts) if prompts else 1,
-        )
+        return failure_verdict(exc, policy, prompts, latency_ms=_ms_since(started))
 
     def _emit(self, verdict: Verdict) -> Verdict:
         if log.isEnabledFor(logging.DEBUG):
@@ -503,6 +360,13 @@ class LlamaGuard:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _unless_closed(self, verdicts: list[Verdict]) -> list[Verdict]:
+        """A check cut off by :meth:`close` raises instead of giving its fail-mode verdict."""
+        errors = [v.error for v in verdicts if v.error is not None]
+        if errors and self._closed:
+            raise GuardClosedError(f"{_CLOSED} while the check ran ({errors[0]})")
+        return verdicts
+
     def _check_open(self) -> None:
         if self._closed:
             raise GuardClosedError(f"{_CLOSED}: create a new LlamaGuard to check content")
@@ -522,32 +386,8 @@ class LlamaGuard:
             raise GuardClosedError(_CLOSED) from exc
 
 
-def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:
-    """(violated codes, codes the policy excludes, error) from the model's category line."""
-    line = text.replace(EOT, "").strip().splitlines()[0].strip() if text.strip() else ""
-    if not line:
-        return [], [], "the model answered 'unsafe' without a category"
-    shown = policy.categories(has_images=has_images)
-    codes, ignored, unknown = [], [], []
-    for raw in line.split(","):
-        code = raw.strip()
-        if code in shown:
-            codes.append(code)
-        elif code in policy.excluded_categories:
-            ignored.append(code)
-        else:
-            unknown.append(code)
-    if unknown:
-        shown_codes = ",".join(shown)
-        return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
-    return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
-
-
-def _checked_scores(scores: Sequence[Any], expected: int) -> list[Any]:
-    """A backend must score every prompt: a short (or long) answer is a model failure, never a pass."""
-    if len(scores) != expected:
-        raise ModelOutputError(f"the backend returned {len(scores)} scores for {expected} prompts")
-    return list(scores)
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -555,46 +395,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, unit="prompt", desc="llama guard", dynamic_ncols=True)
-
-
-def _prompt_builder(tokenizer: Any, processor: Any) -> PromptBuilder:
-    return PromptBuilder(
-        tokenizer, getattr(processor, "image_processor", None), patch_size=getattr(processor, "patch_size", 14)
-    )
-
-
-def load_prompt_builder(model_id_or_path: str | os.PathLike[str], **kwargs: Any) -> PromptBuilder:
-    """Only the tokenizer and image processor of a checkpoint: enough to build prompts, no weights."""
-    from .backends.transformers import load_processor, resolve_model_path
-
-    tokenizer, processor = load_processor(resolve_model_path(model_id_or_path, **kwargs))
-    return _prompt_builder(tokenizer, processor)
-
-
-def _check_prompt_parity(builder: PromptBuilder, processor: Any) -> bool | None:
-    """Compare our ids with the checkpoint's own chat template on a canonical conversation."""
-    template = getattr(processor, "chat_template", None)
-    if not template:
-        return None
-    messages = [
-        {"role": "user", "content": [{"type": "text", "text": "How do I make a bomb?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "I cannot help you with that."}]},
-    ]
-    try:
-        official = processor.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-        if official and isinstance(official[0], list):
-            official = official[0]
-    except Exception as exc:  # noqa: BLE001 - a template we cannot run is reported, not fatal
-        log.warning("could not render the checkpoint's chat template for a parity check: %s", exc)
-        return None
-    ours = builder.build(parse_conversation(messages), DEFAULT_POLICY)[0].input_ids
-    if list(ours) != list(official):
-        log.warning(
-            "the checkpoint's chat template renders a different prompt than llamaguard-guardrails; "
-            "verdicts use the documented Llama Guard 4 prompt"
-        )
-        return False
-    return True
 
 
 __all__ = ["LlamaGuard", "load_prompt_builder", "parse_category_line"]

@@ -123,8 +123,6 @@ def test_bad_input_exits_2_with_one_line(labelled: Path, verdicts: Path, tmp_pat
 def test_vllm_url_scores_on_the_server_with_the_local_tokenizer():
     args = argparse.Namespace(verdicts=None, vllm_url="http://gpu:8000", vllm_model=None, model="meta-llama/LG4")
     factory = _source(args)["guard_factory"]
-    from llamaguard_guardrails.backends.vllm import from_vllm
-
-    assert isinstance(factory, functools.partial) and factory.func is from_vllm
+    assert isinstance(factory, functools.partial) and factory.func == LlamaGuard.from_vllm
     assert factory.args == ("http://gpu:8000",)
     assert factory.keywords == {"model": "meta-llama/LG4", "tokenizer": "meta-llama/LG4"}

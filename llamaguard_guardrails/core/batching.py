@@ -1,4 +1,4 @@
-"""Coalesces concurrent checks into batched forward passes.
+"""Batched forward passes: concurrent checks coalesced by :class:`MicroBatcher`, a batch run sorted by length.
 
 Callers (threads, or async tasks through the guard's executor) submit prompts; one worker thread
 takes everything queued while the model was busy and scores it in one batch. A lone caller is
@@ -11,14 +11,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import GuardClosedError
 from .prompt import Prompt
 
 ScoreFn = Callable[[Sequence[Prompt]], list[Any]]
+K = TypeVar("K")
 _Item = tuple[list[Prompt], "Future[list[Any]]"]
 _STOP = object()  # queued by close(): the worker finishes what came before it, then exits
 
@@ -111,3 +112,33 @@ class MicroBatcher:
         for prompts, future in batch:
             future.set_result(results[offset : offset + len(prompts)])
             offset += len(prompts)
+
+
+def score_in_batches(
+    prompts: Mapping[K, Prompt],
+    score: ScoreFn,
+    batch_size: int,
+    *,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> dict[K, Any] | None:
+    """Scores of ``prompts`` by key, in batches of similar lengths (less padding per forward pass).
+
+    A batch whose ``score`` call raises gives that exception as the score of each of its prompts.
+    ``None`` when ``stop`` is set before a batch (the caller's deadline passed); ``progress`` gets
+    the size of each batch scored.
+    """
+    order = sorted(prompts, key=lambda key: len(prompts[key]))
+    scores: dict[K, Any] = {}
+    for start in range(0, len(order), batch_size):
+        if stop is not None and stop.is_set():
+            return None
+        chunk = order[start : start + batch_size]
+        try:
+            results = score([prompts[key] for key in chunk])
+        except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
+            results = [exc] * len(chunk)
+        scores.update(zip(chunk, results, strict=True))
+        if progress is not None:
+            progress(len(chunk))
+    return scores

@@ -84,9 +84,11 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
     if args.verdicts:
         return {"verdicts": args.verdicts}
     if args.vllm_url:
-        from ..backends.vllm import from_vllm
+        from ..guard import LlamaGuard
 
-        factory = functools.partial(from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model)
+        factory = functools.partial(
+            LlamaGuard.from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model
+        )
         return {"guard_factory": factory}
     return {"model": args.model, "guard_options": {"device": args.device} if args.device else None}
 

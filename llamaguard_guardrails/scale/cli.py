@@ -75,10 +75,10 @@ def cmd_moderate(args: argparse.Namespace) -> int:
         raise ValueError("--max-line-mb must be > 0")
     options: dict[str, Any] = {}
     if args.vllm_url:
-        from ..backends.vllm import from_vllm
+        from ..guard import LlamaGuard
 
         options["guard_factory"] = functools.partial(
-            from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model
+            LlamaGuard.from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model
         )
     else:
         options["model"] = args.model

@@ -14,7 +14,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from ..backends.base import AnswerScores, GuardBackend
 from ..core.prompt import Prompt, PromptBuilder
@@ -86,10 +85,3 @@ class ScriptedBackend(GuardBackend):
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         return self.rule(self.conversation_text(prompt)) or ""
 
-
-def scripted_guard(model_dir: str | Path, rule: Rule, *, probability: ProbabilityRule | None = None, **kwargs):
-    """A ``LlamaGuard`` with the test model's real prompt builder and a scripted model step."""
-    from ..guard import LlamaGuard, load_prompt_builder
-
-    builder = load_prompt_builder(model_dir)
-    return LlamaGuard(ScriptedBackend(builder, rule, probability=probability), builder, **kwargs)
