@@ -444,6 +444,41 @@ def test_streamed_reasoning_is_checked_before_any_text_is_released(lg, mode):
     assert error is not None and error.stage == "output" and chunks == []
 
 
+#: Streams whose message chunks carry a ``name`` (LangChain's ``+`` drops it): the name reaches the caller.
+NAMED = {
+    "named_then_last": lambda word: [AIMessageChunk("Here it is.", name=f"{word}_bot"), AIMessageChunk("", chunk_position="last")],
+    "second_name_differs": lambda word: [AIMessageChunk("Here", name="chef"), AIMessageChunk(" it is.", name=f"{word}_bot")],
+}
+
+
+def named_streams(lg, mode: str) -> dict[str, Any]:
+    """Every streaming entry point over a chain that streams ``chunks``: (stream(chunks) -> chunks, error)."""
+    window = {"stream_mode": mode, "window_size": 8, "window_overlap": 4}
+    return {
+        "guard_chain.stream": lambda chunks: collect(guard_chain(streaming(*chunks), lg, **window).stream("hi")),
+        "guard_chain.astream": lambda chunks: run_async(acollect)(
+            guard_chain(streaming(*chunks), lg, **window).astream("hi")
+        ),
+        "output step .stream": lambda chunks: collect(
+            (streaming(*chunks) | LlamaGuardRunnable(lg, stage="output", **window)).stream("hi")
+        ),
+    }
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+@pytest.mark.parametrize("kind", list(NAMED))
+def test_a_streamed_chunks_name_is_shown_to_the_guard(lg, kind, mode):
+    """Adding message chunks drops their ``name``; every name a caller receives is still checked."""
+    for entry, run in named_streams(lg, mode).items():
+        chunks, error = run(NAMED[kind]("poison"))
+        assert error is not None and error.stage == "output", (entry, chunks)
+        assert "poison" not in repr(chunks), entry
+        sent = NAMED[kind]("bread")
+        chunks, error = run(sent)
+        assert error is None and chunks == sent, entry
+        assert "[name: bread_bot]" in lg.backend.seen[-1], entry
+
+
 def test_stream_windows_are_validated(lg):
     with pytest.raises(ValueError, match="window_size"):
         guard_chain(PROMPT, lg, stream_mode="windowed", window_size=0)

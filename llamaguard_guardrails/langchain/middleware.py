@@ -8,10 +8,11 @@ Four checks, each with its own policy, all on one shared guard:
   ends with a refusal ``AIMessage`` (``jump_to="end"``); the model is never called.
 - **output** (``wrap_model_call``): the model's answer, including the tool calls it proposes and
   provider-side tool calls in its content (``server_tool_call`` blocks such as a hosted code
-  interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag, so
-  ``stream_mode="messages"`` never shows tokens before they are checked (an ``after_model`` hook
-  would be too late: the tokens are already streamed). Blocked: the answer is replaced by a refusal
-  without tool calls, which ends the run.
+  interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag and
+  streaming off, so ``stream_mode="messages"`` never shows tokens before they are checked (an
+  ``after_model`` hook would be too late: the tokens are already streamed) and the answer is checked
+  whole, ``name`` included. Blocked: the answer is replaced by a refusal without tool calls, which
+  ends the run.
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
   run; the model gets an error ``ToolMessage`` instead.
 - **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
@@ -36,6 +37,7 @@ from langchain.agents.middleware import (
     ToolCallRequest,
     hook_config,
 )
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
@@ -65,8 +67,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         on_block: ``"end"`` (default: refuse and end the run / return error tool messages) or ``"raise"``.
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
-        buffer_model_output: run the model with the ``"nostream"`` tag so no token is streamed before
-            its check (default True; turning it off leaks unchecked tokens to ``stream_mode="messages"``).
+        buffer_model_output: run the model with the ``"nostream"`` tag and streaming off so no token is
+            streamed before its check (default True; turning it off leaks unchecked tokens to
+            ``stream_mode="messages"``).
         on_verdict: called with every verdict and its stage.
     """
 
@@ -166,15 +169,22 @@ class LlamaGuardMiddleware(AgentMiddleware):
     # -- model output -----------------------------------------------------------------------------
 
     def _buffered(self, request: ModelRequest) -> ModelRequest:
-        """The request with the model tagged "nostream": LangGraph streams none of its tokens."""
+        """The request with the model tagged "nostream" (LangGraph streams none of its tokens) and, for a chat
+        model, with streaming off: its answer arrives whole, with the fields that adding streamed chunks drops
+        (a chunk's ``name``), so the output check sees everything the answer carries."""
         if not self.buffer_model_output:
             return request
         model = request.model
         tags = list(getattr(model, "tags", None) or [])
-        if TAG_NOSTREAM in tags:
+        update: dict[str, Any] = {}
+        if TAG_NOSTREAM not in tags:
+            update["tags"] = [*tags, TAG_NOSTREAM]
+        if isinstance(model, BaseChatModel) and model.disable_streaming is not True:
+            update["disable_streaming"] = True
+        if not update:
             return request
         try:
-            tagged = model.model_copy(update={"tags": [*tags, TAG_NOSTREAM]})
+            tagged = model.model_copy(update=update)
         except AttributeError:
             log.warning(
                 "cannot tag %s with 'nostream': its tokens may stream before the output check",
