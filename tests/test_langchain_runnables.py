@@ -420,6 +420,33 @@ def test_chunks_that_do_not_add_up_are_each_checked_before_release_async(lg, kin
     assert "bomb" not in repr(chunks)
 
 
+@pytest.mark.parametrize("run", ["stream", "astream"])
+def test_a_blocked_stream_stops_the_wrapped_chain(lg, run):
+    """The block ends the wrapped chain's stream at once: nothing more is generated."""
+    state = {"sent": 0, "closed": False}
+    words = [UNSAFE_STEP, *["Then knead it."] * 50]
+
+    def gen(_: Any):
+        try:
+            for word in words:
+                state["sent"] += 1
+                yield word + " "
+        finally:
+            state["closed"] = True
+
+    async def agen(_: Any):
+        for chunk in gen(_):
+            yield chunk
+
+    chain = guard_chain(RunnableLambda(gen, afunc=agen), lg, stream_mode="windowed", window_size=8, window_overlap=4)
+    if run == "stream":
+        chunks, error = collect(chain.stream("hi"))
+    else:
+        chunks, error = run_async(acollect)(chain.astream("hi"))
+    assert error is not None and error.stage == "output" and chunks == []
+    assert state["closed"] and state["sent"] < len(words)
+
+
 @pytest.mark.parametrize("mode", ["buffered", "windowed"])
 def test_safe_chunks_that_do_not_add_up_are_all_shown_then_released_in_order(lg, mode):
     sent = ["Mix flour and water. ", AIMessageChunk("Knead it well."), {"tip": "Let it rest."}, "Bake an hour."]

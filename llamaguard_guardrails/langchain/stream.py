@@ -83,10 +83,6 @@ def _fold_messages(a: BaseMessageChunk, b: BaseMessageChunk) -> Any:
     return folded.model_copy(update={"name": name}) if name and folded.name != name else folded
 
 
-def folds(a: Any, b: Any) -> bool:
-    return fold_pair(a, b) is not _NO_FOLD
-
-
 def validate_window(mode: str, window_size: int, overlap: int) -> None:
     if mode not in ("buffered", "windowed"):
         raise InvalidPolicyError(f"stream_mode must be 'buffered' or 'windowed', got {mode!r}")
@@ -176,16 +172,8 @@ class StreamWindow:
             return [self._whole(i) for i in range(len(self.segments))]
         return [self._whole(len(self.segments) - 1)]
 
-    @property
-    def empty(self) -> bool:
-        return not self.chunks
-
-    @property
-    def text(self) -> str:
-        """The plain text of the current segment."""
-        return self.segments[-1].text if self.segments else ""
-
     def sample(self) -> Any:
+        """The last chunk held: what a refusal at the end of the stream is shaped like."""
         return self.chunks[-1] if self.chunks else None
 
     # -- internals --------------------------------------------------------------------------------
