@@ -56,13 +56,12 @@ def lg(test_model_dir):
 
 
 def test_callback_handler_checks_inputs_and_outputs_and_records_verdicts(lg):
-    sunk = []
-    handler = LlamaGuardCallbackHandler(lg, sink=sunk.append)
+    seen = []
+    handler = LlamaGuardCallbackHandler(lg, on_verdict=lambda verdict, stage: seen.append((stage, verdict.safe)))
     assert handler.raise_error is True
     model = scripted_model("Bread needs flour.")
     assert model.invoke("How do I bake bread?", config={"callbacks": [handler]}).content == "Bread needs flour."
-    assert [(r.stage, r.verdict.safe) for r in handler.records] == [("input", True), ("output", True)]
-    assert sunk == handler.records
+    assert [(r.stage, r.verdict.safe) for r in handler.records] == [("input", True), ("output", True)] == seen
     assert "Agent: Bread needs flour." in lg.backend.seen[-1] and "How do I bake bread?" in lg.backend.seen[-1]
 
 

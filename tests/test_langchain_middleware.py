@@ -130,6 +130,19 @@ def test_streamed_messages_never_show_unchecked_tokens(lg):
     assert "Bread needs flour." in texts(streamed)
 
 
+def test_the_answers_name_is_checked_when_the_agent_streams(lg):
+    """Adding streamed chunks drops an answer's ``name``: the model runs unstreamed, so its whole answer is checked."""
+    model = scripted_model(AIMessage("Here it is.", name="poison_bot"))
+    agent = create_agent(model, middleware=[LlamaGuardMiddleware(lg)])
+    final = []
+    for mode, item in agent.stream(ask("Tell me a story"), stream_mode=["messages", "values"]):
+        if mode == "values":
+            final = item["messages"]
+        else:
+            assert blocked_verdict(item[0]) is not None or isinstance(item[0], HumanMessage), item
+    assert blocked_verdict(final[-1]).categories == ["S1"]
+
+
 def test_without_buffering_the_tokens_leak(lg):
     """Why the middleware tags the model "nostream": an output check after the model is too late for streams."""
     middleware = LlamaGuardMiddleware(lg, buffer_model_output=False)

@@ -420,6 +420,33 @@ def test_chunks_that_do_not_add_up_are_each_checked_before_release_async(lg, kin
     assert "bomb" not in repr(chunks)
 
 
+@pytest.mark.parametrize("run", ["stream", "astream"])
+def test_a_blocked_stream_stops_the_wrapped_chain(lg, run):
+    """The block ends the wrapped chain's stream at once: nothing more is generated."""
+    state = {"sent": 0, "closed": False}
+    words = [UNSAFE_STEP, *["Then knead it."] * 50]
+
+    def gen(_: Any):
+        try:
+            for word in words:
+                state["sent"] += 1
+                yield word + " "
+        finally:
+            state["closed"] = True
+
+    async def agen(_: Any):
+        for chunk in gen(_):
+            yield chunk
+
+    chain = guard_chain(RunnableLambda(gen, afunc=agen), lg, stream_mode="windowed", window_size=8, window_overlap=4)
+    if run == "stream":
+        chunks, error = collect(chain.stream("hi"))
+    else:
+        chunks, error = run_async(acollect)(chain.astream("hi"))
+    assert error is not None and error.stage == "output" and chunks == []
+    assert state["closed"] and state["sent"] < len(words)
+
+
 @pytest.mark.parametrize("mode", ["buffered", "windowed"])
 def test_safe_chunks_that_do_not_add_up_are_all_shown_then_released_in_order(lg, mode):
     sent = ["Mix flour and water. ", AIMessageChunk("Knead it well."), {"tip": "Let it rest."}, "Bake an hour."]
@@ -442,6 +469,41 @@ def test_streamed_reasoning_is_checked_before_any_text_is_released(lg, mode):
     guarded = guard_chain(streaming(*chunks_in), lg, stream_mode=mode, window_size=8, window_overlap=4)
     chunks, error = collect(guarded.stream("bread?"))
     assert error is not None and error.stage == "output" and chunks == []
+
+
+#: Streams whose message chunks carry a ``name`` (LangChain's ``+`` drops it): the name reaches the caller.
+NAMED = {
+    "named_then_last": lambda word: [AIMessageChunk("Here it is.", name=f"{word}_bot"), AIMessageChunk("", chunk_position="last")],
+    "second_name_differs": lambda word: [AIMessageChunk("Here", name="chef"), AIMessageChunk(" it is.", name=f"{word}_bot")],
+}
+
+
+def named_streams(lg, mode: str) -> dict[str, Any]:
+    """Every streaming entry point over a chain that streams ``chunks``: (stream(chunks) -> chunks, error)."""
+    window = {"stream_mode": mode, "window_size": 8, "window_overlap": 4}
+    return {
+        "guard_chain.stream": lambda chunks: collect(guard_chain(streaming(*chunks), lg, **window).stream("hi")),
+        "guard_chain.astream": lambda chunks: run_async(acollect)(
+            guard_chain(streaming(*chunks), lg, **window).astream("hi")
+        ),
+        "output step .stream": lambda chunks: collect(
+            (streaming(*chunks) | LlamaGuardRunnable(lg, stage="output", **window)).stream("hi")
+        ),
+    }
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+@pytest.mark.parametrize("kind", list(NAMED))
+def test_a_streamed_chunks_name_is_shown_to_the_guard(lg, kind, mode):
+    """Adding message chunks drops their ``name``; every name a caller receives is still checked."""
+    for entry, run in named_streams(lg, mode).items():
+        chunks, error = run(NAMED[kind]("poison"))
+        assert error is not None and error.stage == "output", (entry, chunks)
+        assert "poison" not in repr(chunks), entry
+        sent = NAMED[kind]("bread")
+        chunks, error = run(sent)
+        assert error is None and chunks == sent, entry
+        assert "[name: bread_bot]" in lg.backend.seen[-1], entry
 
 
 def test_stream_windows_are_validated(lg):

@@ -35,9 +35,11 @@ from pydantic import ConfigDict, Field
 from ..core.errors import InvalidConversationError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
+from ..enforce import OnVerdict, report
 from ..guard import LlamaGuard
-from . import _common
-from ._common import OnVerdict
+from . import _steps
+from ._common import before_proposing_turn
+from ._steps import Classify, Steps
 from .convert import OpenAIMessage, message_to_openai, to_messages, tool_call_message
 
 _IMAGE_TYPES = ("image", "image_url")
@@ -81,15 +83,17 @@ class LlamaGuardDecisionModel(BaseDecisionModel):
             kwargs["guard"] = guard
         super().__init__(**kwargs)
 
-    def _classify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
+    def _decide(self, state: State, questions: dict[str, Question]) -> Steps[ClassifierResponse]:
         _require_nouls(questions)
-        verdict = _common.classify(self.guard, state_messages(state), "decision", self.policy, self.on_verdict)
+        (verdict,) = yield Classify(self.guard, [state_messages(state)], self.policy)
+        report(verdict, "decision", self.on_verdict)  # the consumer decides at 0.5: this model never blocks
         return self._answers(verdict, questions)
 
+    def _classify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
+        return _steps.run(self._decide(state, questions))
+
     async def _aclassify(self, state: State, questions: dict[str, Question]) -> ClassifierResponse:
-        _require_nouls(questions)
-        verdict = await _common.aclassify(self.guard, state_messages(state), "decision", self.policy, self.on_verdict)
-        return self._answers(verdict, questions)
+        return await _steps.arun(self._decide(state, questions))
 
     def _answers(self, verdict: Verdict, questions: dict[str, Question]) -> ClassifierResponse:
         answers: dict[str, Any] = {name: NoulAnswer(type="noul", noul=decision_probability(verdict)) for name in questions}
@@ -132,7 +136,7 @@ def _tool_call_state(state: Mapping[str, Any]) -> list[OpenAIMessage]:
     call = state["tool_call"]
     if not isinstance(call, Mapping) or not call.get("name"):
         raise InvalidConversationError("state['tool_call'] must be a dict with a 'name' and 'args'")
-    messages = _common.before_proposing_turn(list(state.get("messages") or []), call.get("id"))
+    messages = before_proposing_turn(list(state.get("messages") or []), call.get("id"))
     context = [message_to_openai(m) if isinstance(m, BaseMessage) else m for m in messages]
     context = to_messages(context) if context else []
     return context + [tool_call_message(call["name"], call.get("args", {}), call.get("id"))]

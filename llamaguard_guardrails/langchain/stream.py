@@ -1,9 +1,10 @@
 """Deciding which streamed chunks may be released, so no unchecked content ever reaches the caller.
 
 Chunks are folded as LangChain adds them up (strings, message chunks of one type, ``AddableDict``
-and generation chunks). Chunks that cannot be added to what came before (plain dicts such as
-LangGraph ``stream_mode="updates"`` yields, a string then a message chunk, whole messages, lists)
-start a new *segment*. Every segment is checked as the last output, in the context of the input
+and generation chunks), keeping the message ``name`` that LangChain's ``+`` drops. Chunks that
+cannot be added to what came before (plain dicts such as LangGraph ``stream_mode="updates"``
+yields, a string then a message chunk, message chunks with different names, whole messages,
+lists) start a new *segment*. Every segment is checked as the last output, in the context of the input
 and of the segments before it, so every chunk's content is shown to the guard before it is
 released; a chunk the guard cannot read raises :class:`InvalidConversationError` (the stream fails
 closed).
@@ -61,14 +62,25 @@ def fold_pair(a: Any, b: Any) -> Any:
     )
     if not addable:
         return _NO_FOLD
+    if isinstance(a, BaseMessageChunk):
+        return _fold_messages(a, b)
     try:
         return a + b
     except (TypeError, ValueError):
         return _NO_FOLD
 
 
-def folds(a: Any, b: Any) -> bool:
-    return fold_pair(a, b) is not _NO_FOLD
+def _fold_messages(a: BaseMessageChunk, b: BaseMessageChunk) -> Any:
+    """``a + b`` keeping the ``name`` that LangChain's ``+`` drops; chunks with different names do not fold,
+    so every name a caller receives is shown to the guard with its segment."""
+    if a.name and b.name and a.name != b.name:
+        return _NO_FOLD
+    try:
+        folded = a + b
+    except (TypeError, ValueError):
+        return _NO_FOLD
+    name = a.name or b.name
+    return folded.model_copy(update={"name": name}) if name and folded.name != name else folded
 
 
 def validate_window(mode: str, window_size: int, overlap: int) -> None:
@@ -160,16 +172,8 @@ class StreamWindow:
             return [self._whole(i) for i in range(len(self.segments))]
         return [self._whole(len(self.segments) - 1)]
 
-    @property
-    def empty(self) -> bool:
-        return not self.chunks
-
-    @property
-    def text(self) -> str:
-        """The plain text of the current segment."""
-        return self.segments[-1].text if self.segments else ""
-
     def sample(self) -> Any:
+        """The last chunk held: what a refusal at the end of the stream is shaped like."""
         return self.chunks[-1] if self.chunks else None
 
     # -- internals --------------------------------------------------------------------------------
