@@ -15,8 +15,8 @@ Streams are buffered and checked before anything is released: no unchecked text 
 (the first chunk arrives when the whole answer has been generated and checked). A Responses stream is
 checked on its items and on every streamed text, refusal, reasoning and argument delta the items do not
 hold, so a stream that ends without them (``response.failed``, a cut connection) is checked too.
-What the guard cannot be shown (chat ``audio``, an unknown field, Responses item type or stream event)
-raises ``InvalidConversationError``, and nothing is released.
+What the guard cannot be shown (chat ``audio``, an unknown field, Responses item type or stream event, a
+tool call without a name) raises ``InvalidConversationError``, and nothing is released.
 
 On a block the wrapper raises :class:`UnsafeContentError` (``on_block="raise"``, the default; ``.stage``
 is ``"input"``, ``"tool_result"``, ``"output"`` or ``"tool_call"``) or returns a refusal of the same
@@ -346,8 +346,7 @@ class _ChatStreamCheck:
         checks = []
         for answer in answers.values():
             for n, call in enumerate(answer.get("tool_calls", [])):
-                call["id"] = call["id"] or f"call_{n}"
-                call["function"]["name"] = call["function"].get("name") or "unknown_tool"
+                call["id"] = call["id"] or f"call_{n}"  # a nameless call stays nameless: the core refuses it
             message = _answer(answer)
             if message is not None:
                 checks.append((self.messages + [message], output_stage(message)))
@@ -619,7 +618,7 @@ class _Turn:
             self.parts.append(part)
 
     def add_call(self, call_id: Any, name: Any, arguments: Any) -> None:
-        call = {"id": call_id, "type": "function", "function": {"name": name or "unknown_tool", "arguments": arguments}}
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
         for n, known in enumerate(self.calls):
             if known["function"] == call["function"] or (known["id"] == call_id and not arguments):
                 return
@@ -639,7 +638,7 @@ class _Turn:
             return
         if kind == "arguments":
             if all(call["function"]["arguments"] != text for call in self.calls):
-                function = {"name": name or "unknown_tool", "arguments": text}
+                function = {"name": name, "arguments": text}
                 self.calls.append({"id": call_id, "type": "function", "function": function})
         elif text not in _part_texts(self.parts, kind):
             self.parts.append({"type": kind, kind: text} if kind != "text" else {"type": "text", "text": text})

@@ -7,8 +7,6 @@ Issue 13 lists items 1-13; "NEW" marks holes this suite found that the issue doe
 from __future__ import annotations
 
 ITEM_2_STREAM = "issue 13 item 2: a streamed AIMessageChunk's name is not shown to the guard"
-ITEM_4 = "issue 13 item 4: guard_client releases this unchecked"
-NEW_NAMELESS = "NEW: guard_client checks a tool call without a name as 'unknown_tool' and releases it"
 
 CORE = ("LlamaGuard.classify", "LlamaGuard.aclassify", "LlamaGuard.classify_batch", "LlamaGuard.check")
 OPENAI_FORMAT = (*CORE, "llama stack run_shield", "moderate (local)", "CLI check")
@@ -32,8 +30,6 @@ def _cells(entries: tuple[str, ...] | str, cases: tuple[str, ...], why: str) -> 
 
 KNOWN: dict[tuple[str, str], str] = {
     **_cells(("LlamaGuardRunnable (output) .stream", *STREAMS, "LlamaGuardMiddleware .stream(messages)"), ("a.assistant_name",), ITEM_2_STREAM),
-    **_cells(("guard_client responses",), ("b.responses_unknown_item",), ITEM_4 + ": an unknown Responses output item"),
-    **_cells((*CHAT_STREAMS, *RESPONSES), ("b.call_without_name",), NEW_NAMELESS),
 }
 
 
