@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ from llama_stack_client import APIError, AsyncLlamaStackClient, BadRequestError,
 from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
-from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails import InvalidPolicyError, Policy, UnsafeContentError
 from llamaguard_guardrails.llama_stack import RUN_CONFIG, guard_client
 from llamaguard_guardrails.testing import scripted_guard
 
@@ -662,8 +663,7 @@ class FakeShieldStore:
 def make_impl(config: dict[str, Any], guard: Any = None, **shield_params: Any) -> Any:
     from llama_stack_api import Shield
 
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig
-    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl
+    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl
 
     impl = LlamaGuardSafetyImpl(LlamaGuardProviderConfig(**config), guard=guard)
     shield = Shield(identifier="lg", provider_id="llamaguard", provider_resource_id="lg-model", params=shield_params)
@@ -676,14 +676,16 @@ def test_provider_spec_has_no_inference_dependency():
 
     spec = get_provider_spec()
     assert spec.provider_type == "inline::llamaguard-guardrails"
-    assert spec.module == "llamaguard_guardrails.llama_stack" and spec.api_dependencies == []
+    assert spec.api_dependencies == []
+    # Llama Stack builds the provider with get_provider_impl of the spec's module; the run config names the package
+    assert spec.module == "llamaguard_guardrails.llama_stack.provider"
+    assert callable(importlib.import_module(spec.module).get_provider_impl)
 
 
 def test_provider_config_reads_run_config_values_and_rejects_bad_ones():
     from pydantic import ValidationError
 
-    from llamaguard_guardrails import InvalidPolicyError
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig, shield_policy
+    from llamaguard_guardrails.llama_stack.provider.config import LlamaGuardProviderConfig, shield_policy
 
     # what ${env.X:=} substitution produces: strings, None for empty
     config = LlamaGuardProviderConfig(model="m", device=None, dtype=None, excluded_categories="S6, S8", threshold=0.4)
@@ -761,7 +763,7 @@ def test_bad_requests_raise_typed_errors_that_llama_stack_answers_cleanly(test_m
     from fastapi import HTTPException
     from llama_stack_api import RunModerationRequest, RunShieldRequest, Shield
 
-    from llamaguard_guardrails import InvalidConversationError, InvalidPolicyError
+    from llamaguard_guardrails import InvalidConversationError
 
     impl = make_impl({"model": str(test_model_dir)}, keyword_guard)
     bad_shield = Shield(identifier="b", provider_id="llamaguard", provider_resource_id="b", params={"treshold": 1})
@@ -917,6 +919,43 @@ def test_wrapper_refuse_mode_returns_refusals(raw_client, keyword_guard):
     events = list(guarded.responses.create(model=MODEL, input="scenario:unsafe-answer", stream=True))
     assert events[-1].type == "response.completed" and events[-1].response.output_text == "Not allowed."
     assert "bomb" not in json.dumps([e.model_dump() for e in events]).lower()
+
+
+def test_wrapper_reports_every_verdict_and_words_refusals_per_stage(raw_client, keyword_guard):
+    seen: list[tuple[bool, str]] = []
+    guarded = guard_client(
+        raw_client,
+        keyword_guard,
+        on_block="refuse",
+        refusal_message=lambda verdict, stage: f"Blocked at {stage} ({', '.join(verdict.categories)}).",
+        on_verdict=lambda verdict, stage: seen.append((verdict.safe, stage)),
+    )
+    fine = guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "bread?"}])
+    assert fine.choices[0].finish_reason == "stop" and seen == [(True, "input"), (True, "output")]
+    seen.clear()
+    answer = guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "scenario:unsafe-answer"}]
+    )
+    assert answer.choices[0].message.content == "Blocked at output (S9)."
+    assert seen == [(True, "input"), (False, "output")]
+    seen.clear()
+    events = list(guarded.responses.create(model=MODEL, input="a bomb?", stream=True))
+    assert events[-1].response.output_text == "Blocked at input (S9)." and seen == [(False, "input")]
+    with pytest.raises(InvalidPolicyError, match="on_block"):
+        guard_client(raw_client, keyword_guard, on_block="end")
+
+
+def test_old_import_paths_still_work():
+    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl, get_provider_impl
+    from llamaguard_guardrails.llama_stack.client_guard import GuardedLlamaStackClient
+    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig as config_path
+    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl as impl_path
+    from llamaguard_guardrails.llama_stack.provider import get_provider_impl as factory
+
+    assert (
+        config_path is LlamaGuardProviderConfig and impl_path is LlamaGuardSafetyImpl and factory is get_provider_impl
+    )
+    assert GuardedLlamaStackClient.__module__ == "llamaguard_guardrails.llama_stack.client.proxy"
 
 
 def test_wrapper_responses_sync_and_streaming(raw_client, keyword_guard):
@@ -1100,7 +1139,9 @@ class UncontrolledStack(BaseHTTPRequestHandler):
             extra = [{"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": NAMELESS_ARGUMENTS}]
         elif "partial" in json.dumps(body["input"]):  # a known item, and an unknown event
             item = {"type": "message", "role": "assistant", "content": "Your picture."}
-            extra = [{"type": "response.image_generation_call.partial_image", "item_id": "ig_1", "partial_image_b64": "AA"}]
+            extra = [
+                {"type": "response.image_generation_call.partial_image", "item_id": "ig_1", "partial_image_b64": "AA"}
+            ]
         else:
             item, extra = IMAGE_ITEM, []
         done = {**head, "status": "completed", "output": [item]}
@@ -1117,7 +1158,11 @@ class UncontrolledStack(BaseHTTPRequestHandler):
         head = {"id": "chatcmpl-1", "created": 0, "model": model}
         call = {"id": "call_1", "type": "function", "function": {"arguments": NAMELESS_ARGUMENTS}}
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
-        completion = {**head, "object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+        completion = {
+            **head,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        }
         deltas = [{"role": "assistant", "tool_calls": [{**call, "index": 0}]}, {}]
         chunks = [
             {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": f}]}
