@@ -35,9 +35,11 @@ from llama_stack_api import (
 )
 
 from ...core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
+from ...core.decision import failure_verdict
 from ...core.errors import GuardError, InvalidConversationError, InvalidPolicyError
 from ...core.policy import Policy
 from ...core.verdict import Verdict
+from ...enforce import Refusal, enforce
 from ...guard import LlamaGuard
 from .config import LlamaGuardProviderConfig, shield_policy
 
@@ -223,32 +225,36 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             "test_model": bool(guard and guard.is_test_model),
         }
 
+    def _refusal_text(self, verdict: Verdict, stage: str) -> str:
+        """The config's message for a block: ``error_user_message`` when the guard failed, else ``user_message``."""
+        return self.config.error_user_message if verdict.error else self.config.user_message
+
+    def _enforce(self, verdict: Verdict, stage: str) -> Refusal | None:
+        return enforce(verdict, stage, on_block="refuse", refusal_message=self._refusal_text)
+
     def _violation(self, verdict: Verdict, shield: Shield) -> SafetyViolation | None:
         """ERROR when blocked (also when the guard failed under fail-closed); WARN for a fail-open error."""
-        if verdict.safe and verdict.error is None:
-            return None
+        refusal = self._enforce(verdict, "output" if verdict.checked_role == "Agent" else "input")
         metadata = self._metadata(verdict) | {"shield_id": shield.identifier}
-        if verdict.safe:  # fail-open: let it through, but say that nothing was checked
+        if refusal is not None:
+            return SafetyViolation(violation_level=ViolationLevel.ERROR, user_message=refusal.text, metadata=metadata)
+        if verdict.error is not None:  # fail-open: let it through, but say that nothing was checked
             return SafetyViolation(violation_level=ViolationLevel.WARN, user_message=None, metadata=metadata)
-        message = self.config.error_user_message if verdict.error else self.config.user_message
-        return SafetyViolation(violation_level=ViolationLevel.ERROR, user_message=message, metadata=metadata)
+        return None
 
     def _moderation_result(self, verdict: Verdict, policy: Policy, extra: dict[str, Any]) -> ModerationObjectResults:
+        refusal = self._enforce(verdict, "input")
         codes = [*LLAMA_GUARD_4_CATEGORIES, *policy.custom_names]
         names = {code: category_name(code, policy.custom_names) for code in codes}
         violated = set(verdict.categories)
-        flagged = not verdict.safe
-        message = None
-        if flagged:
-            message = self.config.error_user_message if verdict.error else self.config.user_message
         return ModerationObjectResults(
-            flagged=flagged,
+            flagged=refusal is not None,
             categories={name: code in violated for code, name in names.items()},
             category_scores={
                 name: verdict.unsafe_probability if code in violated else 0.0 for code, name in names.items()
             },
             category_applied_input_types={name: ["text"] if code in violated else [] for code, name in names.items()},
-            user_message=message,
+            user_message=refusal.text if refusal is not None else None,
             metadata=self._metadata(verdict) | extra,
         )
 
@@ -272,16 +278,3 @@ def message_to_dict(message: Any) -> dict[str, Any]:
     if not callable(dump):
         raise ShieldConversationError(f"a message must be an OpenAI-format message, got {type(message).__name__}")
     return dump(mode="json", exclude_none=True)
-
-
-def failure_verdict(exc: BaseException, policy: Policy) -> Verdict:
-    """The fail-mode verdict when the guard itself could not run (e.g. the model failed to load)."""
-    fail_open = policy.fail_mode == "open"
-    message = f"{type(exc).__name__}: {exc}"
-    if fail_open:
-        log.error("Llama Guard failed, letting content through (fail_mode=open)", error=message)
-    else:
-        log.warning("Llama Guard failed, blocking (fail_mode=closed)", error=message)
-    return Verdict(
-        safe=fail_open, unsafe_probability=0.0 if fail_open else 1.0, threshold=policy.threshold, error=message
-    )
