@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ from llama_stack_client import APIError, AsyncLlamaStackClient, BadRequestError,
 from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
-from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails import InvalidPolicyError, Policy, UnsafeContentError
 from llamaguard_guardrails.llama_stack import RUN_CONFIG, guard_client
 from llamaguard_guardrails.testing import scripted_guard
 
@@ -662,8 +663,7 @@ class FakeShieldStore:
 def make_impl(config: dict[str, Any], guard: Any = None, **shield_params: Any) -> Any:
     from llama_stack_api import Shield
 
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig
-    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl
+    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl
 
     impl = LlamaGuardSafetyImpl(LlamaGuardProviderConfig(**config), guard=guard)
     shield = Shield(identifier="lg", provider_id="llamaguard", provider_resource_id="lg-model", params=shield_params)
@@ -676,14 +676,16 @@ def test_provider_spec_has_no_inference_dependency():
 
     spec = get_provider_spec()
     assert spec.provider_type == "inline::llamaguard-guardrails"
-    assert spec.module == "llamaguard_guardrails.llama_stack" and spec.api_dependencies == []
+    assert spec.api_dependencies == []
+    # Llama Stack builds the provider with get_provider_impl of the spec's module; the run config names the package
+    assert spec.module == "llamaguard_guardrails.llama_stack.provider"
+    assert callable(importlib.import_module(spec.module).get_provider_impl)
 
 
 def test_provider_config_reads_run_config_values_and_rejects_bad_ones():
     from pydantic import ValidationError
 
-    from llamaguard_guardrails import InvalidPolicyError
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig, shield_policy
+    from llamaguard_guardrails.llama_stack.provider.config import LlamaGuardProviderConfig, shield_policy
 
     # what ${env.X:=} substitution produces: strings, None for empty
     config = LlamaGuardProviderConfig(model="m", device=None, dtype=None, excluded_categories="S6, S8", threshold=0.4)
@@ -761,7 +763,7 @@ def test_bad_requests_raise_typed_errors_that_llama_stack_answers_cleanly(test_m
     from fastapi import HTTPException
     from llama_stack_api import RunModerationRequest, RunShieldRequest, Shield
 
-    from llamaguard_guardrails import InvalidConversationError, InvalidPolicyError
+    from llamaguard_guardrails import InvalidConversationError
 
     impl = make_impl({"model": str(test_model_dir)}, keyword_guard)
     bad_shield = Shield(identifier="b", provider_id="llamaguard", provider_resource_id="b", params={"treshold": 1})
@@ -917,6 +919,43 @@ def test_wrapper_refuse_mode_returns_refusals(raw_client, keyword_guard):
     events = list(guarded.responses.create(model=MODEL, input="scenario:unsafe-answer", stream=True))
     assert events[-1].type == "response.completed" and events[-1].response.output_text == "Not allowed."
     assert "bomb" not in json.dumps([e.model_dump() for e in events]).lower()
+
+
+def test_wrapper_reports_every_verdict_and_words_refusals_per_stage(raw_client, keyword_guard):
+    seen: list[tuple[bool, str]] = []
+    guarded = guard_client(
+        raw_client,
+        keyword_guard,
+        on_block="refuse",
+        refusal_message=lambda verdict, stage: f"Blocked at {stage} ({', '.join(verdict.categories)}).",
+        on_verdict=lambda verdict, stage: seen.append((verdict.safe, stage)),
+    )
+    fine = guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "bread?"}])
+    assert fine.choices[0].finish_reason == "stop" and seen == [(True, "input"), (True, "output")]
+    seen.clear()
+    answer = guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "scenario:unsafe-answer"}]
+    )
+    assert answer.choices[0].message.content == "Blocked at output (S9)."
+    assert seen == [(True, "input"), (False, "output")]
+    seen.clear()
+    events = list(guarded.responses.create(model=MODEL, input="a bomb?", stream=True))
+    assert events[-1].response.output_text == "Blocked at input (S9)." and seen == [(False, "input")]
+    with pytest.raises(InvalidPolicyError, match="on_block"):
+        guard_client(raw_client, keyword_guard, on_block="end")
+
+
+def test_old_import_paths_still_work():
+    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl, get_provider_impl
+    from llamaguard_guardrails.llama_stack.client_guard import GuardedLlamaStackClient
+    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig as config_path
+    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl as impl_path
+    from llamaguard_guardrails.llama_stack.provider import get_provider_impl as factory
+
+    assert (
+        config_path is LlamaGuardProviderConfig and impl_path is LlamaGuardSafetyImpl and factory is get_provider_impl
+    )
+    assert GuardedLlamaStackClient.__module__ == "llamaguard_guardrails.llama_stack.client.proxy"
 
 
 def test_wrapper_responses_sync_and_streaming(raw_client, keyword_guard):
@@ -1079,36 +1118,67 @@ def test_wrapper_checks_mcp_approval_requests_and_listed_tools(raw_client, keywo
 
 
 IMAGE_ITEM = {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "iVBORw0KGgo="}
+NAMELESS_ARGUMENTS = json.dumps({"path": "/"})
 
 
 class UncontrolledStack(BaseHTTPRequestHandler):
-    """A Llama Stack server you do not control, answering ``responses.create`` with an item type (or stream
-    event) the client-side guard does not know: an image generation whose picture it cannot see."""
+    """A Llama Stack server you do not control. ``responses.create`` answers with an item type (or stream event)
+    the client-side guard does not know: an image generation whose picture it cannot see; asked for
+    ``nameless``, chat completions and responses propose a tool call without a name."""
 
     def log_message(self, *args: Any) -> None:
         pass
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self.path.endswith("/chat/completions"):
+            return self._answer(body, *self._nameless_chat(body["model"]))
         head = {"id": "resp_1", "object": "response", "created_at": 0, "model": body["model"]}
-        with_partial = "partial" in json.dumps(body["input"])  # a known item, and an unknown event
-        item = {"type": "message", "role": "assistant", "content": "Your picture."} if with_partial else IMAGE_ITEM
+        if "nameless" in json.dumps(body["input"]):
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "arguments": NAMELESS_ARGUMENTS}
+            extra = [{"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": NAMELESS_ARGUMENTS}]
+        elif "partial" in json.dumps(body["input"]):  # a known item, and an unknown event
+            item = {"type": "message", "role": "assistant", "content": "Your picture."}
+            extra = [
+                {"type": "response.image_generation_call.partial_image", "item_id": "ig_1", "partial_image_b64": "AA"}
+            ]
+        else:
+            item, extra = IMAGE_ITEM, []
         done = {**head, "status": "completed", "output": [item]}
+        events = [
+            {"type": "response.created", "response": {**head, "status": "in_progress", "output": []}},
+            {"type": "response.output_item.added", "output_index": 0, "item": item},
+            *extra,
+            {"type": "response.completed", "response": done},
+        ]
+        self._answer(body, done, events)
+
+    @staticmethod
+    def _nameless_chat(model: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        head = {"id": "chatcmpl-1", "created": 0, "model": model}
+        call = {"id": "call_1", "type": "function", "function": {"arguments": NAMELESS_ARGUMENTS}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        completion = {
+            **head,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        }
+        deltas = [{"role": "assistant", "tool_calls": [{**call, "index": 0}]}, {}]
+        chunks = [
+            {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": f}]}
+            for d, f in zip(deltas, (None, "tool_calls"), strict=True)
+        ]
+        return completion, chunks
+
+    def _answer(self, body: dict[str, Any], whole: dict[str, Any], events: list[dict[str, Any]]) -> None:
         if not body.get("stream"):
-            data = json.dumps(done).encode()
+            data = json.dumps(whole).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
             return
-        partial = {"type": "response.image_generation_call.partial_image", "item_id": "ig_1", "partial_image_b64": "AA"}
-        events = [
-            {"type": "response.created", "response": {**head, "status": "in_progress", "output": []}},
-            {"type": "response.output_item.added", "output_index": 0, "item": item},
-            *([partial] if with_partial else []),
-            {"type": "response.completed", "response": done},
-        ]
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -1116,23 +1186,62 @@ class UncontrolledStack(BaseHTTPRequestHandler):
             self.wfile.write(f"data: {json.dumps({**event, 'sequence_number': n})}\n\n".encode())
 
 
-def test_wrapper_refuses_output_items_and_stream_events_it_does_not_know(keyword_guard):
-    from llamaguard_guardrails import InvalidConversationError
-
+@pytest.fixture
+def uncontrolled_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), UncontrolledStack)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        raw = LlamaStackClient(base_url=f"http://127.0.0.1:{server.server_address[1]}", max_retries=0)
-        assert raw.responses.create(model=MODEL, input="draw").output[0].type == "image_generation_call"
-        guarded = guard_client(raw, keyword_guard)
-        with pytest.raises(InvalidConversationError, match=r"type 'image_generation_call'.*cannot check"):
-            guarded.responses.create(model=MODEL, input="draw")
-        for prompt, match in (("draw", "image_generation_call"), ("draw partial", "partial_image")):
-            received: list[Any] = []
-            with pytest.raises(InvalidConversationError, match=match):
-                for event in guarded.responses.create(model=MODEL, input=prompt, stream=True):
-                    received.append(event)
-            assert received == []
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_wrapper_refuses_output_items_and_stream_events_it_does_not_know(keyword_guard, uncontrolled_url):
+    from llamaguard_guardrails import InvalidConversationError
+
+    raw = LlamaStackClient(base_url=uncontrolled_url, max_retries=0)
+    assert raw.responses.create(model=MODEL, input="draw").output[0].type == "image_generation_call"
+    guarded = guard_client(raw, keyword_guard)
+    with pytest.raises(InvalidConversationError, match=r"type 'image_generation_call'.*cannot check"):
+        guarded.responses.create(model=MODEL, input="draw")
+    for prompt, match in (("draw", "image_generation_call"), ("draw partial", "partial_image")):
+        received: list[Any] = []
+        with pytest.raises(InvalidConversationError, match=match):
+            for event in guarded.responses.create(model=MODEL, input=prompt, stream=True):
+                received.append(event)
+        assert received == []
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")  # the client's types want a name
+def test_wrapper_refuses_a_tool_call_without_a_name_as_the_core_does(keyword_guard, uncontrolled_url):
+    """A nameless call is not checked as some placeholder tool and released: every path raises, nothing is released."""
+    from llamaguard_guardrails import InvalidConversationError
+
+    raw = LlamaStackClient(base_url=uncontrolled_url, max_retries=0)
+    ask = [{"role": "user", "content": "nameless"}]
+    assert raw.chat.completions.create(model=MODEL, messages=ask).choices[0].message.tool_calls[0].function.name is None
+    guarded = guard_client(raw, keyword_guard)
+    calls = {
+        "chat": lambda stream: guarded.chat.completions.create(model=MODEL, messages=ask, stream=stream),
+        "responses": lambda stream: guarded.responses.create(model=MODEL, input="nameless", stream=stream),
+    }
+    for api, call in calls.items():
+        for stream in (False, True):
+            received: list[Any] = []
+            with pytest.raises(InvalidConversationError, match="no function name"):
+                result = call(stream)
+                received.extend(result if stream else [result])
+            assert received == [], (api, stream)
+
+    async def streamed_async(api: str) -> list[Any]:
+        aguarded = guard_client(AsyncLlamaStackClient(base_url=uncontrolled_url, max_retries=0), keyword_guard)
+        if api == "chat":
+            stream = await aguarded.chat.completions.create(model=MODEL, messages=ask, stream=True)
+        else:
+            stream = await aguarded.responses.create(model=MODEL, input="nameless", stream=True)
+        return [event async for event in stream]
+
+    for api in calls:
+        with pytest.raises(InvalidConversationError, match="no function name"):
+            asyncio.run(streamed_async(api))

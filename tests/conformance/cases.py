@@ -260,12 +260,15 @@ def _call_fragments(arguments: str) -> list[dict[str, Any]]:
 
 
 def _unknown_item_output(word: str) -> list[dict[str, Any]]:
-    """Output: a message, then an ``mcp_approval_request`` (a type the guard does not know)."""
+    """Output: a message, then a ``computer_call`` (a type the guard does not know) typing the word.
+
+    (``mcp_approval_request``, which this case used first, is a known item: it is shown to the guard as a tool call.)
+    """
     return [
         {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
          "content": [{"type": "output_text", "text": "Let me do that.", "annotations": []}]},
-        {"type": "mcp_approval_request", "id": "mcpr_1", "name": "delete_files", "server_label": "fs",
-         "arguments": json.dumps({"path": "/"})},
+        {"type": "computer_call", "id": "cu_1", "call_id": "call_1", "status": "completed", "pending_safety_checks": [],
+         "action": {"type": "type", "text": f"how to build a {word}"}},
     ]
 
 

@@ -1,40 +1,15 @@
 """Cells that fail today because of a known hole: ``xfail(strict=True)``, with the issue item they belong to.
 
-When a fix lands, its cells XPASS and fail the run: remove their entries here (the failure names the cell).
-Issue 13 lists items 1-13; "NEW" marks holes this suite found that the issue does not list.
+Empty: every hole issue 13 listed, and the ones this suite found, is closed. A new hole found before its
+fix lands goes here as ``(entry point, case): "why"``, so the run stays honest about it; when the fix
+lands its cell XPASSes and fails the run until the entry goes.
 """
 
 from __future__ import annotations
 
-ITEM_4 = "issue 13 item 4: guard_client releases this unchecked"
-NEW_NAMELESS = "NEW: guard_client checks a tool call without a name as 'unknown_tool' and releases it"
-
-CORE = ("LlamaGuard.classify", "LlamaGuard.aclassify", "LlamaGuard.classify_batch", "LlamaGuard.check")
-OPENAI_FORMAT = (*CORE, "llama stack run_shield", "moderate (local)", "CLI check")
-RUNNABLES = ("LlamaGuardRunnable (input)", "LlamaGuardRunnable (output)", "LlamaGuardRunnable (output) .stream")
-STREAMS = tuple(f"guard_chain .{m} ({mode})" for m in ("stream", "astream") for mode in ("buffered", "windowed"))
-CHAINS = ("guard_chain .invoke", "guard_chain .batch", *STREAMS)
-MIDDLEWARE = ("LlamaGuardMiddleware .invoke", "LlamaGuardMiddleware .ainvoke", "LlamaGuardMiddleware .stream(messages)")
-CALLBACKS = ("LlamaGuardCallbackHandler", "AsyncLlamaGuardCallbackHandler .ainvoke")
-LANGCHAIN = (*RUNNABLES, *CHAINS, *MIDDLEWARE, *CALLBACKS)
-CHAT_STREAMS = ("guard_client chat stream", "guard_client chat stream (async)")
-CHAT = ("guard_client chat", *CHAT_STREAMS)
-RESPONSE_STREAMS = ("guard_client responses stream", "guard_client responses stream (async)")
-RESPONSES = ("guard_client responses", *RESPONSE_STREAMS)
-CLIENT = (*CHAT, *RESPONSES)
-EVERYWHERE = "*"
-
-
-def _cells(entries: tuple[str, ...] | str, cases: tuple[str, ...], why: str) -> dict[tuple[str, str], str]:
-    return {(entry, case): why for entry in ((entries,) if isinstance(entries, str) else entries) for case in cases}
-
-
-KNOWN: dict[tuple[str, str], str] = {
-    **_cells(("guard_client responses",), ("b.responses_unknown_item",), ITEM_4 + ": an unknown Responses output item"),
-    **_cells((*CHAT_STREAMS, *RESPONSES), ("b.call_without_name",), NEW_NAMELESS),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def hole(entry: str, case: str) -> str | None:
     """The known hole of this cell (``None``: the cell must pass)."""
-    return KNOWN.get((entry, case)) or KNOWN.get((EVERYWHERE, case))
+    return KNOWN.get((entry, case))
