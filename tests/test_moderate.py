@@ -19,6 +19,7 @@ from llamaguard_guardrails.scale.cli import main as cli_main
 from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule
 
 moderate_module = importlib.import_module("llamaguard_guardrails.scale.moderate")  # the name `moderate` is the function
+local_engine = importlib.import_module("llamaguard_guardrails.scale.local_engine")
 
 # Ray's own DataContext warns about its deprecated settings on every run.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -317,7 +318,7 @@ def test_hostile_lines_become_invalid_rows_in_place_and_the_run_goes_on(
 def test_a_recursion_or_memory_error_on_a_row_is_an_invalid_row(
     jsonl_input: Path, uncached_guard: LlamaGuard, tmp_path: Path, monkeypatch
 ):
-    parse = moderate_module.parse_conversation
+    parse = local_engine.parse_conversation
 
     def hostile_parse(messages):
         text = json.dumps(messages)
@@ -327,7 +328,7 @@ def test_a_recursion_or_memory_error_on_a_row_is_an_invalid_row(
             raise MemoryError
         return parse(messages)
 
-    monkeypatch.setattr(moderate_module, "parse_conversation", hostile_parse)
+    monkeypatch.setattr(local_engine, "parse_conversation", hostile_parse)
     out = tmp_path / "faults.jsonl"
     moderate(jsonl_input, out, guard_factory=scripted_factory(uncached_guard, keyword_rule("bomb")), progress=False)
     rows = read_rows(out)

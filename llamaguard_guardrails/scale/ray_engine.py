@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import GuardError
 from ..core.policy import Policy
-from .moderate import GuardFactory, PretrainedFactory, chunks, failed_row, verdict_rows
-from .records import Record, _drop_nulls, describe_error, parse_jsonl_line
+from .local_engine import GuardFactory, PretrainedFactory, chunks, verdict_rows
+from .records import Record, describe_error, parquet_record
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -150,16 +150,14 @@ class GuardPredictor:
 
 
 def _record(line: int, value: Any, error: str | None) -> Record:
+    """A ``messages`` cell as a Record, read as a Parquet cell is (JSON text or lists of message structs)."""
     if error is not None:
         return Record(line, error=error)
-    if value is None:
-        return Record(line, error="the messages cell is null")
-    if isinstance(value, str):  # JSON text: a list of messages, {"messages": [...]}, or a string
-        return parse_jsonl_line(line, value)
     try:
-        return Record(line, messages=_drop_nulls(_plain(value)))
+        value = _plain(value)
     except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
         return Record(line, error=describe_error(exc))
+    return parquet_record(line, value)
 
 
 # -- the engine behind moderate(engine="ray") ---------------------------------------------------------
@@ -271,6 +269,20 @@ class _Pool:
         for row, record in zip(rows, batch, strict=True):
             row["id"] = record.id
         return rows
+
+
+def failed_row(record: Record, error: str, policy: Policy) -> dict[str, Any]:
+    """The guard failed on a valid row (e.g. its Ray actor died): the policy's fail mode decides."""
+    fail_open = policy.fail_mode == "open"
+    return {
+        "line": record.line,
+        "id": record.id,
+        "status": "error",
+        "safe": fail_open,
+        "categories": [],
+        "unsafe_probability": 0.0 if fail_open else 1.0,
+        "error": error,
+    }
 
 
 def _first_line(exc: BaseException) -> str:
