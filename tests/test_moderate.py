@@ -14,8 +14,8 @@ import pytest
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends.base import GuardBackend
+from llamaguard_guardrails.cli import main as cli_main
 from llamaguard_guardrails.scale import DatasetError, GuardPredictor, moderate, read_rows
-from llamaguard_guardrails.scale.cli import main as cli_main
 from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule
 
 moderate_module = importlib.import_module("llamaguard_guardrails.scale.moderate")  # the name `moderate` is the function

@@ -1,22 +1,27 @@
-"""What every command shares: the policy options (``--exclude``, ``--category``, ``--threshold``),
-``--device`` checking, and error reporting (one line on stderr, exit 2, never a traceback).
+"""What the commands share: exit codes, the policy options (``--exclude``, ``--category``,
+``--threshold``), ``--device`` checking, the dataset options of ``moderate`` and ``evaluate`` (engine,
+model source), and error reporting (one line on stderr, exit 2, never a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from .core.errors import GuardError, InvalidPolicyError
-from .core.policy import Policy
-from .scale.records import describe_error
+from ..core.errors import GuardError, InvalidPolicyError
+from ..core.policy import Policy
+from ..scale.records import describe_error
 
-EXIT_BAD_INPUT, EXIT_INTERRUPTED = 2, 130
+EXIT_OK, EXIT_UNSAFE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger("llamaguard_guardrails.cli")
+
+
+# -- policy --------------------------------------------------------------------------------------------
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +73,51 @@ def check_device(device: str | None) -> None:
         torch.device(device)
     except (RuntimeError, ValueError) as exc:
         raise ValueError(f"--device {device!r} is not a device name (cpu, cuda, cuda:1 ...)") from exc
+
+
+# -- datasets: moderate and evaluate ----------------------------------------------------------------------
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The engine and model-source options of the dataset commands (``--model`` is each command's own)."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--num-workers", type=int, default=2, metavar="N", help="Ray actors, one model each (default 2)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, metavar="B", help="conversations per batch (default 8)")
+    parser.add_argument("--ray-address", metavar="ADDR", help="an existing Ray cluster (default: a local instance)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per Ray actor")
+    parser.add_argument("--device", help="cuda, cpu ... for the in-process model (default: cuda when available)")
+    parser.add_argument("--vllm-url", metavar="URL", help="score on a vLLM server instead of loading the weights")
+    parser.add_argument("--vllm-model", metavar="NAME", help="the served model name on --vllm-url (default: --model)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``moderate`` / ``evaluate`` that :func:`add_engine_arguments` describes."""
+    return {
+        "engine": args.engine,
+        "num_workers": args.num_workers,
+        "batch_size": args.batch_size,
+        "ray_address": args.ray_address,
+        "num_gpus_per_worker": args.gpus_per_worker,
+        "progress": not args.no_progress,
+    }
+
+
+def guard_source(args: argparse.Namespace) -> dict[str, Any]:
+    """``guard_factory`` on ``--vllm-url`` (``--model`` is the tokenizer), else ``model`` and its ``--device``."""
+    if args.vllm_url:
+        from ..backends.vllm import from_vllm
+
+        factory = functools.partial(from_vllm, args.vllm_url, model=args.vllm_model or args.model, tokenizer=args.model)
+        return {"guard_factory": factory}
+    device = getattr(args, "device", None)
+    check_device(device)
+    return {"model": args.model, "guard_options": {"device": device} if device else None}
+
+
+# -- errors ----------------------------------------------------------------------------------------------
 
 
 def error_line(exc: BaseException) -> str:
