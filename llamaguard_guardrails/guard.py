@@ -11,26 +11,33 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .backends.base import AnswerScores, AnswerTokens, GuardBackend
+from .backends.base import AnswerTokens, GuardBackend
 from .core.batching import MicroBatcher
-from .core.categories import category_name
 from .core.conversation import Conversation, parse_conversation
+from .core.decision import (
+    WindowVerdict,
+    answer_scores,
+    below_threshold,
+    categorized,
+    expect_scores,
+    failure_verdict,
+    merge_windows,
+    parse_category_line,
+)
 from .core.errors import (
     GuardClosedError,
     GuardTimeoutError,
     InvalidConversationError,
-    ModelOutputError,
     UnsafeContentError,
 )
 from .core.policy import DEFAULT_POLICY, Policy
 from .core.prompt import EOT, Prompt, PromptBuilder
+from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
 
 log = logging.getLogger("llamaguard_guardrails")
 
-#: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
-MIN_ANSWER_MASS = 0.5
 DEFAULT_MAX_PROMPT_TOKENS = 8192
 _CLOSED = "this LlamaGuard is closed"
 
@@ -356,7 +363,7 @@ class LlamaGuard:
                 return []  # abandoned at its deadline: the caller has its fail-mode verdicts
             chunk = order[i : i + batch_size]
             try:
-                results: list[Any] = _checked_scores(
+                results: list[Any] = expect_scores(
                     self.backend.score([prompt_groups[g][w] for g, w in chunk]), len(chunk)
                 )
             except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
@@ -377,7 +384,7 @@ class LlamaGuard:
         return verdicts
 
     def _score_batch(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        return _checked_scores(self.backend.score(prompts), len(prompts))
+        return expect_scores(self.backend.score(prompts), len(prompts))
 
     def _timed_out(self, policy: Policy, started: float, prompts: list[Prompt] | None = None) -> Verdict:
         exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
@@ -385,84 +392,30 @@ class LlamaGuard:
 
     @staticmethod
     def _from_cache(verdict: Verdict, started: float) -> Verdict:
-        return verdict.model_copy(update={"cached": True, "latency_ms": (time.perf_counter() - started) * 1000})
+        return verdict.model_copy(update={"cached": True, "latency_ms": _ms_since(started)})
 
     def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
         try:
-            parts = [
-                self._window_verdict(p, s, policy)
-                for p, s in zip(prompts, _checked_scores(scores, len(prompts)), strict=True)
+            windows = [
+                self._window(p, s, policy) for p, s in zip(prompts, expect_scores(scores, len(prompts)), strict=True)
             ]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
             return self._failure(exc, policy, started, prompts)
-        first = prompts[0]
-        unsafe = [v for v in parts if not v["safe"]]
-        categories = list(dict.fromkeys(c for v in unsafe for c in v["categories"]))
-        ignored = list(dict.fromkeys(c for v in parts for c in v["ignored"]))
-        errors = [v["error"] for v in parts if v["error"]]
-        return Verdict(
-            safe=not unsafe,
-            categories=categories,
-            category_names=[category_name(c, policy.custom_names) for c in categories],
-            unsafe_probability=max(v["p"] for v in parts),
-            threshold=policy.threshold,
-            checked_role=first.checked_role,
-            checked_message_index=first.checked_message_index,
-            raw_output=(unsafe[0] if unsafe else parts[0])["raw"],
-            latency_ms=(time.perf_counter() - started) * 1000,
-            error=errors[0] if errors else None,
-            ignored_categories=ignored,
-            omitted_messages=list(first.omitted_messages),
-            windows=len(prompts),
-        )
+        return merge_windows(prompts, windows, policy, latency_ms=_ms_since(started))
 
-    def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
-        if isinstance(scores, BaseException):
-            raise scores
-        if not isinstance(scores, AnswerScores):
-            raise ModelOutputError(f"the backend returned {type(scores).__name__}, not AnswerScores")
-        scores.validate()  # NaN, inf, out of [0, 1], or summing above 1: the fail mode, never a pass
-        if scores.answer_mass < MIN_ANSWER_MASS:
-            raise ModelOutputError(
-                f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
-            )
-        p = scores.unsafe_probability
-        lead = "\n\n" if scores.leading_blank else ""
-        if p < policy.threshold:
-            return {"safe": True, "p": p, "categories": [], "ignored": [], "error": None, "raw": f"{lead}safe"}
-        text = self.backend.category_text(prompt, leading_blank=scores.leading_blank)
-        codes, ignored, error = parse_category_line(text, policy, has_images=prompt.has_images)
-        # Categories the policy excludes do not make content unsafe; anything unreadable does.
-        safe = not codes and bool(ignored) and error is None
-        return {
-            "safe": safe,
-            "p": p,
-            "categories": codes,
-            "ignored": ignored,
-            "error": error,
-            "raw": f"{lead}unsafe\n{text}",
-        }
+    def _window(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> WindowVerdict:
+        checked = answer_scores(scores)
+        safe = below_threshold(checked, policy)
+        if safe is not None:
+            return safe
+        text = self.backend.category_text(prompt, leading_blank=checked.leading_blank)
+        return categorized(checked, text, policy, has_images=prompt.has_images)
 
+    @staticmethod
     def _failure(
-        self, exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
+        exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
     ) -> Verdict:
-        message = f"{type(exc).__name__}: {exc}"
-        fail_open = policy.fail_mode == "open"
-        if fail_open:
-            log.error("guard failed, letting content through (fail_mode='open'): %s", message)
-        else:
-            log.warning("guard failed, blocking (fail_mode='closed'): %s", message)
-        return Verdict(
-            safe=fail_open,
-            unsafe_probability=0.0 if fail_open else 1.0,
-            threshold=policy.threshold,
-            checked_role=prompts[0].checked_role if prompts else "User",
-            checked_message_index=prompts[0].checked_message_index if prompts else -1,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            error=message,
-            omitted_messages=list(prompts[0].omitted_messages) if prompts else [],
-            windows=len(prompts) if prompts else 1,
-        )
+        return failure_verdict(exc, policy, prompts, latency_ms=_ms_since(started))
 
     def _emit(self, verdict: Verdict) -> Verdict:
         if log.isEnabledFor(logging.DEBUG):
@@ -522,32 +475,8 @@ class LlamaGuard:
             raise GuardClosedError(_CLOSED) from exc
 
 
-def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:
-    """(violated codes, codes the policy excludes, error) from the model's category line."""
-    line = text.replace(EOT, "").strip().splitlines()[0].strip() if text.strip() else ""
-    if not line:
-        return [], [], "the model answered 'unsafe' without a category"
-    shown = policy.categories(has_images=has_images)
-    codes, ignored, unknown = [], [], []
-    for raw in line.split(","):
-        code = raw.strip()
-        if code in shown:
-            codes.append(code)
-        elif code in policy.excluded_categories:
-            ignored.append(code)
-        else:
-            unknown.append(code)
-    if unknown:
-        shown_codes = ",".join(shown)
-        return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
-    return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
-
-
-def _checked_scores(scores: Sequence[Any], expected: int) -> list[Any]:
-    """A backend must score every prompt: a short (or long) answer is a model failure, never a pass."""
-    if len(scores) != expected:
-        raise ModelOutputError(f"the backend returned {len(scores)} scores for {expected} prompts")
-    return list(scores)
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
