@@ -36,9 +36,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.decision import failure_verdict
 from ..core.errors import GuardError
 from ..core.policy import Policy
-from .local_engine import GuardFactory, PretrainedFactory, chunks, verdict_rows
+from .local_engine import GuardFactory, PretrainedFactory, chunks, invalid_row, verdict_row, verdict_rows
 from .records import Record, describe_error, parquet_record
 
 if TYPE_CHECKING:
@@ -246,8 +247,10 @@ class _Pool:
     def submit(self, batch: list[Record]) -> None:
         index = min(self.alive, key=lambda i: (self.loads[i], i))
         self.loads[index] += 1
-        keys = [Record(r.line, r.id) for r in batch]  # what the driver keeps: line and id, not the messages
-        self.in_flight.append((self.actors[index].predict.remote(_cells(batch)), index, keys))
+        cells = _cells(batch)
+        # What the driver keeps: line, id and why a row cannot be read - not the messages.
+        keys = [Record(r.line, r.id, error=error) for r, (_, _, error) in zip(batch, cells)]
+        self.in_flight.append((self.actors[index].predict.remote(cells), index, keys))
 
     def oldest(self, policy: Policy) -> list[dict[str, Any]]:
         """The rows of the oldest batch in flight (waits for it): order is submission order."""
@@ -262,27 +265,21 @@ class _Pool:
             log.error("Ray actor %d died; %d actors left: %s", index, len(self.alive), _first_line(exc))
             if not self.alive:
                 raise GuardError(f"every Ray actor died; the last error: {_first_line(exc)}") from exc
-            return [failed_row(r, f"the Ray actor died: {_first_line(exc)}", policy) for r in batch]
+            return _failed_rows(batch, f"the Ray actor died: {_first_line(exc)}", policy)
         except ray.exceptions.RayTaskError as exc:  # a bug, not a row: the guard failed on this batch
-            log.error("Ray batch failed: %s", _first_line(exc))
-            return [failed_row(r, describe_error(exc.cause), policy) for r in batch]
+            return _failed_rows(batch, describe_error(exc.cause), policy)
         for row, record in zip(rows, batch, strict=True):
             row["id"] = record.id
         return rows
 
 
-def failed_row(record: Record, error: str, policy: Policy) -> dict[str, Any]:
-    """The guard failed on a valid row (e.g. its Ray actor died): the policy's fail mode decides."""
-    fail_open = policy.fail_mode == "open"
-    return {
-        "line": record.line,
-        "id": record.id,
-        "status": "error",
-        "safe": fail_open,
-        "categories": [],
-        "unsafe_probability": 0.0 if fail_open else 1.0,
-        "error": error,
-    }
+def _failed_rows(batch: list[Record], error: str, policy: Policy) -> list[dict[str, Any]]:
+    """The guard failed on this batch: the policy's fail mode decides each row (logged), except a row
+    that could not be read, which stays ``invalid`` (never safe, whatever the fail mode)."""
+    return [
+        invalid_row(r, r.error) if r.error is not None else verdict_row(r, failure_verdict(error, policy))
+        for r in batch
+    ]
 
 
 def _first_line(exc: BaseException) -> str:
