@@ -78,6 +78,13 @@ def check_device(device: str | None) -> None:
 # -- datasets: moderate and evaluate ----------------------------------------------------------------------
 
 
+def add_dataset_parser(subparsers: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """The parser of a dataset command, its description printed as written."""
+    return subparsers.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """The engine and model-source options of the dataset commands (``--model`` is each command's own)."""
     parser.add_argument("--engine", choices=("local", "ray"), default="local")

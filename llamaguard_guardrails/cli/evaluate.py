@@ -10,8 +10,9 @@ import argparse
 import sys
 from typing import Any
 
-from .common import EXIT_OK, add_engine_arguments, add_policy_arguments, engine_options, guard_source, policy_from_args
+from . import common
 
+SUMMARY = "measure the guard on labelled data (precision, recall, F1, FPR, AUPRC, thresholds)"
 DESCRIPTION = """\
 Measure the guard on your own labelled conversations. Each JSONL line (or Parquet row) is a
 conversation as `moderate` reads it plus labels: {"messages": [...], "unsafe": true, "categories": ["S9"]}
@@ -28,12 +29,7 @@ differ only in threshold share one model pass.
 
 def add_parsers(subparsers: Any) -> None:
     """Add the ``evaluate`` command."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="measure the guard on labelled data (precision, recall, F1, FPR, AUPRC, thresholds)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = common.add_dataset_parser(subparsers, "evaluate", SUMMARY, DESCRIPTION)
     p.add_argument("input", metavar="LABELLED", help="labelled conversations: .jsonl or .parquet")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", metavar="M", help="model folder or Hugging Face id (the tokenizer with --vllm-url)")
@@ -43,14 +39,14 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument(
         "--policy", action="append", default=[], metavar="FILE.json", help="a policy to compare (repeatable)"
     )
-    add_policy_arguments(p)
+    common.add_policy_arguments(p)
     p.add_argument(
         "--target-fpr", type=float, default=0.05, metavar="F", help="pick the threshold for this FPR (default 0.05)"
     )
     p.add_argument("--report", metavar="REPORT.json", help="write the whole report as JSON")
     p.add_argument("--report-rows", action="store_true", help="with --report: add every scored row")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots (PR, ROC, score histograms, category F1)")
-    add_engine_arguments(p)
+    common.add_engine_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -59,8 +55,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.run import evaluate
 
     policies = _policies(args)
-    source = {"verdicts": args.verdicts} if args.verdicts else guard_source(args)
-    report = evaluate(args.input, policies=policies, target_fpr=args.target_fpr, **engine_options(args), **source)
+    source = {"verdicts": args.verdicts} if args.verdicts else common.guard_source(args)
+    report = evaluate(
+        args.input, policies=policies, target_fpr=args.target_fpr, **common.engine_options(args), **source
+    )
     print(report.table())
     if args.report:
         report.to_json(args.report, rows=args.report_rows)
@@ -68,7 +66,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.plots:
         paths = report.save_plots(args.plots)
         print(f"plots: {', '.join(str(p) for p in paths)}", file=sys.stderr)
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _policies(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,6 +76,6 @@ def _policies(args: argparse.Namespace) -> dict[str, Any]:
     items = named_policies(args.policy) if args.policy else []
     command_line = bool(args.exclude or args.category or args.threshold is not None)
     if command_line or not items:
-        policy = policy_from_args(args)
+        policy = common.policy_from_args(args)
         items.append((describe(policy) if command_line else "default", policy))
     return dict(unique_names(items))

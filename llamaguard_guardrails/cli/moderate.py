@@ -11,8 +11,9 @@ import argparse
 import sys
 from typing import Any
 
-from .common import EXIT_OK, add_engine_arguments, add_policy_arguments, engine_options, guard_source, policy_from_args
+from . import common
 
+SUMMARY = "moderate a JSONL or Parquet dataset (local or Ray)"
 DESCRIPTION = """\
 Moderate a dataset: each JSONL line (or Parquet row) is a conversation - a JSON list of OpenAI-format
 messages, or an object {"messages": [...], "id": ...}; Parquet needs a 'messages' column (JSON text or
@@ -29,20 +30,15 @@ The output grows batch by batch: after Ctrl-C or a crash it holds the rows of li
 
 def add_parsers(subparsers: Any) -> None:
     """Add the ``moderate`` command."""
-    p = subparsers.add_parser(
-        "moderate",
-        help="moderate a JSONL or Parquet dataset (local or Ray)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = common.add_dataset_parser(subparsers, "moderate", SUMMARY, DESCRIPTION)
     p.add_argument("input", metavar="INPUT", help="conversations: .jsonl or .parquet")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="verdicts: .jsonl or .parquet")
     p.add_argument(
         "--model", required=True, metavar="M", help="model folder or Hugging Face id (the tokenizer with --vllm-url)"
     )
-    add_policy_arguments(p)
+    common.add_policy_arguments(p)
     p.add_argument("--fail-mode", choices=("closed", "open"), default="closed", help="verdict when the guard fails")
-    add_engine_arguments(p)
+    common.add_engine_arguments(p)
     p.add_argument(
         "--max-line-mb",
         type=float,
@@ -57,7 +53,7 @@ def cmd_moderate(args: argparse.Namespace) -> int:
     """Run ``moderate``; errors propagate (the main CLI prints them on one line)."""
     from ..scale.moderate import moderate
 
-    policy = policy_from_args(args, fail_mode=args.fail_mode)
+    policy = common.policy_from_args(args, fail_mode=args.fail_mode)
     if args.max_line_mb <= 0:
         raise ValueError("--max-line-mb must be > 0")
     summary = moderate(
@@ -65,8 +61,8 @@ def cmd_moderate(args: argparse.Namespace) -> int:
         args.output,
         policy=policy,
         max_line_bytes=int(args.max_line_mb * 1024 * 1024),
-        **engine_options(args),
-        **guard_source(args),
+        **common.engine_options(args),
+        **common.guard_source(args),
     )
     print(summary, file=sys.stderr)
-    return EXIT_OK
+    return common.EXIT_OK
