@@ -71,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _policies(args: argparse.Namespace) -> dict[str, Any]:
     """The --policy files (named by their file names), then the command line's policy."""
-    from ..evaluation.run import describe, named_policies, unique_names
+    from ..evaluation.policies import describe, named_policies, unique_names
 
     items = named_policies(args.policy) if args.policy else []
     command_line = bool(args.exclude or args.category or args.threshold is not None)
