@@ -1,6 +1,7 @@
 """The package's layering, read from its source: no import cycles, and each layer imports only those below it.
 
-Every ``import`` statement counts, wherever it stands (a function-level import is still a dependency).
+Every ``import`` statement that runs counts, wherever it stands (a function-level import is still a
+dependency); imports under ``if TYPE_CHECKING:`` never run (annotations only) and do not.
 """
 
 from __future__ import annotations
@@ -16,18 +17,25 @@ ROOT = "llamaguard_guardrails"
 #: The deprecated ``backends.vllm.from_vllm`` / ``backends.vllm_engine.from_vllm_engine`` paths hand out
 #: ``LlamaGuard``'s classmethods; they go in the next release, and with them this edge.
 LEGACY = {("llamaguard_guardrails.backends.vllm", "llamaguard_guardrails.guard")}
-#: Cycles outside the core that issue 14 removes in its scale/evaluation part; strict: a removed cycle fails
-#: here until its entry goes.
-KNOWN_CYCLES = [
-    {"llamaguard_guardrails.cli", "llamaguard_guardrails.scale.cli"},
-    {"llamaguard_guardrails.evaluation.plots", "llamaguard_guardrails.evaluation.report"},
-    {"llamaguard_guardrails.scale.moderate", "llamaguard_guardrails.scale.ray_engine"},
-]
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:``."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in _runtime_nodes_with(child))
+            continue
+        yield from _runtime_nodes_with(node)
+
+
+def _runtime_nodes_with(node: ast.AST):
+    yield node
+    yield from _runtime_nodes(node)
 
 
 @cache
@@ -38,7 +46,7 @@ def source_graph() -> dict[str, set[str]]:
     for name, path in files.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
@@ -100,7 +108,7 @@ def test_the_graph_is_read():
 
 
 def test_no_import_cycles():
-    assert sorted(map(sorted, cycles())) == sorted(map(sorted, KNOWN_CYCLES))
+    assert cycles() == []
 
 
 @pytest.mark.parametrize("layer", ["core", "backends", "testing"])
@@ -122,3 +130,46 @@ def test_the_core_imports_only_the_core():
 def test_production_code_never_imports_testing():
     users = {m for m, deps in graph().items() if any(d.startswith(f"{ROOT}.testing") for d in deps)}
     assert {m for m in users if not m.startswith(f"{ROOT}.testing")} == set()
+
+
+def private_imports() -> set[tuple[str, str]]:
+    """``(importer, name)`` for every private name a module takes from another module's namespace.
+
+    A private module (``langchain/_steps.py``) is its package's own: importing it from inside that package
+    is allowed, from anywhere else it is not.
+    """
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith(ROOT)):
+                continue
+            base = package.split(".")
+            source = ".".join(
+                [*(base[: len(base) - node.level + 1] if node.level else []), *filter(None, [node.module])]
+            )
+            for alias in node.names:
+                target = f"{source}.{alias.name}"
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    if not (target in source_graph() and target.rpartition(".")[0] == package):
+                        found.add((name, target))
+                elif any(p.startswith("_") for p in source.split(".")) and source.rpartition(".")[0] != package:
+                    found.add((name, source))
+    return found
+
+
+def test_no_private_name_is_imported_across_files():
+    assert private_imports() == set()
+
+
+@pytest.mark.parametrize("adapter", ["langchain", "llama_stack"])
+def test_framework_adapters_do_not_import_each_other_or_the_cli(adapter):
+    others = [f"{ROOT}.{o}" for o in ("langchain", "llama_stack", "scale", "evaluation", "cli") if o != adapter]
+    wrong = {
+        (m, d)
+        for m, deps in imports_of(f"{ROOT}.{adapter}").items()
+        for d in deps
+        if any(d == o or d.startswith(o + ".") for o in others)
+    }
+    assert wrong == set()

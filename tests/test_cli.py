@@ -312,7 +312,7 @@ def test_an_empty_text_with_an_image_is_checked(capsys, tmp_path, test_model_dir
 
 
 def test_ctrl_c_exits_130_with_one_line(capsys):
-    from llamaguard_guardrails.cli_policy import run_command
+    from llamaguard_guardrails.cli.common import run_command
 
     def interrupted(_args):
         exc = KeyboardInterrupt()

@@ -12,7 +12,7 @@ import pytest
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.cli import main
-from llamaguard_guardrails.evaluation.cli import _source
+from llamaguard_guardrails.cli.common import guard_source
 from llamaguard_guardrails.guard import load_prompt_builder
 from llamaguard_guardrails.scale import moderate
 from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability
@@ -121,8 +121,8 @@ def test_bad_input_exits_2_with_one_line(labelled: Path, verdicts: Path, tmp_pat
 
 
 def test_vllm_url_scores_on_the_server_with_the_local_tokenizer():
-    args = argparse.Namespace(verdicts=None, vllm_url="http://gpu:8000", vllm_model=None, model="meta-llama/LG4")
-    factory = _source(args)["guard_factory"]
+    args = argparse.Namespace(vllm_url="http://gpu:8000", vllm_model=None, model="meta-llama/LG4")
+    factory = guard_source(args)["guard_factory"]
     assert isinstance(factory, functools.partial) and factory.func == LlamaGuard.from_vllm
     assert factory.args == ("http://gpu:8000",)
     assert factory.keywords == {"model": "meta-llama/LG4", "tokenizer": "meta-llama/LG4"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,12 @@ import pytest
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends.base import GuardBackend
+from llamaguard_guardrails.cli import main as cli_main
 from llamaguard_guardrails.scale import DatasetError, GuardPredictor, moderate, read_rows
-from llamaguard_guardrails.scale.cli import main as cli_main
-from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule
+from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule, scripted_guard
 
 moderate_module = importlib.import_module("llamaguard_guardrails.scale.moderate")  # the name `moderate` is the function
+local_engine = importlib.import_module("llamaguard_guardrails.scale.local_engine")
 
 # Ray's own DataContext warns about its deprecated settings on every run.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -317,7 +319,7 @@ def test_hostile_lines_become_invalid_rows_in_place_and_the_run_goes_on(
 def test_a_recursion_or_memory_error_on_a_row_is_an_invalid_row(
     jsonl_input: Path, uncached_guard: LlamaGuard, tmp_path: Path, monkeypatch
 ):
-    parse = moderate_module.parse_conversation
+    parse = local_engine.parse_conversation
 
     def hostile_parse(messages):
         text = json.dumps(messages)
@@ -327,7 +329,7 @@ def test_a_recursion_or_memory_error_on_a_row_is_an_invalid_row(
             raise MemoryError
         return parse(messages)
 
-    monkeypatch.setattr(moderate_module, "parse_conversation", hostile_parse)
+    monkeypatch.setattr(local_engine, "parse_conversation", hostile_parse)
     out = tmp_path / "faults.jsonl"
     moderate(jsonl_input, out, guard_factory=scripted_factory(uncached_guard, keyword_rule("bomb")), progress=False)
     rows = read_rows(out)
@@ -507,6 +509,42 @@ def test_ray_engine_streams_and_equals_local_engine(
     assert_same_rows(rows, read_rows(local))
     # 2 actors x 2 batches in flight + the batch being read, of 2 rows each: 10 rows at most, of 35.
     assert len(held) == 18 and max(held) <= 10, held
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+def test_ray_rows_of_a_dead_actor_follow_the_fail_mode(
+    ray_instance, jsonl_input: Path, test_model_dir: Path, tmp_path: Path, fail_mode: str
+):
+    """An actor that dies takes its batches with it: their rows are guard errors the fail mode decides,
+    a row that could not be read stays invalid (never safe), and the other actor checks the rest."""
+
+    def dies_on_bomb(text: str) -> None:
+        if "bomb" in text.lower():
+            os._exit(1)  # the actor process ends, as when it is killed or runs out of memory
+
+    factory = functools.partial(scripted_guard, test_model_dir, dies_on_bomb, cache_size=0)
+    out = tmp_path / "dead.jsonl"
+    policy = Policy(fail_mode=fail_mode)
+    summary = moderate(
+        jsonl_input,
+        out,
+        guard_factory=factory,
+        engine="ray",
+        num_workers=2,
+        batch_size=4,
+        policy=policy,
+        progress=False,
+    )
+    rows = read_rows(out)
+    # Batches 1 (lines 1-4, a bomb on line 2) and 3 (lines 9-12) went to the actor that died, batch 2 to the other.
+    assert [r["status"] for r in rows] == ["error"] * 3 + ["invalid", "safe", "safe", "safe", "invalid"] + ["error"] * 4
+    failed = [r for r in rows if r["status"] == "error"]
+    assert all("the Ray actor died" in r["error"] for r in failed)
+    assert {(r["safe"], r["unsafe_probability"]) for r in failed} == {
+        (True, 0.0) if fail_mode == "open" else (False, 1.0)
+    }
+    assert rows[3]["safe"] is None and "not valid JSON" in rows[3]["error"]
+    assert (summary.errors, summary.invalid, summary.safe) == (7, 2, 3)
 
 
 def test_ray_engine_parquet_round_trip(ray_instance, parquet_input: Path, test_model_dir: Path, local_rows, tmp_path):

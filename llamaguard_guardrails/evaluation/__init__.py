@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 
 from .labels import LabelledRow, read_labels
+from .policies import load_policy
 from .report import CategoryMetrics, Confusion, EvaluationReport, Latency, OperatingPoint, PolicyReport, RowProblem
-from .run import evaluate, load_policy
+from .run import evaluate
 
 
 def sample_path() -> Path:

@@ -86,7 +86,12 @@ def check_labels(line: int, id_: Any, labels: Mapping[str, Any], known: Collecti
 
 
 def _known_text(known: Collection[str]) -> str:
-    return ", ".join(sorted(known, key=lambda c: int(c[1:]) if _CODE.match(c) else 0))
+    return ", ".join(sorted(known, key=code_order))
+
+
+def code_order(code: str) -> tuple[int, str]:
+    """Sort key for category codes: S1, S2 ... S10 ... S14, S15, then anything else by name."""
+    return (int(code[1:]), code) if _CODE.match(code) else (10**6, code)
 
 
 def _parquet_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .labels import code_order
 from .report import CategoryMetrics, Confusion, Latency, OperatingPoint
 
 EXTRA = "pip install 'llamaguard-guardrails[evaluate]'"
@@ -166,7 +167,7 @@ def category_metrics(
     import numpy as np
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    codes = sorted({c for row in (*labelled, *predicted) for c in row}, key=_code_order)
+    codes = sorted({c for row in (*labelled, *predicted) for c in row}, key=code_order)
     binarizer = MultiLabelBinarizer(classes=codes)
     y, p = binarizer.fit_transform(labelled), binarizer.transform(predicted)
     counts = m.multilabel_confusion_matrix(y, p)
@@ -197,7 +198,7 @@ def category_metrics(
                 pairs[(code, guess)] += 1
     confusions = [
         Confusion(labelled=a, predicted=b, rows=n)
-        for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], _code_order(kv[0][0]), kv[0][1]))
+        for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], code_order(kv[0][0]), kv[0][1]))
     ]
     return per_category, confusions
 
@@ -212,7 +213,3 @@ def latency(latencies_ms: Sequence[float], note: str | None = None, *, rows_per_
     return Latency(
         checks=len(latencies_ms), p50_ms=float(p50), p95_ms=float(p95), rows_per_second=rows_per_second, note=note
     )
-
-
-def _code_order(code: str) -> tuple[int, str]:
-    return (int(code[1:]), code) if code[1:].isdigit() else (10**6, code)

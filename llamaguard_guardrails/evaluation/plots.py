@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .labels import code_order
+
 if TYPE_CHECKING:
     from .report import EvaluationReport, OperatingPoint, PolicyReport
 
@@ -144,7 +146,7 @@ def score_figure(p: PolicyReport) -> Any:
 
 def category_figure(report: EvaluationReport) -> Any | None:
     """Per-category F1 bars, one per policy; None without category labels."""
-    codes = sorted({c.code for p in report.policies for c in p.categories}, key=lambda c: (len(c), c))
+    codes = sorted({c.code for p in report.policies for c in p.categories}, key=code_order)
     if not codes:
         return None
     fig = _figure(max(6.0, 0.6 * len(codes) * max(1, len(report.policies))), 3.5)

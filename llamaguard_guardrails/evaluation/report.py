@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.policy import Policy
+from .labels import code_order
 
 
 class _Model(BaseModel):
@@ -307,7 +308,7 @@ def _category_table(report: EvaluationReport) -> list[str]:
     policies = [p for p in report.policies if p.categories]
     if not policies:
         return []
-    codes = sorted({c.code for p in policies for c in p.categories}, key=lambda c: (len(c), c))
+    codes = sorted({c.code for p in policies for c in p.categories}, key=code_order)
     by_policy = {p.name: {c.code: c for c in p.categories} for p in policies}
     grid = [["code", "name", *(f"{p.name}: labelled, named: P / R / F1" for p in policies)]]
     for code in codes:

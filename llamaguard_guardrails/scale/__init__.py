@@ -8,7 +8,8 @@ Building blocks, for your own pipelines: ``read_records(path)`` (lazy, bad rows 
 order) -> ``RowWriter(path).write(batch)``.
 """
 
-from .moderate import ModerationSummary, PretrainedFactory, moderate, verdict_batches, verdict_rows
+from .local_engine import PretrainedFactory, verdict_rows
+from .moderate import ModerationSummary, moderate, verdict_batches
 from .ray_engine import GuardPredictor
 from .records import DatasetError, Record, RowWriter, count_records, read_records, read_rows
 

@@ -36,10 +36,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.decision import failure_verdict
 from ..core.errors import GuardError
 from ..core.policy import Policy
-from .moderate import GuardFactory, PretrainedFactory, chunks, failed_row, verdict_rows
-from .records import Record, _drop_nulls, describe_error, parse_jsonl_line
+from .local_engine import GuardFactory, PretrainedFactory, chunks, invalid_row, verdict_row, verdict_rows
+from .records import Record, describe_error, parquet_record
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -150,16 +151,14 @@ class GuardPredictor:
 
 
 def _record(line: int, value: Any, error: str | None) -> Record:
+    """A ``messages`` cell as a Record, read as a Parquet cell is (JSON text or lists of message structs)."""
     if error is not None:
         return Record(line, error=error)
-    if value is None:
-        return Record(line, error="the messages cell is null")
-    if isinstance(value, str):  # JSON text: a list of messages, {"messages": [...]}, or a string
-        return parse_jsonl_line(line, value)
     try:
-        return Record(line, messages=_drop_nulls(_plain(value)))
+        value = _plain(value)
     except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
         return Record(line, error=describe_error(exc))
+    return parquet_record(line, value)
 
 
 # -- the engine behind moderate(engine="ray") ---------------------------------------------------------
@@ -248,8 +247,10 @@ class _Pool:
     def submit(self, batch: list[Record]) -> None:
         index = min(self.alive, key=lambda i: (self.loads[i], i))
         self.loads[index] += 1
-        keys = [Record(r.line, r.id) for r in batch]  # what the driver keeps: line and id, not the messages
-        self.in_flight.append((self.actors[index].predict.remote(_cells(batch)), index, keys))
+        cells = _cells(batch)
+        # What the driver keeps: line, id and why a row cannot be read - not the messages.
+        keys = [Record(r.line, r.id, error=error) for r, (_, _, error) in zip(batch, cells)]
+        self.in_flight.append((self.actors[index].predict.remote(cells), index, keys))
 
     def oldest(self, policy: Policy) -> list[dict[str, Any]]:
         """The rows of the oldest batch in flight (waits for it): order is submission order."""
@@ -264,13 +265,21 @@ class _Pool:
             log.error("Ray actor %d died; %d actors left: %s", index, len(self.alive), _first_line(exc))
             if not self.alive:
                 raise GuardError(f"every Ray actor died; the last error: {_first_line(exc)}") from exc
-            return [failed_row(r, f"the Ray actor died: {_first_line(exc)}", policy) for r in batch]
+            return _failed_rows(batch, f"the Ray actor died: {_first_line(exc)}", policy)
         except ray.exceptions.RayTaskError as exc:  # a bug, not a row: the guard failed on this batch
-            log.error("Ray batch failed: %s", _first_line(exc))
-            return [failed_row(r, describe_error(exc.cause), policy) for r in batch]
+            return _failed_rows(batch, describe_error(exc.cause), policy)
         for row, record in zip(rows, batch, strict=True):
             row["id"] = record.id
         return rows
+
+
+def _failed_rows(batch: list[Record], error: str, policy: Policy) -> list[dict[str, Any]]:
+    """The guard failed on this batch: the policy's fail mode decides each row (logged), except a row
+    that could not be read, which stays ``invalid`` (never safe, whatever the fail mode)."""
+    return [
+        invalid_row(r, r.error) if r.error is not None else verdict_row(r, failure_verdict(error, policy))
+        for r in batch
+    ]
 
 
 def _first_line(exc: BaseException) -> str:
