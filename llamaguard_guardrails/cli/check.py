@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import messages as build
 from ..core.conversation import Conversation, parse_conversation
 from ..core.errors import GuardError, InvalidConversationError
 from ..scale.records import describe_error
@@ -86,7 +87,7 @@ def _add_image(messages: list[Any], image: str, position: int) -> None:
         parts = list(content or [])
     else:
         raise _BadInput(f"--image: the last message's content must be text or a list of parts, not {_kind(content)}")
-    parts.insert(position, {"type": "image", "path": path})  # a Path: opened (strings never are)
+    parts.insert(position, build.image_part(path))  # a Path: opened (strings never are)
     last["content"] = parts
 
 

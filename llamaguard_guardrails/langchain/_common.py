@@ -25,6 +25,7 @@ from langchain_core.messages import (
 from langchain_core.tools.base import ToolOutputMixin
 from langgraph.types import Command, Send
 
+from ..core import messages as build
 from ..core.errors import InvalidConversationError
 from ..core.verdict import Verdict
 from ..enforce import Refusal
@@ -165,7 +166,7 @@ def _command_checks(command: Command, name: str, call_id: str | None) -> list[li
         other["resume"] = command.resume
     if other:
         lines = "\n".join(f"{key}: {_text(value)}" for key, value in other.items())
-        checks.append([*shown, {"role": "tool", "name": name, "tool_call_id": call_id or "call", "content": lines}])
+        checks.append([*shown, build.tool_result(lines, name=name, call_id=call_id or "call")])
     return checks
 
 

@@ -29,6 +29,7 @@ from langchain_core.messages import (
 )
 from langchain_core.prompt_values import PromptValue
 
+from ..core import messages as build
 from ..core.errors import InvalidConversationError, InvalidImageError
 
 OpenAIMessage = dict[str, Any]
@@ -165,9 +166,7 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
 
 def tool_call_message(name: str, args: Any, call_id: str | None = None) -> OpenAIMessage:
     """An assistant message holding one tool call (the form a tool-argument check classifies)."""
-    arguments = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False, default=str)
-    call = {"id": call_id or "call", "type": "function", "function": {"name": name, "arguments": arguments}}
-    return {"role": "assistant", "content": None, "tool_calls": [call]}
+    return build.assistant(tool_calls=[build.tool_call(name, args, call_id=call_id or "call")])
 
 
 def tool_result_message(name: str, result: Any, call_id: str | None = None) -> OpenAIMessage:
@@ -183,7 +182,7 @@ def tool_result_message(name: str, result: Any, call_id: str | None = None) -> O
         content = message_to_openai(ToolMessage(content=result, tool_call_id=call_id or "call"))["content"]
     else:
         content = _json_text(result)
-    return {"role": "tool", "name": name, "tool_call_id": call_id or "call", "content": content}
+    return build.tool_result(content, name=name, call_id=call_id or "call")
 
 
 def text_of(value: Any) -> str | None:
@@ -311,9 +310,9 @@ def _reasoning_parts(reasoning: Any) -> list[dict[str, Any]]:
 
 def _image_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     if isinstance(block.get("base64"), str):
-        return {"type": "image", "base64": block["base64"], "mime_type": block.get("mime_type") or "image/png"}
+        return build.image_part(block["base64"])
     if isinstance(block.get("url"), str):
-        return {"type": "image_url", "image_url": {"url": block["url"]}}
+        return build.image_part(block["url"])
     if block.get("file_id"):
         raise InvalidImageError(
             f"{where}: an image given only as a provider file id ({block['file_id']!r}) cannot be read by the guard; "
@@ -329,10 +328,8 @@ def _tool_call(block: Mapping[str, Any], n: int, where: str | None = None) -> di
         name = "(name not streamed yet)"  # a chunk carries its name once; its arguments are still shown
     if not isinstance(name, str) or not name:
         raise InvalidConversationError(f"{where or f'tool call {n}'} has no name")
-    args = block.get("args")
-    arguments = args if isinstance(args, str) else json.dumps(args or {}, ensure_ascii=False, default=str)
     call_id = block.get("id") or f"{kind}_{n}"
-    return {"id": str(call_id), "type": "function", "function": {"name": name, "arguments": arguments}}
+    return build.tool_call(name, block.get("args"), call_id=str(call_id))
 
 
 def _add_call(calls: list[dict[str, Any]], call: dict[str, Any]) -> None:
@@ -354,11 +351,8 @@ def _add_legacy_calls(calls: list[dict[str, Any]], tool_calls: Any, function_cal
         if not isinstance(function, Mapping) or not isinstance(function.get("name"), str) or not function["name"]:
             raise InvalidConversationError(f"{where} must be a dict with a function name")
         arguments = function.get("arguments", function.get("args", ""))
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
         call_id = entry.get("id") or f"function_call_{len(calls)}"
-        function_part = {"name": function["name"], "arguments": arguments}
-        _add_call(calls, {"id": str(call_id), "type": "function", "function": function_part})
+        _add_call(calls, build.tool_call(function["name"], arguments, call_id=str(call_id)))
 
 
 def _compact(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

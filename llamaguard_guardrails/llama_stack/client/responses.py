@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ...core import messages as build
 from ...core.errors import InvalidConversationError
 from .fields import Check, as_dict, filled, get, json_text, only_known, output_stage, text_piece
 
@@ -194,7 +195,7 @@ class _Turn:
 
     def add_call(self, call_id: Any, name: Any, arguments: Any) -> None:
         """A tool call (a nameless one stays nameless: the core refuses it)."""
-        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        call = build.tool_call(name, arguments or "", call_id=call_id)
         for n, known in enumerate(self.calls):
             if known["function"] == call["function"] or (known["id"] == call_id and not arguments):
                 return
@@ -204,7 +205,7 @@ class _Turn:
         self.calls.append(call)
 
     def add_result(self, call_id: Any, content: Any) -> None:
-        result = {"role": "tool", "tool_call_id": call_id, "content": content}
+        result = build.tool_result(content, call_id=call_id)
         if result not in self.results:
             self.results.append(result)
 
@@ -214,7 +215,7 @@ class _Turn:
             return
         if kind == "arguments":
             if all(call["function"]["arguments"] != text for call in self.calls):
-                self.calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": text}})
+                self.calls.append(build.tool_call(name, text, call_id=call_id))
         elif text not in _part_texts(self.parts, kind):
             self.parts.append({"type": kind, kind: text} if kind != "text" else {"type": "text", "text": text})
 
@@ -222,17 +223,17 @@ class _Turn:
         """The turn as chat messages (an assistant message with its calls, then the results)."""
         out: list[dict[str, Any]] = []
         if self.parts or self.calls:
-            out.append({"role": "assistant", "content": self.parts or None, "tool_calls": self.calls})
+            out.append(build.assistant(self.parts or None, tool_calls=self.calls))
         return out + self.results
 
     def checks(self, messages: list[dict[str, Any]]) -> list[Check]:
         """The answer with every tool call it makes (one assistant turn), then the tool results."""
         if not self.parts and not self.calls:
             return []
-        answer = {"role": "assistant", "content": self.parts or None, "tool_calls": self.calls}
+        answer = build.assistant(self.parts or None, tool_calls=self.calls)
         checks = [(messages + [answer], output_stage(answer))]
         if self.results:
-            calls_only = {"role": "assistant", "content": None, "tool_calls": self.calls}
+            calls_only = build.assistant(tool_calls=self.calls)
             checks.append((messages + [calls_only] + self.results, "tool_result"))
         return checks
 
