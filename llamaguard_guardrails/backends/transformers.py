@@ -103,6 +103,7 @@ class TransformersBackend(GuardBackend):
 
     def _reuse(self, prompt: Prompt) -> tuple[Any, int]:
         """(entry, length): cached KV for the first ``length`` ids of the prompt; (None, 0) without reuse."""
+        from .forward import hidden_states
         from .kv_store import KVEntry, supports, window_limit
 
         anchor = self._anchor(prompt)
@@ -112,10 +113,7 @@ class TransformersBackend(GuardBackend):
         if entry is not None:
             return entry, length if self.cache_conversations else anchor
         ids = prompt.input_ids[:anchor]
-        out = self.model(
-            input_ids=self._torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1, return_dict=False
-        )
-        cache = out[1]
+        _, cache = hidden_states(self.model, self._torch.tensor([ids], device=self.device), use_cache=True)
         if not supports(cache):
             log.info("prefix caching turned off: %s is not a dynamic KV cache", type(cache).__name__)
             self.prefix_caching = False
@@ -163,6 +161,7 @@ class TransformersBackend(GuardBackend):
     def _score_group(self, entry: Any, length: int, prompts: Sequence[Prompt]) -> list[AnswerScores]:
         """One forward pass over the prompts' ids after the first ``length`` (cached in ``entry``) + ["\n\n"],
         logits kept at the last two positions. Each prompt's conversation KV is then kept for later checks."""
+        from .forward import hidden_states, token_probabilities
         from .kv_store import owned_row, view
 
         torch = self._torch
@@ -182,27 +181,24 @@ class TransformersBackend(GuardBackend):
             if len(rows) > 1:
                 past.batch_repeat_interleave(len(rows))
             kwargs = {"past_key_values": past, "use_cache": True}
-        pixels = self._pixels(prompts, length)
-        if pixels is not None:
-            kwargs["pixel_values"] = pixels
-        out = self.model(
-            input_ids=ids.to(self.device),
+        hidden, cache = hidden_states(
+            self.model,
+            ids.to(self.device),
             # Always explicit: without a mask, transformers takes a far slower mask path (30x on CPU).
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
-            logits_to_keep=2,
-            return_dict=False,
+            pixel_values=self._pixels(prompts, length),
             **kwargs,
         )
-        probs = out[0][:, -2:, :].float().softmax(-1)
-        wanted = torch.tensor([t.safe, t.unsafe, t.blank], device=probs.device)
-        picked = probs.index_select(-1, wanted).double().cpu().tolist()
+        # Logits at the last two positions only (the answer, and the answer after a blank line).
+        wanted = torch.tensor([t.safe, t.unsafe, t.blank])
+        picked = token_probabilities(self.model, hidden[:, -2:, :], wanted).double().cpu().tolist()
         if entry is not None and self.cache_conversations:
             for r, prompt in enumerate(prompts):
                 keep = self._keep_length(prompt)
                 if keep > length:
                     start = length + width - len(rows[r])
-                    kept = owned_row(out[1], r, length, start, start + keep - length)
+                    kept = owned_row(cache, r, length, start, start + keep - length)
                     images = [image for image in _images(prompt) if image[1] <= keep]
                     self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept, images)
         return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
