@@ -194,6 +194,7 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         "note": "model only: generate-and-parse vs the cheapest possible score pass",
     }
     results["head_kernels"] = head_kernels(model, max(3, repeats // 2))
+    results["agent_over_the_limit"] = agent_over_the_limit(guard, max(2, repeats // 8))
     results["agent_next_turn"] = agent_next_turn(guard, max(3, repeats // 2))
     results["streamed_answer"] = streamed_answer(guard, max(2, repeats // 5))
     results["screenshot_next_turn"] = agent_next_turn(guard, max(3, repeats // 4), screenshot_history())
@@ -238,6 +239,58 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     results["prompt_tokens"] = len(prompt.input_ids)
     results["prefix_tokens"] = prompt.prefix_length
     return results
+
+
+def tool_agent(steps: int = 24) -> list[dict]:
+    """A tool-calling agent: a task, then one tool call and its result per step (~100 tokens a step)."""
+    messages = [{"role": "user", "content": "Find out why the nightly build of the payments service fails."}]
+    for step in range(steps):
+        query = f"build log of night {step}: errors and warnings of the payments service, newest first"
+        call = {"id": f"c{step}", "type": "function", "function": {"name": "search_logs", "arguments": query}}
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        result = f"night {step}: " + "linker warning in module billing; tests passed; upload timed out. " * 4
+        messages.append({"role": "tool", "tool_call_id": f"c{step}", "content": result})
+    return messages
+
+
+def agent_over_the_limit(guard: LlamaGuard, repeats: int, max_prompt_tokens: int = 1024) -> dict:
+    """An agent checked after every message (library defaults: conversation KV reused) with ``max_prompt_tokens``
+    low enough that it crosses the limit halfway: the median check after the crossing vs before it, with the
+    trimming's hysteresis and, for comparison, with the fewest messages dropped at every check (the old rule)."""
+    from llamaguard_guardrails.core import prompt as prompt_module
+
+    agent = LlamaGuard(guard.backend, guard.prompts, max_prompt_tokens=max_prompt_tokens, cache_size=0)
+    messages = tool_agent()
+    turns = [messages[:end] for end in range(1, len(messages) + 1)]
+    crossed = [bool(agent.build_prompts(turn)[0].omitted_messages) for turn in turns]
+    backend = guard.backend
+    settings = backend.prefix_caching, backend.cache_conversations
+    backend.prefix_caching = backend.cache_conversations = True
+    hysteresis = prompt_module.trim_limit
+    times: dict[str, list[list[float]]] = {"hysteresis": [], "old_rule": []}
+    try:
+        for _ in range(repeats + 1):  # the first round warms up
+            for name, rule in (("hysteresis", hysteresis), ("old_rule", lambda total, limit: limit)):
+                prompt_module.trim_limit = rule
+                backend.kv_store.clear()
+                run = []
+                for turn in turns:
+                    start = time.perf_counter()
+                    agent.classify(turn, policy=PASS)
+                    run.append(time.perf_counter() - start)
+                times[name].append(run)
+    finally:
+        prompt_module.trim_limit = hysteresis
+        backend.prefix_caching, backend.cache_conversations = settings
+        agent.close()
+    out: dict = {"checks": len(turns), "first_trimmed_check": crossed.index(True), "max_prompt_tokens": max_prompt_tokens}
+    for name, runs in times.items():
+        per_check = [statistics.median(column) for column in zip(*runs[1:])]
+        before = statistics.median(t for t, c in zip(per_check, crossed) if not c)
+        after = statistics.median(t for t, c in zip(per_check, crossed) if c)
+        out[name] = {"median_before_s": before, "median_after_s": after, "after_over_before": after / before}
+    out["target"] = "<= 1.5 (hysteresis)"
+    return out
 
 
 def head_kernels(model, repeats: int, rows: tuple[int, ...] = (1, 2, 8, 32)) -> dict:
@@ -347,6 +400,17 @@ def table(results: dict) -> str:
         ),
         ("  ceiling: generate(10) vs bare pass after prefix", f"{results['ceiling_vs_generate']['speedup']:.2f}x", "-"),
         *head_rows(results["head_kernels"]),
+        (
+            f"agent over max_prompt_tokens={results['agent_over_the_limit']['max_prompt_tokens']}: "
+            "median check after the crossing / before",
+            f"{results['agent_over_the_limit']['hysteresis']['after_over_before']:.2f}x",
+            "<= 1.5x",
+        ),
+        (
+            "  (the old rule: one more message dropped at every check)",
+            f"{results['agent_over_the_limit']['old_rule']['after_over_before']:.2f}x",
+            "-",
+        ),
         (
             f"next agent turn ({results['agent_next_turn']['prompt_tokens']} tokens), history KV reused",
             f"{results['agent_next_turn']['speedup']:.2f}x faster",
