@@ -90,6 +90,8 @@ class LlamaGuard:
         prefix_caching: bool | None = None,
         cache_conversations: bool = True,
         prefix_cache_mb: float = 512,
+        compile: str | None = None,
+        warmup: bool = False,
         **guard_options: Any,
     ) -> LlamaGuard:
         """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
@@ -100,7 +102,10 @@ class LlamaGuard:
         ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
         reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
         conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
-        repeated checks bit-identical). ``guard_options`` go to the constructor (``cache_size``,
+        repeated checks bit-identical). ``compile="cuda_graphs"`` runs text checks on static buffers captured
+        in CUDA graphs on a GPU (a torch.compile mode such as ``"reduce-overhead"`` compiles them instead);
+        ``warmup=True`` captures/compiles the usual shapes at load (time in ``backend.warmup_s``), not at the
+        first checks. ``guard_options`` go to the constructor (``cache_size``,
         ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``).
         """
         from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
@@ -122,6 +127,7 @@ class LlamaGuard:
             prefix_caching=prefix_caching,
             cache_conversations=cache_conversations,
             prefix_cache_mb=prefix_cache_mb,
+            compile=compile,
         )
         guard = cls(
             backend,
@@ -136,6 +142,8 @@ class LlamaGuard:
         if guard.is_test_model:
             log.warning("%s is a random-weight TEST model: its verdicts are meaningless", path)
         guard.prompt_parity = _check_prompt_parity(builder, processor)
+        if warmup:
+            backend.warmup(guard.build_prompts)
         return guard
 
     @classmethod
