@@ -283,7 +283,11 @@ def agent_over_the_limit(guard: LlamaGuard, repeats: int, max_prompt_tokens: int
         prompt_module.trim_limit = hysteresis
         backend.prefix_caching, backend.cache_conversations = settings
         agent.close()
-    out: dict = {"checks": len(turns), "first_trimmed_check": crossed.index(True), "max_prompt_tokens": max_prompt_tokens}
+    out: dict = {
+        "checks": len(turns),
+        "first_trimmed_check": crossed.index(True),
+        "max_prompt_tokens": max_prompt_tokens,
+    }
     for name, runs in times.items():
         per_check = [statistics.median(column) for column in zip(*runs[1:])]
         before = statistics.median(t for t, c in zip(per_check, crossed) if not c)

@@ -133,6 +133,7 @@ class GraphScorer:
         self._kv: dict[int, StaticKV] = {}
         self._runners: dict[tuple[int, int, int], Runner] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
+        self.capture_errors: list[str] = []
 
     # -- buckets ---------------------------------------------------------------------------------
 
@@ -280,8 +281,13 @@ class GraphScorer:
                 self._warm(runner)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            runner.step()
+        try:
+            with torch.cuda.graph(graph, pool=self._pool):
+                runner.step()
+        except RuntimeError as exc:  # e.g. an op that syncs with the host: the bucket runs uncaptured
+            self.capture_errors.append(f"{(runner.batch, runner.tokens, runner.length)}: {exc}")
+            log.warning("CUDA graph capture failed, the static pass runs uncaptured: %s", exc)
+            return
         runner.graph = graph
 
     def warmup(self, cached: int, new_tokens: Sequence[int] = (64, 128, 256), batches: Sequence[int] = (1,)) -> float:
