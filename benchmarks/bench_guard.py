@@ -2,6 +2,7 @@
 
     python benchmarks/bench_guard.py            # full run on the "bench"-size test model (~5 min, 2 cores)
     python benchmarks/bench_guard.py --quick    # a few repetitions on the tiny test model (CI: proves it runs)
+    python benchmarks/bench_guard.py --compile-rows   # also the static (CUDA-graph) path and torch.compile, on CPU
 
 Prints a table of ratios and writes the raw numbers to benchmarks/results/bench_guard.json.
 Each comparison interleaves its two sides (A, B, A, B, ...) and reports medians, so machine noise hits
@@ -40,6 +41,7 @@ import torch
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends import forward
+from llamaguard_guardrails.backends.transformers import TransformersBackend
 from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -87,7 +89,7 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> dict:
+def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int, compile_rows: bool = False) -> dict:
     guard = LlamaGuard.from_pretrained(model_dir, cache_size=0, micro_batching=False, cache_conversations=False)
     model, backend = guard.backend.model, guard.backend
     (prompt,) = guard.build_prompts(SHORT)
@@ -195,6 +197,8 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     }
     results["head_kernels"] = head_kernels(model, max(3, repeats // 2))
     results["agent_over_the_limit"] = agent_over_the_limit(guard, max(2, repeats // 8))
+    if compile_rows:
+        results["static_and_compiled"] = static_and_compiled(guard, max(3, repeats // 2))
     results["agent_next_turn"] = agent_next_turn(guard, max(3, repeats // 2))
     results["streamed_answer"] = streamed_answer(guard, max(2, repeats // 5))
     results["screenshot_next_turn"] = agent_next_turn(guard, max(3, repeats // 4), screenshot_history())
@@ -239,6 +243,25 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     results["prompt_tokens"] = len(prompt.input_ids)
     results["prefix_tokens"] = prompt.prefix_length
     return results
+
+
+def static_and_compiled(guard: LlamaGuard, repeats: int, mode: str = "default") -> dict:
+    """The one-turn check on the static path (``compile="cuda_graphs"``: uncaptured on CPU) and with the static
+    steps compiled by ``torch.compile(mode=mode)``, each interleaved with the eager check; warm-up times included."""
+    real = guard.backend
+    eager = LlamaGuard(real, guard.prompts, cache_size=0, micro_batching=False)
+    out: dict = {"torch_compile_mode": mode}
+    for name, option in (("static", "cuda_graphs"), ("compiled", mode)):
+        backend = TransformersBackend(
+            real.model, real.tokens, real.pad_token_id, guard.prompts.decode, cache_conversations=False, compile=option
+        )
+        other = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=False)
+        warmup_s = backend.warmup(other.build_prompts)
+        t_other, t_eager = interleaved(
+            lambda g=other: g.classify(SHORT, policy=PASS), lambda: eager.classify(SHORT, policy=PASS), repeats
+        )
+        out[name] = {"check_s": t_other, "eager_check_s": t_eager, "ratio": t_other / t_eager, "warmup_s": warmup_s}
+    return out
 
 
 def tool_agent(steps: int = 24) -> list[dict]:
@@ -441,6 +464,20 @@ def table(results: dict) -> str:
             "<= 50 MB",
         ),
     ]
+    if "static_and_compiled" in results:
+        compiled = results["static_and_compiled"]
+        rows += [
+            (
+                "static path (compile='cuda_graphs', uncaptured on CPU) vs eager",
+                f"{compiled['static']['ratio']:.2f}x the time",
+                "-",
+            ),
+            (
+                f"torch.compile of the static path vs eager (warm-up {compiled['compiled']['warmup_s']:.0f} s)",
+                f"{compiled['compiled']['ratio']:.2f}x the time",
+                "-",
+            ),
+        ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'measure':<{width}}  {'result':<20}  target", "-" * (width + 32)]
     lines += [f"{name:<{width}}  {value:<20}  {target}" for name, value, target in rows]
@@ -463,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few repetitions on the tiny model (proves it runs)")
     parser.add_argument("--model", help="model folder (default: a test model built for the run)")
     parser.add_argument("--output", default=str(RESULTS / "bench_guard.json"))
+    parser.add_argument("--compile-rows", action="store_true", help="also time the static path and torch.compile")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
@@ -472,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building the {size} random-weight test model in {model_dir} ...", file=sys.stderr)
         make_test_model(model_dir, size=size)
     repeats, rss_checks, concurrency = (3, 200, 16) if args.quick else (20, 2000, 16)
-    results = bench(model_dir, repeats, rss_checks, concurrency)
+    results = bench(model_dir, repeats, rss_checks, concurrency, args.compile_rows)
     results["meta"] = {
         "model": str(model_dir),
         "size": size,
