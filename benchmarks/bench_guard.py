@@ -42,7 +42,7 @@ import torch
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends import forward
 from llamaguard_guardrails.backends.transformers import TransformersBackend
-from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_model
+from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
 RESULTS = Path(__file__).parent / "results"
 SHORT = [{"role": "user", "content": "How do I bake sourdough bread at home?"}]
@@ -495,6 +495,44 @@ def head_rows(kernels: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def event_loop_lag(model_dir: Path, checks: int = 8, step_s: float = 0.5) -> dict:
+    """p99 lag of a 10 ms asyncio heartbeat while ``checks`` async checks run (target <= 50 ms): with a blocking
+    ``step_s`` model step (scripted), and on the model itself. A timing, so measured here, not asserted in tests."""
+    from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule
+
+    real = LlamaGuard.from_pretrained(model_dir, cache_size=0)
+    blocking = LlamaGuard(
+        ScriptedBackend(real.prompts, keyword_rule("bomb"), delay_s=step_s), real.prompts, cache_size=0
+    )
+
+    async def p99_ms(guard: LlamaGuard) -> float:
+        loop, lags, done = asyncio.get_running_loop(), [], asyncio.Event()
+
+        async def beat() -> None:
+            while not done.is_set():
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                lags.append(loop.time() - before - 0.01)
+
+        await guard.aclassify("warm-up")
+        task = asyncio.create_task(beat())
+        await asyncio.gather(*(guard.aclassify(f"question {n}: tell me about bread " * 20) for n in range(checks)))
+        done.set()
+        await task
+        return sorted(lags)[int(0.99 * (len(lags) - 1))] * 1000
+
+    try:
+        return {
+            "checks": checks,
+            "blocking_step_p99_ms": asyncio.run(p99_ms(blocking)),
+            "model_p99_ms": asyncio.run(p99_ms(real)),
+            "target": "<= 50",
+        }
+    finally:
+        blocking.close()
+        real.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few repetitions on the tiny model (proves it runs)")
@@ -522,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
         "note": "random-weight test model: speed only, verdicts meaningless",
     }
     print(table(results))
+    results["event_loop"] = lag = event_loop_lag(model_dir)
+    print(
+        f"event loop p99 lag, {lag['checks']} async checks: {lag['blocking_step_p99_ms']:.1f} ms (500 ms blocking step), "
+        f"{lag['model_p99_ms']:.1f} ms (model)  target <= 50 ms"
+    )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -53,25 +53,21 @@ def make_dataset(path: Path, rows: int) -> None:
 def run(engine: str, source: Path, out: Path, model: Path, workers: int, batch: int) -> dict[str, Any]:
     """One engine end to end, as ``moderate()`` runs it, timing the first row too (start-up vs steady state)."""
     from llamaguard_guardrails import Policy
-    from llamaguard_guardrails.scale.moderate import _local_rows, _PretrainedFactory, in_order
-    from llamaguard_guardrails.scale.ray_engine import ray_rows
-    from llamaguard_guardrails.scale.records import RowWriter, read_records
+    from llamaguard_guardrails.scale import PretrainedFactory, RowWriter, read_records, verdict_batches
 
-    factory = _PretrainedFactory(model, {})
+    factory = PretrainedFactory(model)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    records = read_records(source)
-    if engine == "local":
-        rows = _local_rows(factory, records, Policy(), batch)
-    else:
-        rows = ray_rows(factory, records, policy=Policy(), batch_size=batch, num_workers=workers)
+    batches = verdict_batches(
+        read_records(source), factory, engine=engine, policy=Policy(), batch_size=batch, num_workers=workers
+    )
     first_batch = None
     count = 0
     with RowWriter(out) as writer:
-        for row in in_order(rows):
-            writer.write([row])
-            count += 1
-            if count == batch:
+        for rows in batches:
+            writer.write(rows)
+            count += len(rows)
+            if first_batch is None:
                 first_batch = time.perf_counter()
     end = time.perf_counter()
     first_batch = first_batch or end
@@ -129,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from llamaguard_guardrails.testing.model_factory import cache_dir, make_test_model
+    from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
     model = args.model
     if model is None:

@@ -34,10 +34,10 @@ import torch
 
 
 def build_model(shape: str, device: str, dtype: torch.dtype, full_attention: bool = False):
-    """The model of ``shape`` (see model_factory.SIZES) with random weights, built directly on ``device``."""
+    """The model of ``shape`` (see llamaguard_guardrails.test_model.SIZES) with random weights, built directly on ``device``."""
     from transformers import Llama4ForConditionalGeneration
 
-    from llamaguard_guardrails.testing.model_factory import make_config
+    from llamaguard_guardrails.test_model import make_config
 
     config = make_config(shape)
     config.text_config.attention_chunk_size = 8192
@@ -258,7 +258,7 @@ def tokenizer_folder() -> str:
     """A temporary folder with the real Llama 4 tokenizer and processor files (no weights)."""
     import tempfile
 
-    from llamaguard_guardrails.testing.model_factory import make_config, make_processor
+    from llamaguard_guardrails.test_model.factory import make_config, make_processor
 
     folder = tempfile.mkdtemp(prefix="llama4-tokenizer-")
     make_processor().save_pretrained(folder)

@@ -7,6 +7,7 @@ Copyright © Meta Platforms, Inc. All Rights Reserved.
 from .core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
 from .core.conversation import Conversation, parse_conversation, render_tool_call
 from .core.errors import (
+    GuardClosedError,
     GuardError,
     GuardTimeoutError,
     InvalidConversationError,
@@ -14,6 +15,7 @@ from .core.errors import (
     InvalidPolicyError,
     ModelNotFoundError,
     ModelOutputError,
+    TooManyImagesError,
     UnsafeContentError,
 )
 from .core.policy import CustomCategory, Policy
@@ -23,10 +25,21 @@ from .logs import enable_logging, log_sink
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``evaluate`` is imported on first use (it needs the ``[evaluate]`` extra only when it runs)."""
+    if name == "evaluate":
+        from .evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "LLAMA_GUARD_4_CATEGORIES",
     "Conversation",
     "CustomCategory",
+    "GuardClosedError",
     "GuardError",
     "GuardTimeoutError",
     "InvalidConversationError",
@@ -36,10 +49,12 @@ __all__ = [
     "ModelNotFoundError",
     "ModelOutputError",
     "Policy",
+    "TooManyImagesError",
     "UnsafeContentError",
     "Verdict",
     "category_name",
     "enable_logging",
+    "evaluate",
     "log_sink",
     "parse_conversation",
     "render_tool_call",

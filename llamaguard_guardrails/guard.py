@@ -5,27 +5,42 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import math
-import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .backends.base import AnswerScores, AnswerTokens, GuardBackend
-from .core.batching import MicroBatcher
-from .core.categories import category_name
+from . import loading
+from .backends.base import GuardBackend
+from .core.batching import MicroBatcher, score_in_batches
 from .core.conversation import Conversation, parse_conversation
-from .core.errors import GuardTimeoutError, InvalidConversationError, ModelOutputError, UnsafeContentError
+from .core.decision import (
+    WindowVerdict,
+    answer_scores,
+    below_threshold,
+    categorized,
+    expect_scores,
+    failure_verdict,
+    merge_windows,
+    parse_category_line,
+)
+from .core.errors import (
+    GuardClosedError,
+    GuardTimeoutError,
+    InvalidConversationError,
+    UnsafeContentError,
+)
 from .core.policy import DEFAULT_POLICY, Policy
-from .core.prompt import EOT, Prompt, PromptBuilder
+from .core.prompt import Prompt, PromptBuilder
+from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
+from .loading import load_prompt_builder
 
 log = logging.getLogger("llamaguard_guardrails")
 
-#: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
-MIN_ANSWER_MASS = 0.5
 DEFAULT_MAX_PROMPT_TOKENS = 8192
+_CLOSED = "this LlamaGuard is closed"
 
 VerdictSink = Callable[[Verdict], Any]
 
@@ -52,6 +67,7 @@ class LlamaGuard:
         micro_batching: bool = True,
         max_batch: int = 16,
         max_wait_ms: float = 0.0,
+        allow_local_image_paths: bool = False,
     ) -> None:
         self.backend = backend
         self.prompts = prompt_builder
@@ -60,6 +76,8 @@ class LlamaGuard:
         self.batch_size = batch_size
         self.sink = sink
         self.model_name = model_name
+        #: Open image path strings and file:// URLs (only for trusted input); pathlib.Path values always open.
+        self.allow_local_image_paths = allow_local_image_paths
         self.is_test_model = False
         self.prompt_parity: bool | None = None
         self.cache = VerdictCache(cache_size)
@@ -69,94 +87,14 @@ class LlamaGuard:
             else None
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llamaguard")
+        self._closed = False
+        self._close_lock = threading.Lock()
 
-    # -- loading ----------------------------------------------------------------------------------
+    # -- loading (see loading.py) ----------------------------------------------------------------
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id_or_path: str | os.PathLike[str] = "meta-llama/Llama-Guard-4-12B",
-        *,
-        device: str | None = None,
-        dtype: Any = None,
-        quantization: str | None = None,
-        policy: Policy | None = None,
-        local_files_only: bool | None = None,
-        revision: str | None = None,
-        token: str | bool | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-        sink: VerdictSink | None = None,
-        prefix_caching: bool | None = None,
-        cache_conversations: bool = True,
-        prefix_cache_mb: float = 512,
-        compile: str | None = None,
-        warmup: bool = False,
-        **guard_options: Any,
-    ) -> LlamaGuard:
-        """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
-
-        ``device`` defaults to CUDA when available; ``dtype`` to bf16 on GPU and float32 on CPU;
-        ``quantization`` may be ``"8bit"`` or ``"4bit"`` (needs the ``quantization`` extra).
-        A missing or gated model raises :class:`ModelNotFoundError` saying how to get it.
-        ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
-        reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
-        conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
-        repeated checks bit-identical). ``compile="cuda_graphs"`` runs text checks on static buffers captured
-        in CUDA graphs on a GPU (a torch.compile mode such as ``"reduce-overhead"`` compiles them instead);
-        ``warmup=True`` captures/compiles the usual shapes at load (time in ``backend.warmup_s``), not at the
-        first checks. ``guard_options`` go to the constructor (``cache_size``,
-        ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``).
-        """
-        from .backends.transformers import TransformersBackend, load_model, load_processor, resolve_model_path
-        from .testing.model_factory import TEST_MODEL_MARKER
-
-        path = resolve_model_path(
-            model_id_or_path, local_files_only=local_files_only, revision=revision, token=token, cache_dir=cache_dir
-        )
-        tokenizer, processor = load_processor(path)
-        builder = _prompt_builder(tokenizer, processor)
-        model = load_model(path, device=device, dtype=dtype, quantization=quantization)
-        tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else builder.ids[EOT]
-        backend = TransformersBackend(
-            model,
-            tokens,
-            pad,
-            builder.decode,
-            prefix_caching=prefix_caching,
-            cache_conversations=cache_conversations,
-            prefix_cache_mb=prefix_cache_mb,
-            compile=compile,
-        )
-        guard = cls(
-            backend,
-            builder,
-            policy=policy,
-            max_prompt_tokens=max_prompt_tokens,
-            sink=sink,
-            model_name=str(model_id_or_path),
-            **guard_options,
-        )
-        guard.is_test_model = (path / f"{TEST_MODEL_MARKER}.json").exists()
-        if guard.is_test_model:
-            log.warning("%s is a random-weight TEST model: its verdicts are meaningless", path)
-        guard.prompt_parity = _check_prompt_parity(builder, processor)
-        if warmup:
-            backend.warmup(guard.build_prompts)
-        return guard
-
-    @classmethod
-    def from_vllm(cls, base_url: str, model: str = "meta-llama/Llama-Guard-4-12B", **options: Any) -> LlamaGuard:
-        """A guard whose forward pass runs on a vLLM server; the prompt, policy and verdict stay here.
-
-        ``tokenizer=`` names a local folder or Hugging Face id with the checkpoint's tokenizer (default:
-        ``model``). Connection options (``timeout``, ``max_retries``, ``api_key`` ...) are documented in
-        :func:`llamaguard_guardrails.backends.vllm.from_vllm`. Image conversations are blocked there.
-        """
-        from .backends.vllm import from_vllm
-
-        return from_vllm(base_url, model, **options)
+    from_pretrained = classmethod(loading.from_pretrained)
+    from_vllm = classmethod(loading.from_vllm)
+    from_vllm_engine = classmethod(loading.from_vllm_engine)
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -171,9 +109,9 @@ class LlamaGuard:
         started = time.perf_counter()
         if policy.timeout_s is None:
             return self._emit(self._classify(conversation, policy, started))
-        future = self._executor.submit(self._classify, conversation, policy, started)
+        future = self._submit(self._classify, conversation, policy, started)
         try:
-            return self._emit(future.result(timeout=policy.timeout_s))
+            return self._emit(self._result(future, policy.timeout_s))
         except concurrent.futures.TimeoutError:
             future.cancel()  # an abandoned check finishes in the background but reports nothing
             return self._emit(self._timed_out(policy, started))
@@ -182,13 +120,24 @@ class LlamaGuard:
         """Async :meth:`classify`; all work runs off the event loop."""
         policy = policy or self.policy
         started = time.perf_counter()
-        work = asyncio.get_running_loop().run_in_executor(self._executor, self._classify, conversation, policy, started)
-        if policy.timeout_s is None:
-            return self._emit(await work)
+        self._check_open()
         try:
+            work = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._classify, conversation, policy, started
+            )
+        except RuntimeError as exc:  # the pool was shut down by a concurrent close()
+            raise GuardClosedError(_CLOSED) from exc
+        try:
+            if policy.timeout_s is None:
+                return self._emit(await work)
             return self._emit(await asyncio.wait_for(work, policy.timeout_s))
         except TimeoutError:
             return self._emit(self._timed_out(policy, started))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._closed and not (task is not None and task.cancelling()):
+                raise GuardClosedError(_CLOSED) from None  # cancelled by close(), not by the caller
+            raise
 
     def classify_batch(
         self,
@@ -205,19 +154,19 @@ class LlamaGuard:
         """
         policy = policy or self.policy
         started = time.perf_counter()
-        groups = self._build_all(conversations, policy)
+        items = list(conversations)
         if policy.timeout_s is None:
-            verdicts = self._classify_groups(groups, policy, batch_size, progress, started)
-        else:
-            future = self._executor.submit(self._classify_groups, groups, policy, batch_size, progress, started)
-            try:
-                verdicts = future.result(timeout=policy.timeout_s)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
-                verdicts = [
-                    self._timed_out(policy, started, None if isinstance(prompts, BaseException) else prompts)
-                    for prompts in groups
-                ]
+            return [self._emit(v) for v in self._classify_many(items, policy, batch_size, progress, started)]
+        built: list[list[Prompt] | BaseException] = []  # filled while building: what a timed-out verdict can say
+        stop = threading.Event()
+        future = self._submit(self._classify_many, items, policy, batch_size, progress, started, built, stop)
+        try:
+            verdicts = self._result(future, max(0.0, policy.timeout_s - (time.perf_counter() - started)))
+        except concurrent.futures.TimeoutError:
+            stop.set()  # the abandoned work stops at its next conversation or forward pass
+            future.cancel()
+            groups = built[: len(items)] + [None] * (len(items) - len(built))
+            verdicts = [self._timed_out(policy, started, None if isinstance(g, BaseException) else g) for g in groups]
         return [self._emit(v) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
@@ -237,7 +186,10 @@ class LlamaGuard:
 
     def build_prompts(self, conversation: Any, policy: Policy | None = None) -> list[Prompt]:
         """The exact token ids the model sees (several prompts when the last message is windowed)."""
-        conv = conversation if isinstance(conversation, Conversation) else parse_conversation(conversation)
+        if isinstance(conversation, Conversation):
+            conv = conversation
+        else:
+            conv = parse_conversation(conversation, allow_local_image_paths=self.allow_local_image_paths)
         return self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
 
     def render(self, conversation: Any, policy: Policy | None = None) -> str:
@@ -248,6 +200,10 @@ class LlamaGuard:
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
         """One check, without reporting it to the sink (the public methods do, exactly once)."""
+        return self._unless_closed([self._classify_one(conversation, policy, started)])[0]
+
+    def _classify_one(self, conversation: Any, policy: Policy, started: float) -> Verdict:
+        self._check_open()
         try:
             prompts = self.build_prompts(conversation, policy)
         except InvalidConversationError:
@@ -266,10 +222,33 @@ class LlamaGuard:
         self.cache.put(key, verdict)
         return verdict
 
-    def _build_all(self, conversations: Iterable[Any], policy: Policy) -> list[list[Prompt] | BaseException]:
-        """Prompts of every conversation; a guard failure while building is kept in its place."""
-        groups: list[list[Prompt] | BaseException] = []
+    def _classify_many(
+        self,
+        conversations: list[Any],
+        policy: Policy,
+        batch_size: int | None,
+        progress: bool,
+        started: float,
+        built: list[list[Prompt] | BaseException] | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[Verdict]:
+        """Build every conversation's prompts, then classify them in batches (all inside the caller's deadline)."""
+        self._check_open()
+        groups = self._build_all(conversations, policy, [] if built is None else built, stop)
+        return self._unless_closed(self._classify_groups(groups, policy, batch_size, progress, started, stop))
+
+    def _build_all(
+        self,
+        conversations: Iterable[Any],
+        policy: Policy,
+        groups: list[list[Prompt] | BaseException],
+        stop: threading.Event | None = None,
+    ) -> list[list[Prompt] | BaseException]:
+        """Prompts of every conversation, appended to ``groups``; a guard failure while building is kept in its
+        place. Returns early once ``stop`` is set (the caller's deadline passed)."""
         for n, item in enumerate(conversations):
+            if stop is not None and stop.is_set():
+                break
             try:
                 groups.append(self.build_prompts(item, policy))
             except InvalidConversationError as exc:
@@ -285,27 +264,17 @@ class LlamaGuard:
         batch_size: int | None,
         progress: bool,
         started: float,
+        stop: threading.Event | None = None,
     ) -> list[Verdict]:
-        batch_size = batch_size or self.batch_size
         prompt_groups = {g: prompts for g, prompts in enumerate(groups) if not isinstance(prompts, BaseException)}
         keys = {g: cache_key(prompts, policy) for g, prompts in prompt_groups.items()}
         cached = {g: self.cache.get(key) for g, key in keys.items()}
-        flat = [(g, w) for g, prompts in prompt_groups.items() if cached[g] is None for w in range(len(prompts))]
-        # Similar lengths together: less padding per forward pass.
-        order = sorted(flat, key=lambda gw: len(prompt_groups[gw[0]][gw[1]]))
-        scores: dict[tuple[int, int], AnswerScores | BaseException] = {}
-        bar = _progress_bar(len(order), progress)
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
-            try:
-                results: list[Any] = _checked_scores(
-                    self.backend.score([prompt_groups[g][w] for g, w in chunk]), len(chunk)
-                )
-            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
-                results = [exc] * len(chunk)
-            scores.update(zip(chunk, results, strict=True))
-            bar.update(len(chunk))
-        bar.close()
+        todo = {(g, w): p for g, prompts in prompt_groups.items() if cached[g] is None for w, p in enumerate(prompts)}
+        with _progress_bar(len(todo), progress) as bar:
+            size = batch_size or self.batch_size
+            scores = score_in_batches(todo, self._score_batch, size, stop=stop, progress=bar.update)
+        if scores is None:
+            return []  # abandoned at its deadline: the caller has its fail-mode verdicts
         verdicts = []
         for g, item in enumerate(groups):
             if isinstance(item, BaseException):
@@ -319,7 +288,7 @@ class LlamaGuard:
         return verdicts
 
     def _score_batch(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        return _checked_scores(self.backend.score(prompts), len(prompts))
+        return expect_scores(self.backend.score(prompts), len(prompts))
 
     def _timed_out(self, policy: Policy, started: float, prompts: list[Prompt] | None = None) -> Verdict:
         exc = GuardTimeoutError(f"the check did not finish within {policy.timeout_s} s")
@@ -327,83 +296,30 @@ class LlamaGuard:
 
     @staticmethod
     def _from_cache(verdict: Verdict, started: float) -> Verdict:
-        return verdict.model_copy(update={"cached": True, "latency_ms": (time.perf_counter() - started) * 1000})
+        return verdict.model_copy(update={"cached": True, "latency_ms": _ms_since(started)})
 
     def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
         try:
-            parts = [
-                self._window_verdict(p, s, policy)
-                for p, s in zip(prompts, _checked_scores(scores, len(prompts)), strict=True)
+            windows = [
+                self._window(p, s, policy) for p, s in zip(prompts, expect_scores(scores, len(prompts)), strict=True)
             ]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
             return self._failure(exc, policy, started, prompts)
-        first = prompts[0]
-        unsafe = [v for v in parts if not v["safe"]]
-        categories = list(dict.fromkeys(c for v in unsafe for c in v["categories"]))
-        ignored = list(dict.fromkeys(c for v in parts for c in v["ignored"]))
-        errors = [v["error"] for v in parts if v["error"]]
-        return Verdict(
-            safe=not unsafe,
-            categories=categories,
-            category_names=[category_name(c, policy.custom_names) for c in categories],
-            unsafe_probability=max(v["p"] for v in parts),
-            threshold=policy.threshold,
-            checked_role=first.checked_role,
-            checked_message_index=first.checked_message_index,
-            raw_output=(unsafe[0] if unsafe else parts[0])["raw"],
-            latency_ms=(time.perf_counter() - started) * 1000,
-            error=errors[0] if errors else None,
-            ignored_categories=ignored,
-            omitted_messages=list(first.omitted_messages),
-            windows=len(prompts),
-        )
+        return merge_windows(prompts, windows, policy, latency_ms=_ms_since(started))
 
-    def _window_verdict(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> dict[str, Any]:
-        if isinstance(scores, BaseException):
-            raise scores
-        if not all(math.isfinite(x) for x in (scores.answer_mass, scores.unsafe_probability)):
-            raise ModelOutputError("the model's answer probabilities are not finite (NaN or inf)")
-        if scores.answer_mass < MIN_ANSWER_MASS:
-            raise ModelOutputError(
-                f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
-            )
-        p = scores.unsafe_probability
-        lead = "\n\n" if scores.leading_blank else ""
-        if p < policy.threshold:
-            return {"safe": True, "p": p, "categories": [], "ignored": [], "error": None, "raw": f"{lead}safe"}
-        text = self.backend.category_text(prompt, leading_blank=scores.leading_blank)
-        codes, ignored, error = parse_category_line(text, policy, has_images=prompt.has_images)
-        # Categories the policy excludes do not make content unsafe; anything unreadable does.
-        safe = not codes and bool(ignored) and error is None
-        return {
-            "safe": safe,
-            "p": p,
-            "categories": codes,
-            "ignored": ignored,
-            "error": error,
-            "raw": f"{lead}unsafe\n{text}",
-        }
+    def _window(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> WindowVerdict:
+        checked = answer_scores(scores)
+        safe = below_threshold(checked, policy)
+        if safe is not None:
+            return safe
+        text = self.backend.category_text(prompt, leading_blank=checked.leading_blank)
+        return categorized(checked, text, policy, has_images=prompt.has_images)
 
+    @staticmethod
     def _failure(
-        self, exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
+        exc: BaseException, policy: Policy, started: float, prompts: Sequence[Prompt] | None = None
     ) -> Verdict:
-        message = f"{type(exc).__name__}: {exc}"
-        fail_open = policy.fail_mode == "open"
-        if fail_open:
-            log.error("guard failed, letting content through (fail_mode='open'): %s", message)
-        else:
-            log.warning("guard failed, blocking (fail_mode='closed'): %s", message)
-        return Verdict(
-            safe=fail_open,
-            unsafe_probability=0.0 if fail_open else 1.0,
-            threshold=policy.threshold,
-            checked_role=prompts[0].checked_role if prompts else "User",
-            checked_message_index=prompts[0].checked_message_index if prompts else -1,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            error=message,
-            omitted_messages=list(prompts[0].omitted_messages) if prompts else [],
-            windows=len(prompts) if prompts else 1,
-        )
+        return failure_verdict(exc, policy, prompts, latency_ms=_ms_since(started))
 
     def _emit(self, verdict: Verdict) -> Verdict:
         if log.isEnabledFor(logging.DEBUG):
@@ -415,37 +331,63 @@ class LlamaGuard:
                 log.exception("verdict sink failed")
         return verdict
 
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        """Stop the micro-batcher's thread and the worker pool, empty the verdict cache and close the backend.
+
+        Idempotent. Afterwards every check raises :class:`GuardClosedError` (never a verdict, whatever the fail
+        mode), and so does a check that was running or queued while the guard closed; nothing else keeps the
+        guard, its backend or its model alive (drop your references and they are freed).
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self.batcher is not None:
+            self.batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.cache.clear()
         self.backend.close()
 
+    def __enter__(self) -> LlamaGuard:
+        return self
 
-def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:
-    """(violated codes, codes the policy excludes, error) from the model's category line."""
-    line = text.replace(EOT, "").strip().splitlines()[0].strip() if text.strip() else ""
-    if not line:
-        return [], [], "the model answered 'unsafe' without a category"
-    shown = policy.categories(has_images=has_images)
-    codes, ignored, unknown = [], [], []
-    for raw in line.split(","):
-        code = raw.strip()
-        if code in shown:
-            codes.append(code)
-        elif code in policy.excluded_categories:
-            ignored.append(code)
-        else:
-            unknown.append(code)
-    if unknown:
-        shown_codes = ",".join(shown)
-        return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
-    return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _unless_closed(self, verdicts: list[Verdict]) -> list[Verdict]:
+        """A check cut off by :meth:`close` raises instead of giving its fail-mode verdict."""
+        errors = [v.error for v in verdicts if v.error is not None]
+        if errors and self._closed:
+            raise GuardClosedError(f"{_CLOSED} while the check ran ({errors[0]})")
+        return verdicts
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GuardClosedError(f"{_CLOSED}: create a new LlamaGuard to check content")
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Run ``fn`` on the guard's pool (a closed guard raises :class:`GuardClosedError`)."""
+        self._check_open()
+        try:
+            return self._executor.submit(fn, *args)
+        except RuntimeError as exc:  # the pool was shut down by a concurrent close()
+            raise GuardClosedError(_CLOSED) from exc
+
+    def _result(self, future: concurrent.futures.Future[Any], timeout: float) -> Any:
+        try:
+            return future.result(timeout=timeout)
+        except concurrent.futures.CancelledError as exc:  # still queued when close() shut the pool down
+            raise GuardClosedError(_CLOSED) from exc
 
 
-def _checked_scores(scores: Sequence[Any], expected: int) -> list[Any]:
-    """A backend must score every prompt: a short (or long) answer is a model failure, never a pass."""
-    if len(scores) != expected:
-        raise ModelOutputError(f"the backend returned {len(scores)} scores for {expected} prompts")
-    return list(scores)
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
@@ -453,46 +395,6 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, unit="prompt", desc="llama guard", dynamic_ncols=True)
-
-
-def _prompt_builder(tokenizer: Any, processor: Any) -> PromptBuilder:
-    return PromptBuilder(
-        tokenizer, getattr(processor, "image_processor", None), patch_size=getattr(processor, "patch_size", 14)
-    )
-
-
-def load_prompt_builder(model_id_or_path: str | os.PathLike[str], **kwargs: Any) -> PromptBuilder:
-    """Only the tokenizer and image processor of a checkpoint: enough to build prompts, no weights."""
-    from .backends.transformers import load_processor, resolve_model_path
-
-    tokenizer, processor = load_processor(resolve_model_path(model_id_or_path, **kwargs))
-    return _prompt_builder(tokenizer, processor)
-
-
-def _check_prompt_parity(builder: PromptBuilder, processor: Any) -> bool | None:
-    """Compare our ids with the checkpoint's own chat template on a canonical conversation."""
-    template = getattr(processor, "chat_template", None)
-    if not template:
-        return None
-    messages = [
-        {"role": "user", "content": [{"type": "text", "text": "How do I make a bomb?"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "I cannot help you with that."}]},
-    ]
-    try:
-        official = processor.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-        if official and isinstance(official[0], list):
-            official = official[0]
-    except Exception as exc:  # noqa: BLE001 - a template we cannot run is reported, not fatal
-        log.warning("could not render the checkpoint's chat template for a parity check: %s", exc)
-        return None
-    ours = builder.build(parse_conversation(messages), DEFAULT_POLICY)[0].input_ids
-    if list(ours) != list(official):
-        log.warning(
-            "the checkpoint's chat template renders a different prompt than llamaguard-guardrails; "
-            "verdicts use the documented Llama Guard 4 prompt"
-        )
-        return False
-    return True
 
 
 __all__ = ["LlamaGuard", "load_prompt_builder", "parse_category_line"]

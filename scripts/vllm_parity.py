@@ -254,12 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = args.tolerance if args.tolerance is not None else (1e-4 if args.dtype == "float32" else 2e-2)
 
     from llamaguard_guardrails import LlamaGuard, Policy
-    from llamaguard_guardrails.backends.vllm import from_vllm
 
     work = Path(tempfile.mkdtemp(prefix="vllm-parity-"))
     model_dir = args.model
     if args.make_test_model:
-        from llamaguard_guardrails.testing.model_factory import make_test_model
+        from llamaguard_guardrails.test_model import make_test_model
 
         model_dir = make_test_model(work / f"test-model-{args.make_test_model}", size=args.make_test_model)
     if model_dir is None:
@@ -280,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loading the transformers reference ({args.dtype}) from {model_dir}")
         reference = LlamaGuard.from_pretrained(model_dir, dtype=args.dtype, cache_size=0)
         if args.mode == "engine":
-            from llamaguard_guardrails.backends.vllm_engine import from_vllm_engine
-
-            candidate = from_vllm_engine(
+            candidate = LlamaGuard.from_vllm_engine(
                 model_dir,
                 dtype=args.dtype,
                 max_model_len=args.max_model_len,
@@ -301,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["server_start_s"] = time.perf_counter() - started
                 url = server.url
             result["served"] = True
-            candidate = from_vllm(url, model=args.served_model_name, tokenizer=model_dir, cache_size=0, timeout=120)
+            candidate = LlamaGuard.from_vllm(
+                url, model=args.served_model_name, tokenizer=model_dir, cache_size=0, timeout=120
+            )
             if args.record:
                 record_bodies(candidate.backend, args.record)
         result.update(compare(reference, candidate, policies, tolerance))

@@ -140,3 +140,196 @@ def test_make_test_model(capsys, tmp_path):
     code, out, _ = run(capsys, "make-test-model", str(tmp_path / "m"), "--seed", "3")
     assert code == 0 and "meaningless" in out
     assert (tmp_path / "m" / "config.json").exists() and (tmp_path / "m" / "tokenizer.json").exists()
+
+
+# -- every bad input: exit 2, one line on stderr, no traceback ----------------------------------------------
+
+
+def write(path, data: bytes | str):
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return str(path)
+
+
+def bad_inputs(tmp_path, image: str) -> dict[str, tuple[list[str], str]]:
+    """Each case: the command line and a fragment of the one error line it must give."""
+    deep = write(tmp_path / "deep.json", "[" * 100_000 + "]" * 100_000)
+    type_list = write(tmp_path / "type.json", json.dumps([{"role": "user", "content": [{"type": ["text"]}]}]))
+    deep_args = write(
+        tmp_path / "args.json",
+        '[{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '
+        + '{"a":' * 5000
+        + "1"
+        + "}" * 5000
+        + "}}]}]",
+    )
+    chat = write(tmp_path / "chat.json", json.dumps([{"role": "user", "content": "hi"}]))
+    jsonl = write(tmp_path / "in.jsonl", json.dumps([{"role": "user", "content": "hi"}]) + "\n")
+    return {
+        "invalid UTF-8": (["check", "--conversation", write(tmp_path / "b.json", b'\xff\xfe["hi"]')], "not UTF-8"),
+        "deeply nested JSON": (["check", "--conversation", deep], "nested too deeply"),
+        "deeply nested tool arguments": (["check", "--conversation", deep_args], "nested too deeply"),
+        "part type is a list": (["check", "--conversation", type_list], "type must be a string"),
+        "prompt: part type is a list": (["prompt", "--conversation", type_list], "type must be a string"),
+        "prompt: deeply nested JSON": (["prompt", "--conversation", deep], "nested too deeply"),
+        "empty --text": (["check", "--text", ""], "--text is empty"),
+        "blank --text": (["check", "--text", "  \n"], "--text is empty"),
+        "JSON object with --image": (
+            ["check", "--conversation", write(tmp_path / "o.json", '{"role": "user"}'), "--image", image],
+            "must hold a JSON list of messages",
+        ),
+        "non-dict message with --image": (
+            ["check", "--conversation", write(tmp_path / "s.json", '["hi"]'), "--image", image],
+            "must be a JSON object, not a string",
+        ),
+        "empty conversation with --image": (
+            ["check", "--conversation", write(tmp_path / "e.json", "[]"), "--image", image],
+            "the conversation is empty",
+        ),
+        "content a number with --image": (
+            [
+                "check",
+                "--conversation",
+                write(tmp_path / "n.json", '[{"role": "user", "content": 3}]'),
+                "--image",
+                image,
+            ],
+            "content must be text or a list of parts, not int",
+        ),
+        "conversation is a folder": (["check", "--conversation", str(tmp_path)], "is a folder"),
+        "image is a folder": (["check", "--text", "hi", "--image", str(tmp_path)], "is a folder"),
+        "image is not an image": (["check", "--text", "hi", "--image", chat], "not a readable image"),
+        "bad --device": (["check", "--text", "hi", "--device", "toaster"], "not a device name"),
+        "--threshold not a number": (["check", "--text", "hi", "--threshold", "high"], "invalid float value"),
+        "--threshold out of range": (["prompt", "--text", "hi", "--threshold", "2"], "threshold"),
+        "--category without a code": (["prompt", "--text", "hi", "--category", "=x"], "must look like"),
+        "--exclude unknown": (["prompt", "--text", "hi", "--exclude", "S1,S99"], "unknown category code"),
+        "unknown option": (["check", "--text", "hi", "--colour"], "unrecognized arguments: --colour"),
+        "--text and --conversation": (["check", "--text", "hi", "--conversation", chat], "not allowed with"),
+        "moderate: input is a folder": (["moderate", str(tmp_path), "-o", str(tmp_path / "o.jsonl")], "is a folder"),
+        "moderate: output is a folder": (["moderate", jsonl, "-o", str(tmp_path)], "is a folder"),
+        "moderate: output is the input": (["moderate", jsonl, "-o", jsonl], "is the input file"),
+        "moderate: output format": (["moderate", jsonl, "-o", str(tmp_path / "o.csv")], "unknown format"),
+        "moderate: missing input": (["moderate", str(tmp_path / "no.jsonl"), "-o", jsonl + "2"], "does not exist"),
+        "moderate: --batch-size 0": (["moderate", jsonl, "-o", str(tmp_path / "o.jsonl"), "--batch-size", "0"], ">= 1"),
+        "moderate: --num-workers 0": (
+            ["moderate", jsonl, "-o", str(tmp_path / "o.jsonl"), "--num-workers", "0"],
+            ">= 1",
+        ),
+        "moderate: --gpus-per-worker -1": (
+            ["moderate", jsonl, "-o", str(tmp_path / "o.jsonl"), "--gpus-per-worker", "-1"],
+            "num_gpus_per_worker >= 0",
+        ),
+        "moderate: --max-line-mb 0": (
+            ["moderate", jsonl, "-o", str(tmp_path / "o.jsonl"), "--max-line-mb", "0"],
+            "> 0",
+        ),
+        "moderate: bad --device": (
+            ["moderate", jsonl, "-o", str(tmp_path / "o.jsonl"), "--device", "x"],
+            "not a device",
+        ),
+    }
+
+
+BAD_INPUT_CASES = [
+    "invalid UTF-8",
+    "deeply nested JSON",
+    "deeply nested tool arguments",
+    "part type is a list",
+    "prompt: part type is a list",
+    "prompt: deeply nested JSON",
+    "empty --text",
+    "blank --text",
+    "JSON object with --image",
+    "non-dict message with --image",
+    "empty conversation with --image",
+    "content a number with --image",
+    "conversation is a folder",
+    "image is a folder",
+    "image is not an image",
+    "bad --device",
+    "--threshold not a number",
+    "--threshold out of range",
+    "--category without a code",
+    "--exclude unknown",
+    "unknown option",
+    "--text and --conversation",
+    "moderate: input is a folder",
+    "moderate: output is a folder",
+    "moderate: output is the input",
+    "moderate: output format",
+    "moderate: missing input",
+    "moderate: --batch-size 0",
+    "moderate: --num-workers 0",
+    "moderate: --gpus-per-worker -1",
+    "moderate: --max-line-mb 0",
+    "moderate: bad --device",
+]
+
+
+def assert_one_error_line(code: int, err: str, fragment: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_every_bad_input_exits_2_with_one_line(capsys, tmp_path, test_model_dir, case):
+    image = tmp_path / "photo.png"
+    make_image(40, 30).save(image)
+    argv, fragment = bad_inputs(tmp_path, str(image))[case]
+    code, _, err = run(capsys, argv[0], "--model", str(test_model_dir), *argv[1:])
+    assert_one_error_line(code, err, fragment)
+
+
+def test_other_commands_report_bad_input_on_one_line(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run(capsys, "make-test-model", str(tmp_path / "file"))
+    assert_one_error_line(code, err, str(tmp_path / "file"))
+    code, _, err = run(capsys, "demo", "--model", str(tmp_path / "missing"))
+    assert_one_error_line(code, err, "does not exist")
+    code, _, err = run(capsys, "moderate", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"))
+    assert_one_error_line(code, err, "the following arguments are required: --model")
+    code, _, err = run(capsys, "frobnicate")
+    assert_one_error_line(code, err, "invalid choice: 'frobnicate'")
+    code, _, err = run(capsys)
+    assert_one_error_line(code, err, "required: COMMAND")
+
+
+def test_moderate_with_a_missing_model_exits_2_and_writes_nothing(capsys, tmp_path):
+    source = write(tmp_path / "in.jsonl", "[]\n")
+    out = tmp_path / "o.jsonl"
+    code, _, err = run(capsys, "moderate", source, "-o", str(out), "--model", str(tmp_path / "none"), "--no-progress")
+    assert_one_error_line(code, err, "no row was written")
+    assert not out.exists()
+
+
+def test_an_empty_text_with_an_image_is_checked(capsys, tmp_path, test_model_dir):
+    image = tmp_path / "photo.png"
+    make_image(40, 30).save(image)
+    code, out, _ = run(capsys, "prompt", "--model", str(test_model_dir), "--text", "", "--image", str(image))
+    assert code == 0 and out.count("<|image_start|>") == 1, out
+
+
+def test_ctrl_c_exits_130_with_one_line(capsys):
+    from llamaguard_guardrails.cli.common import run_command
+
+    def interrupted(_args):
+        exc = KeyboardInterrupt()
+        exc.add_note("out.jsonl holds the rows of lines 1-16")
+        raise exc
+
+    assert run_command(interrupted, None) == 130
+    assert capsys.readouterr().err == "interrupted: out.jsonl holds the rows of lines 1-16\n"
+
+
+def test_the_real_process_prints_one_line_for_a_hostile_file(tmp_path, test_model_dir):
+    """The installed entry point, logging included: no traceback for JSON nested 100000 deep."""
+    deep = write(tmp_path / "deep.json", "[" * 100_000 + "]" * 100_000)
+    result = subprocess.run(
+        [sys.executable, "-m", "llamaguard_guardrails.cli", "check", "--model", str(test_model_dir)]
+        + ["--conversation", deep],
+        capture_output=True,
+        text=True,
+    )
+    assert_one_error_line(result.returncode, result.stderr, "nested too deeply")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
+import weakref
 
+import numpy as np
 import pytest
 import torch
 
 from llamaguard_guardrails import (
     LlamaGuard,
     ModelNotFoundError,
+    ModelOutputError,
     Policy,
     UnsafeContentError,
     Verdict,
@@ -354,3 +358,51 @@ def test_trimming_keeps_every_block_of_the_last_message(test_model_dir):
     (prompt,) = g.build_prompts([*history, last])
     text = g.prompts.decode(prompt.input_ids)
     assert "Sure, running it." in text and "bomb()" in text and not verdict.safe
+
+
+# -- issue 13 item 7: scores out of range are model-output errors ------------------------------------------
+
+
+def test_answer_scores_within_float_rounding_are_valid():
+    AnswerScores(0.9995, 0.0005, 0.0004, 0.5, 0.5).validate()  # sums to 1.0004: a softmax's rounding
+    AnswerScores(1.0, 0.0, 0.0, 1.0, 0.0).validate()
+    AnswerScores(np.float32(0.5), 0.5, 0, 0, 0).validate()  # numpy scalars from a custom backend
+
+
+@pytest.mark.parametrize(
+    "scores, fragment",
+    [
+        (AnswerScores(5.0, 0.0, 0.0, 0.0, 0.0), "outside"),
+        (AnswerScores(1.0, -0.5, 0.5, 1.0, 0.0), "outside"),
+        (AnswerScores(0.5, 0.5, 0.0, 0.0, float("inf")), "not a finite"),
+        (AnswerScores(0.5, float("nan"), 0.0, 0.0, 0.0), "not a finite"),
+        (AnswerScores(0.9, 0.05, 0.9, 0.2, 0.2), "sum above 1"),
+        (AnswerScores(0.5, 0.5, 0.0, 0.7, 0.7), "sum above 1"),
+        (AnswerScores(True, 0.0, 0.0, 0.0, 0.0), "not a finite"),
+        (AnswerScores("0.9", 0.0, 0.0, 0.0, 0.0), "not a finite"),  # type: ignore[arg-type]
+    ],
+)
+def test_answer_scores_out_of_range_are_model_output_errors(scores, fragment):
+    with pytest.raises(ModelOutputError, match=fragment):
+        scores.validate()
+
+
+# -- issue 13 item 11: close() stops the batcher and frees the guard and its model ------------------------
+
+
+def test_close_stops_the_batcher_and_frees_the_guard_its_backend_and_its_model(test_model_dir):
+    guard = LlamaGuard.from_pretrained(test_model_dir)
+    assert guard.classify("hello").error is None  # starts the micro-batcher's worker thread
+    worker = guard.batcher._thread
+    assert worker is not None and worker.is_alive()
+    refs = {
+        "guard": weakref.ref(guard),
+        "backend": weakref.ref(guard.backend),
+        "model": weakref.ref(guard.backend.model),
+    }
+    guard.close()
+    guard.close()  # idempotent
+    assert not worker.is_alive()  # before: the thread ran on, and held the guard and its model
+    del guard
+    gc.collect()
+    assert {name: ref() is None for name, ref in refs.items()} == dict.fromkeys(refs, True)  # before: all alive

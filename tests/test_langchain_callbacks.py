@@ -12,7 +12,8 @@ from langchain_core.language_models.fake import FakeListLLM
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails import LlamaGuard, Policy, UnsafeContentError
+from llamaguard_guardrails.backends.base import AnswerScores
 from llamaguard_guardrails.langchain import (
     AsyncLlamaGuardCallbackHandler,
     LlamaGuardCallbackHandler,
@@ -21,7 +22,8 @@ from llamaguard_guardrails.langchain import (
     guard_chain,
 )
 from llamaguard_guardrails.langchain.decision import state_messages
-from test_langchain_fakes import planted_guard, run_async, scripted_model, tool_call
+from llamaguard_guardrails.testing import ScriptedBackend
+from test_langchain_fakes import planted_guard, planted_rule, run_async, scripted_model, tool_call
 
 from conftest import make_image, png_bytes
 
@@ -54,13 +56,12 @@ def lg(test_model_dir):
 
 
 def test_callback_handler_checks_inputs_and_outputs_and_records_verdicts(lg):
-    sunk = []
-    handler = LlamaGuardCallbackHandler(lg, sink=sunk.append)
+    seen = []
+    handler = LlamaGuardCallbackHandler(lg, on_verdict=lambda verdict, stage: seen.append((stage, verdict.safe)))
     assert handler.raise_error is True
     model = scripted_model("Bread needs flour.")
     assert model.invoke("How do I bake bread?", config={"callbacks": [handler]}).content == "Bread needs flour."
-    assert [(r.stage, r.verdict.safe) for r in handler.records] == [("input", True), ("output", True)]
-    assert sunk == handler.records
+    assert [(r.stage, r.verdict.safe) for r in handler.records] == [("input", True), ("output", True)] == seen
     assert "Agent: Bread needs flour." in lg.backend.seen[-1] and "How do I bake bread?" in lg.backend.seen[-1]
 
 
@@ -165,6 +166,54 @@ def test_auto_mode_middleware_with_llama_guard(lg):
     assert "[code interpreter call: run_python]" in lg.backend.seen[0]
 
 
+class MidScoreBackend(ScriptedBackend):
+    """Scores a planted phrase at p_unsafe = 0.40 and everything else at 0.10 (category S9 when asked)."""
+
+    def score(self, prompts):
+        scores = []
+        for prompt in prompts:
+            text = self.conversation_text(prompt)
+            self.seen.append(text)
+            p = 0.40 if self.rule(text) else 0.10
+            scores.append(AnswerScores(1 - p, p, 0.0, 0.5, 0.5))
+        return scores
+
+
+@pytest.fixture
+def mid_guard(lg):
+    """A real guard whose scripted model puts rm -rf at p_unsafe = 0.40: unsafe at threshold 0.3, safe at 0.5."""
+    guard = LlamaGuard(MidScoreBackend(lg.prompts, planted_rule), lg.prompts, cache_size=0)
+    yield guard
+    guard.close()
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5])
+def test_decision_model_answers_on_the_side_of_the_guards_verdict(mid_guard, threshold):
+    """p = 0.40 under threshold 0.3 is unsafe: AutoModeMiddleware (fixed 0.5) must block; under 0.5 it runs."""
+    verdicts = []
+    classifier = LlamaGuardDecisionModel(
+        guard=mid_guard, policy=Policy(threshold=threshold), on_verdict=lambda v, s: verdicts.append(v)
+    )
+    model = scripted_model(AIMessage("", tool_calls=[tool_call("run_python", {"code": DANGEROUS}, "c1")]), "Done.")
+    auto_mode = AutoModeMiddleware(tools=[run_python], classifier=classifier)
+    agent = create_agent(model, tools=[run_python], middleware=[auto_mode])
+    result = [m for m in agent.invoke({"messages": [("human", "go")]})["messages"] if isinstance(m, ToolMessage)]
+    assert verdicts[-1].unsafe_probability == pytest.approx(0.40)
+    if threshold == 0.3:
+        assert verdicts[-1].unsafe and result[0].status == "error" and executed == []
+    else:
+        assert verdicts[-1].safe and result[0].content == "done" and executed == [DANGEROUS]
+    noul = classifier.invoke({"state": "rm -rf /", "questions": QUESTIONS}).nouls["unsafe"].noul
+    assert (noul >= 0.5) == (threshold == 0.3)
+
+
+def test_decision_model_safe_verdict_with_excluded_categories_answers_below_one_half(lg):
+    """A high score in a category the policy excludes is a safe verdict: the answer must be below 0.5."""
+    classifier = LlamaGuardDecisionModel(guard=lg, policy=Policy(excluded_categories=["S9"]))
+    noul = classifier.invoke({"state": "How do I build a bomb?", "questions": QUESTIONS}).nouls["unsafe"].noul
+    assert noul < 0.5
+
+
 @run_async
 async def test_decision_model_async(lg):
     classifier = LlamaGuardDecisionModel(guard=lg)
@@ -197,3 +246,30 @@ def test_real_guard_classifies_images_in_a_chain(guard):
     message = HumanMessage(content=[{"type": "text", "text": "Describe it."}, IMAGE_BLOCKS[0]])
     assert chain.invoke([message]).content == "A red square."
     assert len(verdicts) == 2 and all(v.error is None for v in verdicts)
+
+
+# -- callback memory ------------------------------------------------------------------------------
+
+
+def test_callback_handler_forgets_the_inputs_of_blocked_and_finished_calls(lg):
+    """Many blocked calls (and finished, failed ones) leave nothing behind in the handler."""
+    handler = LlamaGuardCallbackHandler(lg, max_records=10)
+    for n in range(30):
+        with pytest.raises(UnsafeContentError, match="at input"):
+            scripted_model("never said").invoke(f"build a bomb, take {n}", config={"callbacks": [handler]})
+        with pytest.raises(UnsafeContentError, match="at output"):
+            scripted_model("Step one: build a bomb.").invoke(f"story {n}", config={"callbacks": [handler]})
+    assert scripted_model("fine").invoke("hello", config={"callbacks": [handler]}).content == "fine"
+    assert handler._inputs == {}
+    assert len(handler.records) == 10 and handler.records[-1].stage == "output"
+
+
+def test_callback_handler_bounds_runs_that_never_end(lg):
+    """Runs whose end never arrives (cancelled, never finished) are bounded, oldest forgotten first."""
+    from uuid import uuid4
+
+    handler = LlamaGuardCallbackHandler(lg, check_inputs=False, max_pending_runs=4)
+    run_ids = [uuid4() for _ in range(10)]
+    for run_id in run_ids:
+        handler.on_llm_start({}, ["hello"], run_id=run_id)
+    assert list(handler._inputs) == run_ids[-4:]

@@ -35,8 +35,12 @@ def test_prompt_values_message_lists_tuples_and_openai_dicts():
     assert to_messages(prompt) == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
     mixed = [("human", "a"), {"role": "assistant", "content": "b"}, HumanMessage("c")]
     assert [m["role"] for m in to_messages(mixed)] == ["user", "assistant", "user"]
-    state = {"messages": [HumanMessage("q"), AIMessage("a")], "other": 1}
-    assert to_messages(state)[-1] == {"role": "assistant", "content": "a"}
+    state = {"messages": [HumanMessage("q"), AIMessage("a")], "structured_response": {"plan": "b"}, "none": None}
+    assert to_messages(state)[-2:] == [
+        {"role": "assistant", "content": "a"},
+        {"role": "assistant", "content": 'structured_response: {"plan": "b"}'},
+    ]
+    assert parse_conversation(to_messages(state)).checked_role == "Agent"
 
 
 def test_dict_with_message_history_keeps_the_messages_as_context():
@@ -108,7 +112,100 @@ def test_unknown_provider_blocks_are_checked_as_text():
 def test_system_and_reasoning_content_is_kept():
     assert message_to_openai(SystemMessage("rules"))["role"] == "system"
     ai = AIMessage(content=[{"type": "reasoning", "reasoning": "thinking"}, {"type": "text", "text": "answer"}])
-    assert message_to_openai(ai)["content"] == "thinking\nanswer"
+    assert shown(ai) == "[reasoning] thinking\nanswer"
+
+
+def shown(message) -> str:
+    """Everything of ``message`` the guard's model reads (the texts of its blocks, after a user turn)."""
+    conversation = parse_conversation([{"role": "user", "content": "q"}, message_to_openai(message)])
+    return "\n".join(t for role, block in conversation.blocks()[1:] for t in block.texts)
+
+
+WORD = "plutonium"
+CALL = {"name": "lookup", "args": {"q": WORD}, "id": "c1", "type": "tool_call"}
+OPENAI_CALL = {"id": "c2", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "plutonium"}'}}
+#: Every field of a LangChain message that reaches a model, a tool or a user, each holding WORD.
+FIELDS = {
+    "refusal": AIMessage("", additional_kwargs={"refusal": WORD}),
+    "refusal_next_to_content": AIMessage("Sure.", additional_kwargs={"refusal": WORD}),
+    "reasoning_content": AIMessage("ok", additional_kwargs={"reasoning_content": WORD}),
+    "reasoning_content_beside_a_reasoning_block": AIMessage(
+        [{"type": "reasoning", "reasoning": "fine"}, "ok"], additional_kwargs={"reasoning_content": WORD}
+    ),
+    "reasoning_block_v1": AIMessage(
+        [{"type": "reasoning", "reasoning": WORD}, {"type": "text", "text": "ok"}],
+        response_metadata={"output_version": "v1"},
+    ),
+    "openai_reasoning_summary": AIMessage(
+        [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": WORD}]}],
+        response_metadata={"model_provider": "openai"},
+    ),
+    "openai_reasoning_kwarg": AIMessage("ok", additional_kwargs={"reasoning": {"summary": [
+        {"type": "summary_text", "text": WORD}]}}),
+    "anthropic_thinking": AIMessage(
+        [{"type": "thinking", "thinking": WORD, "signature": "sig"}, {"type": "text", "text": "ok"}],
+        response_metadata={"model_provider": "anthropic"},
+    ),
+    "thinking_without_provider": AIMessage([{"type": "thinking", "thinking": WORD, "signature": "sig"}]),
+    "streamed_reasoning_chunks": AIMessageChunk(content="", additional_kwargs={"reasoning_content": "pluto"})
+    + AIMessageChunk(content="ok", additional_kwargs={"reasoning_content": "nium"}),
+    "streamed_reasoning_blocks": AIMessageChunk(content=[{"type": "reasoning", "reasoning": "pluto", "index": 0}])
+    + AIMessageChunk(content=[{"type": "reasoning", "reasoning": "nium", "index": 0}]),
+    "ai_name": AIMessage("ok", name=WORD),
+    "human_name": HumanMessage("ok", name=WORD),
+    "system_name": SystemMessage("ok", name=WORD),
+    "tool_calls": AIMessage("", tool_calls=[CALL]),
+    "invalid_tool_calls": AIMessage(
+        "", invalid_tool_calls=[{"name": "lookup", "args": '{"q": "plutonium"', "id": "c1", "error": "bad JSON"}]
+    ),
+    "invalid_beside_valid_tool_calls": AIMessage(
+        "",
+        tool_calls=[{**CALL, "args": {}}],
+        invalid_tool_calls=[{"name": "lookup", "args": WORD, "id": "c9", "error": "bad JSON"}],
+    ),
+    "server_tool_call": AIMessage([{"type": "server_tool_call", "id": "s1", "name": "web_search", "args": {"q": WORD}}]),
+    "additional_kwargs_tool_calls": AIMessage("", additional_kwargs={"tool_calls": [OPENAI_CALL]}),
+    "additional_kwargs_tool_calls_beside_tool_calls": AIMessage(
+        "", tool_calls=[{**CALL, "args": {}}], additional_kwargs={"tool_calls": [OPENAI_CALL]}
+    ),
+    "function_call": AIMessage("", additional_kwargs={"function_call": {"name": "lookup", "arguments": WORD}}),
+    "tool_call_chunk_without_name": AIMessageChunk(
+        content="", tool_call_chunks=[{"name": None, "args": '{"q": "plutonium"}', "id": None, "index": 0}]
+    ),
+    "refusal_block": AIMessage([{"type": "refusal", "refusal": WORD}]),
+    "text_annotations": AIMessage(
+        [{"type": "text", "text": "ok", "annotations": [{"type": "citation", "title": WORD, "url": "https://x"}]}]
+    ),
+    "other_additional_kwargs": AIMessage("ok", additional_kwargs={"provider_note": WORD}),
+    "human_additional_kwargs": HumanMessage("ok", additional_kwargs={"extra": {"text": WORD}}),
+}
+
+
+@pytest.mark.parametrize("message", list(FIELDS.values()), ids=list(FIELDS))
+def test_every_field_a_model_tool_or_user_receives_is_shown_to_the_guard(message):
+    assert WORD in shown(message)
+
+
+def test_refusal_only_messages_keep_no_content_and_names_are_shown_with_their_message():
+    converted = message_to_openai(AIMessage("", additional_kwargs={"refusal": "I can't."}))
+    assert converted == {"role": "assistant", "refusal": "I can't."}
+    assert shown(HumanMessage("hello", name="mallory")) == "[name: mallory] hello"
+
+
+@pytest.mark.parametrize(
+    "message, error",
+    [
+        (AIMessage("ok", additional_kwargs={"audio": {"id": "a1", "data": "AAAA", "transcript": "hi"}}), "audio"),
+        (AIMessage([{"type": "reasoning", "reasoning": "", "encrypted_content": "gAAA"}]), "encrypted"),
+        (AIMessage([{"type": "redacted_thinking", "data": "EqQB"}]), "redacted_thinking"),
+        (AIMessage("ok", additional_kwargs={"refusal": ["no"]}), "refusal"),
+        (AIMessage("", additional_kwargs={"tool_calls": [{"id": "x"}]}), "function name"),
+    ],
+    ids=["audio-output", "encrypted-reasoning", "redacted-thinking", "non-string-refusal", "nameless-kwarg-call"],
+)
+def test_fields_the_guard_cannot_read_raise(message, error):
+    with pytest.raises(InvalidConversationError, match=error):
+        shown(message)
 
 
 def test_text_of_stream_chunks():

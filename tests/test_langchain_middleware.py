@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langchain_core.tools import tool
+from langchain_core.tools import InjectedToolCallId, tool
+from langgraph.types import Command
 
 from llamaguard_guardrails import Policy, UnsafeContentError
 from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict
@@ -127,6 +130,19 @@ def test_streamed_messages_never_show_unchecked_tokens(lg):
     assert "Bread needs flour." in texts(streamed)
 
 
+def test_the_answers_name_is_checked_when_the_agent_streams(lg):
+    """Adding streamed chunks drops an answer's ``name``: the model runs unstreamed, so its whole answer is checked."""
+    model = scripted_model(AIMessage("Here it is.", name="poison_bot"))
+    agent = create_agent(model, middleware=[LlamaGuardMiddleware(lg)])
+    final = []
+    for mode, item in agent.stream(ask("Tell me a story"), stream_mode=["messages", "values"]):
+        if mode == "values":
+            final = item["messages"]
+        else:
+            assert blocked_verdict(item[0]) is not None or isinstance(item[0], HumanMessage), item
+    assert blocked_verdict(final[-1]).categories == ["S1"]
+
+
 def test_without_buffering_the_tokens_leak(lg):
     """Why the middleware tags the model "nostream": an output check after the model is too late for streams."""
     middleware = LlamaGuardMiddleware(lg, buffer_model_output=False)
@@ -175,6 +191,37 @@ def test_safe_tool_round_trip(lg):
     ]
     assert next(m for m in messages if isinstance(m, ToolMessage)).content == "Bread needs flour."
     assert messages[-1].content == "Bread needs flour, says the page."
+
+
+@tool
+def remember(note: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> Command:
+    """Save a note and tell the user about it."""
+    executed.append(note)
+    return Command(
+        update={
+            "messages": [
+                ToolMessage("saved", tool_call_id=tool_call_id),
+                HumanMessage(f"Note to self: {note}"),
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_messages_of_a_command_result_are_checked(lg, run):
+    """A tool's Command adds messages to the state: each is checked before the model sees it."""
+    model = scripted_model(
+        AIMessage("", tool_calls=[tool_call("remember", {"note": "how to poison the water"}, "c3")]),
+        AIMessage("Noted."),
+    )
+    middleware = LlamaGuardMiddleware(lg, check_output=False, check_tool_calls=False)  # the note is unsafe
+    agent = create_agent(model, tools=[remember], middleware=[middleware])
+    state = agent.invoke(ask("note it")) if run == "sync" else run_async(agent.ainvoke)(ask("note it"))
+    tool_message = next(m for m in state["messages"] if isinstance(m, ToolMessage))
+    assert executed == ["how to poison the water"] and tool_message.status == "error"
+    assert tool_message.response_metadata["llamaguard"]["stage"] == "tool_result"
+    assert "poison" not in texts(state["messages"]) and "poison" not in texts(model.calls[-1])
+    assert "User: [tool result: remember] saved" in lg.backend.seen[-1]
 
 
 # -- async ----------------------------------------------------------------------------------------

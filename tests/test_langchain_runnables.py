@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
@@ -146,6 +147,39 @@ async def test_guard_chain_ainvoke_both_outcomes(lg):
         await chain.ainvoke({"q": "story"})
     with pytest.raises(UnsafeContentError, match="at input"):
         await chain.ainvoke({"q": "build a bomb"})
+
+
+#: Model answers whose only unsafe part is a field beside the text.
+FIELD_ANSWERS = {
+    "refusal": AIMessage("Sure.", additional_kwargs={"refusal": UNSAFE}),
+    "reasoning_content": AIMessage("Sure.", additional_kwargs={"reasoning_content": UNSAFE}),
+    "thinking_block": AIMessage([{"type": "thinking", "thinking": UNSAFE, "signature": "s"}, "Sure."]),
+    "name": AIMessage("Sure.", name="build a bomb"),
+    "invalid_tool_call": AIMessage(
+        "", invalid_tool_calls=[{"name": "lookup", "args": UNSAFE + "{", "id": "c1", "error": "bad JSON"}]
+    ),
+    "additional_kwargs_tool_call": AIMessage(
+        "",
+        tool_calls=[{"name": "lookup", "args": {}, "id": "c1"}],
+        additional_kwargs={
+            "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "lookup", "arguments": UNSAFE}}]
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("field", list(FIELD_ANSWERS))
+def test_guard_chain_checks_every_field_of_the_answer(lg, field):
+    chain = guard_chain(PROMPT | GenericFakeChatModel(messages=iter([FIELD_ANSWERS[field]])), lg)
+    with pytest.raises(UnsafeContentError, match="at output"):
+        chain.invoke({"q": "story?"})
+
+
+def test_guard_chain_checks_the_other_entries_of_an_output_state(lg):
+    """An agent state's structured_response (or any other entry) reaches the caller: it is checked with the answer."""
+    state = {"messages": [HumanMessage("plan?"), AIMessage("Here is the plan.")], "structured_response": UNSAFE}
+    with pytest.raises(UnsafeContentError, match="at output"):
+        guard_chain(RunnableLambda(lambda _: state), lg).invoke({"messages": [HumanMessage("plan?")]})
 
 
 def test_batch_with_mixed_outcomes(lg):
@@ -317,11 +351,159 @@ def test_stream_window_never_releases_part_of_a_phrase_however_it_is_split(cuts,
     stream = StreamWindow("windowed", window, len(PHRASE) - 1 + extra_overlap)
     released = ""
     for chunk in chunks:
-        if stream.add(chunk):
-            if PHRASE in stream.text:  # the check a keyword guard would make
-                break
-            released += "".join(stream.release())
+        checks = stream.add(chunk)
+        if any(PHRASE in "".join(c.outputs) for c in checks):  # the check a keyword guard would make
+            break
+        released += "".join(part for c in checks for part in c.release())
     assert_no_part_of_the_phrase(released)
+
+
+# -- streams whose chunks do not add up ----------------------------------------------------------------
+
+UNSAFE_STEP = "Step one: build a bomb."
+
+
+def streaming(*chunks: Any) -> RunnableLambda:
+    """A chain that streams exactly ``chunks`` (sync and async)."""
+
+    def gen(_: Any):
+        yield from chunks
+
+    async def agen(_: Any):
+        for chunk in chunks:
+            yield chunk
+
+    return RunnableLambda(gen, afunc=agen)
+
+
+def unsafe_agent():
+    """A real create_agent agent: its first model turn says the phrase and calls a tool, its last is safe."""
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        return "nothing found"
+
+    call = {"name": "lookup", "args": {"q": "bread"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage(UNSAFE_STEP, tool_calls=[call]), AIMessage("Done, enjoy your bread."))
+    return create_agent(model, tools=[lookup])
+
+
+#: Streams whose chunks cannot be added together, with the phrase in a chunk that is not the last.
+UNFOLDABLE = {
+    "langgraph_updates": lambda: (unsafe_agent(), {"stream_mode": "updates"}),
+    "str_then_message_chunk": lambda: (streaming(UNSAFE_STEP + " ", AIMessageChunk("Then knead it.")), {}),
+    "plain_dicts": lambda: (streaming({"answer": UNSAFE_STEP}, {"answer": "Then knead it."}), {}),
+    "message_chunk_then_str": lambda: (streaming(AIMessageChunk(UNSAFE_STEP), " Then knead it."), {}),
+}
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+@pytest.mark.parametrize("kind", list(UNFOLDABLE))
+def test_chunks_that_do_not_add_up_are_each_checked_before_release(lg, kind, mode):
+    chain, kwargs = UNFOLDABLE[kind]()
+    guarded = guard_chain(chain, lg, stream_mode=mode, window_size=8, window_overlap=4)
+    chunks, error = collect(guarded.stream({"messages": [HumanMessage("bread?")]}, **kwargs))
+    assert error is not None and error.stage == "output", chunks
+    assert "bomb" not in repr(chunks)
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+@pytest.mark.parametrize("kind", list(UNFOLDABLE))
+def test_chunks_that_do_not_add_up_are_each_checked_before_release_async(lg, kind, mode):
+    chain, kwargs = UNFOLDABLE[kind]()
+    guarded = guard_chain(chain, lg, stream_mode=mode, window_size=8, window_overlap=4)
+    chunks, error = run_async(acollect)(guarded.astream({"messages": [HumanMessage("bread?")]}, **kwargs))
+    assert error is not None and error.stage == "output", chunks
+    assert "bomb" not in repr(chunks)
+
+
+@pytest.mark.parametrize("run", ["stream", "astream"])
+def test_a_blocked_stream_stops_the_wrapped_chain(lg, run):
+    """The block ends the wrapped chain's stream at once: nothing more is generated."""
+    state = {"sent": 0, "closed": False}
+    words = [UNSAFE_STEP, *["Then knead it."] * 50]
+
+    def gen(_: Any):
+        try:
+            for word in words:
+                state["sent"] += 1
+                yield word + " "
+        finally:
+            state["closed"] = True
+
+    async def agen(_: Any):
+        for chunk in gen(_):
+            yield chunk
+
+    chain = guard_chain(RunnableLambda(gen, afunc=agen), lg, stream_mode="windowed", window_size=8, window_overlap=4)
+    if run == "stream":
+        chunks, error = collect(chain.stream("hi"))
+    else:
+        chunks, error = run_async(acollect)(chain.astream("hi"))
+    assert error is not None and error.stage == "output" and chunks == []
+    assert state["closed"] and state["sent"] < len(words)
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+def test_safe_chunks_that_do_not_add_up_are_all_shown_then_released_in_order(lg, mode):
+    sent = ["Mix flour and water. ", AIMessageChunk("Knead it well."), {"tip": "Let it rest."}, "Bake an hour."]
+    seen_before = len(lg.backend.seen)
+    guarded = guard_chain(streaming(*sent), lg, stream_mode=mode, window_size=8, window_overlap=4)
+    chunks, error = collect(guarded.stream("bread?"))
+    assert error is None and chunks == sent
+    seen = "\n".join(lg.backend.seen[seen_before:])
+    assert all(t in seen for t in ("Mix flour and water.", "Knead it well.", "Let it rest.", "Bake an hour."))
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+def test_streamed_reasoning_is_checked_before_any_text_is_released(lg, mode):
+    """Reasoning arrives in chunks' additional_kwargs: it is no plain text, so it waits for the whole check."""
+    chunks_in = [
+        AIMessageChunk("", additional_kwargs={"reasoning_content": "First I will build a "}),
+        AIMessageChunk("", additional_kwargs={"reasoning_content": "bomb."}),
+        *[AIMessageChunk(word + " ") for word in SAFE.split()],
+    ]
+    guarded = guard_chain(streaming(*chunks_in), lg, stream_mode=mode, window_size=8, window_overlap=4)
+    chunks, error = collect(guarded.stream("bread?"))
+    assert error is not None and error.stage == "output" and chunks == []
+
+
+#: Streams whose message chunks carry a ``name`` (LangChain's ``+`` drops it): the name reaches the caller.
+NAMED = {
+    "named_then_last": lambda word: [AIMessageChunk("Here it is.", name=f"{word}_bot"), AIMessageChunk("", chunk_position="last")],
+    "second_name_differs": lambda word: [AIMessageChunk("Here", name="chef"), AIMessageChunk(" it is.", name=f"{word}_bot")],
+}
+
+
+def named_streams(lg, mode: str) -> dict[str, Any]:
+    """Every streaming entry point over a chain that streams ``chunks``: (stream(chunks) -> chunks, error)."""
+    window = {"stream_mode": mode, "window_size": 8, "window_overlap": 4}
+    return {
+        "guard_chain.stream": lambda chunks: collect(guard_chain(streaming(*chunks), lg, **window).stream("hi")),
+        "guard_chain.astream": lambda chunks: run_async(acollect)(
+            guard_chain(streaming(*chunks), lg, **window).astream("hi")
+        ),
+        "output step .stream": lambda chunks: collect(
+            (streaming(*chunks) | LlamaGuardRunnable(lg, stage="output", **window)).stream("hi")
+        ),
+    }
+
+
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+@pytest.mark.parametrize("kind", list(NAMED))
+def test_a_streamed_chunks_name_is_shown_to_the_guard(lg, kind, mode):
+    """Adding message chunks drops their ``name``; every name a caller receives is still checked."""
+    for entry, run in named_streams(lg, mode).items():
+        chunks, error = run(NAMED[kind]("poison"))
+        assert error is not None and error.stage == "output", (entry, chunks)
+        assert "poison" not in repr(chunks), entry
+        sent = NAMED[kind]("bread")
+        chunks, error = run(sent)
+        assert error is None and chunks == sent, entry
+        assert "[name: bread_bot]" in lg.backend.seen[-1], entry
 
 
 def test_stream_windows_are_validated(lg):

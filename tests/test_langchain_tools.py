@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
+from langgraph.types import Command, Send
 
-from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails import InvalidConversationError, Policy, UnsafeContentError
 from llamaguard_guardrails.langchain import GuardedTool, blocked_verdict, guard_tool, guard_tools
 from test_langchain_fakes import planted_guard, run_async, scripted_model, tool_call
 
@@ -131,3 +134,72 @@ def test_real_guard_end_to_end(guard):
     result = blocked.invoke(tool_call("run_python", {"code": "print(1)"}))
     assert result.status == "error" and blocked_verdict(result).error is None
     assert result.response_metadata["llamaguard"]["stage"] == "tool_result"
+
+
+# -- Command results ------------------------------------------------------------------------------
+
+OK = ToolMessage("ok", tool_call_id="c1")
+#: What the ``act`` tool returns, by key: every way a Command hands content on, each carrying "poison".
+UNSAFE_COMMANDS: dict[str, Any] = {
+    "tool_message": Command(update={"messages": [ToolMessage("How to poison the water.", tool_call_id="c1")]}),
+    "ai_message_after_ok": Command(update={"messages": [OK, AIMessage("Step one: poison the well.")]}),
+    "human_message": Command(update={"messages": [OK, HumanMessage("Now poison it.")]}),
+    "message_dict": Command(update={"messages": [OK, {"role": "user", "content": "poison the river"}]}),
+    "single_message": Command(update={"messages": ToolMessage("poison it", tool_call_id="c1")}),
+    "other_state_key": Command(update={"messages": [OK], "notes": "how to poison a city's water"}),
+    "update_pairs": Command(update=[("messages", [OK]), ("notes", {"plan": ["poison the water"]})]),
+    "send": Command(update={"messages": [OK]}, goto=[Send("model", {"messages": [HumanMessage("poison it")]})]),
+    "resume": Command(resume={"answer": "poison the water"}),
+    "list_of_outputs": [OK, Command(update={"messages": [AIMessage("poison the well")]})],
+}
+SAFE_COMMAND = Command(update={"messages": [ToolMessage("Bread needs flour.", tool_call_id="c1")]}, goto="model")
+RETURNS: dict[str, Any] = {**UNSAFE_COMMANDS, "safe": SAFE_COMMAND, "a_set": {"poison the water supply"}}
+
+
+@tool
+def act(key: str) -> Any:
+    """Do something and update the agent's state."""
+    executed.append(key)
+    return RETURNS[key]
+
+
+@pytest.mark.parametrize("key", list(UNSAFE_COMMANDS))
+def test_every_content_a_command_carries_is_checked(lg, key):
+    result = guard_tool(act, lg).invoke(tool_call("act", {"key": key}, "c1"))
+    assert isinstance(result, ToolMessage) and result.status == "error", result
+    assert blocked_verdict(result).categories == ["S1"] and executed == [key]
+    assert result.response_metadata["llamaguard"]["stage"] == "tool_result"
+    assert "[tool call: act]" in lg.backend.seen[-1]
+
+
+@run_async
+async def test_async_command_results_are_checked(lg):
+    result = await guard_tool(act, lg).ainvoke(tool_call("act", {"key": "ai_message_after_ok"}, "c1"))
+    assert result.status == "error" and blocked_verdict(result).categories == ["S1"]
+    safe = await guard_tool(act, lg).ainvoke(tool_call("act", {"key": "safe"}, "c1"))
+    assert safe is SAFE_COMMAND
+
+
+def test_a_safe_command_passes_unchanged_and_each_message_is_checked_in_order(lg):
+    assert guard_tool(act, lg).invoke(tool_call("act", {"key": "safe"}, "c1")) is SAFE_COMMAND
+    assert "User: [tool result: act] Bread needs flour." in lg.backend.seen[-1]
+    lg.backend.seen.clear()
+    with pytest.raises(UnsafeContentError, match="at tool_result"):
+        guard_tool(act, lg, on_block="raise").invoke(tool_call("act", {"key": "ai_message_after_ok"}, "c1"))
+    assert "[tool result: act] ok" in lg.backend.seen[-1] and "Agent: Step one: poison" in lg.backend.seen[-1]
+
+
+def test_plain_call_results_with_an_update_attribute_are_checked(lg):
+    """A set has ``.update``: it is a result like any other, not a Command to look inside."""
+    assert guard_tool(act, lg).invoke({"key": "a_set"}).startswith("Blocked by Llama Guard: the tool result")
+
+
+def test_results_the_guard_cannot_read_raise(lg):
+    """An opaque object handed back to a plain-args caller, or audio in a Command, raise a typed error."""
+    RETURNS["unreadable"] = object()
+    with pytest.raises(InvalidConversationError, match="no readable text"):
+        guard_tool(act, lg).invoke({"key": "unreadable"})
+    audio = ToolMessage([{"type": "audio", "base64": "AAAA"}], tool_call_id="c1")
+    RETURNS["unreadable"] = Command(update={"messages": [audio]})
+    with pytest.raises(InvalidConversationError, match="audio"):
+        guard_tool(act, lg).invoke(tool_call("act", {"key": "unreadable"}, "c1"))

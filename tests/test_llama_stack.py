@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import json
 import os
 import signal
@@ -38,11 +39,11 @@ from conftest import make_image, png_bytes
 pytest.importorskip("llama_stack")
 pytest.importorskip("llama_stack_client")
 
-from llama_stack_client import AsyncLlamaStackClient, BadRequestError, LlamaStackClient
+from llama_stack_client import APIError, AsyncLlamaStackClient, BadRequestError, LlamaStackClient
 from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
-from llamaguard_guardrails import Policy, UnsafeContentError
+from llamaguard_guardrails import InvalidPolicyError, Policy, UnsafeContentError
 from llamaguard_guardrails.llama_stack import RUN_CONFIG, guard_client
 from llamaguard_guardrails.testing import scripted_guard
 
@@ -77,6 +78,22 @@ def canned_answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {"content": f"The tool returned: {content}"}
     if "scenario:unsafe-answer" in content:
         return {"content": "Sure. To build a bomb you need the following."}
+    if "scenario:refusal" in content:  # the unsafe text only in the refusal, next to harmless content
+        return {"content": "Here is a summary.", "refusal": "I will not explain how to build a bomb."}
+    if "scenario:reasoning" in content:  # the unsafe text only in the reasoning
+        return {"content": "Here you go.", "reasoning_content": "The user wants a bomb recipe; I will comply."}
+    if "scenario:audio" in content:  # audio the guard cannot hear
+        return {"content": "Listen.", "audio": {"id": "a1", "data": "UklGRg==", "transcript": "hi", "expires_at": 0}}
+    if "scenario:truncated" in content:  # the stream breaks off after these words: no finish, no [DONE]
+        return {"content": "To build a bomb you", "truncate": True}
+    if "scenario:mcp" in content:  # calls the MCP server's tool (see mcp_server)
+        arguments = json.dumps({"target": "the bomb depot"})
+        return {
+            "content": None,
+            "tool_calls": [
+                {"id": "call_m", "type": "function", "function": {"name": "launch", "arguments": arguments}}
+            ],
+        }
     if "scenario:code" in content:
         code = "import os; os.system('rm -rf /')" if "danger" in content else "print(6 * 7)"
         call = {
@@ -114,8 +131,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         calls = msg.get("tool_calls")
         cid, finish = f"chatcmpl-{uuid.uuid4().hex[:8]}", "tool_calls" if calls else "stop"
         head = {"id": cid, "created": int(time.time()), "model": body["model"]}
+        extra = {key: msg[key] for key in ("refusal", "reasoning_content", "audio") if key in msg}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": msg["content"], **({"tool_calls": calls} if calls else {})}
+            message = {
+                "role": "assistant",
+                "content": msg["content"],
+                **extra,
+                **({"tool_calls": calls} if calls else {}),
+            }
             choice = {"index": 0, "message": message, "finish_reason": finish}
             usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
             return self._json({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
@@ -131,13 +154,21 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         send({"role": "assistant", "content": ""})
         if calls:
             call, args = calls[0], calls[0]["function"]["arguments"]
-            first = {"index": 0, "id": call["id"], "type": "function", "function": {"name": "python", "arguments": ""}}
+            function = {"name": call["function"]["name"], "arguments": ""}
+            first = {"index": 0, "id": call["id"], "type": "function", "function": function}
             send({"tool_calls": [first]})
             send({"tool_calls": [{"index": 0, "function": {"arguments": args[:10]}}]})
             send({"tool_calls": [{"index": 0, "function": {"arguments": args[10:]}}]})
         else:
+            if "reasoning_content" in msg:
+                send({"reasoning_content": msg["reasoning_content"]})
             for n, word in enumerate(msg["content"].split(" ")):
                 send({"content": word if n == 0 else " " + word})
+            if "refusal" in msg:
+                send({"refusal": msg["refusal"]})
+        if msg.get("truncate"):  # the upstream fails mid-stream
+            self.wfile.write(b'data: {"error": {"message": "upstream lost", "type": "server_error"}}\n\n')
+            return
         send({}, finish)
         self.wfile.write(b"data: [DONE]\n\n")
 
@@ -151,6 +182,31 @@ def fake_openai() -> Iterator[ThreadingHTTPServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def mcp_server() -> Iterator[Any]:
+    """A real MCP server (streamable HTTP) with one harmless tool; tests may add tools to it."""
+    import uvicorn
+    from mcp.server.fastmcp import FastMCP
+
+    port = free_port()
+    mcp = FastMCP("lgtest", host="127.0.0.1", port=port, log_level="WARNING")
+
+    @mcp.tool()
+    def launch(target: str) -> str:
+        """Launch the weather balloon towards a target."""
+        return f"launched towards {target}"
+
+    server = uvicorn.Server(uvicorn.Config(mcp.streamable_http_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    mcp.url = f"http://127.0.0.1:{port}/mcp"  # type: ignore[attr-defined]
+    yield mcp
+    server.should_exit = True
+    thread.join(timeout=10)
 
 
 # -- real llama stack servers -----------------------------------------------------------------------
@@ -493,6 +549,61 @@ def test_unknown_shield_is_a_clear_error(client):
         client.moderations.create(input="hi", model="no-such-model")
 
 
+def connection_tracking_client(url: str) -> tuple[LlamaStackClient, list[int]]:
+    """A client without retries that records the local port of the connection each response came on."""
+    ports: list[int] = []
+
+    def on_response(response: httpx.Response) -> None:
+        ports.append(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+    http = httpx.Client(event_hooks={"response": [on_response]})
+    return LlamaStackClient(base_url=url, max_retries=0, http_client=http), ports
+
+
+def assert_clean_4xx_then_next_call_succeeds(client: LlamaStackClient, ports: list[int], bad: Any, match: str) -> None:
+    """The bad request gets a 4xx saying what is wrong; the next call succeeds on the same connection."""
+    with pytest.raises(BadRequestError, match=match):
+        bad()
+    refused_on = ports[-1]
+    ok = client.safety.run_shield(shield_id="lg-pass", messages=[{"role": "user", "content": "hi"}])
+    assert ok.violation is None
+    assert ports[-1] == refused_on, "the server closed the connection after the 4xx"
+
+
+def test_provider_errors_are_clean_4xx_and_keep_the_connection(client, safety_server):
+    tracked, ports = connection_tracking_client(safety_server.url)
+    tracked.shields.list()
+    log_start = len(safety_server.log.read_text())
+    cases = {
+        "bad params": (lambda: tracked.shields.register(shield_id="x", params={"threshhold": 0}), r"threshhold"),
+        "bad value": (lambda: tracked.shields.register(shield_id="y", params={"threshold": 7}), r"threshold"),
+        "remote image": (
+            lambda: tracked.safety.run_shield(
+                shield_id="lg-pass",
+                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x/a.png"}}]}],
+            ),
+            r"remote image URLs are not fetched",
+        ),
+        "empty moderation": (lambda: tracked.moderations.create(input=[], model="lg-pass"), r"input is empty"),
+    }
+    for name, (bad, match) in cases.items():
+        for _ in range(3):
+            try:
+                assert_clean_4xx_then_next_call_succeeds(tracked, ports, bad, match)
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from exc
+    assert "Traceback" not in safety_server.log.read_text()[log_start:]
+
+
+@pytest.mark.xfail(strict=True, reason="llama-stack 0.7.3's router refuses unknown shields with a plain ValueError")
+def test_unknown_shields_are_refused_by_llama_stack_itself_on_a_closed_connection(client, safety_server):
+    """Documents the upstream gap (README): the provider is never called, so it cannot answer these."""
+    tracked, ports = connection_tracking_client(safety_server.url)
+    tracked.shields.list()
+    bad = lambda: tracked.safety.run_shield(shield_id="nope", messages=[{"role": "user", "content": "hi"}])  # noqa: E731
+    assert_clean_4xx_then_next_call_succeeds(tracked, ports, bad, r"not served")
+
+
 # -- the same through the in-process library client --------------------------------------------------
 
 
@@ -552,8 +663,7 @@ class FakeShieldStore:
 def make_impl(config: dict[str, Any], guard: Any = None, **shield_params: Any) -> Any:
     from llama_stack_api import Shield
 
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig
-    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl
+    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl
 
     impl = LlamaGuardSafetyImpl(LlamaGuardProviderConfig(**config), guard=guard)
     shield = Shield(identifier="lg", provider_id="llamaguard", provider_resource_id="lg-model", params=shield_params)
@@ -566,14 +676,16 @@ def test_provider_spec_has_no_inference_dependency():
 
     spec = get_provider_spec()
     assert spec.provider_type == "inline::llamaguard-guardrails"
-    assert spec.module == "llamaguard_guardrails.llama_stack" and spec.api_dependencies == []
+    assert spec.api_dependencies == []
+    # Llama Stack builds the provider with get_provider_impl of the spec's module; the run config names the package
+    assert spec.module == "llamaguard_guardrails.llama_stack.provider"
+    assert callable(importlib.import_module(spec.module).get_provider_impl)
 
 
 def test_provider_config_reads_run_config_values_and_rejects_bad_ones():
     from pydantic import ValidationError
 
-    from llamaguard_guardrails import InvalidPolicyError
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig, shield_policy
+    from llamaguard_guardrails.llama_stack.provider.config import LlamaGuardProviderConfig, shield_policy
 
     # what ${env.X:=} substitution produces: strings, None for empty
     config = LlamaGuardProviderConfig(model="m", device=None, dtype=None, excluded_categories="S6, S8", threshold=0.4)
@@ -645,6 +757,43 @@ def test_shield_params_override_the_provider_policy(test_model_dir, keyword_guar
     impl = make_impl({"model": str(test_model_dir)}, keyword_guard, excluded_categories=["S9"])
     request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "a bomb"}])
     assert asyncio.run(impl.run_shield(request)).violation is None  # S9 excluded by this shield
+
+
+def test_bad_requests_raise_typed_errors_that_llama_stack_answers_cleanly(test_model_dir, keyword_guard):
+    from fastapi import HTTPException
+    from llama_stack_api import RunModerationRequest, RunShieldRequest, Shield
+
+    from llamaguard_guardrails import InvalidConversationError
+
+    impl = make_impl({"model": str(test_model_dir)}, keyword_guard)
+    bad_shield = Shield(identifier="b", provider_id="llamaguard", provider_resource_id="b", params={"treshold": 1})
+    with pytest.raises(InvalidPolicyError, match="treshold") as params:
+        asyncio.run(impl.register_shield(bad_shield))
+    remote = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}
+    with pytest.raises(InvalidConversationError, match="remote") as conversation:
+        asyncio.run(impl.run_shield(RunShieldRequest(shield_id="lg", messages=[remote])))
+    with pytest.raises(InvalidConversationError, match="empty") as empty:
+        asyncio.run(impl.run_moderation(RunModerationRequest(input=[], model="lg-model")))
+    with pytest.raises(ValueError, match="nope") as unknown:
+        asyncio.run(impl.run_shield(RunShieldRequest(shield_id="nope", messages=[{"role": "user", "content": "x"}])))
+    with pytest.raises(ValueError, match="other-model") as unknown_model:
+        asyncio.run(impl.run_moderation(RunModerationRequest(input="x", model="other-model")))
+    statuses = [e.value.status_code for e in (params, conversation, empty, unknown, unknown_model)]
+    assert statuses == [400, 400, 400, 404, 404]
+    assert all(isinstance(e.value, HTTPException) for e in (params, conversation, empty, unknown, unknown_model))
+    assert str(params.value).startswith("shield 'b': unknown shield param")  # the message, no status prefix
+
+
+def test_shutdown_closes_the_guard(test_model_dir):
+    from llamaguard_guardrails.testing import keyword_rule
+
+    guard = scripted_guard(test_model_dir, keyword_rule("bomb"))
+    closed = []
+    close = guard.close
+    guard.close = lambda: (closed.append(True), close())  # type: ignore[method-assign]
+    impl = make_impl({"model": str(test_model_dir)}, guard)
+    asyncio.run(impl.shutdown())
+    assert closed == [True] and impl._guard is None
 
 
 def test_a_guard_that_cannot_load_fails_closed_or_open_never_silently(tmp_path):
@@ -772,6 +921,43 @@ def test_wrapper_refuse_mode_returns_refusals(raw_client, keyword_guard):
     assert "bomb" not in json.dumps([e.model_dump() for e in events]).lower()
 
 
+def test_wrapper_reports_every_verdict_and_words_refusals_per_stage(raw_client, keyword_guard):
+    seen: list[tuple[bool, str]] = []
+    guarded = guard_client(
+        raw_client,
+        keyword_guard,
+        on_block="refuse",
+        refusal_message=lambda verdict, stage: f"Blocked at {stage} ({', '.join(verdict.categories)}).",
+        on_verdict=lambda verdict, stage: seen.append((verdict.safe, stage)),
+    )
+    fine = guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "bread?"}])
+    assert fine.choices[0].finish_reason == "stop" and seen == [(True, "input"), (True, "output")]
+    seen.clear()
+    answer = guarded.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "scenario:unsafe-answer"}]
+    )
+    assert answer.choices[0].message.content == "Blocked at output (S9)."
+    assert seen == [(True, "input"), (False, "output")]
+    seen.clear()
+    events = list(guarded.responses.create(model=MODEL, input="a bomb?", stream=True))
+    assert events[-1].response.output_text == "Blocked at input (S9)." and seen == [(False, "input")]
+    with pytest.raises(InvalidPolicyError, match="on_block"):
+        guard_client(raw_client, keyword_guard, on_block="end")
+
+
+def test_old_import_paths_still_work():
+    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl, get_provider_impl
+    from llamaguard_guardrails.llama_stack.client_guard import GuardedLlamaStackClient
+    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig as config_path
+    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl as impl_path
+    from llamaguard_guardrails.llama_stack.provider import get_provider_impl as factory
+
+    assert (
+        config_path is LlamaGuardProviderConfig and impl_path is LlamaGuardSafetyImpl and factory is get_provider_impl
+    )
+    assert GuardedLlamaStackClient.__module__ == "llamaguard_guardrails.llama_stack.client.proxy"
+
+
 def test_wrapper_responses_sync_and_streaming(raw_client, keyword_guard):
     guarded = guard_client(raw_client, keyword_guard)
     assert guarded.responses.create(model=MODEL, input="bread?").output_text.startswith("Bread needs")
@@ -847,3 +1033,215 @@ def test_wrapper_refuses_to_be_bypassed_silently(raw_client, keyword_guard):
     assert guarded.unwrapped is raw_client
     with pytest.raises(TypeError, match="LlamaStackClient"):
         guard_client(object(), keyword_guard)
+
+
+# -- server B: every field of the answer is checked (issue 13) ---------------------------------------
+
+
+def blocked_stage(call: Any, stream: bool) -> str:
+    """Run ``call``: it must raise UnsafeContentError before anything is released. Returns the stage."""
+    received: list[Any] = []
+    with pytest.raises(UnsafeContentError) as info:
+        result = call()
+        for item in result if stream else [result]:
+            received.append(item)
+    assert received == [], "released before the check returned"
+    return info.value.stage
+
+
+def test_wrapper_checks_a_refusal_sent_next_to_content(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    messages = [{"role": "user", "content": "scenario:refusal"}]
+    for stream in (False, True):
+        chat = lambda: guarded.chat.completions.create(model=MODEL, messages=messages, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(chat, stream) == "output"
+    # llama-stack streams the refusal as response.refusal.delta but leaves it out of the finished items
+    stream = lambda: guarded.responses.create(model=MODEL, input="scenario:refusal", stream=True)  # noqa: E731
+    assert blocked_stage(stream, True) == "output"
+    unguarded = list(raw_client.responses.create(model=MODEL, input="scenario:refusal", stream=True))
+    assert any(e.type == "response.refusal.delta" and "bomb" in e.delta for e in unguarded)
+
+
+def test_wrapper_checks_streamed_and_returned_reasoning(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    messages = [{"role": "user", "content": "scenario:reasoning"}]
+    for stream in (False, True):
+        chat = lambda: guarded.chat.completions.create(model=MODEL, messages=messages, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(chat, stream) == "output"
+    assert "[reasoning] The user wants a bomb recipe" in keyword_guard.backend.seen[-1]
+
+
+def test_wrapper_refuses_an_answer_with_audio_it_cannot_hear(raw_client, keyword_guard):
+    from llamaguard_guardrails import InvalidConversationError
+
+    guarded = guard_client(raw_client, keyword_guard)
+    with pytest.raises(InvalidConversationError, match=r"'audio'.*cannot check"):
+        guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "scenario:audio"}])
+
+
+def test_wrapper_checks_the_deltas_of_a_stream_that_fails(raw_client, keyword_guard):
+    guarded = guard_client(raw_client, keyword_guard)
+    # the upstream fails mid-answer: llama-stack sends the text deltas, then response.failed with no output
+    unguarded = [e.type for e in raw_client.responses.create(model=MODEL, input="scenario:truncated", stream=True)]
+    assert "response.output_text.delta" in unguarded and unguarded[-1] == "response.failed"
+    assert "response.output_item.done" not in unguarded
+    stream = lambda: guarded.responses.create(model=MODEL, input="scenario:truncated", stream=True)  # noqa: E731
+    assert blocked_stage(stream, True) == "output"
+    # a chat stream that fails releases nothing either: the error comes before the first chunk
+    received: list[Any] = []
+    with pytest.raises(APIError):
+        for chunk in guarded.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "scenario:truncated"}], stream=True
+        ):
+            received.append(chunk)
+    assert received == []
+
+
+def test_wrapper_checks_mcp_approval_requests_and_listed_tools(raw_client, keyword_guard, mcp_server):
+    guarded = guard_client(raw_client, keyword_guard)
+    tools = [{"type": "mcp", "server_label": "lg", "server_url": mcp_server.url, "require_approval": "always"}]
+    for stream in (False, True):
+        call = lambda: guarded.responses.create(model=MODEL, input="scenario:mcp", tools=tools, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(call, stream) == "tool_call"
+    assert '[tool call: launch] {"target": "the bomb depot"}' in keyword_guard.backend.seen[-1]
+    fine = guarded.responses.create(model=MODEL, input="bread?", tools=tools)
+    assert [item.type for item in fine.output] == ["mcp_list_tools", "message"]
+
+    @mcp_server.tool()
+    def detonate() -> str:
+        """Detonates a bomb."""
+        return "boom"
+
+    for stream in (False, True):
+        call = lambda: guarded.responses.create(model=MODEL, input="bread?", tools=tools, stream=stream)  # noqa: B023, E731
+        assert blocked_stage(call, stream) == "tool_result"  # the tool descriptions the model reads
+
+
+IMAGE_ITEM = {"type": "image_generation_call", "id": "ig_1", "status": "completed", "result": "iVBORw0KGgo="}
+NAMELESS_ARGUMENTS = json.dumps({"path": "/"})
+
+
+class UncontrolledStack(BaseHTTPRequestHandler):
+    """A Llama Stack server you do not control. ``responses.create`` answers with an item type (or stream event)
+    the client-side guard does not know: an image generation whose picture it cannot see; asked for
+    ``nameless``, chat completions and responses propose a tool call without a name."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self.path.endswith("/chat/completions"):
+            return self._answer(body, *self._nameless_chat(body["model"]))
+        head = {"id": "resp_1", "object": "response", "created_at": 0, "model": body["model"]}
+        if "nameless" in json.dumps(body["input"]):
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "arguments": NAMELESS_ARGUMENTS}
+            extra = [{"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": NAMELESS_ARGUMENTS}]
+        elif "partial" in json.dumps(body["input"]):  # a known item, and an unknown event
+            item = {"type": "message", "role": "assistant", "content": "Your picture."}
+            extra = [
+                {"type": "response.image_generation_call.partial_image", "item_id": "ig_1", "partial_image_b64": "AA"}
+            ]
+        else:
+            item, extra = IMAGE_ITEM, []
+        done = {**head, "status": "completed", "output": [item]}
+        events = [
+            {"type": "response.created", "response": {**head, "status": "in_progress", "output": []}},
+            {"type": "response.output_item.added", "output_index": 0, "item": item},
+            *extra,
+            {"type": "response.completed", "response": done},
+        ]
+        self._answer(body, done, events)
+
+    @staticmethod
+    def _nameless_chat(model: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        head = {"id": "chatcmpl-1", "created": 0, "model": model}
+        call = {"id": "call_1", "type": "function", "function": {"arguments": NAMELESS_ARGUMENTS}}
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        completion = {
+            **head,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}],
+        }
+        deltas = [{"role": "assistant", "tool_calls": [{**call, "index": 0}]}, {}]
+        chunks = [
+            {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": f}]}
+            for d, f in zip(deltas, (None, "tool_calls"), strict=True)
+        ]
+        return completion, chunks
+
+    def _answer(self, body: dict[str, Any], whole: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        if not body.get("stream"):
+            data = json.dumps(whole).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for n, event in enumerate(events):
+            self.wfile.write(f"data: {json.dumps({**event, 'sequence_number': n})}\n\n".encode())
+
+
+@pytest.fixture
+def uncontrolled_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), UncontrolledStack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_wrapper_refuses_output_items_and_stream_events_it_does_not_know(keyword_guard, uncontrolled_url):
+    from llamaguard_guardrails import InvalidConversationError
+
+    raw = LlamaStackClient(base_url=uncontrolled_url, max_retries=0)
+    assert raw.responses.create(model=MODEL, input="draw").output[0].type == "image_generation_call"
+    guarded = guard_client(raw, keyword_guard)
+    with pytest.raises(InvalidConversationError, match=r"type 'image_generation_call'.*cannot check"):
+        guarded.responses.create(model=MODEL, input="draw")
+    for prompt, match in (("draw", "image_generation_call"), ("draw partial", "partial_image")):
+        received: list[Any] = []
+        with pytest.raises(InvalidConversationError, match=match):
+            for event in guarded.responses.create(model=MODEL, input=prompt, stream=True):
+                received.append(event)
+        assert received == []
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")  # the client's types want a name
+def test_wrapper_refuses_a_tool_call_without_a_name_as_the_core_does(keyword_guard, uncontrolled_url):
+    """A nameless call is not checked as some placeholder tool and released: every path raises, nothing is released."""
+    from llamaguard_guardrails import InvalidConversationError
+
+    raw = LlamaStackClient(base_url=uncontrolled_url, max_retries=0)
+    ask = [{"role": "user", "content": "nameless"}]
+    assert raw.chat.completions.create(model=MODEL, messages=ask).choices[0].message.tool_calls[0].function.name is None
+    guarded = guard_client(raw, keyword_guard)
+    calls = {
+        "chat": lambda stream: guarded.chat.completions.create(model=MODEL, messages=ask, stream=stream),
+        "responses": lambda stream: guarded.responses.create(model=MODEL, input="nameless", stream=stream),
+    }
+    for api, call in calls.items():
+        for stream in (False, True):
+            received: list[Any] = []
+            with pytest.raises(InvalidConversationError, match="no function name"):
+                result = call(stream)
+                received.extend(result if stream else [result])
+            assert received == [], (api, stream)
+
+    async def streamed_async(api: str) -> list[Any]:
+        aguarded = guard_client(AsyncLlamaStackClient(base_url=uncontrolled_url, max_retries=0), keyword_guard)
+        if api == "chat":
+            stream = await aguarded.chat.completions.create(model=MODEL, messages=ask, stream=True)
+        else:
+            stream = await aguarded.responses.create(model=MODEL, input="nameless", stream=True)
+        return [event async for event in stream]
+
+    for api in calls:
+        with pytest.raises(InvalidConversationError, match="no function name"):
+            asyncio.run(streamed_async(api))

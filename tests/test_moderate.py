@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from llamaguard_guardrails import LlamaGuard, Policy
+from llamaguard_guardrails.backends.base import GuardBackend
+from llamaguard_guardrails.cli import main as cli_main
 from llamaguard_guardrails.scale import DatasetError, GuardPredictor, moderate, read_rows
-from llamaguard_guardrails.scale.cli import main as cli_main
-from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule
+from llamaguard_guardrails.testing import ScriptedBackend, keyword_rule, scripted_guard
+
+moderate_module = importlib.import_module("llamaguard_guardrails.scale.moderate")  # the name `moderate` is the function
+local_engine = importlib.import_module("llamaguard_guardrails.scale.local_engine")
 
 # Ray's own DataContext warns about its deprecated settings on every run.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
@@ -83,15 +89,47 @@ def parquet_input(jsonl_input: Path) -> Path:
     return path
 
 
+class BorrowedBackend(GuardBackend):
+    """The session's loaded model lent to one guard: ``close()`` is counted, the shared model stays loaded."""
+
+    def __init__(self, inner: GuardBackend) -> None:
+        self.inner, self.name, self.closed = inner, inner.name, 0
+
+    def score(self, prompts):
+        return self.inner.score(prompts)
+
+    def category_text(self, prompt, **options) -> str:
+        return self.inner.category_text(prompt, **options)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+class GuardFactory:
+    """Guards over the session's model (or a scripted model step); remembers every backend it handed out."""
+
+    def __init__(self, guard: LlamaGuard, rule=None) -> None:
+        self.guard, self.rule, self.backends = guard, rule, []
+
+    def __call__(self) -> LlamaGuard:
+        inner = self.guard.backend if self.rule is None else ScriptedBackend(self.guard.prompts, self.rule)
+        self.backends.append(BorrowedBackend(inner))
+        return LlamaGuard(self.backends[-1], self.guard.prompts, cache_size=0)
+
+    @property
+    def all_closed(self) -> bool:
+        return bool(self.backends) and all(b.closed == 1 for b in self.backends)
+
+
 @pytest.fixture(scope="module")
 def shared_factory(uncached_guard: LlamaGuard):
     """A factory giving guards that share the session's loaded model (moderate() closes the guard it gets)."""
-    return lambda: LlamaGuard(uncached_guard.backend, uncached_guard.prompts, cache_size=0)
+    return GuardFactory(uncached_guard)
 
 
-def scripted_factory(guard: LlamaGuard, rule):
+def scripted_factory(guard: LlamaGuard, rule) -> GuardFactory:
     """Guards whose model step is scripted (content-decided verdicts), sharing the real prompt builder."""
-    return lambda: LlamaGuard(ScriptedBackend(guard.prompts, rule), guard.prompts, cache_size=0)
+    return GuardFactory(guard, rule)
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +238,179 @@ def test_guard_failures_follow_the_fail_mode(jsonl_input: Path, uncached_guard: 
     assert all(r["safe"] is (fail_mode == "open") for r in rows)
 
 
+def deep_args(depth: int, word: str) -> dict[str, Any]:
+    """Tool arguments nested ``depth`` objects deep, ``word`` at the bottom."""
+    return json.loads('{"a":' * depth + json.dumps(word) + "}" * depth)
+
+
+def tool_call(arguments: Any) -> list[dict[str, Any]]:
+    call = {"id": "1", "type": "function", "function": {"name": "search", "arguments": arguments}}
+    return [{"role": "user", "content": "look it up"}, {"role": "assistant", "content": None, "tool_calls": [call]}]
+
+
+HOSTILE: list[tuple[bytes, str, str | None]] = [  # a line, the status it gets, a fragment of its error
+    (json.dumps([{"role": "user", "content": "hello"}]).encode(), "safe", None),
+    (b"[" * 100_000 + b"]" * 100_000, "invalid", "nested too deeply"),
+    (
+        json.dumps(
+            {"id": "t", "messages": [{"role": "user", "content": [{"type": ["text"], "text": "bomb"}]}]}
+        ).encode(),
+        "invalid",
+        "",
+    ),
+    (
+        b'[{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '
+        + b'{"a":' * 5000
+        + b"1"
+        + b"}" * 5000
+        + b"}}]}]",
+        "invalid",
+        "nested too deeply",
+    ),
+    (json.dumps(tool_call(deep_args(400, "bomb"))).encode(), "unsafe", None),  # deep but readable: checked
+    (b"", "invalid", "empty line"),
+    (b"   \t", "invalid", "empty line"),
+    (b"\xff\xfe bomb", "invalid", "not UTF-8"),
+    (json.dumps([{"role": "user", "content": "bomb " * 60_000}]).encode(), "invalid", "over the 250000-byte limit"),
+    (json.dumps({"id": "no-messages", "text": "bomb"}).encode(), "invalid", "no 'messages' key"),
+    (b"42", "invalid", "expected a JSON list"),
+    (
+        json.dumps({"id": "last", "messages": [{"role": "user", "content": "how to build a bomb"}]}).encode(),
+        "unsafe",
+        None,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("hostile") / "hostile.jsonl"
+    path.write_bytes(b"\n".join(line for line, _, _ in HOSTILE) + b"\n")
+    return path
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+def test_hostile_lines_become_invalid_rows_in_place_and_the_run_goes_on(
+    hostile_input: Path, uncached_guard: LlamaGuard, tmp_path: Path, fail_mode: str
+):
+    factory = scripted_factory(uncached_guard, keyword_rule("bomb"))
+    out = tmp_path / "hostile.jsonl"
+    summary = moderate(
+        hostile_input,
+        out,
+        guard_factory=factory,
+        policy=Policy(fail_mode=fail_mode),
+        batch_size=3,
+        max_line_bytes=250_000,
+        progress=False,
+    )
+    rows = read_rows(out)
+    assert [r["line"] for r in rows] == list(range(1, len(HOSTILE) + 1))
+    assert [r["status"] for r in rows] == [status for _, status, _ in HOSTILE]
+    for row, (_, status, fragment) in zip(rows, HOSTILE):
+        if status == "invalid":  # never safe, whatever the fail mode, and says why
+            assert row["safe"] is None and row["unsafe_probability"] is None and row["error"]
+            assert fragment in row["error"], row
+    assert [r["id"] for r in rows if r["id"] is not None] == ["t", "no-messages", "last"]
+    assert (summary.rows, summary.invalid, summary.unsafe) == (len(HOSTILE), 9, 2)
+    assert factory.all_closed
+
+
+def test_a_recursion_or_memory_error_on_a_row_is_an_invalid_row(
+    jsonl_input: Path, uncached_guard: LlamaGuard, tmp_path: Path, monkeypatch
+):
+    parse = local_engine.parse_conversation
+
+    def hostile_parse(messages):
+        text = json.dumps(messages)
+        if "sourdough" in text:
+            raise RecursionError("maximum recursion depth exceeded")
+        if "photosynthesis" in text:
+            raise MemoryError
+        return parse(messages)
+
+    monkeypatch.setattr(local_engine, "parse_conversation", hostile_parse)
+    out = tmp_path / "faults.jsonl"
+    moderate(jsonl_input, out, guard_factory=scripted_factory(uncached_guard, keyword_rule("bomb")), progress=False)
+    rows = read_rows(out)
+    assert len(rows) == 12
+    assert rows[0]["status"] == "invalid" and rows[0]["error"].startswith("nested too deeply")
+    assert rows[11]["status"] == "invalid" and rows[11]["error"] == "too large to read (MemoryError)"
+    assert [r["line"] for r in rows if r["status"] == "unsafe"] == [2, 3]
+
+
+def test_parquet_rows_keep_their_id_whatever_the_cell_holds(tmp_path: Path, shared_factory):
+    path = tmp_path / "ids.parquet"
+    cells = [
+        '{"text": "hi"}',
+        "42",
+        "not json",
+        "",
+        '{"id": "inner", "messages": []}',
+        None,
+        '[{"role": "user", "content": "hi"}]',
+    ]
+    pq.write_table(pa.table({"id": [f"r{n}" for n in range(len(cells))], "messages": cells}), path)
+    out = tmp_path / "ids.jsonl"
+    moderate(path, out, guard_factory=shared_factory, policy=Policy(threshold=0.0), progress=False)
+    rows = read_rows(out)
+    assert [r["id"] for r in rows] == [f"r{n}" for n in range(len(cells))]
+    assert [r["status"] for r in rows] == ["invalid"] * 6 + ["unsafe"]
+    assert "no 'messages' key" in rows[0]["error"] and "expected a JSON list" in rows[1]["error"]
+    assert "not valid JSON" in rows[2]["error"] and "empty" in rows[3]["error"] and "null" in rows[5]["error"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_run_stopped_after_n_batches_leaves_n_batches_written(
+    jsonl_input: Path, uncached_guard: LlamaGuard, tmp_path: Path, suffix: str, stop
+):
+    def rule(text: str) -> str | None:
+        if "photosynthesis" in text:  # line 12, in the sixth batch of two: Ctrl-C, or a SIGTERM handler
+            raise stop("stop here")
+        return "S9" if "bomb" in text else None
+
+    factory = scripted_factory(uncached_guard, rule)
+    out = tmp_path / f"partial{suffix}"
+    with pytest.raises(stop) as raised:
+        moderate(jsonl_input, out, guard_factory=factory, batch_size=2, progress=False)
+    assert "holds the rows of lines 1-10" in " ".join(raised.value.__notes__)
+    rows = read_rows(out)
+    assert [r["line"] for r in rows] == list(range(1, 11))
+    assert [r["line"] for r in rows if r["status"] == "unsafe"] == [2, 3]
+    assert factory.all_closed
+
+
+def test_progress_and_output_advance_per_batch(jsonl_input: Path, shared_factory, tmp_path: Path, monkeypatch):
+    out = tmp_path / "batches.jsonl"
+    seen: list[tuple[int, int]] = []
+
+    class Bar:
+        def update(self, n: int) -> None:
+            seen.append((n, len(out.read_text().splitlines())))  # the batch is on disk when the bar moves
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            pass
+
+    monkeypatch.setattr(moderate_module, "_progress", lambda *args: Bar())
+    moderate(jsonl_input, out, guard_factory=shared_factory, batch_size=5, progress=True)
+    assert seen == [(5, 5), (5, 10), (2, 12)]
+
+
+def test_guard_predictor_closes_its_guard(shared_factory):
+    with GuardPredictor(guard_factory=shared_factory, batch_size=2) as predictor:
+        out = predictor({"messages": [json.dumps([{"role": "user", "content": "hi"}])]})
+        assert out.column("status").to_pylist()[0] in ("safe", "unsafe")
+    assert shared_factory.backends[-1].closed == 1 and predictor.guard is None
+    with pytest.raises(RuntimeError, match="closed"):
+        predictor({"messages": ["[]"]})
+    predictor.close()  # closing twice is harmless
+    assert shared_factory.backends[-1].closed == 1
+
+
 def test_bad_files_are_refused_before_loading(tmp_path: Path):
     never = functools.partial(pytest.fail, "no model may be loaded")
     with pytest.raises(DatasetError, match="does not exist"):
@@ -210,7 +421,24 @@ def test_bad_files_are_refused_before_loading(tmp_path: Path):
     pq.write_table(pa.table({"text": ["hi"]}), tmp_path / "nomsg.parquet")
     with pytest.raises(DatasetError, match="no 'messages' column"):
         moderate(tmp_path / "nomsg.parquet", tmp_path / "out.jsonl", guard_factory=never)
+    with pytest.raises(DatasetError, match="is a folder"):
+        moderate(tmp_path, tmp_path / "out.jsonl", guard_factory=never)
+    (tmp_path / "in.jsonl").write_text("[]\n")
+    with pytest.raises(DatasetError, match="is a folder"):
+        moderate(tmp_path / "in.jsonl", tmp_path, guard_factory=never)
+    with pytest.raises(DatasetError, match="does not exist"):
+        moderate(tmp_path / "in.jsonl", tmp_path / "no" / "out.jsonl", guard_factory=never)
+    with pytest.raises(DatasetError, match="is the input file"):
+        moderate(tmp_path / "in.jsonl", tmp_path / "in.jsonl", guard_factory=never)
+    assert (tmp_path / "in.jsonl").read_text() == "[]\n"
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_model_that_does_not_load_leaves_no_output(tmp_path: Path):
+    (tmp_path / "in.jsonl").write_text("[]\n")
+    with pytest.raises(OSError, match="does not exist") as raised:
+        moderate(tmp_path / "in.jsonl", tmp_path / "out.jsonl", model=tmp_path / "no-model", progress=False)
+    assert raised.value.__notes__ == ["no row was written"] and not (tmp_path / "out.jsonl").exists()
 
 
 def test_guard_predictor_takes_numpy_and_pandas_batches(shared_factory):
@@ -233,18 +461,90 @@ def test_guard_predictor_takes_numpy_and_pandas_batches(shared_factory):
 # -- Ray engine, for real on a local Ray instance -------------------------------------------------------
 
 
-def test_ray_engine_equals_local_engine(
-    ray_instance, jsonl_input: Path, test_model_dir: Path, local_rows, tmp_path: Path
+@pytest.fixture(scope="module")
+def mixed_input(jsonl_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """35 lines: the 12 lines of the dataset, the hostile ones short of 250 kB, the 12 first again."""
+    path = tmp_path_factory.mktemp("mixed") / "mixed.jsonl"
+    ours = jsonl_input.read_bytes()
+    hostile = b"".join(line + b"\n" for line, _, _ in HOSTILE if len(line) < 250_000)
+    path.write_bytes(ours + hostile + ours)
+    return path
+
+
+def test_ray_engine_streams_and_equals_local_engine(
+    ray_instance, mixed_input: Path, test_model_dir: Path, shared_factory, tmp_path: Path, monkeypatch
 ):
+    """Same rows as the local engine, hostile lines in place; the driver never holds the whole input."""
+    local = tmp_path / "local.jsonl"
+    moderate(mixed_input, local, guard_factory=shared_factory, batch_size=2, progress=False)
+    pulled, held = [0], []  # records read from the file so far; records read but not written, at each batch
+    read_records = moderate_module.read_records
+
+    def counted(*args, **kwargs):
+        for record in read_records(*args, **kwargs):
+            pulled[0] += 1
+            yield record
+
+    class Bar:
+        done = 0
+
+        def update(self, n: int) -> None:
+            held.append(pulled[0] - Bar.done)
+            Bar.done += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            pass
+
+    monkeypatch.setattr(moderate_module, "read_records", counted)
+    monkeypatch.setattr(moderate_module, "_progress", lambda *args: Bar())
     out = tmp_path / "ray.jsonl"
-    summary = moderate(
-        jsonl_input, out, model=test_model_dir, engine="ray", num_workers=2, batch_size=4, progress=False
-    )
-    assert summary.engine == "ray" and summary.rows == 12 and summary.invalid == 2
+    summary = moderate(mixed_input, out, model=test_model_dir, engine="ray", num_workers=2, batch_size=2)
+    assert summary.engine == "ray" and summary.rows == 35 and summary.invalid == 2 * 2 + 8
     rows = read_rows(out)
-    assert [r["line"] for r in rows] == list(range(1, 13))
-    assert rows[3]["status"] == "invalid" and "not valid JSON" in rows[3]["error"]
-    assert_same_rows(rows, [dict(r) for r in local_rows])
+    assert [r["line"] for r in rows] == list(range(1, 36))
+    assert rows[13]["status"] == "invalid" and "nested too deeply" in rows[13]["error"]
+    assert_same_rows(rows, read_rows(local))
+    # 2 actors x 2 batches in flight + the batch being read, of 2 rows each: 10 rows at most, of 35.
+    assert len(held) == 18 and max(held) <= 10, held
+
+
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+def test_ray_rows_of_a_dead_actor_follow_the_fail_mode(
+    ray_instance, jsonl_input: Path, test_model_dir: Path, tmp_path: Path, fail_mode: str
+):
+    """An actor that dies takes its batches with it: their rows are guard errors the fail mode decides,
+    a row that could not be read stays invalid (never safe), and the other actor checks the rest."""
+
+    def dies_on_bomb(text: str) -> None:
+        if "bomb" in text.lower():
+            os._exit(1)  # the actor process ends, as when it is killed or runs out of memory
+
+    factory = functools.partial(scripted_guard, test_model_dir, dies_on_bomb, cache_size=0)
+    out = tmp_path / "dead.jsonl"
+    policy = Policy(fail_mode=fail_mode)
+    summary = moderate(
+        jsonl_input,
+        out,
+        guard_factory=factory,
+        engine="ray",
+        num_workers=2,
+        batch_size=4,
+        policy=policy,
+        progress=False,
+    )
+    rows = read_rows(out)
+    # Batches 1 (lines 1-4, a bomb on line 2) and 3 (lines 9-12) went to the actor that died, batch 2 to the other.
+    assert [r["status"] for r in rows] == ["error"] * 3 + ["invalid", "safe", "safe", "safe", "invalid"] + ["error"] * 4
+    failed = [r for r in rows if r["status"] == "error"]
+    assert all("the Ray actor died" in r["error"] for r in failed)
+    assert {(r["safe"], r["unsafe_probability"]) for r in failed} == {
+        (True, 0.0) if fail_mode == "open" else (False, 1.0)
+    }
+    assert rows[3]["safe"] is None and "not valid JSON" in rows[3]["error"]
+    assert (summary.errors, summary.invalid, summary.safe) == (7, 2, 3)
 
 
 def test_ray_engine_parquet_round_trip(ray_instance, parquet_input: Path, test_model_dir: Path, local_rows, tmp_path):

@@ -58,7 +58,7 @@ def has_plot(notebook: nbformat.NotebookNode) -> bool:
 
 
 def test_the_notebooks_are_there():
-    assert ALL == ["01_quickstart.ipynb", "02_langchain_agent.ipynb", "03_llama_stack.ipynb"]
+    assert ALL == ["01_quickstart.ipynb", "02_langchain_agent.ipynb", "03_llama_stack.ipynb", "04_evaluate.ipynb"]
 
 
 def test_the_python3_kernel_is_this_environment():

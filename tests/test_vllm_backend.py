@@ -9,7 +9,6 @@ math can be compared with the transformers backend on the same weights.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import socket
@@ -24,14 +23,11 @@ from typing import Any
 
 import pytest
 
-from llamaguard_guardrails import GuardTimeoutError, LlamaGuard, ModelNotFoundError, ModelOutputError, Policy
+from llamaguard_guardrails import LlamaGuard, ModelNotFoundError, Policy
 from llamaguard_guardrails.backends.base import AnswerScores, AnswerTokens
 from llamaguard_guardrails.backends.vllm import (
     VLLMBackend,
     VLLMConnectionError,
-    VLLMHTTPError,
-    VLLMResponseError,
-    from_vllm,
     scores_from_logprobs,
 )
 
@@ -211,7 +207,7 @@ def fake(server: FakeVLLM) -> FakeVLLM:
 @pytest.fixture(scope="module")
 def vguard(server: FakeVLLM, test_model_dir: Path):
     """A real LlamaGuard on the vLLM backend (fast retries so failure tests stay quick)."""
-    g = from_vllm(
+    g = LlamaGuard.from_vllm(
         server.url, model=MODEL, tokenizer=test_model_dir, timeout=5.0, backoff_s=0.01, max_backoff_s=0.05, cache_size=0
     )
     yield g
@@ -501,7 +497,7 @@ def test_verify_checks_model_name_and_tokenizer(fake: FakeVLLM, vguard: LlamaGua
     # vguard itself was built by from_vllm with verify=True against this server.
     assert vguard.is_test_model and vguard.model_name == f"vllm:{MODEL}" and vguard.backend.base_url == fake.url
     with pytest.raises(ModelNotFoundError, match="does not serve 'other-model'"):
-        from_vllm(fake.url, model="other-model", tokenizer=test_model_dir)
+        LlamaGuard.from_vllm(fake.url, model="other-model", tokenizer=test_model_dir)
     g = guard_on(vguard, fake.url + "/v1/")
     assert g.backend.base_url == fake.url
     g.backend.verify()
@@ -529,48 +525,12 @@ def test_api_key_is_sent_as_bearer_token(fake: FakeVLLM, prompt):
     assert seen == ["Bearer sk-test"]
 
 
-# -- async ------------------------------------------------------------------------------------------------
-
-
-def test_async_scoring_retries_and_pools(fake: FakeVLLM, vguard: LlamaGuard, prompt):
-    backend = vguard.backend
-    fake.script.extend([Reply(503, fixture("error_503.json")), Reply(body=fixture("score_unsafe.json"))])
-    fake.script.append(Reply(body=fixture("category_s9.json")))
-
-    async def run() -> tuple[Any, str, list[Any]]:
-        scores = await backend.ascore([prompt])
-        text = await backend.acategory_text(prompt, leading_blank=False)
-        fake.script.extend([Reply(body=fixture("score_safe.json")) for _ in range(5)])
-        many = await asyncio.gather(*(backend.ascore([prompt]) for _ in range(5)))
-        return scores, text, many
-
-    scores, text, many = asyncio.run(run())
-    assert scores[0].unsafe_probability == pytest.approx(expected_scores("score_unsafe.json").unsafe_probability)
-    assert text == "S9"
-    assert all(m[0].unsafe_probability < 0.5 for m in many)
-
-
-def test_async_failures_raise_typed_errors(fake: FakeVLLM, vguard: LlamaGuard, prompt):
-    backend = vguard.backend
-
-    async def run(reply: Reply) -> None:
-        fake.script.extend([reply] * 4)
-        try:
-            await backend.ascore([prompt])
-        finally:
-            fake.script.clear()
-
-    with pytest.raises(VLLMHTTPError, match="503"):
-        asyncio.run(run(Reply(503, fixture("error_503.json"))))
-    with pytest.raises(VLLMResponseError):
-        asyncio.run(run(Reply(body=fixture("score_garbage.json"))))
-    with pytest.raises(ModelOutputError):
-        asyncio.run(run(Reply(body="{")))
-    slow = VLLMBackend(fake.url, MODEL, TOKENS, timeout=0.3)
-    with pytest.raises(GuardTimeoutError):
-        fake.script.append(Reply(body=fixture("score_safe.json"), delay=1.0))
-        asyncio.run(slow.ascore([prompt]))
-    slow.close()
+def test_the_old_factory_paths_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="use LlamaGuard.from_vllm"):
+        from llamaguard_guardrails.backends.vllm import from_vllm
+    with pytest.warns(DeprecationWarning, match="use LlamaGuard.from_vllm_engine"):
+        from llamaguard_guardrails.backends.vllm_engine import from_vllm_engine
+    assert (from_vllm, from_vllm_engine) == (LlamaGuard.from_vllm, LlamaGuard.from_vllm_engine)
 
 
 # -- the in-process engine backend, with a stand-in for vllm.LLM ------------------------------------------
@@ -603,7 +563,7 @@ def test_engine_backend_equals_the_transformers_backend(monkeypatch, vguard: Lla
     import sys
     from types import SimpleNamespace
 
-    from llamaguard_guardrails.backends.vllm_engine import VLLMEngineBackend
+    from llamaguard_guardrails.backends.vllm import VLLMEngineBackend
 
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(SamplingParams=lambda **kw: kw))
     llm = FakeLLM(uncached_guard.backend.model, uncached_guard.prompts)

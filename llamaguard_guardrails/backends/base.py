@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..core.prompt import Prompt
+from ..core.scores import AnswerScores
 
 
 @dataclass(frozen=True)
@@ -31,33 +31,6 @@ class AnswerTokens:
         return cls(one("safe"), one("unsafe"), one("\n\n"), one("\n"), eot_id)
 
 
-@dataclass(frozen=True)
-class AnswerScores:
-    """Answer-token probabilities at the first answer position, and after a leading blank line."""
-
-    p_safe: float
-    p_unsafe: float
-    p_blank: float
-    p_safe_after_blank: float
-    p_unsafe_after_blank: float
-
-    @property
-    def answer_mass(self) -> float:
-        """Probability that the answer starts with ``safe`` or ``unsafe`` (possibly after a blank line)."""
-        return self.p_safe + self.p_unsafe + self.p_blank * (self.p_safe_after_blank + self.p_unsafe_after_blank)
-
-    @property
-    def unsafe_probability(self) -> float:
-        unsafe = self.p_unsafe + self.p_blank * self.p_unsafe_after_blank
-        mass = self.answer_mass
-        return min(1.0, max(0.0, unsafe / mass)) if mass > 0 else 1.0
-
-    @property
-    def leading_blank(self) -> bool:
-        """Whether the model's most likely answer starts with a blank line."""
-        return self.p_blank > max(self.p_safe, self.p_unsafe)
-
-
 class GuardBackend(ABC):
     """Runs Llama Guard 4 on prompts the core built. Implementations must be thread-safe."""
 
@@ -70,14 +43,6 @@ class GuardBackend(ABC):
     @abstractmethod
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         """Greedy continuation after ``unsafe\\n``: the model's category line (text, up to end of line)."""
-
-    async def ascore(self, prompts: Sequence[Prompt]) -> list[AnswerScores]:
-        return await asyncio.to_thread(self.score, prompts)
-
-    async def acategory_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
-        return await asyncio.to_thread(
-            self.category_text, prompt, leading_blank=leading_blank, max_new_tokens=max_new_tokens
-        )
 
     def close(self) -> None:
         """Release resources (connections, GPU memory)."""

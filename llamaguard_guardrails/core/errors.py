@@ -17,7 +17,11 @@ class InvalidConversationError(GuardError, ValueError):
 
 
 class InvalidImageError(InvalidConversationError):
-    """An image part could not be read (bad path, bad base64, not an image, remote URL)."""
+    """An image part could not be read (a refused path or URL, bad base64, not an allowed image format)."""
+
+
+class TooManyImagesError(InvalidImageError):
+    """A conversation holds more images (frames of animations included) than the guard checks at once."""
 
 
 class InvalidPolicyError(GuardError, ValueError):
@@ -34,6 +38,10 @@ class ModelOutputError(GuardError):
 
 class GuardTimeoutError(GuardError, TimeoutError):
     """A check did not finish before its deadline."""
+
+
+class GuardClosedError(GuardError, RuntimeError):
+    """The guard was closed (``LlamaGuard.close()``): it checks nothing more, and content must not pass."""
 
 
 class UnsafeContentError(GuardError):

@@ -206,34 +206,62 @@ class PromptBuilder:
     def _windows(
         self, blocks: list[tuple[Role, Block]], conversation: Conversation, policy: Policy, max_tokens: int
     ) -> list[Prompt]:
-        role, last = blocks[-1]
-        longest = max(range(len(last.texts)), key=lambda i: len(last.texts[i]))
-        text = last.texts[longest].strip()
-        shell = replace(last, texts=tuple("" if i == longest else t for i, t in enumerate(last.texts)))
+        """Overlapping windows over every block of the last message (text, tool calls, refusals ...), alone.
+
+        Each window holds only pieces of the last message, so it asks about that message and nothing else;
+        every window carries all of the message's images. Long texts are cut into overlapping token
+        windows; short ones share a window. The earlier messages are reported in ``omitted_messages``.
+        """
+        last_source = blocks[-1][1].source
+        first_of_last = next(i for i, (_, block) in enumerate(blocks) if block.source == last_source)
+        role, last = blocks[-1][0], [block for _, block in blocks[first_of_last:]]
+        images = tuple(image for block in last for image in block.images)
+        shell = Block(("",), images, last_source, last[0].kind)
         overhead = len(self._build_one(Conversation.from_blocks([(role, shell)], conversation.message_count), policy))
-        budget = max_tokens - overhead - 8
+        line_cost = len(self.encode_text(f"{role}: {MESSAGE_END}")) + 4  # a text line's frame, plus merge slack
+        budget = max_tokens - overhead - line_cost
         if budget < 64:
             raise InvalidConversationError(
                 f"max_prompt_tokens={max_tokens} leaves no room for content (the prompt alone needs {overhead})"
             )
-        encoding = self._plain.encode(text, add_special_tokens=False)
-        offsets = encoding.offsets
-        overlap = min(256, budget // 4)
-        windows: list[str] = []
-        start = 0
-        while start < len(offsets):
-            end = min(start + budget, len(offsets))
-            windows.append(text[offsets[start][0] : offsets[end - 1][1]])
-            if end == len(offsets):
-                break
-            start = end - overlap
-        omitted = _sources(blocks[:-1])
+        windows: list[list[tuple[int, str]]] = [[]]
+        used = 0
+        for index, block in enumerate(last):
+            for text in block.texts:
+                for piece, size in self._pieces(text.strip(), budget):
+                    cost = size + (line_cost if windows[-1] else 0)
+                    if windows[-1] and used + cost > budget:
+                        windows.append([])
+                        used, cost = 0, size
+                    windows[-1].append((index, piece))
+                    used += cost
         prompts = []
-        for n, piece in enumerate(windows, 1):
-            block = replace(last, texts=tuple(piece if i == longest else t for i, t in enumerate(last.texts)))
-            one = self._build_one(Conversation.from_blocks([(role, block)], conversation.message_count), policy)
-            prompts.append(replace(one, omitted_messages=omitted, window=(n, len(windows))))
+        for n, window in enumerate(windows, 1):
+            pieces = [
+                replace(last[index], texts=tuple(piece for i, piece in window if i == index), images=())
+                for index in dict.fromkeys(i for i, _ in window)
+            ]
+            pieces[0] = replace(pieces[0], images=images)
+            one = self._build_one(
+                Conversation.from_blocks([(role, block) for block in pieces], conversation.message_count), policy
+            )
+            prompts.append(replace(one, omitted_messages=_sources(blocks[:first_of_last]), window=(n, len(windows))))
         return prompts
+
+    def _pieces(self, text: str, budget: int) -> list[tuple[str, int]]:
+        """``text`` cut into (piece, token count) of at most ``budget`` tokens, consecutive pieces overlapping."""
+        offsets = self._plain.encode(text, add_special_tokens=False).offsets
+        if not offsets:
+            return [(text, 0)]
+        overlap = min(256, budget // 4)
+        pieces = []
+        start = 0
+        while True:
+            end = min(start + budget, len(offsets))
+            pieces.append((text[offsets[start][0] : offsets[end - 1][1]], end - start))
+            if end == len(offsets):
+                return pieces
+            start = end - overlap
 
     def _build_one(self, conversation: Conversation, policy: Policy) -> Prompt:
         ids = self.ids

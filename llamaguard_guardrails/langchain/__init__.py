@@ -24,7 +24,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         f'langgraph>=1.2,<1.3): pip install "llamaguard-guardrails[langchain]" ({exc})'
     ) from exc
 
-from ._common import DEFAULT_REFUSAL, blocked_verdict, verdict_metadata
+from ..enforce import DEFAULT_REFUSAL
+from ._common import blocked_verdict, verdict_metadata
 from .callbacks import AsyncLlamaGuardCallbackHandler, LlamaGuardCallbackHandler, VerdictRecord
 from .convert import message_to_openai, to_messages
 from .decision import LlamaGuardDecisionModel

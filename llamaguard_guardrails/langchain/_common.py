@@ -1,29 +1,38 @@
-"""Shared pieces of the LangChain adapter: running checks, recording verdicts, refusals."""
+"""LangChain shapes of the guard's outcomes, and what a tool hands on (shared by the adapters).
+
+A :class:`~llamaguard_guardrails.enforce.Refusal` becomes a refusal ``AIMessage`` / ``AIMessageChunk``
+(or text) or an error ``ToolMessage``, with the verdict in ``response_metadata["llamaguard"]``
+(:func:`blocked_verdict` reads it back). :func:`tool_results` reads a tool's result, LangGraph
+``Command`` s included, as the messages to check; :func:`tool_steps` is one guarded tool run.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk, ToolMessage
-from langchain_core.runnables.config import run_in_executor
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    BaseMessageChunk,
+    RemoveMessage,
+    ToolMessage,
+    convert_to_messages,
+)
+from langchain_core.tools.base import ToolOutputMixin
+from langgraph.types import Command, Send
 
-from ..core.errors import UnsafeContentError
-from ..core.policy import Policy
+from ..core.errors import InvalidConversationError
 from ..core.verdict import Verdict
-from ..guard import LlamaGuard
-from .convert import OpenAIMessage, tool_result_message
+from ..enforce import Refusal
+from ._steps import Request, Steps
+from .convert import OpenAIMessage, message_to_openai, tool_result_message
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
 
-Stage = Literal["input", "output", "tool_call", "tool_result"]
-OnVerdict = Callable[[Verdict, str], Any]
-"""Called with every verdict and the stage that produced it (for audit logs and metrics)."""
-RefusalMessage = str | Callable[[Verdict, str], str]
-"""The text that replaces blocked content: a string, or ``f(verdict, stage) -> str``."""
-
-DEFAULT_REFUSAL = "I can't help with that."
 METADATA_KEY = "llamaguard"
 
 
@@ -37,79 +46,30 @@ def before_proposing_turn(messages: Sequence[Any], call_id: str | None) -> Seque
     return messages
 
 
-def record(verdict: Verdict, stage: str, on_verdict: OnVerdict | None) -> Verdict:
-    """Pass ``verdict`` to the user's ``on_verdict`` hook; a failing hook is logged, never fatal."""
-    if on_verdict is not None:
-        try:
-            on_verdict(verdict, stage)
-        except Exception:
-            log.exception("on_verdict hook failed")
-    return verdict
-
-
-def classify(
-    guard: LlamaGuard, messages: Any, stage: str, policy: Policy | None, on_verdict: OnVerdict | None
-) -> Verdict:
-    return record(guard.classify(messages, policy=policy), stage, on_verdict)
-
-
-async def aclassify(
-    guard: LlamaGuard, messages: Any, stage: str, policy: Policy | None, on_verdict: OnVerdict | None
-) -> Verdict:
-    return record(await guard.aclassify(messages, policy=policy), stage, on_verdict)
-
-
-def classify_batch(
-    guard: LlamaGuard,
-    conversations: Sequence[Any],
-    stage: str,
-    policy: Policy | None,
-    on_verdict: OnVerdict | None,
-) -> list[Verdict]:
-    if not conversations:
-        return []
-    return [record(v, stage, on_verdict) for v in guard.classify_batch(conversations, policy=policy)]
-
-
-async def aclassify_batch(
-    guard: LlamaGuard,
-    conversations: Sequence[Any],
-    stage: str,
-    policy: Policy | None,
-    on_verdict: OnVerdict | None,
-) -> list[Verdict]:
-    return await run_in_executor(None, classify_batch, guard, conversations, stage, policy, on_verdict)
-
-
 def verdict_metadata(verdict: Verdict, stage: str) -> dict[str, Any]:
     """``{"llamaguard": {...}}``: what refusal messages carry in ``response_metadata``."""
     return {METADATA_KEY: {"blocked": True, "stage": stage, "verdict": verdict.model_dump(mode="json")}}
 
 
-def refusal_text(message: RefusalMessage, verdict: Verdict, stage: str) -> str:
-    return message(verdict, stage) if callable(message) else message
-
-
-def refusal(message: RefusalMessage, verdict: Verdict, stage: str, like: Any = None) -> Any:
-    """The refusal that replaces blocked content, shaped like ``like`` where that matters.
-
-    A string stays a string (strings cannot carry metadata: use ``on_verdict`` or ``on_block="raise"``
-    to log the verdict), a message chunk becomes an ``AIMessageChunk``, anything else an ``AIMessage``.
-    Messages carry the verdict in ``response_metadata["llamaguard"]``.
-    """
-    text = refusal_text(message, verdict, stage)
+def refusal_like(refusal: Refusal, like: Any = None) -> Any:
+    """The refusal in place of ``like``: text for a string (strings cannot carry metadata: use ``on_verdict`` or
+    ``on_block="raise"`` to log the verdict), an ``AIMessageChunk`` for a message chunk, else an ``AIMessage``;
+    messages carry the verdict in ``response_metadata["llamaguard"]``."""
     if isinstance(like, str):
-        return text
-    if isinstance(like, BaseMessageChunk):
-        return AIMessageChunk(content=text, response_metadata=verdict_metadata(verdict, stage))
-    return AIMessage(content=text, response_metadata=verdict_metadata(verdict, stage))
+        return refusal.text
+    kind = AIMessageChunk if isinstance(like, BaseMessageChunk) else AIMessage
+    return kind(content=refusal.text, response_metadata=verdict_metadata(refusal.verdict, refusal.stage))
 
 
-def blocked(on_block: str, message: RefusalMessage, verdict: Verdict, stage: str, like: Any = None) -> Any:
-    """Raise :class:`UnsafeContentError` (``on_block="raise"``) or return the refusal."""
-    if on_block == "raise":
-        raise UnsafeContentError(verdict, stage)
-    return refusal(message, verdict, stage, like)
+def refusal_tool_message(refusal: Refusal, call_id: str, name: str) -> ToolMessage:
+    """The error ``ToolMessage`` an agent's model reads in place of a blocked tool call or result."""
+    return ToolMessage(
+        content=refusal.text,
+        tool_call_id=call_id,
+        name=name,
+        status="error",
+        response_metadata=verdict_metadata(refusal.verdict, refusal.stage),
+    )
 
 
 def blocked_verdict(result: Any) -> Verdict | None:
@@ -121,10 +81,120 @@ def blocked_verdict(result: Any) -> Verdict | None:
     return None
 
 
-def tool_results(result: Any, name: str, call_id: str | None) -> list[OpenAIMessage]:
-    """The tool result(s) to check: a ToolMessage, the ToolMessages of a ``Command``, or the raw output."""
-    update = getattr(result, "update", None)
-    if update is not None and not isinstance(result, (str, Mapping, ToolMessage)):
-        messages = update.get("messages", []) if isinstance(update, Mapping) else []
-        return [tool_result_message(name, m, call_id) for m in messages if isinstance(m, ToolMessage)]
-    return [tool_result_message(name, result, call_id)]
+Check = Callable[[list[OpenAIMessage], str], Steps[Refusal | None]]
+"""``check(conversation, stage)``: steps that classify and enforce (see :func:`._steps.check`)."""
+
+
+def tool_steps(
+    check: Check,
+    context: list[OpenAIMessage],
+    call: OpenAIMessage,
+    tool_run: Request,
+    name: str,
+    call_id: str | None,
+    blocked: Callable[[Refusal], Any],
+    *,
+    check_call: bool = True,
+    check_result: bool = True,
+) -> Steps[Any]:
+    """One guarded tool run: the call checked in ``context`` before ``tool_run``, then each thing its result hands
+    on. Returns the result, or ``blocked(refusal)`` for the first block."""
+    if check_call:
+        refusal = yield from check([*context, call], "tool_call")
+        if refusal is not None:
+            return blocked(refusal)
+    result = yield tool_run
+    if check_result:
+        for checked in tool_results(result, name, call_id):
+            refusal = yield from check([*context, call, *checked], "tool_result")
+            if refusal is not None:
+                return blocked(refusal)
+    return result
+
+
+def tool_results(result: Any, name: str, call_id: str | None) -> list[list[OpenAIMessage]]:
+    """What a tool's result hands on, as the messages to check after the call (the last one is checked).
+
+    A plain result or ``ToolMessage`` is one tool message. A LangGraph ``Command`` hands on every
+    message of its ``update`` (tool, AI, human ... messages, each checked in order after the ones
+    before it), the other state keys it updates, the input of each ``Send`` in ``goto`` and its
+    ``resume`` value (these as one tool message of ``key: value`` lines). A list of tool outputs is
+    each of them. Anything the guard cannot read raises :class:`InvalidConversationError`.
+    """
+    if isinstance(result, list) and result and all(isinstance(r, ToolOutputMixin) for r in result):
+        return [checks for r in result for checks in tool_results(r, name, call_id)]
+    if isinstance(result, Command):
+        return _command_checks(result, name, call_id)
+    if isinstance(result, ToolOutputMixin) and not isinstance(result, ToolMessage):
+        raise InvalidConversationError(f"cannot check a tool result of type {type(result).__name__}")
+    if _opaque(result):
+        raise InvalidConversationError(
+            f"cannot check a tool result of type {type(result).__name__}: it has no readable text (no __str__ "
+            "or __repr__); return text, JSON, messages or a Command"
+        )
+    return [[tool_result_message(name, result, call_id)]]
+
+
+def _command_checks(command: Command, name: str, call_id: str | None) -> list[list[OpenAIMessage]]:
+    try:
+        updates = list(command._update_as_tuples())
+    except Exception as exc:
+        raise InvalidConversationError(f"cannot read the Command's update: {type(exc).__name__}: {exc}") from exc
+    checks: list[list[OpenAIMessage]] = []
+    shown: list[OpenAIMessage] = []
+    other: dict[str, Any] = {}
+    for key, value in updates:
+        messages = _update_messages(key, value)
+        if messages is None:
+            other[key] = value
+            continue
+        for message in messages:
+            if isinstance(message, RemoveMessage):
+                continue  # removes a message by id; it carries no content
+            if isinstance(message, ToolMessage):
+                converted = tool_result_message(name, message, call_id)
+            else:
+                converted = message_to_openai(message)
+            shown.append(converted)
+            checks.append(list(shown))
+    gotos = command.goto if isinstance(command.goto, (list, tuple)) else [command.goto]
+    for n, goto in enumerate(gotos):
+        if isinstance(goto, Send):
+            other[f"goto[{n}] Send({goto.node!r}) input"] = goto.arg
+    if command.resume is not None:
+        other["resume"] = command.resume
+    if other:
+        lines = "\n".join(f"{key}: {_text(value)}" for key, value in other.items())
+        checks.append([*shown, {"role": "tool", "name": name, "tool_call_id": call_id or "call", "content": lines}])
+    return checks
+
+
+def _update_messages(key: str, value: Any) -> list[BaseMessage] | None:
+    """The messages a state update adds under ``key`` (``None`` when the value is not messages)."""
+    if key == "messages" or isinstance(value, BaseMessage):
+        values = value if isinstance(value, (list, tuple)) else [value]
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, BaseMessage) for v in value):
+        values = value
+    else:
+        return None
+    try:
+        return convert_to_messages(list(values))
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as exc:
+        raise InvalidConversationError(f"cannot read the messages of the Command's {key!r} update: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if _opaque(value):
+        raise InvalidConversationError(f"cannot check a value of type {type(value).__name__} in a Command")
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _opaque(value: Any) -> bool:
+    """True for an object whose text (``str``) is only its type and address: nothing the guard can read."""
+    kind = type(value)
+    return kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__

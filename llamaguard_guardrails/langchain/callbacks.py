@@ -20,6 +20,8 @@ at ``on_llm_end``, after the caller has seen it. Use :func:`guard_chain` or
 from __future__ import annotations
 
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +31,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
-from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
+from ..enforce import OnVerdict, enforce, report
 from ..guard import LlamaGuard
 from ._common import log
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
@@ -61,21 +63,48 @@ class _GuardCallbacks:
         check_inputs: bool = True,
         check_outputs: bool = True,
         check_tools: bool = True,
+        on_verdict: OnVerdict | None = None,
         sink: Callable[[VerdictRecord], Any] | None = None,
+        max_records: int | None = 10_000,
+        max_pending_runs: int = 1024,
     ) -> None:
+        if sink is not None:
+            warnings.warn(
+                "LlamaGuardCallbackHandler(sink=...) is deprecated and will be removed in the next release: use "
+                "on_verdict=f(verdict, stage), the audit hook of every adapter (run ids stay in handler.records)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if max_records is not None and max_records < 0:
+            raise ValueError(f"max_records must be 0 or more (or None: keep all), got {max_records}")
+        if max_pending_runs < 1:
+            raise ValueError(f"max_pending_runs must be at least 1, got {max_pending_runs}")
         self.guard = guard
         self.policy = policy
         self.check_inputs = check_inputs
         self.check_outputs = check_outputs
         self.check_tools = check_tools
+        self.on_verdict = on_verdict
         self.sink = sink
+        self.max_records = max_records
+        self.max_pending_runs = max_pending_runs
         self.records: list[VerdictRecord] = []
-        self._inputs: dict[UUID, list[list[OpenAIMessage]]] = {}
+        # Inputs of model runs still going, kept only to check their outputs in context: forgotten at the
+        # run's end or error, never kept for a blocked run, and bounded for runs whose end never comes.
+        self._inputs: OrderedDict[UUID, list[list[OpenAIMessage]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _remember(self, run_id: UUID, conversations: list[list[OpenAIMessage]]) -> None:
         with self._lock:
             self._inputs[run_id] = conversations
+            while len(self._inputs) > self.max_pending_runs:
+                forgotten, _ = self._inputs.popitem(last=False)
+                log.warning(
+                    "more than %d model runs without an end: forgot the input of run %s (its output will be "
+                    "checked without that context)",
+                    self.max_pending_runs,
+                    forgotten,
+                )
 
     def _forget(self, run_id: UUID) -> list[list[OpenAIMessage]]:
         with self._lock:
@@ -95,16 +124,16 @@ class _GuardCallbacks:
         return conversations
 
     def _settle(self, verdict: Verdict, stage: str, run_id: UUID | None, name: str | None) -> None:
+        """Record ``verdict``, report it, and raise :class:`UnsafeContentError` when it blocks."""
         record = VerdictRecord(stage, verdict, run_id, name)
         with self._lock:
             self.records.append(record)
-        if self.sink is not None:
-            try:
-                self.sink(record)
-            except Exception:  # noqa: BLE001 - an audit sink must not decide the outcome
-                log.exception("verdict sink failed")
-        if not verdict.safe:
-            raise UnsafeContentError(verdict, stage)
+            if self.max_records is not None and len(self.records) > self.max_records:
+                del self.records[: len(self.records) - self.max_records]
+        sink = self.sink
+        if sink is not None:
+            report(verdict, stage, lambda _verdict, _stage: sink(record))
+        enforce(verdict, stage, on_block="raise", on_verdict=self.on_verdict)
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -127,8 +156,12 @@ def _tool_input(serialized: dict[str, Any] | None, input_str: str, inputs: dict[
 class LlamaGuardCallbackHandler(_GuardCallbacks, BaseCallbackHandler):
     """Check model inputs, final generations and tool inputs; raise :class:`UnsafeContentError` on a block.
 
-    ``records`` (and ``verdicts``) keep every verdict; ``sink`` is called with each
-    :class:`VerdictRecord` as it is made. See the module docs for what callbacks cannot do.
+    ``on_verdict(verdict, stage)`` is called with every verdict (the audit hook of every adapter);
+    ``records`` (and ``verdicts``) keep the last ``max_records`` verdicts as :class:`VerdictRecord` s
+    with their run id (``None``: keep all). ``sink`` (deprecated: use ``on_verdict``) is called with
+    each record. A callback cannot replace content, so a block always raises. The inputs of a model run are kept only
+    until its end or error (never for a blocked run), for at most ``max_pending_runs`` runs at once.
+    See the module docs for what callbacks cannot do.
     """
 
     def on_chat_model_start(
@@ -140,10 +173,11 @@ class LlamaGuardCallbackHandler(_GuardCallbacks, BaseCallbackHandler):
         self._start(_prompt_inputs(prompts), run_id, kwargs.get("name"))
 
     def _start(self, conversations: list[list[OpenAIMessage]], run_id: UUID, name: str | None) -> None:
-        self._remember(run_id, conversations)
-        if self.check_inputs:
+        if self.check_inputs:  # a blocked (or failed) input check ends the run: nothing is remembered
             for conversation in conversations:
                 self._settle(self.guard.classify(conversation, policy=self.policy), "input", run_id, name)
+        if self.check_outputs:
+            self._remember(run_id, conversations)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         conversations = self._outputs(response, run_id)

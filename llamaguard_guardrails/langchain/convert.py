@@ -45,6 +45,8 @@ _CHAT_ROLES = {
 }
 _TOOL_CALL_BLOCKS = frozenset({"tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call"})
 _SERVER_CALL_CHUNK = "server_tool_call_chunk"
+#: Provider parts LangChain wraps as ``non_standard`` that the core reads (or rejects) by their own type.
+_PROVIDER_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning", "refusal"})
 
 
 def to_messages(value: Any, *, key: str | None = None, default_role: str = "user") -> list[OpenAIMessage]:
@@ -52,8 +54,10 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
 
     - ``str``: one message with ``default_role`` (``"user"`` for inputs, ``"assistant"`` for outputs);
     - ``PromptValue``, ``BaseMessage``, a list of messages (objects, dicts, tuples, strings): converted;
-    - ``dict``: its ``key`` entry when ``key`` is given, else its ``"messages"`` entry, else every
-      entry as ``name: value`` lines of one message with ``default_role``.
+    - ``dict``: its ``key`` entry when ``key`` is given; else its ``"messages"`` entry followed by its
+      other entries as ``name: value`` lines on the side of the last message (so an agent state's
+      ``structured_response`` is checked with the answer); else every entry as ``name: value`` lines
+      of one message with ``default_role``.
     """
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
@@ -69,7 +73,7 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
                 )
             return to_messages(value[key], default_role=default_role)
         if "messages" in value:
-            return to_messages(value["messages"], default_role=default_role)
+            return _state_messages(value, default_role)
         if "role" in value or value.get("type") in ("human", "ai", "system", "tool"):
             return [message_to_openai(m) for m in _converted([value])]
         return _mapping_messages(value, default_role)
@@ -92,8 +96,19 @@ def _converted(values: list[Any]) -> list[BaseMessage]:
 
 
 def message_to_openai(message: BaseMessage) -> OpenAIMessage:
-    """One LangChain message as an OpenAI chat message (images and tool calls included)."""
+    """One LangChain message as an OpenAI-style chat message: every field a model, tool or user receives.
+
+    Content blocks (text with its annotations, images, reasoning / thinking, refusals, provider
+    blocks), the message ``name``, every tool call (``tool_calls``, ``invalid_tool_calls``,
+    tool-call chunks, ``server_tool_call`` blocks, ``additional_kwargs["tool_calls"]`` and
+    ``["function_call"]``), ``additional_kwargs["refusal"]`` / ``["reasoning_content"]`` /
+    ``["reasoning"]``, and any other ``additional_kwargs`` entry (as ``[KEY] value`` text).
+    Content the guard cannot read raises :class:`InvalidConversationError`.
+    """
     role = _role(message)
+    kwargs = dict(getattr(message, "additional_kwargs", None) or {})
+    kwargs.pop("__openai_role__", None)  # read by _role
+    reasoning_content = kwargs.pop("reasoning_content", None)
     parts: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for n, block in enumerate(_blocks(message)):
@@ -101,34 +116,50 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
         kind = block.get("type")
         if kind in _TOOL_CALL_BLOCKS or kind == _SERVER_CALL_CHUNK:
             calls.append(_tool_call(block, len(calls)))
+        elif kind == "reasoning" and isinstance(reasoning_content, str) and block.get("reasoning") == reasoning_content:
+            continue  # LangChain's copy of additional_kwargs["reasoning_content"], shown below
         else:
             part = _part(block, where)
             if part is not None:
                 parts.append(part)
-    legacy = (getattr(message, "additional_kwargs", None) or {}).get("function_call")
-    if isinstance(legacy, Mapping) and legacy.get("name"):  # OpenAI's pre-tool-calls function calling
-        arguments = legacy.get("arguments", "")
-        if not isinstance(arguments, str):
-            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
-        calls.append(
-            {
-                "id": f"function_call_{len(calls)}",
-                "type": "function",
-                "function": {"name": str(legacy["name"]), "arguments": arguments},
-            }
-        )
+    for n, invalid in enumerate(getattr(message, "invalid_tool_calls", None) or []):
+        _add_call(calls, _tool_call({**invalid, "type": "invalid_tool_call"}, len(calls), f"invalid tool call {n}"))
     out: OpenAIMessage = {"role": role}
+    refusal = kwargs.pop("refusal", None)
+    _add_legacy_calls(calls, kwargs.pop("tool_calls", None), kwargs.pop("function_call", None))
+    if reasoning_content is not None:
+        parts.insert(0, _reasoning_part(reasoning_content, "additional_kwargs['reasoning_content']"))
+    if kwargs.get("reasoning") is not None:
+        parts[:0] = _reasoning_parts(kwargs.pop("reasoning"))
+    if "audio" in kwargs and kwargs["audio"] is not None:
+        raise InvalidConversationError(
+            f"a {type(message).__name__} carries audio (additional_kwargs['audio']); Llama Guard 4 cannot hear it: "
+            "remove it or transcribe it to text before the guard"
+        )
+    parts += [{"type": "text", "text": f"[{key}] {_shown(value)}"} for key, value in kwargs.items() if value]
+    if refusal is not None:
+        if role != "assistant":
+            parts.append({"type": "text", "text": f"[refusal] {_shown(refusal)}"})
+        elif isinstance(refusal, str):
+            out["refusal"] = refusal
+        else:
+            raise InvalidConversationError(f"additional_kwargs['refusal'] must be a string, got {type(refusal).__name__}")
     if calls and role != "assistant":
         raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")
     if calls:
         out["tool_calls"] = calls
         out["content"] = _compact(parts) if parts else None
-    else:
+    elif parts or "refusal" not in out:  # a refusal-only message has no content, as OpenAI sends it
         out["content"] = _compact(parts) if parts else ""
+    name = getattr(message, "name", None)
     if role == "tool":
         out["tool_call_id"] = str(getattr(message, "tool_call_id", "") or "")
-        if message.name:
-            out["name"] = message.name
+        if name:
+            out["name"] = name
+    elif name:
+        if not isinstance(name, str):
+            raise InvalidConversationError(f"a {type(message).__name__}'s name must be a string")
+        out["name"] = name
     return out
 
 
@@ -156,12 +187,14 @@ def tool_result_message(name: str, result: Any, call_id: str | None = None) -> O
 
 
 def text_of(value: Any) -> str | None:
-    """The plain text of a streamed chunk, or ``None`` when it carries anything but text."""
+    """The plain text of a streamed chunk, or ``None`` when it carries anything but text (a tool call,
+    reasoning or a refusal in ``additional_kwargs``, a name, images, a dict ...)."""
     if isinstance(value, str):
         return value
     if isinstance(value, BaseMessage):
-        if getattr(value, "tool_call_chunks", None) or getattr(value, "tool_calls", None):
-            return None
+        extra = ("tool_call_chunks", "tool_calls", "invalid_tool_calls", "additional_kwargs", "name")
+        if any(getattr(value, attr, None) for attr in extra):
+            return None  # reasoning, refusals, tool calls, names ... are checked with the whole message
         content = value.content
         if isinstance(content, str):
             return content
@@ -215,10 +248,17 @@ def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         text = block.get("text")
         if not isinstance(text, str):
             raise InvalidConversationError(f"{where}: a {kind} block without inline text cannot be checked")
+        annotations = block.get("annotations")
+        if annotations:
+            return {"type": "text", "text": text, "annotations": list(annotations)}
         return {"type": "text", "text": text} if text else None
     if kind == "reasoning":
-        text = block.get("reasoning")
-        return {"type": "text", "text": text} if isinstance(text, str) and text else None
+        return _reasoning_block(block, where)
+    if kind == "refusal":
+        refusal = block.get("refusal")
+        if not isinstance(refusal, str):
+            raise InvalidConversationError(f"{where}: a refusal block needs a string 'refusal'")
+        return {"type": "refusal", "refusal": refusal}
     if kind == "image":
         return _image_part(block, where)
     if kind == "server_tool_result":
@@ -227,12 +267,45 @@ def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         return {"type": "text", "text": f"[server tool result] {shown}"}
     if kind == "non_standard":
         value = block.get("value")
+        if isinstance(value, Mapping) and value.get("type") in _PROVIDER_PARTS:
+            return dict(value)  # the core reads (or rejects) thinking, redacted_thinking ... parts itself
         if isinstance(value, Mapping) and isinstance(value.get("text"), str):
             return {"type": "text", "text": value["text"]}
         return {"type": "text", "text": _json_text(value)}
     raise InvalidConversationError(
         f"{where}: Llama Guard 4 cannot check {kind!r} content (it reads text and images); "
         "remove it or transcribe it to text before the guard"
+    )
+
+
+def _reasoning_block(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """A standard reasoning block as a core reasoning part; encrypted reasoning is unreadable."""
+    extras = block.get("extras") if isinstance(block.get("extras"), Mapping) else {}
+    if block.get("encrypted_content") or extras.get("encrypted_content"):
+        raise InvalidConversationError(
+            f"{where}: encrypted reasoning (encrypted_content) cannot be checked; the model that reads it is the "
+            "only one that can. Remove it before the guard"
+        )
+    text = block.get("reasoning")
+    if text is None:
+        return None  # an empty reasoning item (OpenAI sends ids without a summary)
+    return _reasoning_part(text, where)
+
+
+def _reasoning_part(text: Any, where: str) -> dict[str, Any]:
+    if not isinstance(text, str):
+        raise InvalidConversationError(f"{where}: reasoning must be a string, got {type(text).__name__}")
+    return {"type": "reasoning", "reasoning": text}
+
+
+def _reasoning_parts(reasoning: Any) -> list[dict[str, Any]]:
+    """``additional_kwargs["reasoning"]``: a string, or an OpenAI reasoning item (the core reads its summary)."""
+    if isinstance(reasoning, str):
+        return [_reasoning_part(reasoning, "additional_kwargs['reasoning']")]
+    if isinstance(reasoning, Mapping):
+        return [{**{k: v for k, v in reasoning.items() if k not in ("id", "type")}, "type": "reasoning"}]
+    raise InvalidConversationError(
+        f"additional_kwargs['reasoning'] must be a string or a reasoning item, got {type(reasoning).__name__}"
     )
 
 
@@ -249,18 +322,47 @@ def _image_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     raise InvalidImageError(f"{where}: image block has no base64 data or url")
 
 
-def _tool_call(block: Mapping[str, Any], n: int) -> dict[str, Any]:
+def _tool_call(block: Mapping[str, Any], n: int, where: str | None = None) -> dict[str, Any]:
+    kind = block.get("type", "call")
     name = block.get("name")
+    if kind in ("tool_call_chunk", _SERVER_CALL_CHUNK) and not name:
+        name = "(name not streamed yet)"  # a chunk carries its name once; its arguments are still shown
     if not isinstance(name, str) or not name:
-        raise InvalidConversationError(f"tool call {n} has no name")
+        raise InvalidConversationError(f"{where or f'tool call {n}'} has no name")
     args = block.get("args")
     arguments = args if isinstance(args, str) else json.dumps(args or {}, ensure_ascii=False, default=str)
-    call_id = block.get("id") or f"{block.get('type', 'call')}_{n}"
+    call_id = block.get("id") or f"{kind}_{n}"
     return {"id": str(call_id), "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+def _add_call(calls: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    """Add ``call`` unless the same call (id, name and arguments) is already there."""
+    if not any(c["id"] == call["id"] and c["function"] == call["function"] for c in calls):
+        calls.append(call)
+
+
+def _add_legacy_calls(calls: list[dict[str, Any]], tool_calls: Any, function_call: Any) -> None:
+    """``additional_kwargs["tool_calls"]`` / ``["function_call"]``: what OpenAI-style providers send back."""
+    raw = tool_calls if tool_calls is not None else []
+    if not isinstance(raw, (list, tuple)):
+        raise InvalidConversationError("additional_kwargs['tool_calls'] must be a list of tool calls")
+    entries = [(f"additional_kwargs['tool_calls'][{n}]", c) for n, c in enumerate(raw)]
+    if function_call is not None:
+        entries.append(("additional_kwargs['function_call']", {"function": function_call}))
+    for where, entry in entries:
+        function = entry.get("function", entry) if isinstance(entry, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise InvalidConversationError(f"{where} must be a dict with a function name")
+        arguments = function.get("arguments", function.get("args", ""))
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False, default=str)
+        call_id = entry.get("id") or f"function_call_{len(calls)}"
+        function_part = {"name": function["name"], "arguments": arguments}
+        _add_call(calls, {"id": str(call_id), "type": "function", "function": function_part})
+
+
 def _compact(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
-    if all(p["type"] == "text" for p in parts):
+    if all(p["type"] == "text" and set(p) == {"type", "text"} for p in parts):
         return "\n".join(p["text"] for p in parts)
     return parts
 
@@ -286,6 +388,21 @@ def _mapping_messages(value: Mapping[str, Any], default_role: str) -> list[OpenA
     if not context:
         raise InvalidConversationError("there is nothing to check: the dict is empty")
     return context
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else _json_text(value)
+
+
+def _state_messages(state: Mapping[str, Any], default_role: str) -> list[OpenAIMessage]:
+    """A state's messages, then its other entries (e.g. a ``structured_response``) as ``name: value`` lines on
+    the side of the last message, so they are checked with it."""
+    messages = to_messages(state["messages"], default_role=default_role)
+    lines = [f"{name}: {_shown(item)}" for name, item in state.items() if name != "messages" and item is not None]
+    if lines and messages:
+        role = "assistant" if messages[-1]["role"] == "assistant" else "user"
+        messages.append({"role": role, "content": "\n".join(lines)})
+    return messages
 
 
 def _json_text(value: Any) -> str:

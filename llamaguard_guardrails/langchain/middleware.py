@@ -8,14 +8,15 @@ Four checks, each with its own policy, all on one shared guard:
   ends with a refusal ``AIMessage`` (``jump_to="end"``); the model is never called.
 - **output** (``wrap_model_call``): the model's answer, including the tool calls it proposes and
   provider-side tool calls in its content (``server_tool_call`` blocks such as a hosted code
-  interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag, so
-  ``stream_mode="messages"`` never shows tokens before they are checked (an ``after_model`` hook
-  would be too late: the tokens are already streamed). Blocked: the answer is replaced by a refusal
-  without tool calls, which ends the run.
+  interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag and
+  streaming off, so ``stream_mode="messages"`` never shows tokens before they are checked (an
+  ``after_model`` hook would be too late: the tokens are already streamed) and the answer is checked
+  whole, ``name`` included. Blocked: the answer is replaced by a refusal without tool calls, which
+  ends the run.
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
   run; the model gets an error ``ToolMessage`` instead.
-- **tool_result** (``wrap_tool_call``): each tool result before the model sees it. Blocked: the
-  model gets an error ``ToolMessage`` instead of the result.
+- **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
+  state update of a ``Command``). Blocked: the model gets an error ``ToolMessage`` instead of the result.
 
 ``on_block="raise"`` raises :class:`UnsafeContentError` at any stage instead. Every hook has a sync
 and an async version. Refusals and blocked tool messages carry the verdict in
@@ -36,18 +37,17 @@ from langchain.agents.middleware import (
     ToolCallRequest,
     hook_config,
 )
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
-from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
-from ..core.verdict import Verdict
+from ..enforce import DEFAULT_REFUSAL, OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
 from ..guard import LlamaGuard
-from . import _common
-from ._common import DEFAULT_REFUSAL, OnVerdict, RefusalMessage
+from ._common import before_proposing_turn, refusal_like, refusal_tool_message, tool_steps
+from ._steps import Call, Steps, arun, check, run
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
-from .tools import default_tool_block_message
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
 
@@ -62,11 +62,13 @@ class LlamaGuardMiddleware(AgentMiddleware):
         policy: default policy of every stage (default: the guard's).
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
-        on_block: ``"end"`` (default: refuse and end the run / return error tool messages) or ``"raise"``.
+        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
+            (``"end"``, the old name of ``"refuse"``, works for one more release with a ``DeprecationWarning``).
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
-        buffer_model_output: run the model with the ``"nostream"`` tag so no token is streamed before
-            its check (default True; turning it off leaks unchecked tokens to ``stream_mode="messages"``).
+        buffer_model_output: run the model with the ``"nostream"`` tag and streaming off so no token is
+            streamed before its check (default True; turning it off leaks unchecked tokens to
+            ``stream_mode="messages"``).
         on_verdict: called with every verdict and its stage.
     """
 
@@ -83,14 +85,13 @@ class LlamaGuardMiddleware(AgentMiddleware):
         check_output: bool = True,
         check_tool_calls: bool = True,
         check_tool_results: bool = True,
-        on_block: Literal["end", "raise"] = "end",
+        on_block: OnBlock | Literal["end"] = "refuse",
         refusal_message: RefusalMessage = DEFAULT_REFUSAL,
-        tool_blocked_message: RefusalMessage = default_tool_block_message,
+        tool_blocked_message: RefusalMessage = tool_refusal,
         buffer_model_output: bool = True,
         on_verdict: OnVerdict | None = None,
     ) -> None:
-        if on_block not in ("end", "raise"):
-            raise ValueError(f"on_block must be 'end' or 'raise', got {on_block!r}")
+        self.on_block = block_action(on_block)
         self.guard = guard
         self.policies: dict[str, Policy | None] = {
             "input": input_policy or policy,
@@ -98,83 +99,71 @@ class LlamaGuardMiddleware(AgentMiddleware):
             "tool_call": tool_call_policy or policy,
             "tool_result": tool_result_policy or policy,
         }
-        self.check_input = check_input
-        self.check_output = check_output
-        self.check_tool_calls = check_tool_calls
-        self.check_tool_results = check_tool_results
-        self.on_block = on_block
-        self.refusal_message = refusal_message
-        self.tool_blocked_message = tool_blocked_message
+        self.checks = {
+            "input": check_input,
+            "output": check_output,
+            "tool_call": check_tool_calls,
+            "tool_result": check_tool_results,
+        }
+        self.refusal_messages: dict[str, RefusalMessage] = {
+            "input": refusal_message,
+            "output": refusal_message,
+            "tool_call": tool_blocked_message,
+            "tool_result": tool_blocked_message,
+        }
         self.buffer_model_output = buffer_model_output
         self.on_verdict = on_verdict
         self.tools = []
 
     # -- checks -----------------------------------------------------------------------------------
 
-    def _verdict(self, messages: list[OpenAIMessage], stage: str) -> Verdict:
-        return _common.classify(self.guard, messages, stage, self.policies[stage], self.on_verdict)
-
-    async def _averdict(self, messages: list[OpenAIMessage], stage: str) -> Verdict:
-        return await _common.aclassify(self.guard, messages, stage, self.policies[stage], self.on_verdict)
-
-    def _raise_or(self, verdict: Verdict, stage: str) -> None:
-        if self.on_block == "raise":
-            raise UnsafeContentError(verdict, stage)
-
-    def _refusal(self, verdict: Verdict, stage: str) -> AIMessage:
-        self._raise_or(verdict, stage)
-        return _common.refusal(self.refusal_message, verdict, stage)
-
-    def _tool_block(self, verdict: Verdict, stage: str, call: dict[str, Any]) -> ToolMessage:
-        self._raise_or(verdict, stage)
-        return ToolMessage(
-            content=_common.refusal_text(self.tool_blocked_message, verdict, stage),
-            tool_call_id=call.get("id") or "",
-            name=call["name"],
-            status="error",
-            response_metadata=_common.verdict_metadata(verdict, stage),
-        )
+    def _check(self, conversation: list[OpenAIMessage], stage: str) -> Steps[Refusal | None]:
+        """``None`` when ``conversation`` may go on; else the refusal (``on_block="raise"`` raises)."""
+        return check(self, conversation, stage, self.policies[stage], self.refusal_messages[stage])
 
     # -- input ------------------------------------------------------------------------------------
 
     def _user_turn(self, state: Any) -> list[OpenAIMessage] | None:
         messages = _state_messages(state)
-        if not self.check_input or not messages or isinstance(messages[-1], AIMessage):
+        if not self.checks["input"] or not messages or isinstance(messages[-1], AIMessage):
             return None  # nothing new from the user
         return _convert(messages)
 
-    def _end(self, verdict: Verdict) -> dict[str, Any]:
-        return {"messages": [self._refusal(verdict, "input")], "jump_to": "end"}
+    def _before_agent(self, state: Any) -> Steps[dict[str, Any] | None]:
+        conversation = self._user_turn(state)
+        if conversation is None:
+            return None
+        refusal = yield from self._check(conversation, "input")
+        return None if refusal is None else {"messages": [refusal_like(refusal)], "jump_to": "end"}
 
     @hook_config(can_jump_to=["end"])
     def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
         """Check the user turn; refuse and end the run (the model is never called) when unsafe."""
-        conversation = self._user_turn(state)
-        if conversation is None:
-            return None
-        verdict = self._verdict(conversation, "input")
-        return None if verdict.safe else self._end(verdict)
+        return run(self._before_agent(state))
 
     @hook_config(can_jump_to=["end"])
     async def abefore_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        conversation = self._user_turn(state)
-        if conversation is None:
-            return None
-        verdict = await self._averdict(conversation, "input")
-        return None if verdict.safe else self._end(verdict)
+        return await arun(self._before_agent(state))
 
     # -- model output -----------------------------------------------------------------------------
 
     def _buffered(self, request: ModelRequest) -> ModelRequest:
-        """The request with the model tagged "nostream": LangGraph streams none of its tokens."""
+        """The request with the model tagged "nostream" (LangGraph streams none of its tokens) and, for a chat
+        model, with streaming off: its answer arrives whole, with the fields that adding streamed chunks drops
+        (a chunk's ``name``), so the output check sees everything the answer carries."""
         if not self.buffer_model_output:
             return request
         model = request.model
         tags = list(getattr(model, "tags", None) or [])
-        if TAG_NOSTREAM in tags:
+        update: dict[str, Any] = {}
+        if TAG_NOSTREAM not in tags:
+            update["tags"] = [*tags, TAG_NOSTREAM]
+        if isinstance(model, BaseChatModel) and model.disable_streaming is not True:
+            update["disable_streaming"] = True
+        if not update:
             return request
         try:
-            tagged = model.model_copy(update={"tags": [*tags, TAG_NOSTREAM]})
+            tagged = model.model_copy(update=update)
         except AttributeError:
             log.warning(
                 "cannot tag %s with 'nostream': its tokens may stream before the output check",
@@ -185,72 +174,58 @@ class LlamaGuardMiddleware(AgentMiddleware):
 
     def _answers(self, request: ModelRequest, response: ModelCallResult) -> list[list[OpenAIMessage]]:
         """One conversation per AI message of the response: the request's messages, then that answer."""
-        if not self.check_output:
+        if not self.checks["output"]:
             return []
         context = [request.system_message, *request.messages] if request.system_message else list(request.messages)
         history = _convert(context)
         return [history + [message_to_openai(m)] for m in _result_messages(response) if isinstance(m, AIMessage)]
 
+    def _model_call(self, request: ModelRequest, handler: Callable[..., Any]) -> Steps[ModelCallResult]:
+        response = yield Call(handler, handler, (self._buffered(request),))
+        for conversation in self._answers(request, response):
+            refusal = yield from self._check(conversation, "output")
+            if refusal is not None:
+                return ModelResponse(result=[refusal_like(refusal)])
+        return response
+
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelCallResult:
         """Run the model without streaming tokens, check its answer, refuse when unsafe."""
-        response = handler(self._buffered(request))
-        for conversation in self._answers(request, response):
-            verdict = self._verdict(conversation, "output")
-            if not verdict.safe:
-                return ModelResponse(result=[self._refusal(verdict, "output")])
-        return response
+        return run(self._model_call(request, handler))
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelCallResult:
-        response = await handler(self._buffered(request))
-        for conversation in self._answers(request, response):
-            verdict = await self._averdict(conversation, "output")
-            if not verdict.safe:
-                return ModelResponse(result=[self._refusal(verdict, "output")])
-        return response
+        return await arun(self._model_call(request, handler))
 
     # -- tools ------------------------------------------------------------------------------------
 
-    def _call(self, request: ToolCallRequest) -> tuple[list[OpenAIMessage], OpenAIMessage]:
-        """(conversation before the proposing model turn, the call as an assistant message)."""
+    def _tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Steps[Any]:
+        """The call checked in the conversation before the model turn that proposed it, then its result."""
         call = request.tool_call
-        messages = _common.before_proposing_turn(_state_messages(request.state), call.get("id"))
+        messages = before_proposing_turn(_state_messages(request.state), call.get("id"))
         context = _convert(messages) if messages else []
-        return context, tool_call_message(call["name"], call.get("args", {}), call.get("id"))
+        return tool_steps(
+            self._check,
+            context,
+            tool_call_message(call["name"], call.get("args", {}), call.get("id")),
+            Call(handler, handler, (request,)),
+            call["name"],
+            call.get("id"),
+            lambda refusal: refusal_tool_message(refusal, call.get("id") or "", call["name"]),
+            check_call=self.checks["tool_call"],
+            check_result=self.checks["tool_result"],
+        )
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
         """Check the call before the tool runs and the result before the model sees it."""
-        context, call = self._call(request)
-        if self.check_tool_calls:
-            verdict = self._verdict(context + [call], "tool_call")
-            if not verdict.safe:
-                return self._tool_block(verdict, "tool_call", request.tool_call)
-        result = handler(request)
-        if self.check_tool_results:
-            for message in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
-                verdict = self._verdict(context + [call, message], "tool_result")
-                if not verdict.safe:
-                    return self._tool_block(verdict, "tool_result", request.tool_call)
-        return result
+        return run(self._tool_call(request, handler))
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[Any]]
     ) -> Any:
-        context, call = self._call(request)
-        if self.check_tool_calls:
-            verdict = await self._averdict(context + [call], "tool_call")
-            if not verdict.safe:
-                return self._tool_block(verdict, "tool_call", request.tool_call)
-        result = await handler(request)
-        if self.check_tool_results:
-            for message in _common.tool_results(result, request.tool_call["name"], request.tool_call.get("id")):
-                verdict = await self._averdict(context + [call, message], "tool_result")
-                if not verdict.safe:
-                    return self._tool_block(verdict, "tool_result", request.tool_call)
-        return result
+        return await arun(self._tool_call(request, handler))
 
 
 def _state_messages(state: Any) -> Sequence[BaseMessage]:

@@ -19,139 +19,22 @@ shows only checked output.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict, Field, model_validator
+from langchain_core.runnables import Runnable, RunnableConfig
 
-from ..core.errors import GuardError, UnsafeContentError
 from ..core.policy import Policy
-from ..core.verdict import Verdict
 from ..guard import LlamaGuard
-from . import _common
-from ._common import DEFAULT_REFUSAL, OnVerdict, RefusalMessage
+from ._common import refusal_like
+from ._runnable import GuardRunnable, output_conversation
+from ._steps import Call, Emit, Open, Steps, forward, pull_all
 from .convert import OpenAIMessage, to_messages
-from .stream import StreamMode, StreamWindow, fold, validate_window
+from .stream import fold
 
-OnBlock = Literal["raise", "refuse"]
 TAG_NOSTREAM = "nostream"  # langgraph.constants.TAG_NOSTREAM: LangGraph's messages stream skips such runs
 
 
-class _GuardRunnable(RunnableSerializable[Any, Any]):
-    """Settings shared by the guard runnables."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    guard: LlamaGuard
-    """The loaded guard; share one instance between any number of runnables."""
-    policy: Policy | None = None
-    """Policy of the checks (default: the guard's)."""
-    on_block: OnBlock = "raise"
-    """``"raise"``: raise :class:`UnsafeContentError`; ``"refuse"``: return ``refusal_message`` instead."""
-    refusal_message: RefusalMessage = DEFAULT_REFUSAL
-    stream_mode: StreamMode = "buffered"
-    """How ``stream``/``astream`` release output: after the whole output is checked, or in checked windows."""
-    window_size: int = 256
-    """Windowed streaming: new characters per check."""
-    window_overlap: int = 64
-    """Windowed streaming: characters held back after each check, so text across a boundary is checked whole."""
-    on_verdict: OnVerdict | None = Field(default=None, exclude=True)
-    """Called with every verdict and its stage."""
-
-    @model_validator(mode="after")
-    def _valid_window(self) -> _GuardRunnable:
-        validate_window(self.stream_mode, self.window_size, self.window_overlap)
-        return self
-
-    # -- checks -----------------------------------------------------------------------------------
-
-    def _classify(self, messages: list[OpenAIMessage], stage: str, policy: Policy | None) -> Verdict:
-        return _common.classify(self.guard, messages, stage, policy or self.policy, self.on_verdict)
-
-    async def _aclassify(self, messages: list[OpenAIMessage], stage: str, policy: Policy | None) -> Verdict:
-        return await _common.aclassify(self.guard, messages, stage, policy or self.policy, self.on_verdict)
-
-    def _blocked(self, verdict: Verdict, stage: str, like: Any) -> Any:
-        return _common.blocked(self.on_block, self.refusal_message, verdict, stage, like)
-
-    def _outcome(self, verdict: Verdict, stage: str, value: Any, like: Any) -> Any:
-        """For batches: the value, the refusal, or the exception as a value."""
-        if verdict.safe:
-            return value
-        if self.on_block == "raise":
-            return UnsafeContentError(verdict, stage)
-        return _common.refusal(self.refusal_message, verdict, stage, like)
-
-    # -- streaming --------------------------------------------------------------------------------
-
-    def _guard_stream(
-        self, chunks: Iterator[Any], context: list[OpenAIMessage], key: str | None, policy: Policy | None
-    ) -> Iterator[Any]:
-        window = StreamWindow(self.stream_mode, self.window_size, self.window_overlap)
-        try:
-            for chunk in chunks:
-                if window.add(chunk):
-                    verdict = self._classify(context + [_assistant(window.text)], "output", policy)
-                    if not verdict.safe:
-                        yield self._blocked(verdict, "output", chunk)
-                        return
-                    yield from window.release()
-            if window.empty:
-                return
-            if window.needs_final_check:
-                verdict = self._classify(_output_conversation(context, window.final(), key), "output", policy)
-                if not verdict.safe:
-                    yield self._blocked(verdict, "output", window.sample())
-                    return
-            yield from window.rest()
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-
-    async def _aguard_stream(
-        self, chunks: AsyncIterator[Any], context: list[OpenAIMessage], key: str | None, policy: Policy | None
-    ) -> AsyncIterator[Any]:
-        window = StreamWindow(self.stream_mode, self.window_size, self.window_overlap)
-        try:
-            async for chunk in chunks:
-                if window.add(chunk):
-                    verdict = await self._aclassify(context + [_assistant(window.text)], "output", policy)
-                    if not verdict.safe:
-                        yield self._blocked(verdict, "output", chunk)
-                        return
-                    for released in window.release():
-                        yield released
-            if window.empty:
-                return
-            if window.needs_final_check:
-                conversation = _output_conversation(context, window.final(), key)
-                verdict = await self._aclassify(conversation, "output", policy)
-                if not verdict.safe:
-                    yield self._blocked(verdict, "output", window.sample())
-                    return
-            for released in window.rest():
-                yield released
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    # -- protocol ---------------------------------------------------------------------------------
-
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self.transform(iter([input]), config, **kwargs)
-
-    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        async def one() -> AsyncIterator[Any]:
-            yield input
-
-        async for chunk in self.atransform(one(), config, **kwargs):
-            yield chunk
-
-
-class LlamaGuardRunnable(_GuardRunnable):
+class LlamaGuardRunnable(GuardRunnable):
     """A guard step for LCEL: checks what flows through it and passes it on unchanged when safe.
 
     ``stage="input"`` (default) checks user input: strings, prompt values, messages, or dicts (the
@@ -181,89 +64,27 @@ class LlamaGuardRunnable(_GuardRunnable):
     def _conversation(self, value: Any) -> list[OpenAIMessage]:
         return to_messages(value, key=self.key, default_role="user" if self.stage == "input" else "assistant")
 
-    def _check(self, value: Any) -> Any:
-        verdict = self._classify(self._conversation(value), self.stage, None)
-        return value if verdict.safe else self._blocked(verdict, self.stage, value)
+    def _invoke_steps(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Steps[Any]:
+        refusal = yield from self._check(self._conversation(value), self.stage, None)
+        return value if refusal is None else refusal_like(refusal, value)
 
-    async def _acheck(self, value: Any) -> Any:
-        verdict = await self._aclassify(self._conversation(value), self.stage, None)
-        return value if verdict.safe else self._blocked(verdict, self.stage, value)
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(self._check, input, config, **kwargs)
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self._acall_with_config(self._acheck, input, config, **kwargs)
-
-    def _split(self, values: list[Any]) -> tuple[list[Any], list[int], list[list[OpenAIMessage]]]:
+    def _batch_steps(self, values: list[Any], configs: list[RunnableConfig], **kwargs: Any) -> Steps[list[Any]]:
         results: list[Any] = [None] * len(values)
-        index, conversations = [], []
-        for i, value in enumerate(values):
-            try:
-                conversations.append(self._conversation(value))
-                index.append(i)
-            except GuardError as exc:
-                results[i] = exc
-        return results, index, conversations
-
-    def _check_batch(self, values: list[Any]) -> list[Any]:
-        results, index, conversations = self._split(values)
-        verdicts = _common.classify_batch(self.guard, conversations, self.stage, self.policy, self.on_verdict)
-        for i, verdict in zip(index, verdicts):
-            results[i] = self._outcome(verdict, self.stage, values[i], values[i])
+        conversations = self._readable(results, dict(enumerate(values)), lambda i, value: self._conversation(value))
+        verdicts = yield self._classify(list(conversations.values()), None, batch=True)
+        for i, verdict in zip(conversations, verdicts):
+            results[i] = self._outcome(verdict, self.stage, values[i])
         return results
 
-    async def _acheck_batch(self, values: list[Any]) -> list[Any]:
-        results, index, conversations = self._split(values)
-        verdicts = await _common.aclassify_batch(self.guard, conversations, self.stage, self.policy, self.on_verdict)
-        for i, verdict in zip(index, verdicts):
-            results[i] = self._outcome(verdict, self.stage, values[i], values[i])
-        return results
-
-    def batch(
-        self,
-        inputs: list[Any],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[Any]:
-        return self._batch_with_config(self._check_batch, inputs, config, return_exceptions=return_exceptions)
-
-    async def abatch(
-        self,
-        inputs: list[Any],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[Any]:
-        return await self._abatch_with_config(self._acheck_batch, inputs, config, return_exceptions=return_exceptions)
-
-    def _transform(self, chunks: Iterator[Any]) -> Iterator[Any]:
-        if self.stage == "input":
-            yield self._check(fold(list(chunks)))
-        else:
-            yield from self._guard_stream(chunks, [], self.key, None)
-
-    async def _atransform(self, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        if self.stage == "input":
-            yield await self._acheck(fold([c async for c in chunks]))
-        else:
-            async for chunk in self._aguard_stream(chunks, [], self.key, None):
-                yield chunk
-
-    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
-
-    async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
-            yield chunk
+    def _transform_steps(self, chunks: Any, config: RunnableConfig, **kwargs: Any) -> Steps[None]:
+        if self.stage == "output":
+            yield from self._guard_output(chunks, [], self.key, None)
+            return
+        value = fold((yield from pull_all(chunks)))
+        yield Emit(((yield from self._invoke_steps(value, config)),))
 
 
-class GuardedChain(_GuardRunnable):
+class GuardedChain(GuardRunnable):
     """Any Runnable with its input checked before it runs and its output checked in context after.
 
     Build it with :func:`guard_chain`. A blocked input never reaches the chain; a blocked output
@@ -302,7 +123,7 @@ class GuardedChain(_GuardRunnable):
         return to_messages(value, key=self.input_key, default_role="user")
 
     def _output(self, context: list[OpenAIMessage], value: Any) -> list[OpenAIMessage]:
-        return _output_conversation(context, value, self.output_key)
+        return output_conversation(context, [value], self.output_key)
 
     def _inner(self, config: RunnableConfig) -> RunnableConfig:
         """The wrapped chain's config: tagged "nostream" when its output is checked."""
@@ -310,178 +131,60 @@ class GuardedChain(_GuardRunnable):
             return config
         return {**config, "tags": [*(config.get("tags") or []), TAG_NOSTREAM]}
 
-    # -- invoke -----------------------------------------------------------------------------------
+    def _input_refusal(self, context: list[OpenAIMessage]) -> Steps[Any]:
+        """``None`` when the input may reach the chain, else its refusal."""
+        if not self.check_input:
+            return None
+        refusal = yield from self._check(context, "input", self.input_policy)
+        return None if refusal is None else refusal_like(refusal)
 
-    def _invoke(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+    def _invoke_steps(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Steps[Any]:
         context = self._context(value)
-        if self.check_input:
-            verdict = self._classify(context, "input", self.input_policy)
-            if not verdict.safe:
-                return self._blocked(verdict, "input", None)
-        output = self.chain.invoke(value, self._inner(config), **kwargs)
+        refused = yield from self._input_refusal(context)
+        if refused is not None:
+            return refused
+        output = yield Call(self.chain.invoke, self.chain.ainvoke, (value, self._inner(config)), kwargs)
         if self.check_output:
-            verdict = self._classify(self._output(context, output), "output", self.output_policy)
-            if not verdict.safe:
-                return self._blocked(verdict, "output", output)
+            refusal = yield from self._check(self._output(context, output), "output", self.output_policy)
+            if refusal is not None:
+                return refusal_like(refusal, output)
         return output
 
-    async def _ainvoke(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Any:
-        context = self._context(value)
-        if self.check_input:
-            verdict = await self._aclassify(context, "input", self.input_policy)
-            if not verdict.safe:
-                return self._blocked(verdict, "input", None)
-        output = await self.chain.ainvoke(value, self._inner(config), **kwargs)
-        if self.check_output:
-            verdict = await self._aclassify(self._output(context, output), "output", self.output_policy)
-            if not verdict.safe:
-                return self._blocked(verdict, "output", output)
-        return output
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(self._invoke, input, config, **kwargs)
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
-
-    # -- batch ------------------------------------------------------------------------------------
-
-    def _batch_inputs(self, values: list[Any]) -> tuple[list[Any], dict[int, list[OpenAIMessage]]]:
+    def _batch_steps(self, values: list[Any], configs: list[RunnableConfig], **kwargs: Any) -> Steps[list[Any]]:
         results: list[Any] = [None] * len(values)
-        contexts: dict[int, list[OpenAIMessage]] = {}
-        for i, value in enumerate(values):
-            try:
-                contexts[i] = self._context(value)
-            except GuardError as exc:
-                results[i] = exc
-        return results, contexts
-
-    def _apply_input_verdicts(self, results: list[Any], pending: list[int], verdicts: list[Verdict]) -> list[int]:
-        safe = []
-        for i, verdict in zip(pending, verdicts):
-            if verdict.safe:
-                safe.append(i)
-            else:
-                results[i] = self._outcome(verdict, "input", None, None)
-        return safe
-
-    def _output_conversations(
-        self, results: list[Any], contexts: dict[int, list[OpenAIMessage]], ran: list[int], outputs: list[Any]
-    ) -> tuple[list[int], list[list[OpenAIMessage]]]:
-        checked, conversations = [], []
-        for i, output in zip(ran, outputs):
-            results[i] = output
-            if isinstance(output, Exception) or not self.check_output:
-                continue
-            try:
-                conversations.append(self._output(contexts[i], output))
-                checked.append(i)
-            except GuardError as exc:
-                results[i] = exc
-        return checked, conversations
-
-    def _batch(self, values: list[Any], config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
-        results, contexts = self._batch_inputs(values)
+        contexts = self._readable(results, dict(enumerate(values)), lambda i, value: self._context(value))
         pending = list(contexts)
         if self.check_input:
-            conversations = [contexts[i] for i in pending]
-            verdicts = _common.classify_batch(self.guard, conversations, "input", self.input_policy, self.on_verdict)
-            pending = self._apply_input_verdicts(results, pending, verdicts)
-        outputs = []
+            verdicts = yield self._classify([contexts[i] for i in pending], self.input_policy, batch=True)
+            for i, verdict in zip(pending, verdicts):
+                results[i] = self._outcome(verdict, "input", None)
+            pending = [i for i, verdict in zip(pending, verdicts) if verdict.safe]
         if pending:
-            configs = [self._inner(config[i]) for i in pending]
-            outputs = self.chain.batch([values[i] for i in pending], configs, return_exceptions=True, **kwargs)
-        checked, conversations = self._output_conversations(results, contexts, pending, outputs)
-        verdicts = _common.classify_batch(self.guard, conversations, "output", self.output_policy, self.on_verdict)
-        for i, verdict in zip(checked, verdicts):
-            results[i] = self._outcome(verdict, "output", results[i], results[i])
+            inputs, inner = [values[i] for i in pending], [self._inner(configs[i]) for i in pending]
+            batch = Call(self.chain.batch, self.chain.abatch, (inputs, inner), {"return_exceptions": True, **kwargs})
+            for i, output in zip(pending, (yield batch)):
+                results[i] = output
+        if not self.check_output:
+            return results
+        outputs = {i: results[i] for i in pending if not isinstance(results[i], Exception)}
+        conversations = self._readable(results, outputs, lambda i, output: self._output(contexts[i], output))
+        verdicts = yield self._classify(list(conversations.values()), self.output_policy, batch=True)
+        for i, verdict in zip(conversations, verdicts):
+            results[i] = self._outcome(verdict, "output", results[i])
         return results
 
-    async def _abatch(self, values: list[Any], config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
-        results, contexts = self._batch_inputs(values)
-        pending = list(contexts)
-        if self.check_input:
-            conversations = [contexts[i] for i in pending]
-            verdicts = await _common.aclassify_batch(
-                self.guard, conversations, "input", self.input_policy, self.on_verdict
-            )
-            pending = self._apply_input_verdicts(results, pending, verdicts)
-        outputs = []
-        if pending:
-            configs = [self._inner(config[i]) for i in pending]
-            outputs = await self.chain.abatch([values[i] for i in pending], configs, return_exceptions=True, **kwargs)
-        checked, conversations = self._output_conversations(results, contexts, pending, outputs)
-        verdicts = await _common.aclassify_batch(
-            self.guard, conversations, "output", self.output_policy, self.on_verdict
-        )
-        for i, verdict in zip(checked, verdicts):
-            results[i] = self._outcome(verdict, "output", results[i], results[i])
-        return results
-
-    def batch(
-        self,
-        inputs: list[Any],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[Any]:
-        return self._batch_with_config(self._batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
-
-    async def abatch(
-        self,
-        inputs: list[Any],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[Any]:
-        return await self._abatch_with_config(
-            self._abatch, inputs, config, return_exceptions=return_exceptions, **kwargs
-        )
-
-    # -- streaming --------------------------------------------------------------------------------
-
-    def _transform(self, chunks: Iterator[Any], config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
-        value = fold(list(chunks))
+    def _transform_steps(self, chunks: Any, config: RunnableConfig, **kwargs: Any) -> Steps[None]:
+        value = fold((yield from pull_all(chunks)))
         context = self._context(value)
-        if self.check_input:
-            verdict = self._classify(context, "input", self.input_policy)
-            if not verdict.safe:
-                yield self._blocked(verdict, "input", None)
-                return
-        stream = self.chain.stream(value, self._inner(config), **kwargs)
-        if not self.check_output:
-            yield from stream
+        refused = yield from self._input_refusal(context)
+        if refused is not None:
+            yield Emit((refused,))
             return
-        yield from self._guard_stream(stream, context, self.output_key, self.output_policy)
-
-    async def _atransform(
-        self, chunks: AsyncIterator[Any], config: RunnableConfig, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        value = fold([c async for c in chunks])
-        context = self._context(value)
-        if self.check_input:
-            verdict = await self._aclassify(context, "input", self.input_policy)
-            if not verdict.safe:
-                yield self._blocked(verdict, "input", None)
-                return
-        stream = self.chain.astream(value, self._inner(config), **kwargs)
-        if not self.check_output:
-            async for chunk in stream:
-                yield chunk
-            return
-        async for chunk in self._aguard_stream(stream, context, self.output_key, self.output_policy):
-            yield chunk
-
-    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
-
-    async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
-            yield chunk
+        stream = yield Open(self.chain.stream, self.chain.astream, (value, self._inner(config)), kwargs)
+        if self.check_output:
+            yield from self._guard_output(stream, context, self.output_key, self.output_policy)
+        else:
+            yield from forward(stream)
 
 
 def guard_chain(chain: Runnable[Any, Any], guard: LlamaGuard, **options: Any) -> GuardedChain:
@@ -501,15 +204,3 @@ def guard_chain(chain: Runnable[Any, Any], guard: LlamaGuard, **options: Any) ->
     >>> for chunk in safe.stream({"question": "..."}): print(chunk.content)  # doctest: +SKIP
     """
     return GuardedChain(chain=chain, guard=guard, **options)
-
-
-def _assistant(text: str) -> OpenAIMessage:
-    return {"role": "assistant", "content": text}
-
-
-def _output_conversation(context: list[OpenAIMessage], value: Any, key: str | None) -> list[OpenAIMessage]:
-    """The output as assistant messages after ``context``; an agent state's messages stand alone."""
-    messages = to_messages(value, key=key, default_role="assistant")
-    if key is None and isinstance(value, Mapping) and "messages" in value:
-        return messages  # the state already holds the whole conversation
-    return context + messages

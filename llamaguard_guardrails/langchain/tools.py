@@ -6,7 +6,9 @@
 A guarded tool has the wrapped tool's name, description and argument schema, so models and agents
 see no difference. Each call's arguments are checked as an assistant tool call (code-interpreter
 tools, or a ``code``/``script``/``command`` argument, are shown to the model as code, so S14 Code
-Interpreter Abuse applies); each result is checked as a tool message in the context of that call.
+Interpreter Abuse applies); each result is checked as a tool message in the context of that call (a
+LangGraph ``Command`` message by message, with its other state updates, ``Send`` inputs and ``resume``
+value; a result the guard cannot read raises :class:`InvalidConversationError`).
 A block becomes an error ``ToolMessage`` (``status="error"``, verdict in
 ``response_metadata["llamaguard"]``) when the tool is invoked with a ``ToolCall`` (as agents do),
 the error text when invoked with plain arguments, or :class:`UnsafeContentError` with
@@ -16,27 +18,19 @@ the error text when invoked with plain arguments, or :class:`UnsafeContentError`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
-from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
-from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
-from ..core.verdict import Verdict
+from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
 from ..guard import LlamaGuard
-from . import _common
-from ._common import OnVerdict, RefusalMessage
+from . import _steps
+from ._common import refusal_tool_message, tool_steps
+from ._steps import Call, Steps, check
 from .convert import OpenAIMessage, tool_call_message
-
-
-def default_tool_block_message(verdict: Verdict, stage: str) -> str:
-    """``"Blocked by Llama Guard: the tool call was ... The tool was not run."``"""
-    if stage == "tool_call":
-        return f"Blocked by Llama Guard: the tool call was {verdict.summary()}. The tool was not run."
-    return f"Blocked by Llama Guard: the tool result was {verdict.summary()}. The result was withheld."
 
 
 class GuardedTool(BaseTool):
@@ -52,9 +46,16 @@ class GuardedTool(BaseTool):
     result_policy: Policy | None = None
     check_args: bool = True
     check_result: bool = True
-    on_block: Literal["error", "raise"] = "error"
-    blocked_message: RefusalMessage = default_tool_block_message
+    on_block: OnBlock = "refuse"
+    """``"refuse"``: an error ``ToolMessage`` (or text) in place of the call or result; ``"raise"``:
+    :class:`UnsafeContentError` (``"error"``, the old name of ``"refuse"``, warns for one more release)."""
+    blocked_message: RefusalMessage = tool_refusal
     on_verdict: OnVerdict | None = Field(default=None, exclude=True)
+
+    @field_validator("on_block", mode="before")
+    @classmethod
+    def _known_block_action(cls, value: str) -> OnBlock:
+        return block_action(value)
 
     # The wrapped tool's schema, exactly (also for tools without an args_schema).
     @property
@@ -80,64 +81,43 @@ class GuardedTool(BaseTool):
             shown = filter_injected(tool_input)  # what the model wrote, not injected state or runtime
         return tool_call_message(self.tool.name, shown, call_id)
 
-    def _block(self, verdict: Verdict, stage: str, call_id: str | None) -> Any:
-        if self.on_block == "raise":
-            raise UnsafeContentError(verdict, stage)
-        text = _common.refusal_text(self.blocked_message, verdict, stage)
-        if call_id is None:
-            return text
-        return ToolMessage(
-            content=text,
-            tool_call_id=call_id,
-            name=self.tool.name,
-            status="error",
-            response_metadata=_common.verdict_metadata(verdict, stage),
+    def _check(self, conversation: list[OpenAIMessage], stage: str) -> Steps[Refusal | None]:
+        policy = self.args_policy if stage == "tool_call" else self.result_policy
+        return check(self, conversation, stage, policy or self.policy, self.blocked_message)
+
+    def _blocked(self, refusal: Refusal, call_id: str | None) -> Any:
+        """An error ``ToolMessage`` for a ``ToolCall`` (as agents invoke tools), else the text."""
+        return refusal.text if call_id is None else refusal_tool_message(refusal, call_id, self.tool.name)
+
+    def _steps(self, tool_input: Any, args: tuple[Any, ...], call_id: str | None, kwargs: dict[str, Any]) -> Steps[Any]:
+        return tool_steps(
+            self._check,
+            [],
+            self._call(tool_input, call_id),
+            Call(self.tool.run, self.tool.arun, (tool_input, *args), {"tool_call_id": call_id, **kwargs}),
+            self.tool.name,
+            call_id,
+            lambda refusal: self._blocked(refusal, call_id),
+            check_call=self.check_args,
+            check_result=self.check_result,
         )
-
-    def _verdict(self, messages: list[OpenAIMessage], stage: str, policy: Policy | None) -> Verdict:
-        return _common.classify(self.guard, messages, stage, policy or self.policy, self.on_verdict)
-
-    async def _averdict(self, messages: list[OpenAIMessage], stage: str, policy: Policy | None) -> Verdict:
-        return await _common.aclassify(self.guard, messages, stage, policy or self.policy, self.on_verdict)
 
     # -- running ----------------------------------------------------------------------------------
 
     def run(self, tool_input: Any, *args: Any, tool_call_id: str | None = None, **kwargs: Any) -> Any:
         """Check the arguments, run the wrapped tool, check its result."""
-        call = self._call(tool_input, tool_call_id)
-        if self.check_args:
-            verdict = self._verdict([call], "tool_call", self.args_policy)
-            if not verdict.safe:
-                return self._block(verdict, "tool_call", tool_call_id)
-        result = self.tool.run(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
-        if self.check_result:
-            for message in _common.tool_results(result, self.tool.name, tool_call_id):
-                verdict = self._verdict([call, message], "tool_result", self.result_policy)
-                if not verdict.safe:
-                    return self._block(verdict, "tool_result", tool_call_id)
-        return result
+        return _steps.run(self._steps(tool_input, args, tool_call_id, kwargs))
 
     async def arun(self, tool_input: Any, *args: Any, tool_call_id: str | None = None, **kwargs: Any) -> Any:
         """Async :meth:`run`."""
-        call = self._call(tool_input, tool_call_id)
-        if self.check_args:
-            verdict = await self._averdict([call], "tool_call", self.args_policy)
-            if not verdict.safe:
-                return self._block(verdict, "tool_call", tool_call_id)
-        result = await self.tool.arun(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
-        if self.check_result:
-            for message in _common.tool_results(result, self.tool.name, tool_call_id):
-                verdict = await self._averdict([call, message], "tool_result", self.result_policy)
-                if not verdict.safe:
-                    return self._block(verdict, "tool_result", tool_call_id)
-        return result
+        return await _steps.arun(self._steps(tool_input, args, tool_call_id, kwargs))
 
 
 def guard_tool(tool: BaseTool, guard: LlamaGuard, **options: Any) -> GuardedTool:
     """Wrap ``tool`` so its arguments are checked before it runs and its result before it returns.
 
     Options: ``policy`` (or ``args_policy`` / ``result_policy``), ``check_args`` / ``check_result``,
-    ``on_block`` (``"error"``: an error ``ToolMessage`` or text; ``"raise"``: raise
+    ``on_block`` (``"refuse"``: an error ``ToolMessage`` or text; ``"raise"``: raise
     :class:`UnsafeContentError`), ``blocked_message`` (text or ``f(verdict, stage)``), ``on_verdict``.
 
     >>> safe_python = guard_tool(python_repl, guard)                                  # doctest: +SKIP

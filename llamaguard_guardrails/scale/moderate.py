@@ -4,35 +4,30 @@
 >>> moderate("chats.jsonl", "verdicts.jsonl", model="meta-llama/Llama-Guard-4-12B")  # doctest: +SKIP
 >>> moderate("chats.parquet", "verdicts.parquet", model=M, engine="ray", num_workers=4)  # doctest: +SKIP
 
-``engine="local"`` runs one guard in this process (``guard.classify_batch`` in batches).
-``engine="ray"`` runs a Ray Data actor pool - one model per actor, batched calls - on a local Ray
-instance (started for the run with ``num_cpus=num_workers``) or on a cluster (``ray_address``).
-Both give identical rows (file formats: :mod:`.records`). A row that cannot be read or is not a
-valid conversation gets an ``invalid`` row in its place; nothing is dropped and the run goes on.
+``engine="local"`` runs one guard in this process (:mod:`.local_engine`). ``engine="ray"`` runs a
+pool of Ray actors, one model each, batched calls (:mod:`.ray_engine`), on a local Ray instance
+(started for the run with ``num_cpus=num_workers``) or on a cluster (``ray_address``). Both give
+identical rows (file formats: :mod:`.records`). A row that cannot be read or is not a valid
+conversation gets an ``invalid`` row in its place; nothing is dropped and the run goes on.
+
+Building blocks (``evaluate`` and your own scripts reuse them): :func:`.records.read_records` gives
+:class:`.records.Record` s lazily; :func:`verdict_batches` turns them into batches of verdict rows
+with either engine; :class:`.records.RowWriter` writes them.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
-from itertools import islice
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from ..core.conversation import parse_conversation
-from ..core.errors import InvalidConversationError
 from ..core.policy import Policy
-from .records import Record, RowWriter, count_records, read_records
+from .local_engine import GuardFactory, PretrainedFactory, local_batches
+from .records import MAX_LINE_BYTES, Record, RowWriter, count_records, read_records
 
-if TYPE_CHECKING:
-    from ..core.verdict import Verdict
-    from ..guard import LlamaGuard
-
-log = logging.getLogger(__name__)
-
-GuardFactory = Callable[[], "LlamaGuard"]
 Engine = Literal["local", "ray"]
 
 
@@ -61,79 +56,68 @@ class ModerationSummary:
         )
 
 
-# -- verdict rows (shared by both engines) -----------------------------------------------------------
+# -- engines: batches of verdict rows, in input order --------------------------------------------------
 
 
-def verdict_row(record: Record, verdict: Verdict) -> dict[str, Any]:
-    return {
-        "line": record.line,
-        "id": record.id,
-        "status": verdict.status,
-        "safe": verdict.safe,
-        "categories": list(verdict.categories),
-        "unsafe_probability": verdict.unsafe_probability,
-        "error": verdict.error,
-    }
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which engine checks the rows, its batch size and the shape of the Ray actor pool (checked here)."""
+
+    engine: Engine = "local"
+    batch_size: int = 8
+    num_workers: int = 2
+    ray_address: str | None = None
+    num_cpus_per_worker: float = 1.0
+    num_gpus_per_worker: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        if self.num_workers < 1 or self.batch_size < 1:
+            raise ValueError("num_workers and batch_size must be >= 1")
+        if self.num_cpus_per_worker <= 0 or self.num_gpus_per_worker < 0:
+            raise ValueError("num_cpus_per_worker must be > 0 and num_gpus_per_worker >= 0")
+
+    def batches(
+        self, records: Iterable[Record], factory: GuardFactory, policy: Policy
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Batches of verdict rows for ``records`` from this engine (see :func:`verdict_batches`)."""
+        if self.engine == "local":
+            return local_batches(factory, records, policy=policy, batch_size=self.batch_size)
+        from .ray_engine import ray_batches
+
+        return ray_batches(
+            factory,
+            records,
+            policy=policy,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            ray_address=self.ray_address,
+            num_cpus_per_worker=self.num_cpus_per_worker,
+            num_gpus_per_worker=self.num_gpus_per_worker,
+        )
 
 
-def invalid_row(record: Record, error: str) -> dict[str, Any]:
-    """A row that could not be checked: ``safe`` is null, never true."""
-    return {
-        "line": record.line,
-        "id": record.id,
-        "status": "invalid",
-        "safe": None,
-        "categories": [],
-        "unsafe_probability": None,
-        "error": error,
-    }
+def verdict_batches(
+    records: Iterable[Record],
+    factory: GuardFactory,
+    *,
+    engine: Engine = "local",
+    policy: Policy | None = None,
+    batch_size: int = 8,
+    num_workers: int = 2,
+    ray_address: str | None = None,
+    num_cpus_per_worker: float = 1.0,
+    num_gpus_per_worker: float = 0.0,
+) -> Iterator[list[dict[str, Any]]]:
+    """Batches of verdict rows for ``records`` (one row each, in input order) from either engine.
 
-
-def failed_row(record: Record, exc: BaseException, policy: Policy) -> dict[str, Any]:
-    """An unexpected failure while checking a valid conversation: the policy's fail mode decides."""
-    fail_open = policy.fail_mode == "open"
-    return {
-        "line": record.line,
-        "id": record.id,
-        "status": "error",
-        "safe": fail_open,
-        "categories": [],
-        "unsafe_probability": 0.0 if fail_open else 1.0,
-        "error": f"{type(exc).__name__}: {exc}",
-    }
-
-
-def verdict_rows(guard: LlamaGuard, records: Sequence[Record], policy: Policy, batch_size: int) -> list[dict[str, Any]]:
-    """Verdict rows for ``records``, in order: batched checks, bad rows reported in their place."""
-    rows: list[dict[str, Any] | None] = [None] * len(records)
-    todo: list[tuple[int, Any]] = []
-    for i, record in enumerate(records):
-        if record.error is not None:
-            rows[i] = invalid_row(record, record.error)
-            continue
-        try:
-            todo.append((i, parse_conversation(record.messages)))
-        except InvalidConversationError as exc:
-            rows[i] = invalid_row(record, str(exc))
-    if todo:
-        try:
-            verdicts = guard.classify_batch([c for _, c in todo], policy=policy, batch_size=batch_size)
-            for (i, _), verdict in zip(todo, verdicts):
-                rows[i] = verdict_row(records[i], verdict)
-        except Exception:  # noqa: BLE001 - one bad conversation must not sink its batch: check one by one
-            for i, conversation in todo:
-                rows[i] = _one_row(guard, records[i], conversation, policy)
-    return [r for r in rows if r is not None]
-
-
-def _one_row(guard: LlamaGuard, record: Record, conversation: Any, policy: Policy) -> dict[str, Any]:
-    try:
-        return verdict_row(record, guard.classify(conversation, policy=policy))
-    except InvalidConversationError as exc:
-        return invalid_row(record, str(exc))
-    except Exception as exc:  # reported in the row, the run goes on
-        log.exception("line %d: check failed", record.line)
-        return failed_row(record, exc, policy)
+    ``records`` is read lazily, a bounded number at a time; ``factory`` builds each guard (one here,
+    or one per Ray actor) and the engine closes every guard it built, also when the caller stops early
+    (close the returned generator, e.g. with ``contextlib.closing``).
+    """
+    options = EngineOptions(engine, batch_size, num_workers, ray_address, num_cpus_per_worker, num_gpus_per_worker)
+    return options.batches(records, factory, policy or Policy())
 
 
 # -- the run --------------------------------------------------------------------------------------------
@@ -154,46 +138,43 @@ def moderate(
     num_gpus_per_worker: float = 0.0,
     guard_options: dict[str, Any] | None = None,
     progress: bool = True,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> ModerationSummary:
     """Moderate every conversation of ``input_path`` into ``output_path`` (JSONL or Parquet each).
 
     The guard is ``LlamaGuard.from_pretrained(model, **guard_options)`` or ``guard_factory()`` (a
     picklable zero-argument callable, e.g. ``functools.partial(from_vllm, URL, model=...)``); with
-    the Ray engine, each actor builds its own. ``policy`` defaults to the default :class:`Policy`.
+    the Ray engine, each actor builds its own. Every guard built is closed at the end. ``policy``
+    defaults to the default :class:`Policy`.
+
+    The output grows batch by batch. If the run stops early (Ctrl-C, a crash), the exception
+    propagates with a note saying how many rows the output holds: the rows of lines 1 to N.
     """
     if (model is None) == (guard_factory is None):
         raise ValueError("pass exactly one of model= or guard_factory=")
-    if engine not in ("local", "ray"):
-        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
-    if num_workers < 1 or batch_size < 1:
-        raise ValueError("num_workers and batch_size must be >= 1")
-    policy = policy or Policy()
-    records = read_records(input_path)  # checks the input before any model is loaded
-    total = count_records(input_path)
-    factory = guard_factory or _pretrained_factory(model, guard_options or {})
+    options = EngineOptions(engine, batch_size, num_workers, ray_address, num_cpus_per_worker, num_gpus_per_worker)
+    if max_line_bytes < 1:
+        raise ValueError("max_line_bytes must be >= 1")
+    records = read_records(input_path, max_line_bytes=max_line_bytes)  # checks the input before any model loads
+    writer = RowWriter(output_path, input_path=input_path)
+    factory = guard_factory or PretrainedFactory(model, guard_options)  # type: ignore[arg-type]
+    batches = options.batches(records, factory, policy or Policy())
     started = time.perf_counter()
-    counts = {"safe": 0, "unsafe": 0, "error": 0, "invalid": 0}
-    with RowWriter(output_path) as writer, _progress(total, progress, engine) as bar:
-        if engine == "local":
-            rows = _local_rows(factory, records, policy, batch_size)
-        else:
-            from .ray_engine import ray_rows
-
-            rows = ray_rows(
-                factory,
-                records,
-                policy=policy,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                ray_address=ray_address,
-                num_cpus_per_worker=num_cpus_per_worker,
-                num_gpus_per_worker=num_gpus_per_worker,
-            )
-        for chunk in _chunks(in_order(rows), 256):
-            writer.write(chunk)
-            for row in chunk:
-                counts[row["status"]] += 1
-            bar.update(len(chunk))
+    counts = dict.fromkeys(("safe", "unsafe", "error", "invalid"), 0)
+    try:
+        with writer, closing(batches), ExitStack() as stack:
+            bar = None
+            for batch in batches:
+                if bar is None:  # after the first batch: model loading is not counted in rows/s
+                    bar = stack.enter_context(_progress(count_records(input_path), progress, engine))
+                writer.write(batch)
+                bar.update(len(batch))
+                for row in batch:
+                    counts[row["status"]] += 1
+    except BaseException as exc:  # Ctrl-C too: say what the output holds, then stop
+        done = f"{output_path} holds the rows of lines 1-{writer.count}" if writer.count else "no row was written"
+        exc.add_note(done)
+        raise
     return ModerationSummary(
         input=str(input_path),
         output=str(output_path),
@@ -205,52 +186,6 @@ def moderate(
         invalid=counts["invalid"],
         seconds=time.perf_counter() - started,
     )
-
-
-class _PretrainedFactory:
-    """Picklable ``LlamaGuard.from_pretrained(model, **options)``."""
-
-    def __init__(self, model: str | os.PathLike[str], options: dict[str, Any]) -> None:
-        self.model = str(model)
-        self.options = options
-
-    def __call__(self) -> LlamaGuard:
-        from ..guard import LlamaGuard
-
-        return LlamaGuard.from_pretrained(self.model, **self.options)
-
-
-def _pretrained_factory(model: Any, options: dict[str, Any]) -> GuardFactory:
-    return _PretrainedFactory(model, options)
-
-
-def _local_rows(factory: GuardFactory, records: Iterable[Record], policy: Policy, batch_size: int) -> Iterator[dict]:
-    guard = factory()
-    try:
-        for chunk in _chunks(records, batch_size):
-            yield from verdict_rows(guard, chunk, policy, batch_size)
-    finally:
-        guard.close()
-
-
-def in_order(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Rows sorted by ``line`` as they stream in (engines already keep order; this guarantees it)."""
-    pending: dict[int, dict[str, Any]] = {}
-    expected = 1
-    for row in rows:
-        pending[row["line"]] = row
-        while expected in pending:
-            yield pending.pop(expected)
-            expected += 1
-    if pending:  # lines missing upstream would be a bug: still write everything, in order
-        log.error("rows for lines before %s never arrived", min(pending))
-        yield from (pending[k] for k in sorted(pending))
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 class _NoBar:
@@ -272,4 +207,4 @@ def _progress(total: int | None, enabled: bool, engine: str) -> Any:
     return tqdm(total=total, unit="row", desc=f"moderate ({engine})", dynamic_ncols=True)
 
 
-__all__ = ["ModerationSummary", "invalid_row", "moderate", "verdict_row", "verdict_rows"]
+__all__ = ["EngineOptions", "ModerationSummary", "moderate", "verdict_batches"]

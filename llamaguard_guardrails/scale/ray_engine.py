@@ -19,21 +19,33 @@
 Each output batch holds the input's columns except ``messages``, plus ``status``, ``safe``,
 ``categories``, ``unsafe_probability`` and ``error`` (see :mod:`.records`). A row whose messages
 cannot be read, or whose input ``error`` column is already set, becomes an ``invalid`` row.
+Ray Data drops its actors without calling anything: the guard is closed when the predictor is
+garbage-collected; call ``close()`` (or use it as a context manager) when you own it.
+
+``moderate(engine="ray")`` does not go through Ray Data: :func:`ray_batches` reads the input in the
+driver, a bounded number of batches ahead, and sends them to :class:`GuardActor` s (one guard each),
+so any input size streams through, bad lines stay in place and the output keeps the input order.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.decision import failure_verdict
+from ..core.errors import GuardError
 from ..core.policy import Policy
-from .moderate import GuardFactory, _chunks, _PretrainedFactory, verdict_rows
-from .records import Record, _drop_nulls, parse_jsonl_line
+from .local_engine import GuardFactory, PretrainedFactory, chunks, invalid_row, verdict_row, verdict_rows
+from .records import Record, describe_error, parquet_record
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from ..guard import LlamaGuard
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +110,7 @@ class GuardPredictor:
     ) -> None:
         if (model is None) == (guard_factory is None):
             raise ValueError("pass exactly one of model= or guard_factory=")
-        factory = guard_factory or _PretrainedFactory(model, dict(guard_options or {}))
+        factory = guard_factory or PretrainedFactory(model, guard_options)
         self.guard = factory()
         self.policy = policy if isinstance(policy, Policy) else Policy(**dict(policy or {}))
         self.batch_size = batch_size
@@ -107,6 +119,8 @@ class GuardPredictor:
         import pyarrow as pa
 
         table = _as_table(batch)
+        if self.guard is None:
+            raise RuntimeError("this GuardPredictor is closed")
         if "messages" not in table.column_names:
             raise ValueError(f"GuardPredictor needs a 'messages' column; the batch has {table.column_names}")
         messages = table.column("messages").to_pylist()
@@ -120,20 +134,31 @@ class GuardPredictor:
             kept = kept.append_column(verdicts.schema.field(name), verdicts.column(name))
         return kept
 
-    def __del__(self) -> None:
-        guard = getattr(self, "guard", None)
+    def close(self) -> None:
+        """Close the guard (frees its model); the predictor cannot be used afterwards."""
+        guard, self.guard = getattr(self, "guard", None), None
         if guard is not None:
             guard.close()
 
+    def __enter__(self) -> GuardPredictor:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # Ray Data never calls close(): free the model when the actor drops it
+        self.close()
+
 
 def _record(line: int, value: Any, error: str | None) -> Record:
+    """A ``messages`` cell as a Record, read as a Parquet cell is (JSON text or lists of message structs)."""
     if error is not None:
         return Record(line, error=error)
-    if value is None:
-        return Record(line, error="the messages cell is null")
-    if isinstance(value, str):  # JSON text: a list of messages, {"messages": [...]}, or a string
-        return parse_jsonl_line(line, value)
-    return Record(line, messages=_drop_nulls(_plain(value)))
+    try:
+        value = _plain(value)
+    except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
+        return Record(line, error=describe_error(exc))
+    return parquet_record(line, value)
 
 
 # -- the engine behind moderate(engine="ray") ---------------------------------------------------------
@@ -157,26 +182,111 @@ def _init_ray(ray_address: str | None, num_cpus: float) -> bool:
     return True
 
 
-def _input_tables(records: Iterable[Record], rows_per_block: int) -> Iterator[pa.Table]:
-    """Records as Arrow tables: line, id (as JSON text, to keep its type), messages (JSON text), error."""
-    import pyarrow as pa
-
-    schema = pa.schema(
-        [("line", pa.int64()), ("id_json", pa.string()), ("messages", pa.string()), ("error", pa.string())]
-    )
-    for chunk in _chunks(records, rows_per_block):
-        yield pa.table(
-            {
-                "line": [r.line for r in chunk],
-                "id_json": [None if r.id is None else json.dumps(r.id, ensure_ascii=False) for r in chunk],
-                "messages": [None if r.error else json.dumps(r.messages, ensure_ascii=False) for r in chunk],
-                "error": [r.error for r in chunk],
-            },
-            schema=schema,
-        )
+Cells = list[tuple[int, "str | None", "str | None"]]
+"""What goes to an actor per batch: (line, messages as JSON text, error) - flat strings, cheap to ship."""
 
 
-def ray_rows(
+class GuardActor:
+    """A Ray actor holding one guard: ``load()``, then ``predict(cells)`` per batch, ``close()`` at the end."""
+
+    def __init__(self, factory: GuardFactory, policy: Policy, batch_size: int) -> None:
+        self.factory, self.policy, self.batch_size = factory, policy, batch_size
+        self.guard: LlamaGuard | None = None
+
+    def load(self) -> None:
+        self.guard = self.factory()
+
+    def predict(self, cells: Cells) -> list[dict[str, Any]]:
+        """Verdict rows (``id`` left null: the driver has it) for one batch, in order."""
+        if self.guard is None:
+            raise RuntimeError("GuardActor.predict before load() or after close()")
+        return verdict_rows(self.guard, [_decoded(*cell) for cell in cells], self.policy, self.batch_size)
+
+    def close(self) -> None:
+        guard, self.guard = self.guard, None
+        if guard is not None:
+            guard.close()
+
+
+def _decoded(line: int, text: str | None, error: str | None) -> Record:
+    if error is not None:
+        return Record(line, error=error)
+    try:
+        return Record(line, messages=json.loads(text or "null"))
+    except Exception as exc:  # noqa: BLE001 - never reached for text the driver encoded; still an invalid row
+        return Record(line, error=describe_error(exc))
+
+
+def _cells(records: list[Record]) -> Cells:
+    """Records as flat JSON text for an actor (a row that cannot be encoded becomes invalid here)."""
+    cells: Cells = []
+    for r in records:
+        if r.error is not None:
+            cells.append((r.line, None, r.error))
+            continue
+        try:
+            cells.append((r.line, json.dumps(r.messages, ensure_ascii=False), None))
+        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, unencodable values: invalid
+            cells.append((r.line, None, describe_error(exc)))
+    return cells
+
+
+@dataclass
+class _Pool:
+    """Ray actors, the batches in flight (oldest first), and each actor's share of them."""
+
+    actors: list[Any]
+    in_flight: deque[tuple[Any, int, list[Record]]] = field(default_factory=deque)
+    loads: list[int] = field(default_factory=list)
+    alive: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.loads = [0] * len(self.actors)
+        self.alive = set(range(len(self.actors)))
+
+    def submit(self, batch: list[Record]) -> None:
+        index = min(self.alive, key=lambda i: (self.loads[i], i))
+        self.loads[index] += 1
+        cells = _cells(batch)
+        # What the driver keeps: line, id and why a row cannot be read - not the messages.
+        keys = [Record(r.line, r.id, error=error) for r, (_, _, error) in zip(batch, cells)]
+        self.in_flight.append((self.actors[index].predict.remote(cells), index, keys))
+
+    def oldest(self, policy: Policy) -> list[dict[str, Any]]:
+        """The rows of the oldest batch in flight (waits for it): order is submission order."""
+        import ray
+
+        future, index, batch = self.in_flight.popleft()
+        self.loads[index] -= 1
+        try:
+            rows = ray.get(future)
+        except ray.exceptions.RayActorError as exc:  # the actor died (out of memory, killed): its batches fail
+            self.alive.discard(index)
+            log.error("Ray actor %d died; %d actors left: %s", index, len(self.alive), _first_line(exc))
+            if not self.alive:
+                raise GuardError(f"every Ray actor died; the last error: {_first_line(exc)}") from exc
+            return _failed_rows(batch, f"the Ray actor died: {_first_line(exc)}", policy)
+        except ray.exceptions.RayTaskError as exc:  # a bug, not a row: the guard failed on this batch
+            return _failed_rows(batch, describe_error(exc.cause), policy)
+        for row, record in zip(rows, batch, strict=True):
+            row["id"] = record.id
+        return rows
+
+
+def _failed_rows(batch: list[Record], error: str, policy: Policy) -> list[dict[str, Any]]:
+    """The guard failed on this batch: the policy's fail mode decides each row (logged), except a row
+    that could not be read, which stays ``invalid`` (never safe, whatever the fail mode)."""
+    return [
+        invalid_row(r, r.error) if r.error is not None else verdict_row(r, failure_verdict(error, policy))
+        for r in batch
+    ]
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def ray_batches(
     factory: GuardFactory,
     records: Iterable[Record],
     *,
@@ -186,37 +296,48 @@ def ray_rows(
     ray_address: str | None = None,
     num_cpus_per_worker: float = 1.0,
     num_gpus_per_worker: float = 0.0,
-) -> Iterator[dict[str, Any]]:
-    """Verdict rows for ``records`` from a Ray Data actor pool of ``num_workers`` guards, in input order."""
+    batches_per_worker: int = 2,
+) -> Iterator[list[dict[str, Any]]]:
+    """Verdict rows for ``records`` from ``num_workers`` Ray actors (one guard each), batch by batch, in order.
+
+    Streams: at most ``num_workers * batches_per_worker`` batches are in flight, so the driver holds
+    ``(num_workers * batches_per_worker + 1) * batch_size`` records at most, whatever the input size.
+    Rows travel as JSON text. A batch whose actor died gets ``error`` rows (the fail mode decides);
+    the run stops only when every actor is gone. Actors close their guards and are removed at the end.
+    """
     import ray
 
     started_ray = _init_ray(ray_address, num_workers * num_cpus_per_worker)
+    actors: list[Any] = []
     try:
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True
-        context.enable_progress_bars = False  # moderate() shows its own
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        # One block per batch, so every actor gets work from the start.
-        tables = list(_input_tables(records, rows_per_block=batch_size))
-        if not tables:
-            return
-        dataset = ray.data.from_arrow(tables).map_batches(
-            GuardPredictor,
-            fn_constructor_kwargs={"guard_factory": factory, "policy": policy, "batch_size": batch_size},
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=num_workers),
-            num_cpus=num_cpus_per_worker,
-            num_gpus=num_gpus_per_worker or None,
-        )
-        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            for row in batch.to_pylist():
-                id_json = row.pop("id_json")
-                row["id"] = None if id_json is None else json.loads(id_json)
-                yield row
+        actor_class = ray.remote(num_cpus=num_cpus_per_worker, num_gpus=num_gpus_per_worker)(GuardActor)
+        actors.extend(actor_class.remote(factory, policy, batch_size) for _ in range(num_workers))
+        _get_or_raise_cause([actor.load.remote() for actor in actors])
+        pool = _Pool(actors)
+        window = num_workers * max(1, batches_per_worker)
+        for batch in chunks(records, batch_size):
+            while len(pool.in_flight) >= window:
+                yield pool.oldest(policy)
+            pool.submit(batch)
+        while pool.in_flight:
+            yield pool.oldest(policy)
+        _get_or_raise_cause([actors[i].close.remote() for i in pool.alive])
     finally:
+        for actor in actors:
+            ray.kill(actor)
         if started_ray:
             ray.shutdown()
 
 
-__all__ = ["GuardPredictor", "ray_rows"]
+def _get_or_raise_cause(futures: list[Any]) -> list[Any]:
+    """``ray.get``, raising a remote exception as itself (e.g. ``ModelNotFoundError``), not wrapped."""
+    import ray
+
+    try:
+        return ray.get(futures)
+    except ray.exceptions.RayTaskError as exc:
+        log.debug("remote failure: %s", exc)
+        raise exc.cause from None
+
+
+__all__ = ["GuardActor", "GuardPredictor", "ray_batches"]

@@ -3,7 +3,9 @@
 Input: each JSONL line (or Parquet row) is a conversation: a JSON list of OpenAI-format messages, an
 object ``{"messages": [...], "id": ...}``, or a JSON string (one user message). Parquet needs a
 ``messages`` column holding JSON text or lists of message structs, and may have an ``id`` column.
-A line that cannot be read becomes a :class:`Record` with ``error`` set, in its place.
+A line that cannot be read becomes a :class:`Record` with ``error`` set, in its place: a blank line,
+bytes that are not UTF-8, text that is not JSON, JSON nested too deeply to decode, a line longer
+than ``max_line_bytes`` (read in bounded pieces and skipped, never held whole).
 
 Output: one row per input row, in input order, with the fields of :data:`OUTPUT_FIELDS`:
 ``line`` (1-based line or row number), ``id`` (the input's, or null), ``status`` (``safe``,
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,40 @@ def file_format(path: str | os.PathLike[str]) -> str:
 
 # -- reading ----------------------------------------------------------------------------------------
 
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest JSONL line read (64 MiB); a longer line becomes an ``invalid`` row."""
 
-def record_from_value(line: int, value: Any) -> Record:
-    """A :class:`Record` from one decoded JSON value (a list, an object with ``messages``, a string)."""
+_SIMPLE_IDS = (str, int, float, bool, type(None))
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying why a row could not be read or checked."""
+    if isinstance(exc, RecursionError):
+        return f"nested too deeply to read (RecursionError: {exc})"
+    if isinstance(exc, MemoryError):
+        return "too large to read (MemoryError)"
+    if isinstance(exc, GuardError):
+        return " ".join(str(exc).split())
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def record_from_value(line: int, value: Any, id_: Any = None) -> Record:
+    """A :class:`Record` from one decoded JSON value (a list, an object with ``messages``, a string).
+
+    ``id_`` (e.g. a Parquet ``id`` column) wins over the object's own ``id``. Never raises: anything
+    that cannot be read gives a Record with ``error`` set.
+    """
+    try:
+        record = _record_from_value(line, value)
+        if id_ is not None:
+            record = replace(record, id=id_)
+        _check_id(record.id)
+        return record
+    except Exception as exc:  # noqa: BLE001 - a hostile row becomes an invalid row, never a crash
+        return Record(line, id_ if _writable_id(id_) else None, None, describe_error(exc))
+
+
+def _record_from_value(line: int, value: Any) -> Record:
     if isinstance(value, list | str):
         return Record(line, None, value)
     if isinstance(value, Mapping):
@@ -69,7 +102,22 @@ def record_from_value(line: int, value: Any) -> Record:
     )
 
 
+def _check_id(value: Any) -> None:
+    """Ids are written back as JSON: refuse one that cannot be (e.g. nested too deeply)."""
+    if not isinstance(value, _SIMPLE_IDS):
+        json.dumps(value, ensure_ascii=False)
+
+
+def _writable_id(value: Any) -> bool:
+    try:
+        _check_id(value)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
 def parse_jsonl_line(line: int, raw: bytes | str) -> Record:
+    """One JSONL line as a :class:`Record`; never raises (a bad line gives a Record with ``error``)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
@@ -77,25 +125,59 @@ def parse_jsonl_line(line: int, raw: bytes | str) -> Record:
     if not text.strip():
         return Record(line, error="empty line")
     try:
-        return record_from_value(line, json.loads(text))
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         return Record(line, error=f"not valid JSON: {exc}")
+    except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError: the row is invalid, the run goes on
+        return Record(line, error=describe_error(exc))
+    return record_from_value(line, value)
 
 
-def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
-    """Every row of a JSONL or Parquet file as a :class:`Record`, in order; unreadable rows included."""
+def read_records(path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Record]:
+    """Every row of a JSONL or Parquet file as a :class:`Record`, in order; unreadable rows included.
+
+    The file is opened now (a missing or unreadable file raises :class:`DatasetError` before any
+    model loads) and read lazily, in bounded pieces: JSONL line by line (lines longer than
+    ``max_line_bytes`` become invalid rows), Parquet 1024 rows at a time.
+    """
     path = Path(path)
+    _check_input(path)
+    if file_format(path) == "jsonl":
+        try:
+            handle = path.open("rb")
+        except OSError as exc:
+            raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return _read_jsonl(handle, max_line_bytes)
+    return _read_parquet(_parquet_file(path))
+
+
+def _check_input(path: Path) -> None:
+    if path.is_dir():
+        raise DatasetError(f"input {path} is a folder; give a .jsonl or .parquet file")
     if not path.is_file():
         raise DatasetError(f"input file {path} does not exist")
-    if file_format(path) == "jsonl":
-        return _read_jsonl(path)
-    return _read_parquet(_parquet_file(path))  # opened now: a bad file is refused before any model loads
 
 
-def _read_jsonl(path: Path) -> Iterator[Record]:
-    with path.open("rb") as handle:
-        for line, raw in enumerate(handle, 1):
+def _read_jsonl(handle: Any, max_line_bytes: int) -> Iterator[Record]:
+    with handle:
+        line = 0
+        while raw := handle.readline(max_line_bytes + 1):
+            line += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw) + _skip_rest_of_line(handle)
+                yield Record(line, error=f"the line is {size} bytes long, over the {max_line_bytes}-byte limit")
+                continue
             yield parse_jsonl_line(line, raw.rstrip(b"\r\n"))
+
+
+def _skip_rest_of_line(handle: Any, piece: int = 1 << 20) -> int:
+    """Read past the end of the current line, a bounded piece at a time; the number of bytes skipped."""
+    skipped = 0
+    while chunk := handle.readline(piece):
+        skipped += len(chunk)
+        if chunk.endswith(b"\n"):
+            break
+    return skipped
 
 
 def _parquet_file(path: Path) -> Any:
@@ -118,21 +200,31 @@ def _read_parquet(parquet: Any) -> Iterator[Record]:
         ids = data.get("id", [None] * batch.num_rows)
         for value, id_ in zip(data["messages"], ids):
             line += 1
-            yield _parquet_record(line, value, id_)
+            yield parquet_record(line, value, id_)
 
 
-def _parquet_record(line: int, value: Any, id_: Any) -> Record:
+def parquet_record(line: int, value: Any, id_: Any = None) -> Record:
+    """A :class:`Record` from a Parquet ``messages`` cell (JSON text, or message structs) and its ``id``.
+
+    The ``id`` column is kept whatever the cell holds. Never raises.
+    """
     if value is None:
         return Record(line, id_, None, "the messages cell is null")
     if isinstance(value, str):
+        if not value.strip():
+            return Record(line, id_, None, "the messages cell is empty")
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             return Record(line, id_, None, f"the messages cell is not valid JSON: {exc}")
-        if isinstance(value, Mapping) and "messages" in value:
-            value = value["messages"]
-        return Record(line, id_, value) if isinstance(value, list | str) else record_from_value(line, value)
-    return Record(line, id_, _drop_nulls(value))
+        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError: an invalid row
+            return Record(line, id_, None, describe_error(exc))
+        return record_from_value(line, value, id_)
+    try:
+        value = _drop_nulls(value)
+    except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
+        return Record(line, id_, None, describe_error(exc))
+    return record_from_value(line, value, id_)
 
 
 def _drop_nulls(value: Any) -> Any:
@@ -145,53 +237,80 @@ def _drop_nulls(value: Any) -> Any:
 
 
 def count_records(path: str | os.PathLike[str]) -> int | None:
-    """Number of rows (for the progress bar), cheaply; None when unknown."""
+    """Number of rows (for the progress bar), read in bounded pieces; None when unknown."""
     path = Path(path)
     try:
         if file_format(path) == "parquet":
             return _parquet_file(path).metadata.num_rows
-        with path.open("rb") as handle:
-            return sum(1 for _ in handle)
+        return _count_lines(path)
     except (OSError, DatasetError):
         return None
+
+
+def _count_lines(path: Path, piece: int = 1 << 20) -> int:
+    lines, last = 0, b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(piece):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
 
 
 # -- writing ----------------------------------------------------------------------------------------
 
 
 class RowWriter:
-    """Writes verdict rows to ``path`` (JSONL or Parquet by extension) via a temporary file, renamed on close."""
+    """Writes verdict rows to ``path`` (JSONL or Parquet by extension), batch by batch.
 
-    def __init__(self, path: str | os.PathLike[str], *, parquet_rows_per_group: int = 10_000) -> None:
+    The file is created at the first :meth:`write` (a run that fails before its first row leaves no
+    file). JSONL is flushed after every :meth:`write`, so it holds every batch written even after a
+    hard kill; Parquet is written in row groups and finished by :meth:`close`, which also runs when
+    the ``with`` block ends with an exception (Ctrl-C, a crash): the rows written so far are kept.
+    ``input_path``: refused as the output (writing would destroy the input while it is read).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        input_path: str | os.PathLike[str] | None = None,
+        parquet_rows_per_group: int = 10_000,
+    ) -> None:
         self.path = Path(path)
+        check_output(self.path, input_path)
         self.format = file_format(self.path)
-        if not self.path.parent.is_dir():
-            raise DatasetError(f"output folder {self.path.parent} does not exist")
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self._rows_per_group = parquet_rows_per_group
         self._pending: list[dict[str, Any]] = []
         self._handle: Any = None
         self._parquet: Any = None
         self.count = 0
-        if self.format == "jsonl":
-            self._handle = self._tmp.open("w", encoding="utf-8")
 
     def write(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Append ``rows`` (JSONL: on disk when this returns)."""
+        if self.format == "jsonl":
+            lines = [json.dumps({k: row.get(k) for k in OUTPUT_FIELDS}, ensure_ascii=False) + "\n" for row in rows]
+            handle = self._jsonl_handle()
+            handle.writelines(lines)
+            handle.flush()
+            self.count += len(lines)
+            return
         for row in rows:
+            self._pending.append(dict(row))
             self.count += 1
-            if self._handle is not None:
-                self._handle.write(json.dumps({k: row.get(k) for k in OUTPUT_FIELDS}, ensure_ascii=False) + "\n")
-            else:
-                self._pending.append(dict(row))
         if len(self._pending) >= self._rows_per_group:
             self._flush_parquet()
+
+    def _jsonl_handle(self) -> Any:
+        if self._handle is None:
+            self._handle = self.path.open("w", encoding="utf-8")
+        return self._handle
 
     def _flush_parquet(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._tmp, parquet_schema())
+            self._parquet = pq.ParquetWriter(self.path, parquet_schema())
         columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_FIELDS}
         for row in self._pending:
             for name in OUTPUT_FIELDS:
@@ -201,33 +320,36 @@ class RowWriter:
         self._pending = []
 
     def close(self) -> None:
-        """Finish the file and move it into place."""
-        if self._handle is not None:
-            self._handle.close()
-        else:
-            if self._pending or self._parquet is None:
-                self._flush_parquet()
-            self._parquet.close()
-        self._tmp.replace(self.path)
-
-    def abort(self) -> None:
-        """Drop the partial file (after a failure)."""
-        try:
-            if self._handle is not None:
-                self._handle.close()
-            elif self._parquet is not None:
-                self._parquet.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        """Finish the file (an empty one when no row was written)."""
+        if self.format == "jsonl":
+            self._jsonl_handle().close()
+            return
+        if self._pending or self._parquet is None:
+            self._flush_parquet()
+        self._parquet.close()
 
     def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        if exc_type is None or self.count:
+            self.close()  # after a failure too: the rows written so far stay readable
+        elif self._handle is not None:
+            self._handle.close()
+
+
+def check_output(path: str | os.PathLike[str], input_path: str | os.PathLike[str] | None = None) -> None:
+    """Refuse an output path that cannot be written (before any model loads): :class:`DatasetError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"output {path} is a folder; give a .jsonl or .parquet file name")
+    file_format(path)
+    if not path.parent.is_dir():
+        raise DatasetError(f"output folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise DatasetError(f"output folder {path.parent} is not writable")
+    if input_path is not None and path.exists() and os.path.samefile(path, input_path):
+        raise DatasetError(f"output {path} is the input file: give another file name")
 
 
 def parquet_schema() -> Any:

@@ -1,6 +1,32 @@
-"""Helpers for tests and demos: a small random-weight Llama Guard 4 checkpoint and a scripted model step."""
+"""Helpers for tests and demos: a scripted model step on the real prompt builder, and the test model.
 
-from .model_factory import make_test_model
-from .scripted import ScriptedBackend, keyword_rule, scripted_guard
+Production code never imports this package.
+"""
 
-__all__ = ["ScriptedBackend", "keyword_rule", "make_test_model", "scripted_guard"]
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..guard import LlamaGuard
+from ..loading import load_prompt_builder
+from ..test_model import make_test_model
+from .scripted import ProbabilityRule, Rule, ScriptedBackend, keyword_rule, marker_category, marker_probability
+
+
+def scripted_guard(
+    model_dir: str | Path, rule: Rule, *, probability: ProbabilityRule | None = None, **kwargs: Any
+) -> LlamaGuard:
+    """A ``LlamaGuard`` with the test model's real prompt builder and a scripted model step."""
+    builder = load_prompt_builder(model_dir)
+    return LlamaGuard(ScriptedBackend(builder, rule, probability=probability), builder, **kwargs)
+
+
+__all__ = [
+    "ScriptedBackend",
+    "keyword_rule",
+    "make_test_model",
+    "marker_category",
+    "marker_probability",
+    "scripted_guard",
+]

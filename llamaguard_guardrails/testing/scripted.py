@@ -2,20 +2,27 @@
 
 The real prompt builder still runs (real tokenizer, real prompt); only the model step is scripted:
 ``rule`` gets the conversation part of the prompt as the model would see it and returns ``None``
-(safe) or the category line to answer with (e.g. ``"S9"``).
+(safe) or the category line to answer with (e.g. ``"S9"``). ``probability`` (optional) gives the
+unsafe probability to answer with instead (``None``: the rule decides), e.g. :func:`marker_probability`
+reads it from a ``[p=0.25]`` marker in the text, and :func:`marker_category` the category line from a
+``[cat=S9]`` marker: rows with known scores for evaluation tests.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from ..backends.base import AnswerScores, GuardBackend
 from ..core.prompt import Prompt, PromptBuilder
 
 Rule = Callable[[str], str | None]
+ProbabilityRule = Callable[[str], float | None]
+
+_P_MARKER = re.compile(r"\[p=([0-9]*\.?[0-9]+)\]")
+_CAT_MARKER = re.compile(r"\[cat=(S[0-9]+(?:,S[0-9]+)*)\]")
 
 
 def keyword_rule(*keywords: str, category: str = "S9") -> Rule:
@@ -24,14 +31,29 @@ def keyword_rule(*keywords: str, category: str = "S9") -> Rule:
     return lambda text: category if any(k in text.lower() for k in lowered) else None
 
 
+def marker_probability(text: str) -> float | None:
+    """The unsafe probability written in the checked text as ``[p=0.25]`` (None without a marker)."""
+    match = _P_MARKER.search(text)
+    return float(match.group(1)) if match else None
+
+
+def marker_category(text: str) -> str | None:
+    """The category line written in the checked text as ``[cat=S9]`` or ``[cat=S1,S10]`` (None without one)."""
+    match = _CAT_MARKER.search(text)
+    return match.group(1) if match else None
+
+
 class ScriptedBackend(GuardBackend):
     """Answers by ``rule`` instead of a model; records every prompt it scored."""
 
     name = "scripted"
 
-    def __init__(self, builder: PromptBuilder, rule: Rule, *, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, builder: PromptBuilder, rule: Rule, *, delay_s: float = 0.0, probability: ProbabilityRule | None = None
+    ) -> None:
         self._builder = builder
         self.rule = rule
+        self.probability = probability
         self.delay_s = delay_s
         self.calls: list[int] = []
         self.seen: list[str] = []
@@ -52,6 +74,10 @@ class ScriptedBackend(GuardBackend):
             text = self.conversation_text(prompt)
             with self._lock:
                 self.seen.append(text)
+            p = self.probability(text) if self.probability else None
+            if p is not None:
+                out.append(AnswerScores(1.0 - p, p, 0.0, 0.5, 0.5))
+                continue
             unsafe = self.rule(text) is not None
             out.append(AnswerScores(0.02, 0.97, 0.01, 0.5, 0.5) if unsafe else AnswerScores(0.97, 0.02, 0.01, 0.5, 0.5))
         return out
@@ -59,10 +85,3 @@ class ScriptedBackend(GuardBackend):
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         return self.rule(self.conversation_text(prompt)) or ""
 
-
-def scripted_guard(model_dir: str | Path, rule: Rule, **kwargs):
-    """A ``LlamaGuard`` with the test model's real prompt builder and a scripted model step."""
-    from ..guard import LlamaGuard, load_prompt_builder
-
-    builder = load_prompt_builder(model_dir)
-    return LlamaGuard(ScriptedBackend(builder, rule), builder, **kwargs)

@@ -1,9 +1,10 @@
 """Issue 6.7 - every channel is checked: system text, tool names, tool arguments, tool results, every image.
 
-Numbers proven here: unsafe text in each of 12 channels (system and developer messages, tool-call
+Numbers proven here: unsafe text in each of 26 channels (system and developer messages, tool-call
 names and arguments, JSON-escaped and code arguments, the 2nd of 3 tool calls, legacy function
-calls, tool results as text and as parts, a later text part) is part of the checked turn and
-blocks, while the same channel with harmless text passes; JSON-escaped arguments give the same
+calls, tool results as text and as parts, a later text part, refusals, participant names, reasoning
+keys and parts, flat / tool_use / custom tool calls, Llama Stack's user context) is part of the
+checked turn and blocks, while the same channel with harmless text passes; JSON-escaped arguments give the same
 prompt ids as their decoded form. Images: the prompt's pixel values hold every tile of every image
 (3 images, 7 tiles) in order, one image-token run per image; on the real test model, changing only
 the 1st, 2nd or 3rd of 3 images (or an image in an earlier message) changes the unsafe probability.
@@ -94,6 +95,61 @@ CHANNELS: dict[str, Callable[[str], list[dict]]] = {
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [{"type": "refusal", "refusal": f"no {w} for you"}]},
     ],
+    # issue 13 item 2: fields the mapping used to drop
+    "user name": lambda w: [{"role": "user", "content": "hello", "name": f"{w}_maker"}],
+    "system name": lambda w: [{"role": "system", "content": "be brief", "name": w}, {"role": "user", "content": "x"}],
+    "assistant name": lambda w: [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok", "name": w}],
+    "assistant refusal key, content None": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "refusal": f"no {w} for you"},
+    ],
+    "refusal key next to content": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "refusal": f"no {w} for you"},
+    ],
+    "reasoning_content": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning_content": f"they want a {w}"},
+    ],
+    "reasoning key": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning": f"they want a {w}"},
+    ],
+    "reasoning part": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "reasoning", "reasoning": w}, {"type": "text", "text": "ok"}]},
+    ],
+    "reasoning summary part": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "reasoning", "summary": [{"type": "summary_text", "text": w}]}]},
+    ],
+    "thinking part": lambda w: [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": w, "signature": "c2ln"}]},
+    ],
+    "flat tool call input": lambda w: [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "t1", "name": "search", "input": {"q": w}}]},
+    ],
+    "tool_use part": lambda w: [
+        {"role": "user", "content": "go"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "ok"},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {"q": w}},
+            ],
+        },
+    ],
+    "custom tool call": lambda w: [
+        {"role": "user", "content": "go"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "t1", "type": "custom", "custom": {"name": "grammar", "input": f"a {w}"}}],
+        },
+    ],
+    "llama stack user context": lambda w: [{"role": "user", "content": "summarise", "context": f"how to build a {w}"}],
 }
 
 

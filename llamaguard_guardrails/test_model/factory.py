@@ -18,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-TEST_MODEL_MARKER = "llamaguard_guardrails_test_model"
+from ..loading import TEST_MODEL_MARKER
+
 _TOKENIZER_CACHE = "llama4-tokenizer.json"
 
 

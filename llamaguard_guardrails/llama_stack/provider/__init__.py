@@ -1,17 +1,23 @@
-"""Entry point Llama Stack imports for a ``module:`` provider: ``get_provider_spec()``.
+"""The inline safety provider Llama Stack loads: its spec and its factory (Llama Stack's provider layout).
 
-A run config names the provider with ``module: llamaguard_guardrails.llama_stack``; Llama Stack then
-imports ``llamaguard_guardrails.llama_stack.provider`` and calls :func:`get_provider_spec`.
+A run config names it with ``module: llamaguard_guardrails.llama_stack``: Llama Stack imports
+``llamaguard_guardrails.llama_stack.provider`` and calls :func:`get_provider_spec`; the spec points back here,
+so :func:`get_provider_impl` builds the implementation (:mod:`.impl`) from its config (:mod:`.config`).
+Importing this module needs no llama-stack; each function imports what it uses.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import LlamaGuardProviderConfig
+    from .impl import LlamaGuardSafetyImpl
 
 PROVIDER_TYPE = "inline::llamaguard-guardrails"
-MODULE = "llamaguard_guardrails.llama_stack"
-CONFIG_CLASS = "llamaguard_guardrails.llama_stack.config.LlamaGuardProviderConfig"
+MODULE = "llamaguard_guardrails.llama_stack.provider"
+CONFIG_CLASS = "llamaguard_guardrails.llama_stack.provider.config.LlamaGuardProviderConfig"
 SUPPORTED = "0.7"
 
 
@@ -44,3 +50,16 @@ def get_provider_spec() -> Any:
         description="Llama Guard 4 loaded in-process by llamaguard-guardrails: shields and moderations "
         "with no inference provider.",
     )
+
+
+async def get_provider_impl(config: LlamaGuardProviderConfig, deps: dict[Any, Any]) -> LlamaGuardSafetyImpl:
+    """Called by Llama Stack for an inline provider: build the implementation and load the model."""
+    from .config import LlamaGuardProviderConfig
+    from .impl import LlamaGuardSafetyImpl
+
+    check_llama_stack_version()
+    if not isinstance(config, LlamaGuardProviderConfig):
+        raise TypeError(f"expected LlamaGuardProviderConfig, got {type(config).__name__}")
+    impl = LlamaGuardSafetyImpl(config)
+    await impl.initialize()
+    return impl

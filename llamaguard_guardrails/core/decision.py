@@ -1,0 +1,173 @@
+"""From the model's scores to a :class:`Verdict`: the threshold, the category line, windows, the fail mode.
+
+No model calls happen here: the facade scores the prompts, asks the backend for the category line
+of a window that reaches the threshold, and hands both to these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .categories import category_name
+from .errors import ModelOutputError
+from .policy import Policy
+from .prompt import EOT, Prompt
+from .scores import AnswerScores
+from .verdict import Verdict
+
+log = logging.getLogger("llamaguard_guardrails")
+
+#: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
+MIN_ANSWER_MASS = 0.5
+
+
+@dataclass(frozen=True)
+class WindowVerdict:
+    """The decision on one window (one prompt) of a check."""
+
+    safe: bool
+    unsafe_probability: float
+    raw_output: str
+    categories: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def expect_scores(scores: Sequence[Any], expected: int) -> list[Any]:
+    """A backend must score every prompt: a short (or long) answer is a model failure, never a pass."""
+    if len(scores) != expected:
+        raise ModelOutputError(f"the backend returned {len(scores)} scores for {expected} prompts")
+    return list(scores)
+
+
+def answer_scores(scores: object) -> AnswerScores:
+    """``scores`` checked to be a readable answer; anything else raises (the fail mode, never a pass)."""
+    if isinstance(scores, BaseException):
+        raise scores
+    if not isinstance(scores, AnswerScores):
+        raise ModelOutputError(f"the backend returned {type(scores).__name__}, not AnswerScores")
+    scores.validate()  # NaN, inf, out of [0, 1], or summing above 1
+    if scores.answer_mass < MIN_ANSWER_MASS:
+        raise ModelOutputError(
+            f"the model's answer is neither 'safe' nor 'unsafe' (probability {scores.answer_mass:.3f})"
+        )
+    return scores
+
+
+def below_threshold(scores: AnswerScores, policy: Policy) -> WindowVerdict | None:
+    """The safe verdict of a window under the policy's threshold; ``None`` when its category line is needed."""
+    p = scores.unsafe_probability
+    if p >= policy.threshold:
+        return None
+    return WindowVerdict(safe=True, unsafe_probability=p, raw_output=f"{_lead(scores)}safe")
+
+
+def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has_images: bool) -> WindowVerdict:
+    """The verdict of a window at or above the threshold, from the model's category line."""
+    codes, ignored, error = parse_category_line(category_line, policy, has_images=has_images)
+    return WindowVerdict(
+        # Categories the policy excludes do not make content unsafe; anything unreadable does.
+        safe=not codes and bool(ignored) and error is None,
+        unsafe_probability=scores.unsafe_probability,
+        raw_output=f"{_lead(scores)}unsafe\n{category_line}",
+        categories=tuple(codes),
+        ignored=tuple(ignored),
+        error=error,
+    )
+
+
+def merge_windows(
+    prompts: Sequence[Prompt], windows: Sequence[WindowVerdict], policy: Policy, *, latency_ms: float
+) -> Verdict:
+    """One verdict for a check: unsafe when any window is, with every window's categories."""
+    first = prompts[0]
+    unsafe = [w for w in windows if not w.safe]
+    categories = list(dict.fromkeys(c for w in unsafe for c in w.categories))
+    errors = [w.error for w in windows if w.error]
+    return Verdict(
+        safe=not unsafe,
+        categories=categories,
+        category_names=[category_name(c, policy.custom_names) for c in categories],
+        unsafe_probability=max(w.unsafe_probability for w in windows),
+        threshold=policy.threshold,
+        checked_role=first.checked_role,
+        checked_message_index=first.checked_message_index,
+        raw_output=(unsafe[0] if unsafe else windows[0]).raw_output,
+        latency_ms=latency_ms,
+        error=errors[0] if errors else None,
+        ignored_categories=list(dict.fromkeys(c for w in windows for c in w.ignored)),
+        omitted_messages=list(first.omitted_messages),
+        windows=len(prompts),
+    )
+
+
+def failure_verdict(
+    error: BaseException | str,
+    policy: Policy,
+    prompts: Sequence[Prompt] | None = None,
+    *,
+    latency_ms: float = 0.0,
+) -> Verdict:
+    """The policy's fail-mode verdict when the guard could not decide (logged: a fail-open pass at ERROR).
+
+    ``prompts`` (when they were built) say which message was checked; ``verdict.error`` says why.
+    """
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    fail_open = policy.fail_mode == "open"
+    if fail_open:
+        log.error("guard failed, letting content through (fail_mode='open'): %s", message)
+    else:
+        log.warning("guard failed, blocking (fail_mode='closed'): %s", message)
+    first = prompts[0] if prompts else None
+    return Verdict(
+        safe=fail_open,
+        unsafe_probability=0.0 if fail_open else 1.0,
+        threshold=policy.threshold,
+        checked_role=first.checked_role if first else "User",
+        checked_message_index=first.checked_message_index if first else -1,
+        latency_ms=latency_ms,
+        error=message,
+        omitted_messages=list(first.omitted_messages) if first else [],
+        windows=len(prompts) if prompts else 1,
+    )
+
+
+def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:
+    """(violated codes, codes the policy excludes, error) from the model's category line."""
+    line = text.replace(EOT, "").strip().splitlines()[0].strip() if text.strip() else ""
+    if not line:
+        return [], [], "the model answered 'unsafe' without a category"
+    shown = policy.categories(has_images=has_images)
+    codes, ignored, unknown = [], [], []
+    for raw in line.split(","):
+        code = raw.strip()
+        if code in shown:
+            codes.append(code)
+        elif code in policy.excluded_categories:
+            ignored.append(code)
+        else:
+            unknown.append(code)
+    if unknown:
+        shown_codes = ",".join(shown)
+        return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
+    return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+
+
+def _lead(scores: AnswerScores) -> str:
+    return "\n\n" if scores.leading_blank else ""
+
+
+__all__ = [
+    "MIN_ANSWER_MASS",
+    "WindowVerdict",
+    "answer_scores",
+    "below_threshold",
+    "categorized",
+    "expect_scores",
+    "failure_verdict",
+    "merge_windows",
+    "parse_category_line",
+]

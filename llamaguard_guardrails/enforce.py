@@ -1,0 +1,130 @@
+"""One way out: every adapter turns a :class:`Verdict` into its action here.
+
+Data flows one way: framework objects -> core messages -> prompt ids -> the model -> a ``Verdict`` ->
+:func:`enforce` -> the framework's action. The vocabulary is the same in every adapter:
+
+- ``on_block="raise"``: :class:`UnsafeContentError` (``.verdict``, ``.stage``) is raised;
+- ``on_block="refuse"``: :func:`enforce` returns a :class:`Refusal`, which the adapter puts in place of the
+  blocked content in its own shape (an ``AIMessage``, an error ``ToolMessage``, a chat completion with
+  ``finish_reason="content_filter"``, a ``SafetyViolation`` ...).
+
+Every verdict, blocked or not, first goes to the one audit hook, ``on_verdict(verdict, stage)``; a failing hook is
+logged and never decides. Content proceeds only when ``verdict.safe``, which a guard error makes true only under
+``fail_mode="open"`` (the core logs that at ERROR).
+
+>>> from llamaguard_guardrails import Verdict
+>>> enforce(Verdict(safe=True, unsafe_probability=0.01), "input", on_block="refuse") is None
+True
+>>> enforce(Verdict(safe=False, unsafe_probability=0.9), "output", on_block="refuse").text
+"I can't help with that."
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .core.errors import InvalidPolicyError, UnsafeContentError
+from .core.verdict import Verdict
+
+log = logging.getLogger("llamaguard_guardrails")
+
+OnBlock = Literal["raise", "refuse"]
+"""What a block does: raise :class:`UnsafeContentError`, or put a refusal in place of the content."""
+Stage = Literal["input", "output", "tool_call", "tool_result", "decision"]
+"""Which check produced a verdict: user input, model output, a tool call, a tool result, an agent decision."""
+OnVerdict = Callable[[Verdict, str], Any]
+"""The audit hook: called with every verdict and the stage that produced it (logs, metrics)."""
+RefusalMessage = str | Callable[[Verdict, str], str]
+"""The text that replaces blocked content: a string, or ``f(verdict, stage) -> str``."""
+
+ON_BLOCK_VALUES: tuple[OnBlock, ...] = ("raise", "refuse")
+DEFAULT_REFUSAL = "I can't help with that."
+"""What a user sees in place of blocked input or output."""
+
+#: Values earlier releases used for "refuse" in some adapters; accepted for one release with a warning.
+_DEPRECATED_ON_BLOCK = {"end": "LlamaGuardMiddleware", "error": "guard_tool / GuardedTool"}
+
+
+def tool_refusal(verdict: Verdict, stage: str) -> str:
+    """What an agent's model reads in place of a blocked tool call (not run) or tool result (withheld)."""
+    if stage == "tool_call":
+        return f"Blocked by Llama Guard: the tool call was {verdict.summary()}. The tool was not run."
+    return f"Blocked by Llama Guard: the tool result was {verdict.summary()}. The result was withheld."
+
+
+def block_action(on_block: str) -> OnBlock:
+    """Check an adapter's ``on_block`` option. Old values (``"end"``, ``"error"``) mean ``"refuse"`` and warn."""
+    if on_block in ON_BLOCK_VALUES:
+        return on_block  # type: ignore[return-value]
+    if on_block in _DEPRECATED_ON_BLOCK:
+        warnings.warn(
+            f"on_block={on_block!r} ({_DEPRECATED_ON_BLOCK[on_block]}) is deprecated and will be removed in the next "
+            "release: use on_block='refuse', which does the same",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "refuse"
+    raise InvalidPolicyError(f"on_block must be 'raise' or 'refuse', got {on_block!r}")
+
+
+def report(verdict: Verdict, stage: str, on_verdict: OnVerdict | None) -> Verdict:
+    """Give ``verdict`` to the audit hook; a failing hook is logged, never fatal, never decides."""
+    if on_verdict is not None:
+        try:
+            on_verdict(verdict, stage)
+        except Exception:  # an audit hook must not decide the outcome
+            log.exception("on_verdict hook failed")
+    return verdict
+
+
+def refusal_text(message: RefusalMessage, verdict: Verdict, stage: str) -> str:
+    """The refusal's text: ``message`` itself, or ``message(verdict, stage)``."""
+    return message(verdict, stage) if callable(message) else message
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What replaces blocked content under ``on_block="refuse"``: the adapter shapes it for its framework."""
+
+    verdict: Verdict
+    stage: str
+    text: str
+
+
+def enforce(
+    verdict: Verdict,
+    stage: str,
+    *,
+    on_block: OnBlock = "raise",
+    refusal_message: RefusalMessage = DEFAULT_REFUSAL,
+    on_verdict: OnVerdict | None = None,
+) -> Refusal | None:
+    """Report ``verdict``, then ``None`` when the content may proceed; otherwise raise or return the refusal."""
+    report(verdict, stage, on_verdict)
+    if verdict.safe:
+        return None
+    if on_block == "raise":
+        raise UnsafeContentError(verdict, stage)
+    if on_block != "refuse":
+        raise InvalidPolicyError(f"on_block must be 'raise' or 'refuse', got {on_block!r}")
+    return Refusal(verdict, stage, refusal_text(refusal_message, verdict, stage))
+
+
+__all__ = [
+    "DEFAULT_REFUSAL",
+    "ON_BLOCK_VALUES",
+    "OnBlock",
+    "OnVerdict",
+    "Refusal",
+    "RefusalMessage",
+    "Stage",
+    "block_action",
+    "enforce",
+    "refusal_text",
+    "report",
+    "tool_refusal",
+]

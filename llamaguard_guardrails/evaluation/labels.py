@@ -1,0 +1,123 @@
+"""Labelled rows: the conversation file's ``unsafe`` and ``categories`` labels, checked row by row.
+
+Each JSONL line (or Parquet row) is a conversation in the shapes ``moderate`` reads, plus labels: an
+object ``{"messages": [...], "id": ..., "unsafe": true, "categories": ["S9"]}``. ``unsafe`` (a JSON
+boolean) is required; ``categories`` (a list of codes) is optional and only allowed on unsafe rows.
+Parquet needs ``messages`` and ``unsafe`` columns and may have ``id`` and ``categories`` (a list of
+strings, or JSON text). A row whose labels cannot be used keeps its place with ``problem`` set: it is
+listed in the report, never dropped and never counted as safe or unsafe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..scale.records import DatasetError, file_format
+
+_CODE = re.compile(r"^S[1-9][0-9]*$")
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    """One row's labels: ``unsafe``, ``categories`` (None: not labelled) - or the ``problem`` with them."""
+
+    line: int
+    id: Any = None
+    unsafe: bool | None = None
+    categories: tuple[str, ...] | None = None
+    problem: str | None = None
+
+
+def read_labels(path: str | os.PathLike[str], known_codes: Collection[str]) -> list[LabelledRow]:
+    """Every row's labels, in file order (1-based ``line``, numbered as ``moderate`` numbers them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"labelled file {path} does not exist")
+    if file_format(path) == "jsonl":
+        return list(_jsonl_labels(path, known_codes))
+    return list(_parquet_labels(path, known_codes))
+
+
+def _jsonl_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, 1):
+            yield _jsonl_row(line, raw.rstrip(b"\r\n"), known)
+
+
+def _jsonl_row(line: int, raw: bytes, known: Collection[str]) -> LabelledRow:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return LabelledRow(line, problem=f"not a JSON line: {exc}" if raw.strip() else "empty line")
+    if not isinstance(value, Mapping):
+        return LabelledRow(line, problem="no labels: a labelled row is an object with 'messages' and 'unsafe'")
+    return check_labels(line, value.get("id"), value, known)
+
+
+def check_labels(line: int, id_: Any, labels: Mapping[str, Any], known: Collection[str]) -> LabelledRow:
+    """A :class:`LabelledRow` from the row's ``unsafe`` and ``categories`` values, or the problem with them."""
+    unsafe = labels.get("unsafe")
+    if unsafe is None:
+        return LabelledRow(line, id_, problem="no 'unsafe' label (true or false)")
+    if not isinstance(unsafe, bool):
+        return LabelledRow(line, id_, problem=f"the 'unsafe' label must be true or false, got {unsafe!r}")
+    categories = labels.get("categories")
+    if categories is None:
+        return LabelledRow(line, id_, unsafe)
+    if isinstance(categories, str) or not isinstance(categories, list | tuple):
+        return LabelledRow(
+            line, id_, problem=f"'categories' must be a list of codes such as ['S9'], got {categories!r}"
+        )
+    if not all(isinstance(c, str) for c in categories):
+        return LabelledRow(line, id_, problem=f"'categories' must hold codes as text, got {list(categories)!r}")
+    codes = tuple(dict.fromkeys(c.strip() for c in categories))
+    unknown = [c for c in codes if not _CODE.match(c) or c not in known]
+    if unknown:
+        return LabelledRow(line, id_, problem=f"unknown category code(s) {unknown}; known: {_known_text(known)}")
+    if codes and not unsafe:
+        return LabelledRow(line, id_, problem=f"a row labelled safe has categories {list(codes)}")
+    return LabelledRow(line, id_, unsafe, codes or None)
+
+
+def _known_text(known: Collection[str]) -> str:
+    return ", ".join(sorted(known, key=code_order))
+
+
+def code_order(code: str) -> tuple[int, str]:
+    """Sort key for category codes: S1, S2 ... S10 ... S14, S15, then anything else by name."""
+    return (int(code[1:]), code) if _CODE.match(code) else (10**6, code)
+
+
+def _parquet_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise DatasetError(f"{path} is not a readable Parquet file: {exc}") from exc
+    names = parquet.schema_arrow.names
+    if "unsafe" not in names:
+        raise DatasetError(f"{path} has no 'unsafe' label column (columns: {names})")
+    columns = [c for c in ("id", "unsafe", "categories") if c in names]
+    line = 0
+    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
+        data = batch.to_pydict()
+        for i in range(batch.num_rows):
+            line += 1
+            labels = {name: data[name][i] for name in columns}
+            if isinstance(labels.get("categories"), str):
+                labels["categories"] = _json_or_text(labels["categories"])
+            yield check_labels(line, labels.get("id"), labels, known)
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value  # reported as not a list

@@ -1,0 +1,271 @@
+"""Responses API -> core messages: input items, output items and stream events as one assistant turn.
+
+Known items and events are read field by field (:data:`ITEM_FIELDS`, the event tables); an unknown item type,
+field or stream event raises ``InvalidConversationError``. A stream is checked on its items (as added, done and
+final) and on every streamed text, refusal, reasoning, annotation and argument the items do not already hold, so a
+stream that ends without them (``response.failed``, a cut connection) is checked from its deltas.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ...core.errors import InvalidConversationError
+from .fields import Check, as_dict, filled, get, json_text, only_known, output_stage, text_piece
+
+#: Responses items by type: every field each may hold (what is shown to the guard, and ids / status).
+ITEM_FIELDS: dict[str, frozenset[str]] = {
+    "message": frozenset({"type", "id", "status", "role", "content"}),
+    "reasoning": frozenset({"type", "id", "status", "summary", "content", "encrypted_content"}),
+    "function_call": frozenset({"type", "id", "status", "call_id", "name", "arguments"}),
+    "function_call_output": frozenset({"type", "id", "status", "call_id", "output"}),
+    "mcp_call": frozenset({"type", "id", "status", "server_label", "name", "arguments", "output", "error"}),
+    "mcp_approval_request": frozenset({"type", "id", "server_label", "name", "arguments"}),
+    "mcp_list_tools": frozenset({"type", "id", "server_label", "tools", "error"}),
+    "file_search_call": frozenset({"type", "id", "status", "queries", "results"}),
+    "web_search_call": frozenset({"type", "id", "status"}),
+}
+SEARCH_RESULT_FIELDS = frozenset({"attributes", "file_id", "filename", "score", "text"})
+RESPONSE_EVENTS = frozenset(
+    {"response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"}
+)
+ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
+PART_EVENTS = frozenset(
+    {
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
+    }
+)
+#: Streamed text events: (what the text is, the event field holding it).
+TEXT_EVENTS: dict[str, tuple[str, str]] = {
+    "response.output_text.delta": ("text", "delta"),
+    "response.output_text.done": ("text", "text"),
+    "response.refusal.delta": ("refusal", "delta"),
+    "response.refusal.done": ("refusal", "refusal"),
+    "response.reasoning_text.delta": ("reasoning", "delta"),
+    "response.reasoning_text.done": ("reasoning", "text"),
+    "response.reasoning_summary_text.delta": ("reasoning", "delta"),
+    "response.reasoning_summary_text.done": ("reasoning", "text"),
+    "response.function_call_arguments.delta": ("arguments", "delta"),
+    "response.function_call_arguments.done": ("arguments", "arguments"),
+    "response.mcp_call.arguments.delta": ("arguments", "delta"),
+    "response.mcp_call.arguments.done": ("arguments", "arguments"),
+}
+NO_CONTENT_EVENTS = frozenset(
+    f"response.{tool}.{state}"
+    for tool, states in (
+        ("web_search_call", ("in_progress", "searching", "completed")),
+        ("file_search_call", ("in_progress", "searching", "completed")),
+        ("mcp_list_tools", ("in_progress", "failed", "completed")),
+        ("mcp_call", ("in_progress", "failed", "completed")),
+    )
+    for state in states
+)
+
+
+def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``input`` (string or items) and ``instructions`` of ``responses.create`` as OpenAI chat messages."""
+    messages: list[dict[str, Any]] = []
+    instructions, items = request.get("instructions"), request.get("input")
+    if isinstance(instructions, str) and instructions:
+        messages.append({"role": "system", "content": instructions})
+    if isinstance(items, str):
+        messages.append({"role": "user", "content": items})
+        return messages
+    if items is None or isinstance(items, bytes | Mapping):
+        raise InvalidConversationError("responses.create needs input= a string or a list of input items")
+    for n, raw in enumerate(items):
+        item = as_dict(raw, f"input item {n}")
+        if (item.get("type") or ("message" if "role" in item else None)) == "message":
+            messages.append({**item, "role": item.get("role", "user")})  # the core checks every key
+            continue
+        turn = _Turn()
+        turn.add_item(item, f"input item {n}")
+        messages.extend(turn.messages())
+    if not messages:
+        raise InvalidConversationError("responses.create got an empty input list")
+    return messages
+
+
+def responses_output_checks(messages: list[dict[str, Any]], response: Any) -> list[Check]:
+    """The answer with every tool call it makes (one assistant turn), then server-side tool outputs."""
+    turn = _Turn()
+    for n, item in enumerate(get(response, "output") or []):
+        turn.add_item(as_dict(item, f"output item {n}"), f"output item {n}")
+    return turn.checks(messages)
+
+
+def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -> list[Check]:
+    """Everything a streamed response released: its items, and every streamed text the items do not hold."""
+    turn = _Turn()
+    deltas: dict[tuple[str, Any, Any], str] = {}  # (kind, item id, part index) -> the deltas joined
+    texts: list[tuple[str, Any, str]] = []  # (kind, item id, text) of done events and streamed parts
+    names: dict[Any, tuple[Any, Any]] = {}  # item id -> (call id, tool name), for streamed arguments
+    for n, raw in enumerate(events):
+        event = as_dict(raw, f"stream event {n}")
+        kind, where = event.get("type"), f"stream event {n} ({event.get('type')})"
+        items: list[Any] = []
+        if kind in RESPONSE_EVENTS:
+            items = list(as_dict(event.get("response") or {}, where).get("output") or [])
+        elif kind in ITEM_EVENTS:
+            items = [event.get("item")]
+        elif kind in PART_EVENTS:
+            part = as_dict(event.get("part") or {}, where)
+            if part.get("type") in ("reasoning_text", "summary_text"):
+                texts.append(("reasoning", event.get("item_id"), text_piece(part.get("text"), where)))
+            else:
+                turn.add_part(part)
+        elif kind in TEXT_EVENTS:
+            text_kind, field = TEXT_EVENTS[kind]
+            text = text_piece(event.get(field), where)
+            if kind.endswith(".delta"):
+                key = (text_kind, event.get("item_id"), event.get("content_index", event.get("summary_index")))
+                deltas[key] = deltas.get(key, "") + text
+            else:
+                texts.append((text_kind, event.get("item_id"), text))
+        elif kind == "response.output_text.annotation.added":
+            turn.add_part({"type": "text", "text": "", "annotations": [event.get("annotation")]})
+        elif kind not in NO_CONTENT_EVENTS:
+            raise InvalidConversationError(
+                f"stream event {n} has type {kind!r}, which the client-side guard cannot check; nothing was released"
+            )
+        for m, raw_item in enumerate(items):
+            item = as_dict(raw_item, f"{where} item {m}")
+            turn.add_item(item, f"{where} item {m}")
+            names[item.get("id")] = (item.get("call_id") or item.get("id"), item.get("name"))
+    texts += [(text_kind, item_id, text) for (text_kind, item_id, _), text in deltas.items()]
+    for text_kind, item_id, text in texts:
+        turn.add_streamed(text_kind, text, *names.get(item_id, (item_id, None)))
+    return turn.checks(messages)
+
+
+class _Turn:
+    """One assistant turn assembled from Responses items: content parts, tool calls and tool results.
+
+    Items seen more than once (added, done, final) add each distinct part or call once.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def add_item(self, item: dict[str, Any], where: str) -> None:
+        kind = item.get("type") or ("message" if "role" in item else None)
+        if kind not in ITEM_FIELDS:
+            raise InvalidConversationError(
+                f"{where} has type {kind!r}, which the client-side guard cannot check; supported: "
+                f"{', '.join(ITEM_FIELDS)}"
+            )
+        only_known(item, ITEM_FIELDS[kind], f"{where} ({kind})")
+        if kind == "message":
+            content = item.get("content")
+            for part in [content] if isinstance(content, str) else content or []:
+                self.add_part({"type": "text", "text": part} if isinstance(part, str) else as_dict(part, where))
+        elif kind == "reasoning":
+            fields = ("summary", "content", "encrypted_content")
+            self.add_part({"type": "reasoning", **{k: item[k] for k in fields if k in item}})
+        elif kind in ("function_call", "mcp_call", "mcp_approval_request"):
+            call_id = item.get("call_id") or item.get("id")
+            self.add_call(call_id, item.get("name"), item.get("arguments"))
+            outcome = [item[k] for k in ("output", "error") if filled(item.get(k))]
+            if outcome:
+                self.add_result(call_id, "\n".join(map(str, outcome)))
+        elif kind == "function_call_output":
+            self.add_result(item.get("call_id"), item.get("output"))
+        elif kind == "mcp_list_tools":
+            self.add_call(item.get("id"), "mcp_list_tools", json.dumps({"server_label": item.get("server_label")}))
+            listed = [json_text(item[k]) for k in ("tools", "error") if filled(item.get(k))]
+            if listed:
+                self.add_result(item.get("id"), "\n".join(listed))
+        elif kind == "file_search_call":
+            self.add_call(item.get("id"), "file_search", json.dumps({"queries": item.get("queries") or []}))
+            if item.get("results"):
+                self.add_result(item.get("id"), _search_results(item["results"], where))
+
+    def add_part(self, part: dict[str, Any]) -> None:
+        key = _content_of(part)
+        if set(key) - {"type"} and all(_content_of(known) != key for known in self.parts):
+            self.parts.append(part)
+
+    def add_call(self, call_id: Any, name: Any, arguments: Any) -> None:
+        """A tool call (a nameless one stays nameless: the core refuses it)."""
+        call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        for n, known in enumerate(self.calls):
+            if known["function"] == call["function"] or (known["id"] == call_id and not arguments):
+                return
+            if known["id"] == call_id and not known["function"]["arguments"]:
+                self.calls[n] = call
+                return
+        self.calls.append(call)
+
+    def add_result(self, call_id: Any, content: Any) -> None:
+        result = {"role": "tool", "tool_call_id": call_id, "content": content}
+        if result not in self.results:
+            self.results.append(result)
+
+    def add_streamed(self, kind: str, text: str, call_id: Any, name: Any) -> None:
+        """A streamed text (delta or done event), unless a part or call already holds exactly this text."""
+        if not text:
+            return
+        if kind == "arguments":
+            if all(call["function"]["arguments"] != text for call in self.calls):
+                self.calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": text}})
+        elif text not in _part_texts(self.parts, kind):
+            self.parts.append({"type": kind, kind: text} if kind != "text" else {"type": "text", "text": text})
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The turn as chat messages (an assistant message with its calls, then the results)."""
+        out: list[dict[str, Any]] = []
+        if self.parts or self.calls:
+            out.append({"role": "assistant", "content": self.parts or None, "tool_calls": self.calls})
+        return out + self.results
+
+    def checks(self, messages: list[dict[str, Any]]) -> list[Check]:
+        """The answer with every tool call it makes (one assistant turn), then the tool results."""
+        if not self.parts and not self.calls:
+            return []
+        answer = {"role": "assistant", "content": self.parts or None, "tool_calls": self.calls}
+        checks = [(messages + [answer], output_stage(answer))]
+        if self.results:
+            calls_only = {"role": "assistant", "content": None, "tool_calls": self.calls}
+            checks.append((messages + [calls_only] + self.results, "tool_result"))
+        return checks
+
+
+def _content_of(part: Mapping[str, Any]) -> dict[str, Any]:
+    """A part's filled fields without its ids and logprobs: two views of one part compare equal."""
+    return {k: v for k, v in part.items() if filled(v) and k not in ("id", "index", "logprobs")}
+
+
+def _part_texts(parts: list[dict[str, Any]], kind: str) -> set[str]:
+    """The texts of ``kind`` (text, refusal, reasoning) the parts hold."""
+    texts: set[str] = set()
+    for part in parts:
+        ptype = part.get("type")
+        if kind == "text" and (ptype in ("text", "input_text", "output_text") or (ptype is None and "text" in part)):
+            texts.add(part.get("text"))
+        elif kind == "refusal" and ptype == "refusal":
+            texts.add(part.get("refusal"))
+        elif kind == "reasoning" and ptype == "reasoning":
+            texts.update(part[k] for k in ("reasoning", "text") if isinstance(part.get(k), str))
+            texts.update(
+                s.get("text") for k in ("summary", "content") for s in part.get(k) or [] if isinstance(s, Mapping)
+            )
+    return texts
+
+
+def _search_results(results: Any, where: str) -> str:
+    shown = []
+    for n, raw in enumerate(results):
+        result = as_dict(raw, f"{where} result {n}")
+        only_known(result, SEARCH_RESULT_FIELDS, f"{where} result {n}")
+        attributes = f" {json.dumps(result['attributes'], ensure_ascii=False)}" if result.get("attributes") else ""
+        shown.append(
+            f"[{result.get('filename') or result.get('file_id') or 'file'}]{attributes} {result.get('text') or ''}"
+        )
+    return "\n\n".join(shown)
