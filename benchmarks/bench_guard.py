@@ -2,12 +2,17 @@
 
     python benchmarks/bench_guard.py            # full run on the "bench"-size test model (~5 min, 2 cores)
     python benchmarks/bench_guard.py --quick    # a few repetitions on the tiny test model (CI: proves it runs)
+    python benchmarks/bench_guard.py --compile-rows   # also the static (CUDA-graph) path and torch.compile, on CPU
 
 Prints a table of ratios and writes the raw numbers to benchmarks/results/bench_guard.json.
 Each comparison interleaves its two sides (A, B, A, B, ...) and reports medians, so machine noise hits
-both sides alike. Targets (issue 5): safe check >= 3x faster than generate-and-parse; <= 1.15x one bare
-forward pass; prefix cache >= 2x on a short check; 16 concurrent async checks >= 2x sequential
-throughput; RSS growth <= 50 MB over 2,000 checks.
+both sides alike. Targets (issue 5): safe check >= 3x faster than generate-and-parse; prefix cache >= 2x on a
+short check; 16 concurrent async checks >= 2x sequential throughput; RSS growth <= 50 MB over 2,000 checks.
+Issue 17: a check without the prefix cache <= 1.0x one bare forward pass of the same ids.
+
+A "bare forward" is the model alone (body, then the output head at the last position) with the same head
+kernel as the check (``backends/forward.py``), so no ceiling row is slowed by a kernel the check avoids; one
+row compares with transformers' own forward (``nn.Linear`` head) as well, and the head rows time both kernels.
 
 The short-check rows reuse only the policy part of the prompt (``cache_conversations=False``), so a repeated
 text is not cheaper than a new one. Two rows give the model-only ceilings on this machine: what any
@@ -35,6 +40,8 @@ from pathlib import Path
 import torch
 
 from llamaguard_guardrails import LlamaGuard, Policy
+from llamaguard_guardrails.backends import forward
+from llamaguard_guardrails.backends.transformers import TransformersBackend
 from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,7 +89,7 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> dict:
+def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int, compile_rows: bool = False) -> dict:
     guard = LlamaGuard.from_pretrained(model_dir, cache_size=0, micro_batching=False, cache_conversations=False)
     model, backend = guard.backend.model, guard.backend
     (prompt,) = guard.build_prompts(SHORT)
@@ -107,23 +114,29 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
         _ = text.splitlines()[0] if text else ""
 
-    def bare_forward() -> None:
+    def transformers_forward() -> None:
         with torch.inference_mode():
             model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False, return_dict=False)
+
+    def bare_forward() -> None:
+        """The model alone with the check's head kernel, logits at the last position."""
+        with torch.inference_mode():
+            hidden, _ = forward.hidden_states(model, ids, attention_mask=mask)
+            forward.logits(model, hidden[:, -1:, :])
 
     def bare_forward_after_prefix() -> None:
         from llamaguard_guardrails.backends.kv_store import view
 
         with torch.inference_mode():
-            model(
-                input_ids=ids[:, cut:],
+            hidden, _ = forward.hidden_states(
+                model,
+                ids[:, cut:],
                 attention_mask=mask,
                 position_ids=torch.arange(cut, ids.shape[1]).unsqueeze(0),
                 past_key_values=view(prefix_kv, cut),
-                logits_to_keep=1,
                 use_cache=True,
-                return_dict=False,
             )
+            forward.logits(model, hidden[:, -1:, :])
 
     def ours_no_prefix() -> None:
         backend.prefix_caching = False
@@ -152,7 +165,14 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         "ours_s": t_ours_np,
         "bare_forward_s": t_bare,
         "ratio": t_ours_np / t_bare,
-        "target": "<= 1.15",
+        "target": "<= 1.0",
+    }
+    t_ours_np, t_stock = interleaved(ours_no_prefix, transformers_forward, repeats)
+    results["vs_transformers_forward_no_prefix_cache"] = {
+        "ours_s": t_ours_np,
+        "transformers_forward_s": t_stock,
+        "ratio": t_ours_np / t_stock,
+        "note": "transformers' own forward (nn.Linear head), logits at the last position",
     }
     t_prefix, t_noprefix = interleaved(ours, ours_no_prefix, repeats)
     results["prefix_cache"] = {
@@ -175,6 +195,10 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
         "speedup": t_generate / t_rest,
         "note": "model only: generate-and-parse vs the cheapest possible score pass",
     }
+    results["head_kernels"] = head_kernels(model, max(3, repeats // 2))
+    results["agent_over_the_limit"] = agent_over_the_limit(guard, max(2, repeats // 8))
+    if compile_rows:
+        results["static_and_compiled"] = static_and_compiled(guard, max(3, repeats // 2))
     results["agent_next_turn"] = agent_next_turn(guard, max(3, repeats // 2))
     results["streamed_answer"] = streamed_answer(guard, max(2, repeats // 5))
     results["screenshot_next_turn"] = agent_next_turn(guard, max(3, repeats // 4), screenshot_history())
@@ -219,6 +243,109 @@ def bench(model_dir: Path, repeats: int, rss_checks: int, concurrency: int) -> d
     results["prompt_tokens"] = len(prompt.input_ids)
     results["prefix_tokens"] = prompt.prefix_length
     return results
+
+
+def static_and_compiled(guard: LlamaGuard, repeats: int, mode: str = "default") -> dict:
+    """The one-turn check on the static path (``compile="cuda_graphs"``: uncaptured on CPU) and with the static
+    steps compiled by ``torch.compile(mode=mode)``, each interleaved with the eager check; warm-up times included."""
+    real = guard.backend
+    eager = LlamaGuard(real, guard.prompts, cache_size=0, micro_batching=False)
+    out: dict = {"torch_compile_mode": mode}
+    for name, option in (("static", "cuda_graphs"), ("compiled", mode)):
+        backend = TransformersBackend(
+            real.model, real.tokens, real.pad_token_id, guard.prompts.decode, cache_conversations=False, compile=option
+        )
+        other = LlamaGuard(backend, guard.prompts, cache_size=0, micro_batching=False)
+        warmup_s = backend.warmup(other.build_prompts)
+        t_other, t_eager = interleaved(
+            lambda g=other: g.classify(SHORT, policy=PASS), lambda: eager.classify(SHORT, policy=PASS), repeats
+        )
+        out[name] = {"check_s": t_other, "eager_check_s": t_eager, "ratio": t_other / t_eager, "warmup_s": warmup_s}
+    return out
+
+
+def tool_agent(steps: int = 24) -> list[dict]:
+    """A tool-calling agent: a task, then one tool call and its result per step (~100 tokens a step)."""
+    messages = [{"role": "user", "content": "Find out why the nightly build of the payments service fails."}]
+    for step in range(steps):
+        query = f"build log of night {step}: errors and warnings of the payments service, newest first"
+        call = {"id": f"c{step}", "type": "function", "function": {"name": "search_logs", "arguments": query}}
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        result = f"night {step}: " + "linker warning in module billing; tests passed; upload timed out. " * 4
+        messages.append({"role": "tool", "tool_call_id": f"c{step}", "content": result})
+    return messages
+
+
+def agent_over_the_limit(guard: LlamaGuard, repeats: int, max_prompt_tokens: int = 1024) -> dict:
+    """An agent checked after every message (library defaults: conversation KV reused) with ``max_prompt_tokens``
+    low enough that it crosses the limit halfway: the median check after the crossing vs before it, with the
+    trimming's hysteresis and, for comparison, with the fewest messages dropped at every check (the old rule)."""
+    from llamaguard_guardrails.core import prompt as prompt_module
+
+    agent = LlamaGuard(guard.backend, guard.prompts, max_prompt_tokens=max_prompt_tokens, cache_size=0)
+    messages = tool_agent()
+    turns = [messages[:end] for end in range(1, len(messages) + 1)]
+    crossed = [bool(agent.build_prompts(turn)[0].omitted_messages) for turn in turns]
+    backend = guard.backend
+    settings = backend.prefix_caching, backend.cache_conversations
+    backend.prefix_caching = backend.cache_conversations = True
+    hysteresis = prompt_module.trim_limit
+    times: dict[str, list[list[float]]] = {"hysteresis": [], "old_rule": []}
+    try:
+        for _ in range(repeats + 1):  # the first round warms up
+            for name, rule in (("hysteresis", hysteresis), ("old_rule", lambda total, limit: limit)):
+                prompt_module.trim_limit = rule
+                backend.kv_store.clear()
+                run = []
+                for turn in turns:
+                    start = time.perf_counter()
+                    agent.classify(turn, policy=PASS)
+                    run.append(time.perf_counter() - start)
+                times[name].append(run)
+    finally:
+        prompt_module.trim_limit = hysteresis
+        backend.prefix_caching, backend.cache_conversations = settings
+        agent.close()
+    out: dict = {
+        "checks": len(turns),
+        "first_trimmed_check": crossed.index(True),
+        "max_prompt_tokens": max_prompt_tokens,
+    }
+    for name, runs in times.items():
+        per_check = [statistics.median(column) for column in zip(*runs[1:])]
+        before = statistics.median(t for t, c in zip(per_check, crossed) if not c)
+        after = statistics.median(t for t, c in zip(per_check, crossed) if c)
+        out[name] = {"median_before_s": before, "median_after_s": after, "after_over_before": after / before}
+    out["target"] = "<= 1.5 (hysteresis)"
+    return out
+
+
+def head_kernels(model, repeats: int, rows: tuple[int, ...] = (1, 2, 8, 32)) -> dict:
+    """The output head's two exact kernels, interleaved, for each number of rows: ``F.linear`` (transformers'
+    ``nn.Linear``) and ``weight @ hidden.T``; ``chosen`` is the one the score pass uses on this device and dtype."""
+    weight = model.get_output_embeddings().weight
+    chosen = "weight @ hidden.T" if forward.weight_first(weight) else "F.linear"
+    out: dict = {"device": str(weight.device), "dtype": str(weight.dtype), "chosen": chosen}
+    for n in rows:
+        hidden = torch.randn(n, weight.shape[1], dtype=weight.dtype, device=weight.device)
+
+        def linear(h=hidden) -> None:
+            torch.nn.functional.linear(h, weight)
+            sync(weight.device)
+
+        def weight_first(h=hidden) -> None:
+            weight @ h.T
+            sync(weight.device)
+
+        with torch.inference_mode():
+            t_linear, t_first = interleaved(linear, weight_first, repeats)
+        out[f"rows_{n}"] = {"F.linear_ms": t_linear * 1000, "weight_first_ms": t_first * 1000}
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def reuse_vs_policy_only(guard: LlamaGuard, repeats: int, prime, timed) -> tuple[float, float]:
@@ -286,7 +413,12 @@ def table(results: dict) -> str:
     rows = [
         ("safe check vs generate(10)+parse", f"{results['vs_generate']['speedup']:.2f}x faster", ">= 3x"),
         ("safe check vs one bare forward", f"{results['vs_bare_forward']['ratio']:.2f}x the time", "<= 1.15x"),
-        ("  (prefix cache off)", f"{results['vs_bare_forward_no_prefix_cache']['ratio']:.2f}x the time", "<= 1.15x"),
+        ("  (prefix cache off)", f"{results['vs_bare_forward_no_prefix_cache']['ratio']:.2f}x the time", "<= 1.0x"),
+        (
+            "  (prefix cache off) vs transformers' own forward",
+            f"{results['vs_transformers_forward_no_prefix_cache']['ratio']:.2f}x the time",
+            "-",
+        ),
         ("prefix cache on vs off", f"{results['prefix_cache']['speedup']:.2f}x faster", ">= 2x"),
         (
             "  ceiling: bare pass, all ids vs after the prefix",
@@ -294,6 +426,18 @@ def table(results: dict) -> str:
             "-",
         ),
         ("  ceiling: generate(10) vs bare pass after prefix", f"{results['ceiling_vs_generate']['speedup']:.2f}x", "-"),
+        *head_rows(results["head_kernels"]),
+        (
+            f"agent over max_prompt_tokens={results['agent_over_the_limit']['max_prompt_tokens']}: "
+            "median check after the crossing / before",
+            f"{results['agent_over_the_limit']['hysteresis']['after_over_before']:.2f}x",
+            "<= 1.5x",
+        ),
+        (
+            "  (the old rule: one more message dropped at every check)",
+            f"{results['agent_over_the_limit']['old_rule']['after_over_before']:.2f}x",
+            "-",
+        ),
         (
             f"next agent turn ({results['agent_next_turn']['prompt_tokens']} tokens), history KV reused",
             f"{results['agent_next_turn']['speedup']:.2f}x faster",
@@ -320,10 +464,35 @@ def table(results: dict) -> str:
             "<= 50 MB",
         ),
     ]
+    if "static_and_compiled" in results:
+        compiled = results["static_and_compiled"]
+        rows += [
+            (
+                "static path (compile='cuda_graphs', uncaptured on CPU) vs eager",
+                f"{compiled['static']['ratio']:.2f}x the time",
+                "-",
+            ),
+            (
+                f"torch.compile of the static path vs eager (warm-up {compiled['compiled']['warmup_s']:.0f} s)",
+                f"{compiled['compiled']['ratio']:.2f}x the time",
+                "-",
+            ),
+        ]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'measure':<{width}}  {'result':<20}  target", "-" * (width + 32)]
     lines += [f"{name:<{width}}  {value:<20}  {target}" for name, value, target in rows]
     return "\n".join(lines)
+
+
+def head_rows(kernels: dict) -> list[tuple[str, str, str]]:
+    """One table row per row count: F.linear time / weight-first time (> 1: weight-first is faster)."""
+    rows = []
+    for key, value in kernels.items():
+        if key.startswith("rows_"):
+            ratio = value["F.linear_ms"] / value["weight_first_ms"]
+            rows.append((f"  head, {key[5:]} row(s): F.linear / weight @ hidden.T", f"{ratio:.2f}x", "-"))
+    rows[0] = (*rows[0][:2], f"score pass uses {kernels['chosen']}")
+    return rows
 
 
 def event_loop_lag(model_dir: Path, checks: int = 8, step_s: float = 0.5) -> dict:
@@ -369,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few repetitions on the tiny model (proves it runs)")
     parser.add_argument("--model", help="model folder (default: a test model built for the run)")
     parser.add_argument("--output", default=str(RESULTS / "bench_guard.json"))
+    parser.add_argument("--compile-rows", action="store_true", help="also time the static path and torch.compile")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
@@ -378,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building the {size} random-weight test model in {model_dir} ...", file=sys.stderr)
         make_test_model(model_dir, size=size)
     repeats, rss_checks, concurrency = (3, 200, 16) if args.quick else (20, 2000, 16)
-    results = bench(model_dir, repeats, rss_checks, concurrency)
+    results = bench(model_dir, repeats, rss_checks, concurrency, args.compile_rows)
     results["meta"] = {
         "model": str(model_dir),
         "size": size,

@@ -1,20 +1,30 @@
 """GPU figures for one check on a random-weight model of the real Llama Guard 4 12B shape (bf16).
 
-    python benchmarks/gpu_bench.py --tokenizer DIR [--out results.json]        # on a GPU machine
-    python benchmarks/gpu_bench.py --tokenizer DIR --shape tiny                  # dry run on CPU
+    python benchmarks/gpu_bench.py [--out results.json]         # on a GPU machine (~5 min on an H200)
+    python benchmarks/gpu_bench.py --shape tiny --repeats 5     # dry run on CPU
 
-DIR is any folder with the Llama 4 tokenizer and processor files (e.g. a `make-test-model` folder;
-the weights there are not used). The 12B model is built directly on the GPU with random bf16 weights
-(12,001,097,216 parameters, 24.0 GB), so no checkpoint is read. Prints p50/p95 latency of a one-turn
-check, throughput at batch 1, 8 and 32, the generate-and-parse and bare-forward baselines, the next turn
-of a ~2,000-token agent history with its earlier turns' KV reused (vs the policy prefix only), and the
-floor of reading every weight once at the measured copy bandwidth.
+``--tokenizer DIR`` takes the Llama 4 tokenizer files from a folder (e.g. a `make-test-model` folder; its
+weights are not used); by default they are built for the run from the ``llama-models`` package. The 12B model is built directly on the GPU with random bf16 weights
+(12,001,097,216 parameters, 24.0 GB), so no checkpoint is read. One run measures, side by side, for the
+eager pass and the static pass captured in CUDA graphs (``compile="cuda_graphs"``), each with the prefix
+cache off and on:
+
+- the one-turn check p50/p95 against the floor of reading every weight once at the measured copy
+  bandwidth (issue 17: <= 2x the floor);
+- throughput at batch 1, 8 and 32 (issue 17: batch 32 >= 20x batch 1);
+- the next turn of a ~2,000-token agent history with its earlier turns' KV reused vs the policy prefix only
+  (decides the GPU default of ``prefix_caching``);
+- the largest score difference between the eager and the graph pass (bf16: tolerance 2e-2 on every answer
+  probability) and the capture time of the graphs (``warmup``);
+- the bare forward and generate-and-parse baselines, a check with two images (eager), and the output head's
+  two kernels (F.linear vs weight @ hidden.T) for 1, 2, 8 and 32 rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import time
@@ -85,15 +95,25 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else max(values)
 
 
+#: Largest difference between an eager and a graph-pass answer probability accepted in bf16.
+BF16_TOLERANCE = 2e-2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", required=True, help="folder with the Llama 4 tokenizer/processor files")
-    parser.add_argument("--shape", choices=("lg4", "tiny"), default="lg4", help="lg4: the real 12B shape")
+    parser.add_argument("--tokenizer", help="folder with the Llama 4 tokenizer files (default: built for the run)")
+    parser.add_argument("--shape", choices=("lg4", "tiny", "bench"), default="lg4", help="lg4: the real 12B shape")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", default="gpu_bench.json")
     parser.add_argument("--full-attention", action="store_true", help="full-attention layer types (exact < 8192)")
-    parser.add_argument("--profile", action="store_true", help="print the top CPU ops of one prefix-cached check")
+    parser.add_argument("--compile", default="cuda_graphs", help="the static path's compile option")
+    parser.add_argument("--profile", action="store_true", help="print the top ops of one eager and one graph check")
     args = parser.parse_args(argv)
+    # Random weights answer neither "safe" nor "unsafe": the fail-closed warnings would flood the output. Capture
+    # errors are in the results.
+    logging.getLogger("llamaguard_guardrails").setLevel(logging.ERROR)
+
+    from bench_guard import agent_next_turn, head_kernels  # this folder is on sys.path when run as a script
 
     from llamaguard_guardrails import LlamaGuard, Policy
     from llamaguard_guardrails.backends.base import AnswerTokens
@@ -113,30 +133,60 @@ def main(argv: list[str] | None = None) -> int:
     info["layer_types"] = sorted(set(model.config.text_config.layer_types))
     info.update(parameters=params, build_s=time.perf_counter() - start)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    builder = load_prompt_builder(args.tokenizer)
+    builder = load_prompt_builder(args.tokenizer or tokenizer_folder())
     tokens = AnswerTokens.from_tokenizer(builder.encode_text, builder.ids[EOT])
-    backend = TransformersBackend(model, tokens, 200018, builder.decode)  # prefix cache: the device default
-    guard = LlamaGuard(backend, builder, cache_size=0, micro_batching=False)
     passing = Policy(threshold=1.0)  # the safe path: what most checks cost
+
+    def make(prefix_caching: bool, compile: str | None = None) -> LlamaGuard:
+        backend = TransformersBackend(
+            model, tokens, 200018, builder.decode, prefix_caching=prefix_caching, compile=compile
+        )
+        return LlamaGuard(backend, builder, cache_size=0, micro_batching=False)
+
+    guards = {
+        "eager": make(False),
+        "eager_prefix": make(True),
+        "graphs": make(False, args.compile),
+        "graphs_prefix": make(True, args.compile),
+    }
+    results: dict = {"compile": args.compile, "bf16_tolerance": BF16_TOLERANCE}
+    for name in ("graphs", "graphs_prefix"):  # capture (or compile) the usual shapes first, and time it
+        backend = guards[name].backend
+        backend.warmup(guards[name].build_prompts, batch_sizes=(1, 8, 32))
+        results[f"{name}_warmup"] = {
+            "warmup_s": backend.warmup_s,
+            "capture_s": backend.graphs.capture_s,
+            "graphs": backend.graphs.graphs,
+            "buckets": len(backend.graphs._runners),
+            "static_kv_GB": backend.graphs.nbytes / 1e9,
+            "capture_errors": backend.graphs.capture_errors[:3],
+        }
+
     one_turn = [{"role": "user", "content": "How do I reset my router to factory settings?"}]
-    (prompt,) = guard.build_prompts(one_turn)
+    (prompt,) = guards["eager"].build_prompts(one_turn)
     ids = torch.tensor([prompt.input_ids], device=device)
     mask = torch.ones_like(ids)
-    results: dict = {"prompt_tokens": len(prompt.input_ids), "prefix_tokens": prompt.prefix_length}
-
-    def check() -> None:
-        guard.classify(one_turn, policy=passing)
-
-    def check_no_prefix() -> None:
-        backend.prefix_caching = False
-        try:
-            check()
-        finally:
-            backend.prefix_caching = True
+    results.update(prompt_tokens=len(prompt.input_ids), prefix_tokens=prompt.prefix_length)
+    for name, guard in guards.items():
+        times = timed(lambda g=guard: g.classify(one_turn, policy=passing), args.repeats, device)
+        row = {"p50_ms": statistics.median(times) * 1000, "p95_ms": pct(times, 95) * 1000, "n": args.repeats}
+        for batch in (1, 8, 32):
+            convs = [[{"role": "user", "content": f"Question {i}: how do I reset my router?"}] for i in range(batch)]
+            batch_times = timed(
+                lambda c=convs, g=guard, b=batch: g.classify_batch(c, policy=passing, batch_size=b),
+                max(5, args.repeats // 5),
+                device,
+            )
+            row[f"batch_{batch}_checks_per_s"] = batch / statistics.median(batch_times)
+        row["batch_32_over_batch_1"] = row["batch_32_checks_per_s"] / row["batch_1_checks_per_s"]
+        results[f"check_{name}"] = row
 
     def bare() -> None:
+        from llamaguard_guardrails.backends import forward
+
         with torch.inference_mode():
-            model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False, return_dict=False)
+            hidden, _ = forward.hidden_states(model, ids, attention_mask=mask)
+            forward.logits(model, hidden[:, -1:, :])
 
     def generate() -> None:
         with torch.inference_mode():
@@ -150,13 +200,93 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     for name, fn, n in (
-        ("check", check, args.repeats),
-        ("check_no_prefix_cache", check_no_prefix, args.repeats),
         ("bare_forward", bare, args.repeats),
         ("generate10_baseline", generate, max(5, args.repeats // 5)),
     ):
         times = timed(fn, n, device)
         results[name] = {"p50_ms": statistics.median(times) * 1000, "p95_ms": pct(times, 95) * 1000, "n": n}
+
+    history = []
+    for turn in range(12):  # a multi-turn agent history of about 2,000 tokens
+        history += [
+            {"role": "user", "content": f"Step {turn}: please check the logs of service {turn} and summarise errors."},
+            {"role": "assistant", "content": "Here is what I found in the logs: " + "connection reset by peer; " * 12},
+        ]
+    for name in ("eager_prefix", "graphs_prefix"):
+        results[f"agent_next_turn_{name}"] = agent_next_turn(guards[name], max(5, args.repeats // 5), history)
+    results["agent_history_whole_ms"] = {
+        name: statistics.median(timed(lambda g=guards[name]: g.classify(history, policy=passing), 5, device)) * 1000
+        for name in ("eager", "graphs")
+    }
+    results["eager_vs_graphs"] = score_differences(guards, one_turn, history)
+    results["two_images"] = two_images(guards["eager_prefix"], passing, max(5, args.repeats // 5), device)
+    results["head_kernels"] = head_kernels(model, max(5, args.repeats // 5))
+
+    floor_ms = weight_bytes / bandwidth * 1000
+    results.update(copy_bandwidth_GBps=bandwidth / 1e9, weight_GB=weight_bytes / 1e9, weight_read_floor_ms=floor_ms)
+    best = min(results[f"check_{name}"]["p50_ms"] for name in guards)
+    results["summary"] = {
+        "best_one_turn_p50_over_floor": best / floor_ms,
+        "target_one_turn": "<= 2",
+        "graphs_batch_32_over_batch_1": results["check_graphs"]["batch_32_over_batch_1"],
+        "eager_batch_32_over_batch_1": results["check_eager"]["batch_32_over_batch_1"],
+        "target_batch": ">= 20",
+        "graphs_speedup_one_turn": results["check_eager"]["p50_ms"] / results["check_graphs"]["p50_ms"],
+        "next_turn_reuse_speedup_eager": results["agent_next_turn_eager_prefix"]["speedup"],
+        "next_turn_reuse_speedup_graphs": results["agent_next_turn_graphs_prefix"]["speedup"],
+        "scores_within_bf16_tolerance": results["eager_vs_graphs"]["max_abs_difference"] <= BF16_TOLERANCE,
+    }
+    if device == "cuda":
+        results["max_memory_allocated_GB"] = torch.cuda.max_memory_allocated() / 1e9
+    results["info"] = info
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        for name in ("eager", "graphs"):
+            with profile(activities=activities) as prof:
+                guards[name].classify(one_turn, policy=passing)
+                sync(device)
+            print(f"--- {name} check")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
+    print(json.dumps(results, indent=2))
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def tokenizer_folder() -> str:
+    """A temporary folder with the real Llama 4 tokenizer and processor files (no weights)."""
+    import tempfile
+
+    from llamaguard_guardrails.test_model.factory import make_config, make_processor
+
+    folder = tempfile.mkdtemp(prefix="llama4-tokenizer-")
+    make_processor().save_pretrained(folder)
+    make_config("tiny").save_pretrained(folder)
+    return folder
+
+
+def score_differences(guards: dict, one_turn: list[dict], history: list[dict]) -> dict:
+    """Largest difference of any answer probability between the eager and the graph pass (same prefix setting),
+    over single checks, a batch of eight and the agent history with and without its KV reused."""
+    conversations = [one_turn, history] + [
+        [{"role": "user", "content": f"Question {i}: is it safe to mix bleach and vinegar at home?"}] for i in range(8)
+    ]
+    worst, count = 0.0, 0
+    for eager, graphs in (("eager", "graphs"), ("eager_prefix", "graphs_prefix")):
+        prompts = [guards[eager].build_prompts(c)[0] for c in conversations]
+        for want, got in (
+            (guards[eager].backend.score(prompts[:2]), guards[graphs].backend.score(prompts[:2])),
+            (guards[eager].backend.score(prompts[2:]), guards[graphs].backend.score(prompts[2:])),
+        ):
+            for a, b in zip(want, got, strict=True):
+                fields = ("p_safe", "p_unsafe", "p_blank", "p_safe_after_blank", "p_unsafe_after_blank")
+                worst = max(worst, *(abs(getattr(a, f) - getattr(b, f)) for f in fields))
+                count += 1
+    return {"max_abs_difference": worst, "scores_compared": count, "tolerance": BF16_TOLERANCE}
+
+
+def two_images(guard, policy, repeats: int, device: str) -> dict:
     from PIL import Image
 
     picture = [
@@ -169,62 +299,13 @@ def main(argv: list[str] | None = None) -> int:
             ],
         },
     ]
-    (image_prompt,) = guard.build_prompts(picture)
-    times = timed(lambda: guard.classify(picture, policy=passing), max(5, args.repeats // 5), device)
-    results["two_images"] = {
+    (prompt,) = guard.build_prompts(picture)
+    times = timed(lambda: guard.classify(picture, policy=policy), repeats, device)
+    return {
         "p50_ms": statistics.median(times) * 1000,
-        "prompt_tokens": len(image_prompt.input_ids),
-        "error": guard.classify(picture, policy=passing).error,
+        "prompt_tokens": len(prompt.input_ids),
+        "error": guard.classify(picture, policy=policy).error,
     }
-    history = []
-    for turn in range(12):  # a multi-turn agent history of about 2,000 tokens
-        history += [
-            {"role": "user", "content": f"Step {turn}: please check the logs of service {turn} and summarise errors."},
-            {"role": "assistant", "content": "Here is what I found in the logs: " + "connection reset by peer; " * 12},
-        ]
-    (history_prompt,) = guard.build_prompts(history)
-    times = timed(lambda: guard.classify(history, policy=passing), max(5, args.repeats // 3), device)
-    results["agent_history"] = {
-        "p50_ms": statistics.median(times) * 1000,
-        "p95_ms": pct(times, 95) * 1000,
-        "prompt_tokens": len(history_prompt.input_ids),
-    }
-    from bench_guard import agent_next_turn  # this folder is on sys.path when run as a script
-
-    results["agent_next_turn"] = agent_next_turn(guard, max(5, args.repeats // 5), history)
-    for batch in (1, 8, 32):
-        convs = [
-            [{"role": "user", "content": f"Question {i}: how do I reset my router to factory settings?"}]
-            for i in range(batch)
-        ]
-        times = timed(
-            lambda c=convs, b=batch: guard.classify_batch(c, policy=passing, batch_size=b),
-            max(5, args.repeats // 5),
-            device,
-        )
-        p50 = statistics.median(times)
-        results[f"batch_{batch}"] = {"p50_ms": p50 * 1000, "checks_per_s": batch / p50}
-    results["copy_bandwidth_GBps"] = bandwidth / 1e9
-    results["weight_GB"] = weight_bytes / 1e9
-    results["weight_read_floor_ms"] = weight_bytes / bandwidth * 1000
-    results["check_over_floor"] = results["check"]["p50_ms"] / results["weight_read_floor_ms"]
-    results["generate_over_check"] = results["generate10_baseline"]["p50_ms"] / results["check"]["p50_ms"]
-    if device == "cuda":
-        results["max_memory_allocated_GB"] = torch.cuda.max_memory_allocated() / 1e9
-    results["info"] = info
-    if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-        for name, fn in (("prefix-cached check", check), ("uncached check", check_no_prefix)):
-            with profile(activities=activities) as prof:
-                fn()
-                sync(device)
-            print(f"--- {name}")
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=60))
-    print(json.dumps(results, indent=2))
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ def from_pretrained(
     prefix_caching: bool | None = None,
     cache_conversations: bool = True,
     prefix_cache_mb: float = 512,
+    compile: str | None = None,
+    warmup: bool = False,
     **guard_options: Any,
 ) -> G:
     """Load Llama Guard 4 (or a test model) from a local folder, the HF cache or the Hub.
@@ -58,7 +60,10 @@ def from_pretrained(
     ``prefix_caching`` (default: on for CPU, off for GPU, where a short check is launch-bound)
     reuses the KV cache of the policy part of the prompt and, with ``cache_conversations``, of the
     conversation so far (at most ``prefix_cache_mb`` megabytes; ``cache_conversations=False`` makes
-    repeated checks bit-identical). ``guard_options`` go to the constructor (``max_prompt_tokens``,
+    repeated checks bit-identical). ``compile="cuda_graphs"`` runs text checks on static buffers captured
+    in CUDA graphs on a GPU (a torch.compile mode such as ``"reduce-overhead"`` compiles them instead);
+    ``warmup=True`` captures/compiles the usual shapes at load (time in ``backend.warmup_s``), not at the
+    first checks. ``guard_options`` go to the constructor (``max_prompt_tokens``,
     ``sink``, ``cache_size``, ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``,
     ``allow_local_image_paths``: open image path strings and ``file://`` URLs, off by default because
     message strings may come from clients; a ``pathlib.Path`` is always opened).
@@ -81,10 +86,13 @@ def from_pretrained(
         prefix_caching=prefix_caching,
         cache_conversations=cache_conversations,
         prefix_cache_mb=prefix_cache_mb,
+        compile=compile,
     )
     guard = cls(backend, builder, policy=policy, model_name=str(model_id_or_path), **guard_options)
     _mark_test_model(guard, path)
     guard.prompt_parity = check_prompt_parity(builder, processor)
+    if warmup:
+        backend.warmup(guard.build_prompts)
     return guard
 
 

@@ -31,4 +31,6 @@ def test_bench_guard_quick_mode_writes_every_ratio(tmp_path):
     assert numbers["agent_next_turn"]["prompt_tokens"] > 500
     assert numbers["streamed_answer"]["checks"] > 3
     assert numbers["screenshot_next_turn"]["prompt_tokens"] > 1887  # the screenshot alone is 1,887 tokens
+    assert numbers["agent_over_the_limit"]["first_trimmed_check"] > 0  # the agent crosses max_prompt_tokens
+    assert numbers["head_kernels"]["rows_2"]["weight_first_ms"] > 0
     assert "safe check vs generate" in result.stdout and "next agent turn" in result.stdout

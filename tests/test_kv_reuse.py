@@ -18,14 +18,15 @@ for turn in range(3):
 
 
 class ForwardedTokens:
-    """Counts the token positions each forward pass of the model runs (a hook on the real model)."""
+    """Counts the token positions each forward pass of the model runs (a hook on the real model's text decoder,
+    which every pass goes through: the score pass, prefix passes and generation)."""
 
     def __init__(self, model) -> None:
         self.passes: list[int] = []
-        self._handle = model.register_forward_pre_hook(self._record, with_kwargs=True)
+        self._handle = model.language_model.model.register_forward_pre_hook(self._record, with_kwargs=True)
 
     def _record(self, module, args, kwargs) -> None:
-        self.passes.append(kwargs["input_ids"].shape[1])
+        self.passes.append(kwargs["inputs_embeds"].shape[1])
 
     def close(self) -> None:
         self._handle.remove()

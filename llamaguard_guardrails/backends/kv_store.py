@@ -83,6 +83,14 @@ def owned_row(cache: Any, row: int, head: int, start: int, stop: int) -> Any:
     return _rebuild(cache, take)
 
 
+def from_tensors(template: Any, keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> Any:
+    """A cache with ``template``'s layer types holding ``keys`` and ``values`` (one tensor of each per layer)."""
+    if not len(keys) == len(values) == len(template.layers):
+        raise ValueError("one key and one value tensor per layer of the template")
+    tensors = iter([t for pair in zip(keys, values) for t in pair])  # _rebuild asks for each layer's keys, then values
+    return _rebuild(template, lambda _: next(tensors))
+
+
 def _rebuild(cache: Any, transform) -> Any:
     new = copy.copy(cache)
     new.layers = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ ATTENTION_CHUNK_SIZE = 8192
 #: In a batch, a prompt leaves the shared policy-prefix pass for a pass of its own only when its cached
 #: conversation spares it at least this many tokens.
 PRIVATE_REUSE_TOKENS = 64
+#: ``compile=``: None (eager), "cuda_graphs" (static buffers; captured in CUDA graphs on a GPU, run as they are on
+#: CPU), or a ``torch.compile`` mode for the static path's steps.
+COMPILE_OPTIONS = (None, "cuda_graphs", "default", "reduce-overhead", "max-autotune")
 
 ACCESS_HELP = (
     "Llama Guard 4 is a gated model. To get it: accept the Llama 4 Community License at "
@@ -43,6 +47,10 @@ class TransformersBackend(GuardBackend):
     Reusing a conversation changes the float summation order, so a repeated check may differ from the first in
     the 7th digit of its probability (as batching does). ``cache_conversations=False`` reuses only the policy
     part, always at the same place: repeats are then bit-identical.
+
+    ``compile="cuda_graphs"`` runs text passes on static buffers in length buckets (``graphs.py``), captured in
+    CUDA graphs on a GPU, so a short check replays one graph instead of launching ~2,300 kernels; a torch.compile
+    mode (``"reduce-overhead"``, ...) compiles those steps instead. ``warmup`` prepares the usual buckets.
     """
 
     name = "transformers"
@@ -58,10 +66,14 @@ class TransformersBackend(GuardBackend):
         cache_conversations: bool = True,
         max_cached_prefixes: int = 16,
         prefix_cache_mb: float = 512,
+        compile: str | None = None,
     ) -> None:
         import torch
 
         from .kv_store import PrefixKVStore
+
+        if compile not in COMPILE_OPTIONS:
+            raise ValueError(f"compile must be one of {', '.join(map(repr, COMPILE_OPTIONS))}, got {compile!r}")
 
         self.model = model
         self.tokens = answer_tokens
@@ -77,6 +89,13 @@ class TransformersBackend(GuardBackend):
         self.cache_conversations = cache_conversations
         self.kv_store = PrefixKVStore(max_entries=max_cached_prefixes, max_bytes=int(prefix_cache_mb * 2**20))
         self._window: int | None = None  # longest prompt the model's cache keeps whole (chunked attention)
+        self.warmup_s: float | None = None
+        self.graphs = None
+        if compile is not None:
+            from .graphs import GraphScorer
+
+            wanted = [answer_tokens.safe, answer_tokens.unsafe, answer_tokens.blank]
+            self.graphs = GraphScorer(model, wanted, compile_mode=None if compile == "cuda_graphs" else compile)
 
     def _pixels(self, prompts: Sequence[Prompt], start: int = 0) -> Any:
         """The pixel tiles of the images whose tokens the pass runs (those at or after position ``start``)."""
@@ -103,6 +122,7 @@ class TransformersBackend(GuardBackend):
 
     def _reuse(self, prompt: Prompt) -> tuple[Any, int]:
         """(entry, length): cached KV for the first ``length`` ids of the prompt; (None, 0) without reuse."""
+        from .forward import hidden_states
         from .kv_store import KVEntry, supports, window_limit
 
         anchor = self._anchor(prompt)
@@ -112,10 +132,7 @@ class TransformersBackend(GuardBackend):
         if entry is not None:
             return entry, length if self.cache_conversations else anchor
         ids = prompt.input_ids[:anchor]
-        out = self.model(
-            input_ids=self._torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1, return_dict=False
-        )
-        cache = out[1]
+        _, cache = hidden_states(self.model, self._torch.tensor([ids], device=self.device), use_cache=True)
         if not supports(cache):
             log.info("prefix caching turned off: %s is not a dynamic KV cache", type(cache).__name__)
             self.prefix_caching = False
@@ -162,12 +179,46 @@ class TransformersBackend(GuardBackend):
 
     def _score_group(self, entry: Any, length: int, prompts: Sequence[Prompt]) -> list[AnswerScores]:
         """One forward pass over the prompts' ids after the first ``length`` (cached in ``entry``) + ["\n\n"],
-        logits kept at the last two positions. Each prompt's conversation KV is then kept for later checks."""
-        from .kv_store import owned_row, view
+        logits kept at the last two positions: on the static (graph) path when it is on and the pass fits its
+        buckets, else eagerly. Each prompt's conversation KV is then kept for later checks."""
+        from .kv_store import from_tensors, owned_row
+
+        rows = [list(p.input_ids[length:]) + [self.tokens.blank] for p in prompts]
+        pixels = self._pixels(prompts, length)
+        static = None
+        if self.graphs is not None and pixels is None:
+            static = self.graphs.score(rows, None if entry is None else entry.cache, length)
+        if static is not None:
+            probs, kv = static
+
+            def kept(r: int, keep: int) -> Any:  # the static buffer holds row r's KV at [0, keep) already
+                keys = [k[r : r + 1, :, :keep].clone() for k in kv.keys]
+                return from_tensors(entry.cache, keys, [v[r : r + 1, :, :keep].clone() for v in kv.values])
+
+        else:
+            probs, cache, width = self._eager_pass(entry, length, rows, pixels)
+
+            def kept(r: int, keep: int) -> Any:  # skip row r's left padding
+                start = length + width - len(rows[r])
+                return owned_row(cache, r, length, start, start + keep - length)
+
+        picked = probs.double().cpu().tolist()
+        if entry is not None and self.cache_conversations:
+            for r, prompt in enumerate(prompts):
+                keep = self._keep_length(prompt)
+                if keep > length:
+                    images = [image for image in _images(prompt) if image[1] <= keep]
+                    self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept(r, keep), images)
+        return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
+
+    def _eager_pass(self, entry: Any, length: int, rows: list[list[int]], pixels: Any) -> tuple[Any, Any, int]:
+        """(answer-token probabilities ``[rows, 2, 3]``, the pass's KV cache or None, padded width) of one eager
+        pass over left-padded ``rows`` after the first ``length`` positions cached in ``entry``."""
+        from .forward import hidden_states, token_probabilities
+        from .kv_store import view
 
         torch = self._torch
         t = self.tokens
-        rows = [list(p.input_ids[length:]) + [t.blank] for p in prompts]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), length + width), dtype=torch.long)
@@ -182,30 +233,30 @@ class TransformersBackend(GuardBackend):
             if len(rows) > 1:
                 past.batch_repeat_interleave(len(rows))
             kwargs = {"past_key_values": past, "use_cache": True}
-        pixels = self._pixels(prompts, length)
-        if pixels is not None:
-            kwargs["pixel_values"] = pixels
-        out = self.model(
-            input_ids=ids.to(self.device),
+        hidden, cache = hidden_states(
+            self.model,
+            ids.to(self.device),
             # Always explicit: without a mask, transformers takes a far slower mask path (30x on CPU).
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
-            logits_to_keep=2,
-            return_dict=False,
+            pixel_values=pixels,
             **kwargs,
         )
-        probs = out[0][:, -2:, :].float().softmax(-1)
-        wanted = torch.tensor([t.safe, t.unsafe, t.blank], device=probs.device)
-        picked = probs.index_select(-1, wanted).double().cpu().tolist()
-        if entry is not None and self.cache_conversations:
-            for r, prompt in enumerate(prompts):
-                keep = self._keep_length(prompt)
-                if keep > length:
-                    start = length + width - len(rows[r])
-                    kept = owned_row(out[1], r, length, start, start + keep - length)
-                    images = [image for image in _images(prompt) if image[1] <= keep]
-                    self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept, images)
-        return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
+        # Logits at the last two positions only (the answer, and the answer after a blank line).
+        wanted = torch.tensor([t.safe, t.unsafe, t.blank])
+        return token_probabilities(self.model, hidden[:, -2:, :], wanted), cache, width
+
+    def warmup(self, build: Callable[[str], Sequence[Prompt]], batch_sizes: Sequence[int] = (1,)) -> float:
+        """Score a few one-turn checks of different lengths (``build`` makes their prompts) at each batch size, so
+        the static path's CUDA graphs are captured (or its code compiled) now, not at the first checks. Seconds."""
+        started = time.perf_counter()
+        for text in ("warm up", "warm up " * 40, "warm up " * 100):
+            (prompt,) = build(text)
+            for size in batch_sizes:
+                self.score([prompt] * size)
+        self.warmup_s = time.perf_counter() - started
+        log.info("warm-up took %.2f s (graph capture or compilation included)", self.warmup_s)
+        return self.warmup_s
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         """Greedy decoding after "unsafe\n" (reusing cached KV), stopping at the end of the line."""

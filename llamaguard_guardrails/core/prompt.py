@@ -172,26 +172,35 @@ class PromptBuilder:
         """The prompt(s) for ``conversation``: one, or several windows when the last message alone is too long.
 
         Older messages are dropped (and reported in ``omitted_messages``) when the whole conversation
-        does not fit ``max_tokens``; the last message and the instruction are always kept.
+        does not fit ``max_tokens``; the last message and the instruction are always kept. Trimming has
+        hysteresis (see :func:`trim_limit`), so the next turns of a growing conversation keep the same
+        beginning and its KV cache can be reused.
         """
         prompt = self._build_one(conversation, policy)
         if max_tokens is None or len(prompt) <= max_tokens:
             return [prompt]
         blocks = conversation.blocks()
         # Fewer leading blocks -> shorter prompt: binary-search the fewest blocks to drop, never touching
-        # the blocks of the last message (its text, tool calls and images stay whole).
+        # the blocks of the last message (its text, tool calls and images stay whole). First down to the
+        # hysteresis watermark; when even the last message alone is above it, to the limit itself. The first
+        # probe is the guess from the blocks' token offsets, the second its neighbour: two builds, usually.
         last_source = blocks[-1][1].source
         first_of_last = next(i for i, (_, block) in enumerate(blocks) if block.source == last_source)
-        low, high, best = 1, first_of_last, None
-        while low <= high:
-            start = (low + high) // 2
-            kept = self._build_one(Conversation.from_blocks(blocks[start:], conversation.message_count), policy)
-            if len(kept) <= max_tokens:
-                best, high = replace(kept, omitted_messages=_sources(blocks[:start])), start - 1
-            else:
-                low = start + 1
-        if best is not None:
-            return [best]
+        starts = _block_starts(prompt, blocks)
+        for limit in (trim_limit(len(prompt), max_tokens), max_tokens):
+            need = len(prompt) - limit
+            guess = next((k for k in range(1, first_of_last) if starts[k] - starts[0] >= need), first_of_last)
+            low, high, best, start = 1, first_of_last, None, guess
+            while low <= high:
+                kept = self._build_one(Conversation.from_blocks(blocks[start:], conversation.message_count), policy)
+                if len(kept) <= limit:
+                    best, high = replace(kept, omitted_messages=_sources(blocks[:start])), start - 1
+                    start = high if start == guess else (low + high) // 2
+                else:
+                    low = start + 1
+                    start = low if start == guess else (low + high) // 2
+            if best is not None:
+                return [best]
         return self._windows(blocks, conversation, policy, max_tokens)
 
     def _windows(
@@ -360,6 +369,35 @@ class PromptBuilder:
         out.extend([ids[PATCH]] * per_tile)
         out.append(ids[IMAGE_END])
         return out
+
+
+#: Trimming drops tokens in steps of ``max_tokens // TRIM_STEPS`` (see :func:`trim_limit`).
+TRIM_STEPS = 4
+
+
+def trim_limit(total: int, max_tokens: int) -> int:
+    """The length a prompt of ``total`` tokens (over ``max_tokens``) is trimmed to: oldest messages are dropped
+    until it fits this, a watermark between ``max_tokens - step`` and ``max_tokens``.
+
+    Stateless hysteresis: the tokens to drop, ``total - max_tokens``, are rounded up to a multiple of the step
+    (a quarter of ``max_tokens``). As a conversation grows at its end, the prompt trimmed from its beginning
+    keeps the same first kept message (the cut depends on the oldest messages' lengths and that multiple only)
+    until another step's worth of tokens has arrived: the next checks share the trimmed beginning, and its KV,
+    instead of losing one more message at every turn. The same conversation always gives the same prompt.
+    """
+    step = max(1, max_tokens // TRIM_STEPS)
+    return total - -(-(total - max_tokens) // step) * step
+
+
+def _block_starts(prompt: Prompt, blocks: Sequence[tuple[Role, Block]]) -> list[int]:
+    """About where each block starts in ``prompt`` (tokens): where the content before it ends."""
+    starts, spans, position = [], 0, prompt.prefix_length
+    for _, block in blocks:
+        starts.append(position)
+        spans += sum(1 for text in block.texts if text.strip())  # each non-empty text has one content span
+        if spans and spans <= len(prompt.content_spans):
+            position = prompt.content_spans[spans - 1][1]
+    return starts
 
 
 def _torch_uint8() -> Any:
