@@ -1,12 +1,11 @@
 """A forward pass in two parts: the model's body (up to its final norm) and its output head, with the fastest kernel.
 
-The score pass runs the body, then the head at the two positions it needs. Llama Guard 4's head is a 202,048-row matrix (2 GB in bf16; 414 MB in float32 on the bench model), read once per
-pass: on CPU it costs as much as several transformer layers. The score pass needs full logits (for the softmax)
+The score pass runs the body, then the head at the two positions it needs. Llama Guard 4's head is a
+202,048-row matrix, read once per pass: on CPU it costs as much as several transformer layers. The score pass needs full logits (for the softmax)
 at two positions per prompt only. Which kernel computes ``hidden @ weight.T`` fastest depends on the device:
 
 - CPU, float32 (MKL): ``weight @ hidden.T`` (one tall product) beats ``F.linear`` (transformers' ``nn.Linear``)
-  by ~2x from two rows on, and ties at one row (``benchmarks/bench_guard.py`` measures both for 1, 2, 8 and 32
-  rows on the machine it runs on). Exact: only the summation order changes (|logit difference| ~1e-6).
+  from two rows on (``benchmarks/bench_guard.py`` times both for 1, 2, 8 and 32 rows on its machine). Exact: only the summation order changes (|logit difference| ~1e-6).
 - Everything else (CUDA bf16/fp16 through cuBLAS, bf16 on CPU): ``F.linear``, the layout the libraries tune for.
 """
 

@@ -158,7 +158,7 @@ class GuardedChain(GuardRunnable):
             verdicts = yield self._classify([contexts[i] for i in pending], self.input_policy, batch=True)
             for i, verdict in zip(pending, verdicts):
                 results[i] = self._outcome(verdict, "input", None)
-            pending = [i for i, verdict in zip(pending, verdicts) if verdict.safe]
+            pending = [i for i in pending if results[i] is None]  # enforce() let it through
         if pending:
             inputs, inner = [values[i] for i in pending], [self._inner(configs[i]) for i in pending]
             batch = Call(self.chain.batch, self.chain.abatch, (inputs, inner), {"return_exceptions": True, **kwargs})
