@@ -16,7 +16,6 @@ from .base import AnswerScores, AnswerTokens, GuardBackend
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "meta-llama/Llama-Guard-4-12B"
 # Llama Guard 4 ships `attention_chunk_size: null`, which transformers cannot run. With 8192, logits
 # equal full attention for prompts below 8192 tokens.
 ATTENTION_CHUNK_SIZE = 8192

@@ -190,9 +190,6 @@ class Conversation:
         return [(turn.role, block) for turn in self.turns for block in turn.blocks]
 
 
-ConversationInput = str | Sequence[Mapping[str, Any]] | Conversation
-
-
 def parse_conversation(messages: Any, *, allow_local_image_paths: bool = False) -> Conversation:
     """Map OpenAI-format messages (or a plain string = one user message) onto a :class:`Conversation`.
 
