@@ -140,8 +140,9 @@ FIELDS = {
         [{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": WORD}]}],
         response_metadata={"model_provider": "openai"},
     ),
-    "openai_reasoning_kwarg": AIMessage("ok", additional_kwargs={"reasoning": {"summary": [
-        {"type": "summary_text", "text": WORD}]}}),
+    "openai_reasoning_kwarg": AIMessage(
+        "ok", additional_kwargs={"reasoning": {"summary": [{"type": "summary_text", "text": WORD}]}}
+    ),
     "anthropic_thinking": AIMessage(
         [{"type": "thinking", "thinking": WORD, "signature": "sig"}, {"type": "text", "text": "ok"}],
         response_metadata={"model_provider": "anthropic"},
@@ -163,7 +164,9 @@ FIELDS = {
         tool_calls=[{**CALL, "args": {}}],
         invalid_tool_calls=[{"name": "lookup", "args": WORD, "id": "c9", "error": "bad JSON"}],
     ),
-    "server_tool_call": AIMessage([{"type": "server_tool_call", "id": "s1", "name": "web_search", "args": {"q": WORD}}]),
+    "server_tool_call": AIMessage(
+        [{"type": "server_tool_call", "id": "s1", "name": "web_search", "args": {"q": WORD}}]
+    ),
     "additional_kwargs_tool_calls": AIMessage("", additional_kwargs={"tool_calls": [OPENAI_CALL]}),
     "additional_kwargs_tool_calls_beside_tool_calls": AIMessage(
         "", tool_calls=[{**CALL, "args": {}}], additional_kwargs={"tool_calls": [OPENAI_CALL]}

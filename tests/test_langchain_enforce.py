@@ -93,7 +93,9 @@ def test_every_adapter_reports_every_verdict_to_on_verdict(lg):
         ADAPTERS[adapter](lg, on_block="refuse", on_verdict=hook)
     handler = LlamaGuardCallbackHandler(lg, on_verdict=hook, check_outputs=False)
     scripted_model("ok").invoke("How do I bake bread?", config={"callbacks": [handler]})
-    LlamaGuardDecisionModel(lg, on_verdict=hook).invoke({"state": UNSAFE, "questions": {"unsafe": Noul(instructions="Unsafe?")}})
+    LlamaGuardDecisionModel(lg, on_verdict=hook).invoke(
+        {"state": UNSAFE, "questions": {"unsafe": Noul(instructions="Unsafe?")}}
+    )
     blocks = [("input", False), ("input", False), ("tool_call", False), ("input", False)]
     assert seen == [*blocks, ("input", True), ("decision", False)]
 

@@ -473,8 +473,14 @@ def test_streamed_reasoning_is_checked_before_any_text_is_released(lg, mode):
 
 #: Streams whose message chunks carry a ``name`` (LangChain's ``+`` drops it): the name reaches the caller.
 NAMED = {
-    "named_then_last": lambda word: [AIMessageChunk("Here it is.", name=f"{word}_bot"), AIMessageChunk("", chunk_position="last")],
-    "second_name_differs": lambda word: [AIMessageChunk("Here", name="chef"), AIMessageChunk(" it is.", name=f"{word}_bot")],
+    "named_then_last": lambda word: [
+        AIMessageChunk("Here it is.", name=f"{word}_bot"),
+        AIMessageChunk("", chunk_position="last"),
+    ],
+    "second_name_differs": lambda word: [
+        AIMessageChunk("Here", name="chef"),
+        AIMessageChunk(" it is.", name=f"{word}_bot"),
+    ],
 }
 
 

@@ -70,7 +70,9 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
 
     # -- checks -----------------------------------------------------------------------------------
 
-    def _classify(self, conversations: list[list[OpenAIMessage]], policy: Policy | None, batch: bool = False) -> Classify:
+    def _classify(
+        self, conversations: list[list[OpenAIMessage]], policy: Policy | None, batch: bool = False
+    ) -> Classify:
         return Classify(self.guard, conversations, policy or self.policy, batch)
 
     def _enforce(self, verdict: Verdict, stage: str, on_verdict: OnVerdict | None) -> Refusal | None:

@@ -144,7 +144,9 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
         elif isinstance(refusal, str):
             out["refusal"] = refusal
         else:
-            raise InvalidConversationError(f"additional_kwargs['refusal'] must be a string, got {type(refusal).__name__}")
+            raise InvalidConversationError(
+                f"additional_kwargs['refusal'] must be a string, got {type(refusal).__name__}"
+            )
     if calls and role != "assistant":
         raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")
     if calls:

@@ -96,7 +96,9 @@ class LlamaGuardDecisionModel(BaseDecisionModel):
         return await _steps.arun(self._decide(state, questions))
 
     def _answers(self, verdict: Verdict, questions: dict[str, Question]) -> ClassifierResponse:
-        answers: dict[str, Any] = {name: NoulAnswer(type="noul", noul=decision_probability(verdict)) for name in questions}
+        answers: dict[str, Any] = {
+            name: NoulAnswer(type="noul", noul=decision_probability(verdict)) for name in questions
+        }
         return ClassifierResponse(model=self.model, answers=answers)
 
 

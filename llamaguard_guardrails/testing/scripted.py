@@ -84,4 +84,3 @@ class ScriptedBackend(GuardBackend):
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         return self.rule(self.conversation_text(prompt)) or ""
-
