@@ -43,6 +43,13 @@ def test_a_built_tool_call_and_result_are_shown_with_decoded_arguments():
     assert "bomb" in " ".join(shown[1][2]) and shown[2][2][0].startswith("[tool result: run_shell]")
 
 
+def test_the_module_examples_hold():
+    import doctest
+
+    result = doctest.testmod(build)
+    assert result.attempted >= 2 and result.failed == 0
+
+
 def test_arguments_text_keeps_json_text_and_writes_anything_else():
     assert build.arguments_text('{"a": 1}') == '{"a": 1}'
     assert build.arguments_text(None) == "{}"

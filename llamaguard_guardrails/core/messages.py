@@ -59,5 +59,8 @@ def tool_result(content: Any, *, name: str | None = None, call_id: Any = "call")
 
 
 def image_part(image: Any) -> Message:
-    """A content part holding one image: a PIL image, bytes, or a data URL / ``https`` string."""
+    """A content part holding one image: bytes, base64 text, a data URL, a PIL image or a ``pathlib.Path``.
+
+    URLs are never fetched and path strings never opened (see :mod:`.images`): the parser refuses them.
+    """
     return {"type": "image", "image": image}
