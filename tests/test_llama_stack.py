@@ -19,10 +19,6 @@ import base64
 import importlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,6 +29,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from stack_server import StackServer, free_port
 
 from conftest import make_image, png_bytes
 
@@ -54,7 +52,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The `__fields__` attribute is deprecated:DeprecationWarning"),  # llama-stack
 ]
 
-LLAMA = Path(sys.executable).with_name("llama")
 MODEL = "fake/fake-llm"
 PASS, BLOCK = {"threshold": 1.0}, {"threshold": 0.0}
 PYTHON = {
@@ -212,12 +209,6 @@ def mcp_server() -> Iterator[Any]:
 # -- real llama stack servers -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stack_env(home: Path, model_dir: Path, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -228,47 +219,6 @@ def stack_env(home: Path, model_dir: Path, **extra: str) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         **extra,
     }
-
-
-class StackServer:
-    """``llama stack run CONFIG --port P`` as a subprocess; stopped by PID with SIGTERM."""
-
-    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self._log_file = log.open("wb")
-        self.proc = subprocess.Popen(
-            [str(LLAMA), "stack", "run", str(config), "--port", str(self.port)],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_healthy()
-
-    def _wait_healthy(self, timeout: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama stack run exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"llama stack run did not become healthy:\n{self.log.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log_file.close()
 
 
 @pytest.fixture(scope="module")

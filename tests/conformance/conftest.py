@@ -78,10 +78,10 @@ class Servers:
             self._starting.start()
 
     def _start(self) -> None:
-        from .servers import StackServer
+        from .servers import ConformanceStack
 
         try:
-            self._stack = StackServer(self.home, self.model_dir)
+            self._stack = ConformanceStack(self.home, self.model_dir)
         except BaseException as exc:  # noqa: BLE001 - reported to the first test that needs the server
             self._error = exc
 

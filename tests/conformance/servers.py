@@ -3,7 +3,7 @@
 - :class:`FakeUpstream`: an OpenAI-compatible LLM server (``/v1/chat/completions``, ``/v1/responses``)
   that answers exactly what a test scripted (a message, chunk deltas, output items or stream events),
   for ``guard_client``;
-- :class:`StackServer`: ``llama stack run`` with the library's safety provider around the scripted
+- :class:`ConformanceStack`: ``llama stack run`` with the library's safety provider around the scripted
   guard (:mod:`.conformance_guard`), for ``run_shield`` and moderations.
 """
 
@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,12 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+from stack_server import StackServer
 
 from .conformance_guard.backend import EVENTS
 
 HERE = Path(__file__).parent
-LLAMA = Path(sys.executable).with_name("llama")
 
 # -- fake upstream LLM ------------------------------------------------------------------------------
 
@@ -165,12 +160,6 @@ SHIELDS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def stack_config(home: Path, model_dir: Path) -> Path:
     """Safety only: the conformance provider, the suite's shields, sqlite stores under ``home``."""
     kv, sql = {"backend": "kv_default"}, {"backend": "sql_default"}
@@ -214,13 +203,10 @@ def stack_config(home: Path, model_dir: Path) -> Path:
     return path
 
 
-class StackServer:
+class ConformanceStack(StackServer):
     """``llama stack run`` with the conformance provider; stopped by PID with SIGTERM."""
 
     def __init__(self, home: Path, model_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / "server.log"
         env = {
             **os.environ,
             "LLAMA_STACK_CONFIG_DIR": str(home / "llama-home"),
@@ -228,38 +214,4 @@ class StackServer:
             "HF_HUB_OFFLINE": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p),
         }
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [str(LLAMA), "stack", "run", str(stack_config(home, model_dir)), "--port", str(self.port)],
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_healthy()
-
-    def _wait_healthy(self, timeout: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama stack run exited ({self.proc.returncode}):\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"llama stack run did not become healthy:\n{self.log.read_text()[-4000:]}")
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log_file.close()
+        super().__init__(stack_config(home, model_dir), env, home / "server.log")
