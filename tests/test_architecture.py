@@ -173,3 +173,15 @@ def test_framework_adapters_do_not_import_each_other_or_the_cli(adapter):
         if any(d == o or d.startswith(o + ".") for o in others)
     }
     assert wrong == set()
+
+
+def test_the_test_models_old_path_still_imports_for_one_release_with_a_warning():
+    import importlib
+    import sys
+
+    from llamaguard_guardrails import test_model
+
+    sys.modules.pop(f"{ROOT}.testing.model_factory", None)
+    with pytest.warns(DeprecationWarning, match="llamaguard_guardrails.test_model"):
+        old = importlib.import_module(f"{ROOT}.testing.model_factory")
+    assert old.make_test_model is test_model.make_test_model and old.cache_dir is test_model.cache_dir
