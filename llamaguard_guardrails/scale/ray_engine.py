@@ -78,16 +78,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _as_table(batch: Any) -> pa.Table:
+def _columns(batch: Any) -> dict[str, list[Any]]:
+    """A batch (pyarrow Table, pandas DataFrame, dict of columns) as plain Python lists per column.
+
+    Cells are read one by one, never typed as a column first: one row whose ``messages`` is a number
+    in a column of JSON text must become that row's ``invalid`` row, not an Arrow error for the batch.
+    """
     import pyarrow as pa
 
     if isinstance(batch, pa.Table):
-        return batch
+        return {name: batch.column(name).to_pylist() for name in batch.column_names}
     if hasattr(batch, "to_dict") and hasattr(batch, "columns"):  # pandas
-        return pa.Table.from_pandas(batch, preserve_index=False)
+        return {str(name): [_plain(v) for v in batch[name].tolist()] for name in batch.columns}
     if isinstance(batch, Mapping):
-        return pa.table({name: pa.array([_plain(v) for v in column]) for name, column in batch.items()})
+        return {str(name): [_plain(v) for v in column] for name, column in batch.items()}
     raise TypeError(f"GuardPredictor takes a pyarrow Table, a pandas DataFrame or a dict of columns, not {type(batch)}")
+
+
+def _arrow_column(values: list[Any]) -> pa.Array:
+    """A kept input column as Arrow; one Arrow cannot type (mixed kinds of values) is kept as JSON text."""
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return pa.array([_json_text(v) for v in values], type=pa.string())
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except Exception:  # noqa: BLE001 - nested too deeply or unencodable: still one cell, never the batch
+        return repr(value)[:1000]
+
+
+def _cell_error(value: Any) -> str | None:
+    """An input ``error`` cell as text (None when the row has no error)."""
+    return None if value is None else value if isinstance(value, str) else _json_text(value)
 
 
 class GuardPredictor:
@@ -118,21 +147,26 @@ class GuardPredictor:
     def __call__(self, batch: Any) -> pa.Table:
         import pyarrow as pa
 
-        table = _as_table(batch)
+        columns = _columns(batch)
         if self.guard is None:
             raise RuntimeError("this GuardPredictor is closed")
-        if "messages" not in table.column_names:
-            raise ValueError(f"GuardPredictor needs a 'messages' column; the batch has {table.column_names}")
-        messages = table.column("messages").to_pylist()
-        errors = table.column("error").to_pylist() if "error" in table.column_names else [None] * table.num_rows
-        lines = table.column("line").to_pylist() if "line" in table.column_names else list(range(table.num_rows))
-        records = [_record(line, value, error) for line, value, error in zip(lines, messages, errors)]
+        if "messages" not in columns:
+            raise ValueError(f"GuardPredictor needs a 'messages' column; the batch has {list(columns)}")
+        messages = columns["messages"]
+        errors = columns.get("error", [None] * len(messages))
+        lines = columns.get("line", list(range(len(messages))))
+        records = [_record(line, value, _cell_error(error)) for line, value, error in zip(lines, messages, errors)]
         rows = verdict_rows(self.guard, records, self.policy, self.batch_size)
-        verdicts = pa.table({name: [row[name] for row in rows] for name in VERDICT_COLUMNS}, schema=_verdict_schema())
-        kept = table.drop_columns([c for c in ("messages", *VERDICT_COLUMNS) if c in table.column_names])
-        for name in VERDICT_COLUMNS:
-            kept = kept.append_column(verdicts.schema.field(name), verdicts.column(name))
-        return kept
+        kept = {
+            name: _arrow_column(values)
+            for name, values in columns.items()
+            if name not in ("messages", *VERDICT_COLUMNS)
+        }
+        verdicts = {
+            name: pa.array([row[name] for row in rows], type=_verdict_schema().field(name).type)
+            for name in VERDICT_COLUMNS
+        }
+        return pa.table({**kept, **verdicts})
 
     def close(self) -> None:
         """Close the guard (frees its model); the predictor cannot be used afterwards."""

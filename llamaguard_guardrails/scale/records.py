@@ -206,13 +206,18 @@ def _read_parquet(parquet: Any) -> Iterator[Record]:
 def parquet_record(line: int, value: Any, id_: Any = None) -> Record:
     """A :class:`Record` from a Parquet ``messages`` cell (JSON text, or message structs) and its ``id``.
 
-    The ``id`` column is kept whatever the cell holds. Never raises.
+    The ``id`` column is kept whatever the cell holds; JSON text longer than :data:`MAX_LINE_BYTES` is an
+    invalid row, as a JSONL line is. Never raises.
     """
     if value is None:
         return Record(line, id_, None, "the messages cell is null")
     if isinstance(value, str):
         if not value.strip():
             return Record(line, id_, None, "the messages cell is empty")
+        if len(value) > MAX_LINE_BYTES // 4 and (size := len(value.encode("utf-8", "surrogatepass"))) > MAX_LINE_BYTES:
+            return Record(
+                line, id_, None, f"the messages cell is {size} bytes long, over the {MAX_LINE_BYTES}-byte limit"
+            )
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:

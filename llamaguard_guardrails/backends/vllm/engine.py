@@ -58,7 +58,7 @@ class VLLMEngineBackend(GuardBackend):
         outputs = self._generate(inputs, scoring_params(self.top_logprobs))
         if len(outputs) != len(inputs):
             raise VLLMResponseError(f"vLLM returned {len(outputs)} outputs for {len(inputs)} prompts")
-        return paired_scores([_first_logprobs(out, n) for n, out in enumerate(outputs)], self.tokens)
+        return [_row_scores(outputs, n, self.tokens) for n in range(0, len(outputs), 2)]
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         ids = category_prompt(prompt, self.tokens, leading_blank=leading_blank)
@@ -67,6 +67,16 @@ class VLLMEngineBackend(GuardBackend):
 
     def close(self) -> None:
         self.llm = None
+
+
+def _row_scores(outputs: list[Any], n: int, tokens: AnswerTokens) -> AnswerScores | Exception:
+    """The scores of one prompt (outputs ``n`` and ``n + 1``), or the error of that prompt alone, in its place:
+    one unreadable output fails its own row (the fail mode decides it), never the other rows of the batch."""
+    try:
+        (scores,) = paired_scores([_first_logprobs(outputs[n], n), _first_logprobs(outputs[n + 1], n + 1)], tokens)
+    except Exception as exc:  # noqa: BLE001 - VLLMResponseError, or a malformed value: this row only
+        return exc
+    return scores
 
 
 def _first_logprobs(output: Any, index: int) -> dict[int, float]:
