@@ -30,6 +30,7 @@ from .core.errors import (
     InvalidConversationError,
     UnsafeContentError,
 )
+from .core.images import ImageLimits
 from .core.policy import DEFAULT_POLICY, Policy
 from .core.prompt import Prompt, PromptBuilder
 from .core.scores import AnswerScores
@@ -68,6 +69,7 @@ class LlamaGuard:
         max_batch: int = 16,
         max_wait_ms: float = 0.0,
         allow_local_image_paths: bool = False,
+        image_limits: ImageLimits | None = None,
     ) -> None:
         self.backend = backend
         self.prompts = prompt_builder
@@ -78,6 +80,8 @@ class LlamaGuard:
         self.model_name = model_name
         #: Open image path strings and file:// URLs (only for trusted input); pathlib.Path values always open.
         self.allow_local_image_paths = allow_local_image_paths
+        #: What one conversation's images may cost (images, pixels per image and in total, encoded bytes).
+        self.image_limits = image_limits or ImageLimits()
         self.is_test_model = False
         self.prompt_parity: bool | None = None
         self.cache = VerdictCache(cache_size)
@@ -189,7 +193,9 @@ class LlamaGuard:
         if isinstance(conversation, Conversation):
             conv = conversation
         else:
-            conv = parse_conversation(conversation, allow_local_image_paths=self.allow_local_image_paths)
+            conv = parse_conversation(
+                conversation, allow_local_image_paths=self.allow_local_image_paths, image_limits=self.image_limits
+            )
         return self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
 
     def render(self, conversation: Any, policy: Policy | None = None) -> str:

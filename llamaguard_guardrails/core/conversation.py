@@ -56,7 +56,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from .errors import InvalidConversationError, InvalidImageError
-from .images import image_reader, read_image_part
+from .images import ImageLimits, image_reader, read_image_part
 
 Role = Literal["User", "Agent"]
 
@@ -190,10 +190,13 @@ class Conversation:
         return [(turn.role, block) for turn in self.turns for block in turn.blocks]
 
 
-def parse_conversation(messages: Any, *, allow_local_image_paths: bool = False) -> Conversation:
+def parse_conversation(
+    messages: Any, *, allow_local_image_paths: bool = False, image_limits: ImageLimits | None = None
+) -> Conversation:
     """Map OpenAI-format messages (or a plain string = one user message) onto a :class:`Conversation`.
 
-    Image strings are never opened as files unless ``allow_local_image_paths`` (see ``core.images``).
+    Image strings are never opened as files unless ``allow_local_image_paths`` (see ``core.images``);
+    ``image_limits`` bounds what the conversation's images may cost (default: ``ImageLimits()``).
     """
     if isinstance(messages, Conversation):
         return messages
@@ -207,7 +210,7 @@ def parse_conversation(messages: Any, *, allow_local_image_paths: bool = False) 
         raise InvalidConversationError("the conversation is empty: pass at least one message")
     tool_names: dict[str, str] = {}
     blocks: list[tuple[Role, Block]] = []
-    with image_reader(allow_local_paths=allow_local_image_paths):  # one image count per conversation
+    with image_reader(allow_local_paths=allow_local_image_paths, limits=image_limits):  # one budget per conversation
         for index, message in enumerate(messages):
             for role, block in _message_blocks(_as_mapping(message, index), index, tool_names):
                 _check_encodable(block, f"message {index} ({role})")

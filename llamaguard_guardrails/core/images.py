@@ -19,9 +19,15 @@ white exactly as Hugging Face's ``convert_to_rgb`` does; 16-bit and 32-bit greys
 8 bits instead of being clipped; every frame of an animation or page of a multi-page TIFF becomes
 its own image, in order.
 
-**Bounds.** At most :data:`MAX_PIXELS` pixels per reference (all frames together), checked from the
-headers before any pixel is decoded, and at most :data:`MAX_IMAGES` images per conversation (frames
-count); over that, :class:`TooManyImagesError`. Every decoding failure is an :class:`InvalidImageError`.
+**Bounds, per conversation and per image** (:class:`ImageLimits`; defaults below, configurable with
+``LlamaGuard(image_limits=...)``). Llama Guard 4 sees at most 16 tiles of 336 px per image (about 1.8
+megapixels); anything larger is only scaled down, so the defaults leave a wide margin and no more:
+:data:`MAX_PIXELS` pixels per image (all its frames together), :data:`MAX_TOTAL_PIXELS` pixels over all
+images of a conversation, :data:`MAX_IMAGE_BYTES` bytes of encoded image data per conversation and at most
+:data:`MAX_IMAGES` images (each frame counts; over that, :class:`TooManyImagesError`). Sizes and frame counts
+are read from the headers and the encoded size from the text's length before anything is decoded, so a
+request is refused before it decodes anything beyond its budget. Every decoding failure is an
+:class:`InvalidImageError`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +52,50 @@ from .errors import InvalidImageError, TooManyImagesError
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _FORMAT_NAMES = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 
-#: Decompression-bomb guard, per image reference and all its frames together: 64 megapixels is far
-#: beyond what Llama Guard 4 looks at (16 tiles of 336 px).
-MAX_PIXELS = 64_000_000
+#: Pixels per image reference, all its frames together (decompression bombs): 40 megapixels, over 20 times
+#: what Llama Guard 4 looks at (16 tiles of 336 px); 12 MP phone photos and 8K screenshots pass.
+MAX_PIXELS = 40_000_000
+
+#: Pixels over every image and frame of one conversation (decoding costs about 12 bytes per pixel at its peak).
+MAX_TOTAL_PIXELS = 48_000_000
+
+#: Bytes of encoded image data (after base64) per conversation.
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 #: Images per conversation, each frame of an animation or page of a TIFF counting as one.
 MAX_IMAGES = 32
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What one conversation's images may cost; ``None`` fields take the module defaults when read.
+
+    ``max_images``: images, frames included; ``max_pixels``: per image, its frames together;
+    ``max_total_pixels``: over all images; ``max_bytes``: encoded bytes over all images.
+    """
+
+    max_images: int | None = None
+    max_pixels: int | None = None
+    max_total_pixels: int | None = None
+    max_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_images", "max_pixels", "max_total_pixels", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(
+                    f"ImageLimits.{name} must be a whole number >= 0 (or None: the default), got {value!r}"
+                )
+
+    def resolved(self) -> ImageLimits:
+        """These limits with every ``None`` replaced by the module default of now."""
+        return ImageLimits(
+            MAX_IMAGES if self.max_images is None else self.max_images,
+            MAX_PIXELS if self.max_pixels is None else self.max_pixels,
+            MAX_TOTAL_PIXELS if self.max_total_pixels is None else self.max_total_pixels,
+            MAX_IMAGE_BYTES if self.max_bytes is None else self.max_bytes,
+        )
+
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -65,27 +110,60 @@ _WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
 class ImageReader:
-    """Reads the image parts of one conversation, counting them (frames included) against :data:`MAX_IMAGES`."""
+    """Reads the image parts of one conversation, charging each to the conversation's budget (:class:`ImageLimits`)."""
 
-    def __init__(self, *, allow_local_paths: bool = False) -> None:
+    def __init__(self, *, allow_local_paths: bool = False, limits: ImageLimits | None = None) -> None:
         self.allow_local_paths = allow_local_paths
+        self.limits = (limits or ImageLimits()).resolved()
         self.count = 0
+        self.pixels = 0
+        self.bytes = 0
 
     def read(self, ref: Any, where: str) -> list[Image.Image]:
         """Every frame of ``ref`` as an RGB image (see :func:`load_images`)."""
-        room = MAX_IMAGES - self.count
-        images = load_images(ref, where, allow_local_paths=self.allow_local_paths, max_frames=room)
+        images = load_images(ref, where, allow_local_paths=self.allow_local_paths, budget=self)
         self.count += len(images)
         return images
+
+    def charge_bytes(self, size: int, where: str) -> None:
+        """Count ``size`` encoded bytes, refusing them (before they are decoded) past the budget."""
+        if self.bytes + size > self.limits.max_bytes:
+            raise InvalidImageError(
+                f"{where}: {size} bytes of image data would exceed the limit of {self.limits.max_bytes} bytes of "
+                f"images per conversation ({self.bytes} used); send smaller images (Llama Guard 4 looks at "
+                "16 tiles of 336 px at most), or check the conversation in parts"
+            )
+        self.bytes += size
+
+    def charge_pixels(self, pixels: int, new: int, count: int, image: Image.Image, where: str) -> None:
+        """Count ``new`` more pixels of one reference (``pixels`` so far, read from headers), refusing them past
+        the per-image or the per-conversation budget before they are decoded."""
+        frames = f" with {count} frames" if count > 1 else ""
+        if pixels > self.limits.max_pixels:
+            raise InvalidImageError(
+                f"{where}: image is {image.width}x{image.height}{frames}, larger than {self.limits.max_pixels} "
+                "pixels; scale it down (Llama Guard 4 looks at 16 tiles of 336 px at most)"
+            )
+        if self.pixels + new > self.limits.max_total_pixels:
+            raise InvalidImageError(
+                f"{where}: image is {image.width}x{image.height}{frames}, which would exceed the limit of "
+                f"{self.limits.max_total_pixels} pixels of images per conversation ({self.pixels} used); send "
+                "smaller or fewer images, or check the conversation in parts"
+            )
+        self.pixels += new
+
+    def room(self) -> int:
+        """How many more images (frames) this conversation may hold."""
+        return self.limits.max_images - self.count
 
 
 _READER: ContextVar[ImageReader | None] = ContextVar("llamaguard_image_reader", default=None)
 
 
 @contextmanager
-def image_reader(*, allow_local_paths: bool = False) -> Iterator[ImageReader]:
+def image_reader(*, allow_local_paths: bool = False, limits: ImageLimits | None = None) -> Iterator[ImageReader]:
     """The reader :func:`read_image_part` uses inside this block (one conversation being parsed)."""
-    reader = ImageReader(allow_local_paths=allow_local_paths)
+    reader = ImageReader(allow_local_paths=allow_local_paths, limits=limits)
     token = _READER.set(reader)
     try:
         yield reader
@@ -99,23 +177,31 @@ def read_image_part(ref: Any, where: str) -> list[Image.Image]:
 
 
 def load_images(
-    ref: Any, where: str, *, allow_local_paths: bool = False, max_frames: int | None = None
+    ref: Any,
+    where: str,
+    *,
+    allow_local_paths: bool = False,
+    max_frames: int | None = None,
+    budget: ImageReader | None = None,
 ) -> list[Image.Image]:
     """Every frame of ``ref`` as the RGB image a viewer shows; ``where`` names the part in errors.
 
     ``ref`` is bytes, base64 text, a data URL, a PIL image or a :class:`pathlib.Path`; path strings
-    and ``file://`` URLs only with ``allow_local_paths``. More than ``max_frames`` frames (default
-    :data:`MAX_IMAGES`) is a :class:`TooManyImagesError`.
+    and ``file://`` URLs only with ``allow_local_paths``. ``budget``: the conversation's reader, charged
+    for the bytes, pixels and frames (default: a fresh one, the default :class:`ImageLimits`); more
+    frames than it (or ``max_frames``) has room for is a :class:`TooManyImagesError`.
     """
-    limit = MAX_IMAGES if max_frames is None else max_frames
+    budget = budget or ImageReader(allow_local_paths=allow_local_paths)
+    limit = budget.room() if max_frames is None else min(max_frames, budget.room())
     if isinstance(ref, Image.Image):
-        return _frames(ref, where, limit)
+        return _frames(ref, where, limit, budget)
     if isinstance(ref, (bytes, bytearray, memoryview)):
-        return _decode(bytes(ref), where, limit)
+        budget.charge_bytes(len(ref), where)
+        return _decode(bytes(ref), where, limit, budget)
     if isinstance(ref, os.PathLike):
-        return _decode(_read_path(Path(os.fspath(ref)), where), where, limit)
+        return _decode(_read_path(Path(os.fspath(ref)), where, budget), where, limit, budget)
     if isinstance(ref, str):
-        return _decode(_string_bytes(ref, where, allow_local_paths), where, limit)
+        return _decode(_string_bytes(ref, where, allow_local_paths, budget), where, limit, budget)
     raise InvalidImageError(
         f"{where}: unsupported image value of type {type(ref).__name__}; "
         "pass a data URL, base64 text, bytes, a PIL image or a pathlib.Path"
@@ -125,13 +211,13 @@ def load_images(
 # -- where the bytes come from -----------------------------------------------------------------------
 
 
-def _string_bytes(text: str, where: str, allow_local_paths: bool) -> bytes:
+def _string_bytes(text: str, where: str, allow_local_paths: bool, budget: ImageReader) -> bytes:
     text = text.strip()
     if text.startswith("data:"):
         header, _, payload = text.partition(",")
         if ";base64" not in header or not payload:
             raise InvalidImageError(f"{where}: data URL must be 'data:image/<type>;base64,<data>'")
-        return _b64(payload, where)
+        return _b64(payload, where, budget)
     if text.lower().startswith(("http://", "https://")):
         raise InvalidImageError(
             f"{where}: remote image URLs are not fetched by the guard (no network access, no SSRF); "
@@ -139,13 +225,13 @@ def _string_bytes(text: str, where: str, allow_local_paths: bool) -> bytes:
         )
     if allow_local_paths:
         if text.lower().startswith("file://"):
-            return _read_path(Path(text[len("file://") :]), where)
+            return _read_path(Path(text[len("file://") :]), where, budget)
         if _looks_like_path(text) and (_has_path_syntax(text) or os.path.exists(text)):
-            return _read_path(Path(text).expanduser(), where)
+            return _read_path(Path(text).expanduser(), where, budget)
     elif text.lower().startswith("file:"):
         raise InvalidImageError(f"{where}: {_LOCAL_REFUSED}")
     try:
-        return _b64(text, where)
+        return _b64(text, where, budget)
     except InvalidImageError:
         if _looks_like_path(text):  # decided from the text alone: the file system is never consulted
             raise InvalidImageError(f"{where}: {_LOCAL_REFUSED}") from None
@@ -164,17 +250,21 @@ def _has_path_syntax(text: str) -> bool:
     )
 
 
-def _b64(payload: str, where: str) -> bytes:
+def _b64(payload: str, where: str, budget: ImageReader) -> bytes:
+    budget.charge_bytes(len(payload) * 3 // 4, where)  # about the decoded size, refused before decoding
     try:
         return base64.b64decode("".join(payload.split()), validate=True)  # line-wrapped base64 is fine
     except (binascii.Error, ValueError) as exc:
         raise InvalidImageError(f"{where}: invalid base64 image data ({exc})") from exc
 
 
-def _read_path(path: Path, where: str) -> bytes:
-    """Trusted callers only (a ``Path`` from code, or ``allow_local_paths``)."""
+def _read_path(path: Path, where: str, budget: ImageReader) -> bytes:
+    """Trusted callers only (a ``Path`` from code, or ``allow_local_paths``); the size is charged before reading."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            budget.charge_bytes(size, where)
+            return handle.read(size + 1)  # a file that grew since is read only as far as was charged (+1: seen)
     except FileNotFoundError:
         raise InvalidImageError(f"{where}: image file {str(path)!r} does not exist") from None
     except OSError as exc:
@@ -184,7 +274,7 @@ def _read_path(path: Path, where: str) -> bytes:
 # -- decoding ----------------------------------------------------------------------------------------
 
 
-def _decode(data: bytes, where: str, max_frames: int) -> list[Image.Image]:
+def _decode(data: bytes, where: str, max_frames: int, budget: ImageReader) -> list[Image.Image]:
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)  # reads the header only
     except UnidentifiedImageError:
@@ -195,27 +285,29 @@ def _decode(data: bytes, where: str, max_frames: int) -> list[Image.Image]:
     except Exception as exc:  # any failure to read a header is a bad image
         raise InvalidImageError(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from exc
     with image:
-        return _frames(image, where, max_frames)
+        return _frames(image, where, max_frames, budget)
 
 
-def _frames(image: Image.Image, where: str, max_frames: int) -> list[Image.Image]:
+def _frames(image: Image.Image, where: str, max_frames: int, budget: ImageReader) -> list[Image.Image]:
     """Every frame as a viewer's RGB image; sizes and counts are checked before a frame is decoded."""
     try:
         count = getattr(image, "n_frames", 1)
         if count > max(max_frames, 0):
             raise TooManyImagesError(
-                f"{where}: {count} more image(s) would exceed the limit of {MAX_IMAGES} images per conversation "
-                "(each frame of an animation and each page of a TIFF counts); send fewer images or frames, "
-                "or check the conversation in parts"
+                f"{where}: {count} more image(s) would exceed the limit of {budget.limits.max_images} images per "
+                "conversation (each frame of an animation and each page of a TIFF counts); send fewer images or "
+                "frames, or check the conversation in parts"
             )
         start = image.tell() if count > 1 else 0
-        _check_pixels(image, count * image.width * image.height, count, where)  # from the header alone
-        frames, pixels = [], 0
+        charged, frames, pixels = count * image.width * image.height, [], 0
+        budget.charge_pixels(charged, charged, count, image, where)  # from the header alone
         for index in range(count):
             if count > 1:
                 image.seek(index)  # frames of a TIFF may differ in size: re-checked before each is decoded
             pixels += image.width * image.height
-            _check_pixels(image, pixels, count, where)
+            if pixels > charged:  # a larger page than the first: charged before it is decoded
+                budget.charge_pixels(pixels, pixels - charged, count, image, where)
+                charged = pixels
             frames.append(viewer_rgb(image))
         if count > 1:
             image.seek(start)  # a caller's PIL image is left on the frame it was on
@@ -224,14 +316,6 @@ def _frames(image: Image.Image, where: str, max_frames: int) -> list[Image.Image
         raise
     except Exception as exc:  # truncated data, bad EXIF, unsupported mode: all bad images
         raise InvalidImageError(f"{where}: image could not be decoded ({type(exc).__name__}: {exc})") from exc
-
-
-def _check_pixels(image: Image.Image, pixels: int, count: int, where: str) -> None:
-    if pixels > MAX_PIXELS:
-        frames = f" with {count} frames" if count > 1 else ""
-        raise InvalidImageError(
-            f"{where}: image is {image.width}x{image.height}{frames}, larger than {MAX_PIXELS} pixels"
-        )
 
 
 def viewer_rgb(image: Image.Image) -> Image.Image:
