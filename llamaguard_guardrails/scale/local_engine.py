@@ -78,7 +78,7 @@ def verdict_rows(guard: LlamaGuard, records: Sequence[Record], policy: Policy, b
             rows[i] = invalid_row(record, record.error)
             continue
         try:
-            todo.append((i, parse_conversation(record.messages)))
+            todo.append((i, parse_conversation(record.messages, image_limits=getattr(guard, "image_limits", None))))
         except Exception as exc:  # noqa: BLE001 - a hostile row is invalid; the run goes on
             rows[i] = invalid_row(record, describe_error(exc))
     if todo:

@@ -200,3 +200,15 @@ def test_image_decoding_counts_inside_the_deadline(builder, entry):
         guard.close()
     assert all(not v.safe and GuardTimeoutError.__name__ in v.error for v in verdicts), verdicts
     assert elapsed < 2.0, f"returned after {elapsed:.1f} s"  # a generous bound: the deadline is 0.25 s
+
+
+def test_moderate_rows_are_read_with_the_guards_image_limits(make_guard):
+    from llamaguard_guardrails.scale.local_engine import verdict_rows
+    from llamaguard_guardrails.scale.records import Record
+
+    guard = make_guard(image_limits=LIMITS)
+    over = conversation([data_url(encoded(solid(400, 400, n))) for n in range(6)])  # 960,000 pixels
+    within = conversation([data_url(encoded(solid(300, 300, n))) for n in range(2)])
+    rows = verdict_rows(guard, [Record(1, messages=over), Record(2, messages=within)], Policy(), 2)
+    assert [r["status"] for r in rows] == ["invalid", "safe"]
+    assert "pixels of images per conversation" in rows[0]["error"]
