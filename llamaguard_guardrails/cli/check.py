@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import messages as build
 from ..core.conversation import Conversation, parse_conversation
 from ..core.errors import GuardError, InvalidConversationError
+from ..files import read_bounded
 from ..scale.records import describe_error
 from .common import EXIT_OK, EXIT_UNSAFE, add_policy_arguments, check_device, policy_from_args
 
@@ -58,14 +59,7 @@ def _messages(args: argparse.Namespace) -> tuple[list[Any], str]:
 
 
 def _read_file(path: Path, what: str) -> bytes:
-    if path.is_dir():
-        raise _BadInput(f"{what} {path} is a folder, not a file")
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise _BadInput(f"{what} {path} does not exist") from exc
-    except OSError as exc:
-        raise _BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    return read_bounded(path, what)  # a folder, a missing file, over MAX_FILE_BYTES: DatasetError (exit 2)
 
 
 def _add_image(messages: list[Any], image: str, position: int) -> None:

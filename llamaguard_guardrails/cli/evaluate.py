@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..files import output_path
 from . import common
 
 SUMMARY = "measure the guard on labelled data (precision, recall, F1, FPR, AUPRC, thresholds)"
@@ -55,6 +56,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluation.run import evaluate
 
     policies = _policies(args)
+    if args.report:  # refused before the run: never an input (the labelled file, --verdicts, a --policy file)
+        output_path(args.report, [args.input, args.verdicts, *args.policy], what="--report")
     source = {"verdicts": args.verdicts} if args.verdicts else common.guard_source(args)
     report = evaluate(
         args.input, policies=policies, target_fpr=args.target_fpr, **common.engine_options(args), **source

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..scale.records import DatasetError, file_format
+from ..scale.records import DatasetError, file_format, jsonl_lines
 
 _CODE = re.compile(r"^S[1-9][0-9]*$")
 
@@ -46,8 +46,8 @@ def read_labels(path: str | os.PathLike[str], known_codes: Collection[str]) -> l
 
 def _jsonl_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:
     with path.open("rb") as handle:
-        for line, raw in enumerate(handle, 1):
-            yield _jsonl_row(line, raw.rstrip(b"\r\n"), known)
+        for line, raw, too_long in jsonl_lines(handle):  # bounded pieces: a huge line is skipped, not held
+            yield LabelledRow(line, problem=too_long) if too_long else _jsonl_row(line, raw, known)
 
 
 def _jsonl_row(line: int, raw: bytes, known: Collection[str]) -> LabelledRow:

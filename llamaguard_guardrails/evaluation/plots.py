@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import output_path, write_atomic
 from .labels import code_order
 
 if TYPE_CHECKING:
@@ -163,7 +164,8 @@ def category_figure(report: EvaluationReport) -> Any | None:
 
 
 def save_plots(report: EvaluationReport, directory: str | os.PathLike[str]) -> list[Path]:
-    """Write every plot of ``report`` as PNG into ``directory`` (created); returns the paths."""
+    """Write every plot of ``report`` as PNG into ``directory`` (created), each atomically and never over one of the
+    report's input files; returns the paths."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     figures = {"pr_curve.png": pr_figure(report), "roc_curve.png": roc_figure(report)}
@@ -171,8 +173,7 @@ def save_plots(report: EvaluationReport, directory: str | os.PathLike[str]) -> l
     categories = category_figure(report)
     if categories is not None:
         figures["category_f1.png"] = categories
-    paths = []
-    for name, fig in figures.items():
-        fig.savefig(out / name)
-        paths.append(out / name)
+    paths = [output_path(out / name, report.inputs(), what="plot") for name in figures]  # all checked first
+    for path, fig in zip(paths, figures.values()):
+        write_atomic(path, lambda handle, fig=fig: fig.savefig(handle, format="png"))
     return paths

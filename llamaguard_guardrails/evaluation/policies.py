@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.errors import InvalidPolicyError
 from ..core.policy import Policy
+from ..files import DatasetError, read_bounded
 from .labels import code_order
 
 PolicyLike = Policy | Mapping[str, Any] | str | os.PathLike
@@ -24,9 +25,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """A :class:`Policy` from a JSON file of its fields (what ``policy.model_dump_json()`` writes)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InvalidPolicyError(f"policy file {path} does not exist") from exc
+        data = json.loads(read_bounded(path, "policy file").decode("utf-8"))
+    except DatasetError as exc:
+        raise InvalidPolicyError(str(exc)) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidPolicyError(f"policy file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

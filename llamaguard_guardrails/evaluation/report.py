@@ -7,7 +7,6 @@ guard errors and conversations the guard could not read).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.policy import Policy
+from ..files import output_path, strict_json, write_atomic
 from .labels import code_order
 
 
@@ -148,15 +148,21 @@ class EvaluationReport(_Model):
         raise KeyError(f"no policy named {name!r}; policies: {[p.name for p in self.policies]}")
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, rows: bool = False) -> str:
-        """The report as JSON (``rows=True`` adds every scored row); written to ``path`` when given."""
+        """The report as strict JSON (``rows=True`` adds every scored row; an undefined metric is ``null``, never
+        NaN); written atomically to ``path`` when given, which must not be the report's input or verdicts file."""
         data = self.model_dump(mode="json")
         if rows:
             for entry, report in zip(data["policies"], self.policies):
                 entry["rows"] = [r.model_dump(mode="json") for r in report.rows]
-        text = json.dumps(data, indent=2, ensure_ascii=False)
+        text = strict_json(data, indent=2, ensure_ascii=False)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            target = output_path(path, self.inputs(), what="report")
+            write_atomic(target, lambda handle: handle.write((text + "\n").encode("utf-8")))
         return text
+
+    def inputs(self) -> list[str]:
+        """The files this report was made from (a report or plot is never written over one of them)."""
+        return [p for p in (self.source, self.verdicts) if p]
 
     def to_frame(self) -> Any:
         """One pandas row per policy (the headline metrics)."""

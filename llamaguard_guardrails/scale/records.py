@@ -25,14 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import GuardError
+from ..files import DatasetError, output_path, strict_json
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 OUTPUT_FIELDS = ("line", "id", "status", "safe", "categories", "unsafe_probability", "error")
-
-
-class DatasetError(GuardError, ValueError):
-    """The input or output file cannot be used at all (missing, unknown format, no ``messages`` column)."""
 
 
 @dataclass(frozen=True)
@@ -160,14 +157,23 @@ def _check_input(path: Path) -> None:
 
 def _read_jsonl(handle: Any, max_line_bytes: int) -> Iterator[Record]:
     with handle:
-        line = 0
-        while raw := handle.readline(max_line_bytes + 1):
-            line += 1
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                size = len(raw) + _skip_rest_of_line(handle)
-                yield Record(line, error=f"the line is {size} bytes long, over the {max_line_bytes}-byte limit")
-                continue
-            yield parse_jsonl_line(line, raw.rstrip(b"\r\n"))
+        for line, raw, too_long in jsonl_lines(handle, max_line_bytes):
+            yield Record(line, error=too_long) if too_long else parse_jsonl_line(line, raw)
+
+
+def jsonl_lines(handle: Any, max_line_bytes: int | None = None) -> Iterator[tuple[int, bytes, str | None]]:
+    """``(line number, bytes without the line end, None)`` for each line of a binary file, read in bounded
+    pieces; a line longer than ``max_line_bytes`` (default :data:`MAX_LINE_BYTES`) is skipped unread and gives
+    ``(n, b"", why)`` instead."""
+    max_line_bytes = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    line = 0
+    while raw := handle.readline(max_line_bytes + 1):
+        line += 1
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            size = len(raw) + _skip_rest_of_line(handle)
+            yield line, b"", f"the line is {size} bytes long, over the {max_line_bytes}-byte limit"
+            continue
+        yield line, raw.rstrip(b"\r\n"), None
 
 
 def _skip_rest_of_line(handle: Any, piece: int = 1 << 20) -> int:
@@ -293,7 +299,7 @@ class RowWriter:
     def write(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Append ``rows`` (JSONL: on disk when this returns)."""
         if self.format == "jsonl":
-            lines = [json.dumps({k: row.get(k) for k in OUTPUT_FIELDS}, ensure_ascii=False) + "\n" for row in rows]
+            lines = [strict_json({k: row.get(k) for k in OUTPUT_FIELDS}, ensure_ascii=False) + "\n" for row in rows]
             handle = self._jsonl_handle()
             handle.writelines(lines)
             handle.flush()
@@ -344,17 +350,12 @@ class RowWriter:
 
 
 def check_output(path: str | os.PathLike[str], input_path: str | os.PathLike[str] | None = None) -> None:
-    """Refuse an output path that cannot be written (before any model loads): :class:`DatasetError`."""
+    """Refuse an output path that cannot be written, or is the input (before any model loads): :class:`DatasetError`."""
     path = Path(path)
     if path.is_dir():
         raise DatasetError(f"output {path} is a folder; give a .jsonl or .parquet file name")
     file_format(path)
-    if not path.parent.is_dir():
-        raise DatasetError(f"output folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise DatasetError(f"output folder {path.parent} is not writable")
-    if input_path is not None and path.exists() and os.path.samefile(path, input_path):
-        raise DatasetError(f"output {path} is the input file: give another file name")
+    output_path(path, [input_path])
 
 
 def parquet_schema() -> Any:
@@ -385,7 +386,14 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a moderation output file back (JSONL or Parquet) as a list of rows."""
     path = Path(path)
     if file_format(path) == "jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        with path.open("rb") as handle:
+            rows = []
+            for line, raw, too_long in jsonl_lines(handle):
+                if too_long:
+                    raise DatasetError(f"{path} line {line}: {too_long}")
+                if raw.strip():
+                    rows.append(json.loads(raw))
+            return rows
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..files import DatasetError
 from ..loading import TEST_MODEL_MARKER
 
 _TOKENIZER_CACHE = "llama4-tokenizer.json"
@@ -186,11 +187,19 @@ def make_config(size: str = "tiny"):
 
 
 def make_test_model(directory: str | os.PathLike[str], *, seed: int = 0, size: str = "tiny") -> Path:
-    """Write the test checkpoint to ``directory`` (created if needed) and return its path."""
+    """Write the test checkpoint to ``directory`` (created if needed) and return its path.
+
+    A folder that already holds files is written only if it holds a test model (never over real weights or
+    anything else): otherwise :class:`~llamaguard_guardrails.files.DatasetError`.
+    """
     import torch
     from transformers import Llama4ForConditionalGeneration
 
     out = Path(directory)
+    if out.is_dir() and any(out.iterdir()) and not (out / f"{TEST_MODEL_MARKER}.json").is_file():
+        raise DatasetError(f"{out} already holds files that are not a test model: give an empty or new folder")
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file: give a folder for the test model")
     out.mkdir(parents=True, exist_ok=True)
     processor = make_processor()
     torch.manual_seed(seed)
