@@ -18,6 +18,7 @@ from .core.errors import (
     TooManyImagesError,
     UnsafeContentError,
 )
+from .core.images import ImageLimits
 from .core.policy import CustomCategory, Policy
 from .core.verdict import Verdict
 from .guard import LlamaGuard
@@ -42,6 +43,7 @@ __all__ = [
     "GuardClosedError",
     "GuardError",
     "GuardTimeoutError",
+    "ImageLimits",
     "InvalidConversationError",
     "InvalidImageError",
     "InvalidPolicyError",

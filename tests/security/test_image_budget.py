@@ -21,8 +21,15 @@ import psutil
 import pytest
 from PIL import Image
 
-from llamaguard_guardrails import GuardTimeoutError, InvalidImageError, LlamaGuard, Policy, TooManyImagesError
-from llamaguard_guardrails.core.images import MAX_TOTAL_PIXELS, ImageLimits
+from llamaguard_guardrails import (
+    GuardTimeoutError,
+    ImageLimits,
+    InvalidImageError,
+    LlamaGuard,
+    Policy,
+    TooManyImagesError,
+)
+from llamaguard_guardrails.core.images import MAX_TOTAL_PIXELS
 from llamaguard_guardrails.testing import keyword_rule
 
 from .helpers import HangingBackend
