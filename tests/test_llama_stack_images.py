@@ -135,3 +135,21 @@ def test_the_provider_switch_opens_local_paths_only_when_set(test_model_dir, ser
     finally:
         guard.close()
     assert make_impl({"model": str(test_model_dir)}).config.allow_local_image_paths is False
+
+
+def test_the_provider_sets_the_guards_image_limits(test_model_dir):
+    """``image_limits`` in the provider config bounds what a client's images may cost: over it, a 400."""
+    from fastapi import HTTPException
+    from llama_stack_api import RunShieldRequest
+
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(make_image(60, 60))).decode()  # 3,600 pixels
+    impl = make_impl({"model": str(test_model_dir), "image_limits": {"max_total_pixels": 2000}}, threshold=1.0)
+    guard = asyncio.run(impl.load_guard())
+    try:
+        assert guard.image_limits.max_total_pixels == 2000
+        request = RunShieldRequest(shield_id="lg", messages=with_image(url))
+        with pytest.raises(HTTPException) as info:
+            asyncio.run(impl.run_shield(request))
+        assert info.value.status_code == 400 and "pixels of images per conversation" in str(info.value.detail)
+    finally:
+        guard.close()

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...core.images import ImageLimits
 from ...core.policy import Policy
 
 #: The keys a shield may set in ``params`` when it is registered; each overrides the provider default.
@@ -23,7 +24,8 @@ class LlamaGuardProviderConfig(BaseModel):
     ``fail_mode`` and ``timeout_s`` form the default policy; a shield's ``params`` override them.
     ``prefix_caching``, ``cache_conversations`` and ``prefix_cache_mb`` set the KV reuse (see
     ``LlamaGuard.from_pretrained``). ``allow_local_image_paths`` (default off) lets clients name
-    image files on the server's disk; leave it off unless every client is trusted.
+    image files on the server's disk; leave it off unless every client is trusted. ``image_limits`` bounds
+    what one conversation's images may cost (``ImageLimits`` fields).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +47,11 @@ class LlamaGuardProviderConfig(BaseModel):
         description="open image path strings and file:// URLs on the server's disk (only when every client is "
         "trusted); off: images must be data URLs or base64",
     )
+    image_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="what one conversation's images may cost (ImageLimits fields: max_images, max_pixels, "
+        "max_total_pixels, max_bytes); unset fields keep the defaults",
+    )
     excluded_categories: list[str] = Field(default_factory=list)
     custom_categories: dict[str, str] = Field(default_factory=dict, description='e.g. {"S15": "Medical Advice."}')
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -60,6 +67,15 @@ class LlamaGuardProviderConfig(BaseModel):
             return []
         if isinstance(value, str):
             return [c.strip() for c in value.split(",") if c.strip()]
+        return value
+
+    @field_validator("image_limits")
+    @classmethod
+    def _image_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        try:
+            ImageLimits(**value)
+        except TypeError as exc:
+            raise ValueError(f"image_limits takes {', '.join(ImageLimits.__dataclass_fields__)}: {exc}") from exc
         return value
 
     @field_validator("custom_categories", mode="before")

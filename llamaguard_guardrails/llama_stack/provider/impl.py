@@ -37,6 +37,7 @@ from llama_stack_api import (
 from ...core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
 from ...core.decision import failure_verdict
 from ...core.errors import GuardError, InvalidConversationError, InvalidPolicyError
+from ...core.images import ImageLimits
 from ...core.policy import Policy
 from ...core.verdict import Verdict
 from ...enforce import Refusal, enforce
@@ -119,6 +120,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
                     cache_conversations=cfg.cache_conversations,
                     prefix_cache_mb=cfg.prefix_cache_mb,
                     allow_local_image_paths=cfg.allow_local_image_paths,
+                    image_limits=ImageLimits(**cfg.image_limits),
                     policy=self.default_policy,
                 )
         return self._guard
