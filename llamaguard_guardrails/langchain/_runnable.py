@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -163,8 +164,9 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
         **kwargs: Any,
     ) -> list[Any]:
         """Each input through one batched classifier pass per stage; ``return_exceptions=True`` gives the
-        exception in place of a blocked item."""
-        return self._batch_with_config(self._batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+        exception in place of a blocked item when called directly (see :func:`final_blocks`)."""
+        outputs = self._batch_with_config(self._batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return final_blocks(outputs, config, return_exceptions)
 
     async def abatch(
         self,
@@ -174,9 +176,10 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        return await self._abatch_with_config(
+        outputs = await self._abatch_with_config(
             self._abatch, inputs, config, return_exceptions=return_exceptions, **kwargs
         )
+        return final_blocks(outputs, config, return_exceptions)
 
     def _transform(self, chunks: Iterator[Any], config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
         yield from _steps.stream(self._transform_steps(chunks, config, **kwargs))
@@ -205,6 +208,33 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
 
         async for chunk in self.atransform(one(), config, **kwargs):
             yield chunk
+
+
+def final_blocks(
+    outputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None, return_exceptions: bool
+) -> list[Any]:
+    """``outputs``, unless one is a block that must be raised: always without ``return_exceptions``, and
+    inside another Runnable (a sequence, fallbacks, a retry: its run is our parent).
+
+    A batch step hands a blocked item on as the :class:`UnsafeContentError` in its place, but LangChain's
+    compositions treat only ``Exception`` values as failed items: a sequence would hand the block to its next
+    step as input, and that step's failure would send the original input to a fallback. There the whole
+    batch fails instead (the composition gives every item the block), so nothing after the guard runs.
+    """
+    block = next((out for out in outputs if isinstance(out, UnsafeContentError)), None)
+    if block is not None and (not return_exceptions or _nested(config)):
+        raise block
+    return outputs
+
+
+def _nested(config: RunnableConfig | list[RunnableConfig] | None) -> bool:
+    """True when a batch runs as a child of another run (a composition hands its children a child manager)."""
+    configs = config if isinstance(config, list) else [config]
+    for item in configs:
+        callbacks = (item or {}).get("callbacks")
+        if isinstance(callbacks, BaseCallbackManager) and callbacks.parent_run_id is not None:
+            return True
+    return False
 
 
 def output_conversation(context: list[OpenAIMessage], outputs: list[Any], key: str | None) -> list[OpenAIMessage]:

@@ -166,7 +166,7 @@ class GuardedChain(GuardRunnable):
                 results[i] = output
         if not self.check_output:
             return results
-        outputs = {i: results[i] for i in pending if not isinstance(results[i], Exception)}
+        outputs = {i: results[i] for i in pending if not isinstance(results[i], BaseException)}
         conversations = self._readable(results, outputs, lambda i, output: self._output(contexts[i], output))
         verdicts = yield self._classify(list(conversations.values()), self.output_policy, batch=True)
         for i, verdict in zip(conversations, verdicts):
