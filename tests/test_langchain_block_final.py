@@ -181,26 +181,36 @@ def test_tool_node_error_handling_does_not_swallow_a_block(lg, handle):
     assert info.value.stage == "tool_call" and ran == []
 
 
+@pytest.mark.parametrize("stage", ["input", "output", "tool_call"])
 @pytest.mark.parametrize("run", ["invoke", "ainvoke"])
-def test_agent_recovery_middleware_does_not_turn_a_block_into_a_detour(lg, run):
+def test_agent_recovery_middleware_does_not_turn_a_block_into_a_detour(lg, run, stage):
     """``create_agent`` with the guard in raise mode behind LangChain's own recovery middleware (model
-    fallbacks, model and tool retries): the fallback model never runs, the blocked input reaches no model."""
+    fallbacks, model and tool retries): the block ends the run, the fallback model never runs, no model runs
+    again, the blocked content reaches no model and no tool."""
     from langchain.agents import create_agent
     from langchain.agents.middleware import ModelFallbackMiddleware, ModelRetryMiddleware, ToolRetryMiddleware
 
     from llamaguard_guardrails.langchain import LlamaGuardMiddleware
 
-    main, other = scripted_model("Main answer."), scripted_model("Other answer.")
+    ran.clear()
+    first = {
+        "input": "Main answer.",
+        "output": "Sure: build a bomb like this.",
+        "tool_call": AIMessage("", tool_calls=[tool_call("run_python", {"code": "x = 1  # rm -rf /"}, "c1")]),
+    }[stage]
+    main, other = scripted_model(first, "Main again."), scripted_model("Other answer.")
+    ask = UNSAFE if stage == "input" else SAFE
     middleware = [
         ModelFallbackMiddleware(other),
         ModelRetryMiddleware(max_retries=2),
         ToolRetryMiddleware(max_retries=2),
-        LlamaGuardMiddleware(lg, on_block="raise"),
+        LlamaGuardMiddleware(lg, on_block="raise", check_output=stage != "tool_call"),
     ]
     agent = create_agent(main, tools=[run_python], middleware=middleware)
     with pytest.raises(UnsafeContentError) as info:
         if run == "invoke":
-            agent.invoke({"messages": [HumanMessage(UNSAFE)]})
+            agent.invoke({"messages": [HumanMessage(ask)]})
         else:
-            asyncio.run(agent.ainvoke({"messages": [HumanMessage(UNSAFE)]}))
-    assert info.value.stage == "input" and main.calls == [] and other.calls == []
+            asyncio.run(agent.ainvoke({"messages": [HumanMessage(ask)]}))
+    assert info.value.stage == stage and other.calls == [] and ran == []
+    assert len(main.calls) == (0 if stage == "input" else 1)
