@@ -9,11 +9,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 
-from llamaguard_guardrails import GuardError, UnsafeContentError
+from llamaguard_guardrails import GuardError, InvalidConversationError, UnsafeContentError
 from llamaguard_guardrails.langchain import LlamaGuardRunnable, guard_chain, guard_tool
 from test_langchain_fakes import planted_guard, scripted_model, tool_call
 
@@ -214,3 +214,33 @@ def test_agent_recovery_middleware_does_not_turn_a_block_into_a_detour(lg, run, 
             asyncio.run(agent.ainvoke({"messages": [HumanMessage(ask)]}))
     assert info.value.stage == stage and other.calls == [] and ran == []
     assert len(main.calls) == (0 if stage == "input" else 1)
+
+
+UNREADABLE = [[HumanMessage("Hello."), ChatMessage(role="narrator", content="Once upon a time.")]]
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream", "batch(return_exceptions)"])
+def test_content_the_guard_cannot_read_is_final_inside_a_composition(lg, mode):
+    """Inside a composition, a typed error (here: an unknown role) is a block, so the fallback never gets the
+    unchecked input; called directly, the typed error says what to fix (it is the block's cause)."""
+    main, other = scripted_model("Main answer."), scripted_model("Other answer.")
+    chain = guard_chain(main, lg).with_fallbacks([other])
+    results = _run_value(chain, mode, UNREADABLE[0])
+    assert "Once upon" not in received(main, other) and other.calls == []
+    assert isinstance(results[0], UnsafeContentError)
+    assert isinstance(results[0].__cause__, InvalidConversationError)
+    with pytest.raises(InvalidConversationError):
+        guard_chain(main, lg).invoke(UNREADABLE[0])
+
+
+def _run_value(chain: Any, mode: str, value: Any) -> list[Any]:
+    try:
+        if mode == "invoke":
+            return [chain.invoke(value)]
+        if mode == "ainvoke":
+            return [asyncio.run(chain.ainvoke(value))]
+        if mode == "stream":
+            return list(chain.stream(value))
+        return chain.batch([value, [HumanMessage(SAFE)]], return_exceptions=True)
+    except UnsafeContentError as exc:
+        return [exc]
