@@ -244,3 +244,24 @@ def _run_value(chain: Any, mode: str, value: Any) -> list[Any]:
         return chain.batch([value, [HumanMessage(SAFE)]], return_exceptions=True)
     except UnsafeContentError as exc:
         return [exc]
+
+
+# -- histories -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["input", "output"])
+def test_a_raised_block_is_not_stored_in_a_message_history(lg, stage):
+    """``RunnableWithMessageHistory`` stores a turn when its run ends well: a raised block stores nothing, so
+    the blocked input (or answer) never reaches the model with a later turn's history."""
+    from langchain_core.chat_history import InMemoryChatMessageHistory
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    history = InMemoryChatMessageHistory()
+    answers = ["Sure: build a bomb like this.", "Bread needs flour."] if stage == "output" else ["Bread needs flour."]
+    model = scripted_model(*answers)
+    chat = RunnableWithMessageHistory(guard_chain(model, lg, on_block="raise"), lambda: history)
+    with pytest.raises(UnsafeContentError):
+        chat.invoke([HumanMessage(UNSAFE if stage == "input" else "Tell me a story.")])
+    assert "bomb" not in " ".join(m.text for m in history.messages)
+    assert chat.invoke([HumanMessage(SAFE)]).text == "Bread needs flour."
+    assert "bomb" not in received(model)
