@@ -60,10 +60,21 @@ def fingerprint(message: BaseMessage) -> str | None:
     (never recorded, so it is checked, and its check raises the typed error)."""
     try:
         shown = message_to_openai(message)
-        text = json.dumps(shown, sort_keys=True, ensure_ascii=False, default=repr)
+        text = json.dumps(shown, sort_keys=True, ensure_ascii=False, default=_digest)
     except (GuardError, TypeError, ValueError, RecursionError):
         return None
     return f"{message.id}:{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+def _digest(value: Any) -> str:
+    """A JSON stand-in for what JSON cannot hold: the digest of its bytes (an image's pixels). Anything else
+    raises ``TypeError``: no fingerprint, so the message is checked every time (a ``repr`` could repeat)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(value)).hexdigest()
+    tobytes = getattr(value, "tobytes", None)
+    if callable(tobytes) and hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
+        return f"{value.mode}:{value.size}:{hashlib.sha256(tobytes()).hexdigest()}"
+    raise TypeError(f"no stable digest for {type(value).__name__}")
 
 
 def fingerprints(messages: Sequence[BaseMessage]) -> list[str]:
