@@ -82,6 +82,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
         on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
+            (the same, then the run ends and ``after_agent`` raises :class:`UnsafeContentError`)
             (``"end"``, the old name of ``"refuse"``, works for one more release with a ``DeprecationWarning``).
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.

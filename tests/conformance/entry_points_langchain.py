@@ -270,9 +270,9 @@ class GuardChainBatch(GuardChain):
 
         def go() -> Result:
             safe, item = chain.batch([[HumanMessage(BREAD)], plan.inputs], return_exceptions=True)
-            if isinstance(safe, Exception) and case.prop != "c":  # a model fault fails its whole batch
+            if isinstance(safe, BaseException) and case.prop != "c":  # a model fault fails its whole batch
                 return Result(f"crashed: the safe neighbour failed ({safe!r})")
-            if isinstance(item, Exception):
+            if isinstance(item, BaseException):  # a block is a BaseException
                 return failure(item)
             return Result("passed", text_of(item)[:100])
 
