@@ -265,3 +265,18 @@ def test_a_raised_block_is_not_stored_in_a_message_history(lg, stage):
     assert "bomb" not in " ".join(m.text for m in history.messages)
     assert chat.invoke([HumanMessage(SAFE)]).text == "Bread needs flour."
     assert "bomb" not in received(model)
+
+
+def test_a_refused_turn_in_a_message_history_never_reaches_the_model(lg):
+    """``on_block="refuse"``: the history stores the refused input with its refusal; when the conversation comes
+    back, ``guard_chain`` withholds that turn from the check and from the chain."""
+    from langchain_core.chat_history import InMemoryChatMessageHistory
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    history = InMemoryChatMessageHistory()
+    model = scripted_model("Bread needs flour.", "Knead it.")
+    chat = RunnableWithMessageHistory(guard_chain(model, lg, on_block="refuse"), lambda: history)
+    assert chat.invoke([HumanMessage(UNSAFE)]).text == "I can't help with that."
+    assert chat.invoke([HumanMessage(SAFE)]).text == "Bread needs flour."
+    assert "bomb" not in received(model) and "[withheld" in received(model)
+    assert not any("bomb" in seen for seen in lg.backend.seen[1:])  # nor the later checks

@@ -12,7 +12,8 @@ Blocked content leaves the state: each blocked message is replaced, under its ow
 ``add_messages`` replaces in place), by :func:`withheld`, a fixed-text placeholder of the same kind that keeps
 the tool-call ids later messages refer to; a blocked tool call's arguments are emptied in the AI message that
 proposed it (:func:`redact_blocked_calls`). Later turns and later checks read the placeholder, never the
-content.
+content. ``guard_chain`` does the same with conversations that come back from a history
+(:func:`withhold_refused_turns`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Any, NotRequired
+from typing import Any
 
-from langchain.agents.middleware import AgentState
-from langchain.agents.middleware.types import PrivateStateAttr
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from ..core.errors import GuardError
@@ -39,20 +38,6 @@ WITHHELD = "[withheld: Llama Guard blocked this message]"
 """What stands in a thread's state where blocked content was."""
 WITHHELD_TOOL = "withheld"
 """The tool name a withheld AI message's tool calls keep (their ids stay, so tool messages still pair)."""
-
-
-def union(left: list[str] | None, right: list[str] | None) -> list[str]:
-    """The reducer of :data:`CHECKED_KEY`: every fingerprint of both, in order, once."""
-    merged = dict.fromkeys(left or ())
-    merged.update(dict.fromkeys(right or ()))
-    return list(merged)
-
-
-class GuardState(AgentState[Any]):
-    """The agent state with the middleware's private keys (never in the agent's input or output)."""
-
-    llamaguard_checked: NotRequired[Annotated[list[str], PrivateStateAttr, union]]
-    llamaguard_block: NotRequired[Annotated[dict[str, Any] | None, PrivateStateAttr]]
 
 
 def fingerprint(message: BaseMessage) -> str | None:
@@ -129,6 +114,34 @@ def redact_blocked_calls(messages: Sequence[BaseMessage]) -> list[AIMessage]:
     return redacted
 
 
+def withhold_refused_turns(value: Any) -> Any:
+    """``value`` with every refused turn withheld: the messages since the last AI message before a refusal of the
+    input check (a refusal ``AIMessage`` carrying ``stage == "input"``) become placeholders. For conversations
+    that come back with their history (``RunnableWithMessageHistory`` stores the refused input with its
+    refusal): the refused content never reaches the chain or the check again. Lists of messages, and dicts of
+    them, are rewritten (copies); anything else is returned as it is."""
+    if isinstance(value, list):
+        return _withhold_in(value)
+    if isinstance(value, dict):
+        changed = {k: _withhold_in(v) for k, v in value.items() if isinstance(v, list)}
+        return {**value, **{k: v for k, v in changed.items() if v is not value[k]}} if changed else value
+    return value
+
+
+def _withhold_in(messages: list[Any]) -> list[Any]:
+    out = list(messages)
+    for i, message in enumerate(messages):
+        if not (isinstance(message, AIMessage) and _blocked_stage(message) == "input"):
+            continue
+        info = message.response_metadata[METADATA_KEY]
+        j = i - 1
+        while j >= 0 and isinstance(out[j], BaseMessage) and not isinstance(out[j], AIMessage):
+            if out[j].content != WITHHELD:
+                out[j] = withheld(out[j], withheld_metadata(info))
+            j -= 1
+    return out if any(a is not b for a, b in zip(out, messages)) else messages
+
+
 def _blocked_stage(message: BaseMessage) -> str | None:
     info = (message.response_metadata or {}).get(METADATA_KEY)
     if isinstance(info, dict) and info.get("blocked"):
@@ -145,7 +158,6 @@ __all__ = [
     "BLOCK_KEY",
     "CHECKED_KEY",
     "WITHHELD",
-    "GuardState",
     "block_record",
     "fingerprint",
     "fingerprints",
@@ -154,4 +166,5 @@ __all__ = [
     "with_id",
     "withheld",
     "withheld_metadata",
+    "withhold_refused_turns",
 ]

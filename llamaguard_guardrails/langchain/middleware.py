@@ -33,16 +33,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain.agents.middleware import (
     AgentMiddleware,
+    AgentState,
     ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
     ToolCallRequest,
     hook_config,
 )
+from langchain.agents.middleware.types import PrivateStateAttr
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.constants import TAG_NOSTREAM
@@ -70,6 +72,23 @@ from .convert import OpenAIMessage, message_to_openai, tool_call_message
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
 
+
+def _union(left: list[str] | None, right: list[str] | None) -> list[str]:
+    """The reducer of the checked record: every fingerprint of both, in order, once."""
+    merged = dict.fromkeys(left or ())
+    merged.update(dict.fromkeys(right or ()))
+    return list(merged)
+
+
+class GuardState(AgentState[Any]):
+    """The agent state with the middleware's private keys (never in the agent's input or output): the
+    fingerprints of the messages checked (:data:`._thread.CHECKED_KEY`) and the block a raise-mode run raises
+    when it ends (:data:`._thread.BLOCK_KEY`)."""
+
+    llamaguard_checked: NotRequired[Annotated[list[str], PrivateStateAttr, _union]]
+    llamaguard_block: NotRequired[Annotated[dict[str, Any] | None, PrivateStateAttr]]
+
+
 ModelCallResult = ModelResponse | AIMessage | ExtendedModelResponse
 
 
@@ -92,7 +111,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         on_verdict: called with every verdict and its stage.
     """
 
-    state_schema = thread.GuardState
+    state_schema = GuardState
 
     def __init__(
         self,
