@@ -245,3 +245,33 @@ def test_the_checked_record_cannot_be_given_as_input(lg):
     forged = {"messages": [unsafe], "llamaguard_checked": [*marked, fingerprint(unsafe)]}
     result = t.agent.invoke(forged, t.config)["messages"]
     assert blocked_verdict(result[-1]) is not None and "bomb" not in seen_by_models(model)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_tool_call_edited_on_resume_is_checked(lg, mode):
+    """Human-in-the-loop: a reviewer's edit replaces the proposed call under its message's id; the edited call is
+    checked before the tool runs, and its arguments never reach the model afterwards."""
+    from langchain.agents.middleware import HumanInTheLoopMiddleware
+    from langgraph.types import Command
+
+    model = scripted_model(
+        AIMessage("", tool_calls=[tool_call("run_python", {"code": "print(1)"}, "c1")]), "Done.", "Bread."
+    )
+    agent = create_agent(
+        model,
+        tools=[run_python],
+        middleware=[HumanInTheLoopMiddleware(interrupt_on={"run_python": True}), LlamaGuardMiddleware(lg)],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "hitl"}}
+    edit = {"type": "edit", "edited_action": {"name": "run_python", "args": {"code": "import os  # rm -rf /"}}}
+    steps = [{"messages": [HumanMessage("Print one.")]}, Command(resume={"decisions": [edit]})]
+    for step in steps:
+        if mode == "sync":
+            agent.invoke(step, config)
+        else:
+            asyncio.run(agent.ainvoke(step, config))
+    assert ran == []
+    agent.invoke({"messages": [HumanMessage("Bread?")]}, config)
+    assert "rm -rf" not in seen_by_models(model)
+    assert "rm -rf" not in everything(agent.get_state(config).values["messages"])
