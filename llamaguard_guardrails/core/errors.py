@@ -44,11 +44,22 @@ class GuardClosedError(GuardError, RuntimeError):
     """The guard was closed (``LlamaGuard.close()``): it checks nothing more, and content must not pass."""
 
 
-class UnsafeContentError(GuardError):
+class UnsafeContentError(BaseException):
     """Raised by adapters (and ``LlamaGuard.check``) when content is blocked.
 
     ``verdict`` holds the full :class:`Verdict`; ``stage`` says which check blocked
     (``"input"``, ``"output"``, ``"tool_call"``, ``"tool_result"`` ...).
+
+    **A block is final**, so this is a ``BaseException``, not an ``Exception`` (nor a :class:`GuardError`):
+    whatever recovers from ``Exception`` would otherwise turn a block into a detour and send the blocked
+    content on unchecked: ``Runnable.with_fallbacks`` (the fallback gets the input), ``with_retry``,
+    LangGraph's ``ToolNode(handle_tool_errors=True)`` (the model reads the error and goes on), any
+    ``except Exception``. None of them can be fixed from here, and each would need its own patch; a
+    ``BaseException`` passes through all of them, as pytest's ``OutcomeException``, asyncio's
+    ``CancelledError`` (since Python 3.8) and trio's ``Cancelled`` do for the same reason. Code that
+    propagates everything (``except BaseException: ...; raise``, thread pools, ``asyncio`` tasks) keeps
+    working. Catch it by name: ``except UnsafeContentError``; ``except GuardError`` and ``except Exception``
+    do not catch it.
     """
 
     def __init__(self, verdict: Verdict, stage: str | None = None, message: str | None = None):

@@ -9,9 +9,11 @@ its own run in traces and tags, metadata and callbacks reach what it wraps.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables import RunnableConfig, RunnableSerializable, ensure_config
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..core.errors import GuardError, UnsafeContentError
@@ -143,10 +145,12 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
         return await _steps.arun(self._invoke_steps(value, config, **kwargs))
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(self._invoke, input, config, **kwargs)
+        with final_inside(config):
+            return self._call_with_config(self._invoke, input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+        with final_inside(config):
+            return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
 
     def _batch(self, values: list[Any], config: list[RunnableConfig], **kwargs: Any) -> list[Any]:
         return _steps.run(self._batch_steps(values, config, **kwargs))
@@ -163,8 +167,9 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
         **kwargs: Any,
     ) -> list[Any]:
         """Each input through one batched classifier pass per stage; ``return_exceptions=True`` gives the
-        exception in place of a blocked item."""
-        return self._batch_with_config(self._batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+        exception in place of a blocked item when called directly (see :func:`final_blocks`)."""
+        outputs = self._batch_with_config(self._batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+        return final_blocks(outputs, config, return_exceptions)
 
     async def abatch(
         self,
@@ -174,9 +179,10 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[Any]:
-        return await self._abatch_with_config(
+        outputs = await self._abatch_with_config(
             self._abatch, inputs, config, return_exceptions=return_exceptions, **kwargs
         )
+        return final_blocks(outputs, config, return_exceptions)
 
     def _transform(self, chunks: Iterator[Any], config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
         yield from _steps.stream(self._transform_steps(chunks, config, **kwargs))
@@ -188,13 +194,15 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
             yield chunk
 
     def transform(self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
-        yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
+        with final_inside(config):
+            yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
 
     async def atransform(
         self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
-            yield chunk
+        with final_inside(config):
+            async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
+                yield chunk
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
         yield from self.transform(iter([input]), config, **kwargs)
@@ -205,6 +213,57 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
 
         async for chunk in self.atransform(one(), config, **kwargs):
             yield chunk
+
+
+def final_blocks(
+    outputs: list[Any], config: RunnableConfig | list[RunnableConfig] | None, return_exceptions: bool
+) -> list[Any]:
+    """``outputs``, unless one is a block that must be raised: always without ``return_exceptions``, and
+    inside another Runnable (a sequence, fallbacks, a retry: its run is our parent).
+
+    A batch step hands a blocked item on as the :class:`UnsafeContentError` in its place, but LangChain's
+    compositions treat only ``Exception`` values as failed items: a sequence would hand the block to its next
+    step as input, and that step's failure would send the original input to a fallback. There the whole
+    batch fails instead (the composition gives every item the block), so nothing after the guard runs.
+    """
+    block = next((out for out in outputs if isinstance(out, UnsafeContentError)), None)
+    if block is not None and (not return_exceptions or _nested(config)):
+        raise block
+    if _nested(config):
+        unchecked = next((out for out in outputs if isinstance(out, GuardError)), None)
+        if unchecked is not None:
+            raise unchecked_block(unchecked) from unchecked
+    return outputs
+
+
+@contextmanager
+def final_inside(config: RunnableConfig | list[RunnableConfig] | None) -> Iterator[None]:
+    """Inside another Runnable, a typed error of the guard (content it cannot read, a closed guard ...) is raised
+    as a block (:func:`unchecked_block`): the composition would otherwise treat it as an ordinary failure and
+    send the unchecked input elsewhere (``with_fallbacks`` hands it to the fallback). Called directly, the typed
+    error itself is raised, saying what to fix; on the block it is the ``__cause__``."""
+    try:
+        yield
+    except GuardError as exc:
+        if not _nested(config):
+            raise
+        raise unchecked_block(exc) from exc
+
+
+def unchecked_block(exc: GuardError) -> UnsafeContentError:
+    """The block standing for content the guard could not check (fixed text: the cause says what went wrong)."""
+    verdict = Verdict(safe=False, unsafe_probability=1.0, error=f"{type(exc).__name__}: not checked")
+    return UnsafeContentError(verdict, getattr(exc, "stage", None))
+
+
+def _nested(config: RunnableConfig | list[RunnableConfig] | None) -> bool:
+    """True when a batch runs as a child of another run (a composition hands its children a child manager)."""
+    configs = config if isinstance(config, list) else [config]
+    for item in configs:
+        callbacks = ensure_config(item).get("callbacks")  # a parent's config may come as a context variable
+        if isinstance(callbacks, BaseCallbackManager) and callbacks.parent_run_id is not None:
+            return True
+    return False
 
 
 def output_conversation(context: list[OpenAIMessage], outputs: list[Any], key: str | None) -> list[OpenAIMessage]:

@@ -4,8 +4,13 @@
 
 Four checks, each with its own policy, all on one shared guard:
 
-- **input** (``before_agent``): the new user turn, in the context of the thread. Blocked: the run
-  ends with a refusal ``AIMessage`` (``jump_to="end"``); the model is never called.
+- **input** (``before_model``): every message of the thread's state the guard has not checked, whatever its
+  role (a new user turn, several messages, AI or tool messages added with ``update_state``, a tool call edited
+  by a resumed interrupt), each in the context before it, before the model runs. What was checked is kept in a
+  private state key (see :mod:`._thread`), so each message is checked once across runs of a checkpointed
+  thread. Blocked: each blocked message is replaced in the state, under its id, by a fixed-text placeholder,
+  and the run ends with a refusal ``AIMessage`` after it (``jump_to="end"``); the model is never called, and
+  later turns (and later checks) read the placeholder, never the content.
 - **output** (``wrap_model_call``): the model's answer, including the tool calls it proposes and
   provider-side tool calls in its content (``server_tool_call`` blocks such as a hosted code
   interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag and
@@ -14,12 +19,13 @@ Four checks, each with its own policy, all on one shared guard:
   whole, ``name`` included. Blocked: the answer is replaced by a refusal without tool calls, which
   ends the run.
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
-  run; the model gets an error ``ToolMessage`` instead.
+  run; the model gets an error ``ToolMessage`` instead, and the call's arguments are emptied in the state.
 - **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
   state update of a ``Command``). Blocked: the model gets an error ``ToolMessage`` instead of the result.
 
-``on_block="raise"`` raises :class:`UnsafeContentError` at any stage instead. Every hook has a sync
-and an async version. Refusals and blocked tool messages carry the verdict in
+``on_block="raise"`` does all of that (so the thread's state is clean) and then ends the run and raises
+:class:`UnsafeContentError` (from ``after_agent``), whatever the stage; nothing runs after a block. Blocked
+answers never enter the state: the refusal stands in their place. Every hook has a sync and an async version. Refusals and blocked tool messages carry the verdict in
 ``response_metadata["llamaguard"]``.
 """
 
@@ -27,29 +33,61 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain.agents.middleware import (
     AgentMiddleware,
+    AgentState,
     ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
     ToolCallRequest,
     hook_config,
 )
+from langchain.agents.middleware.types import PrivateStateAttr
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 
+from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
-from ..enforce import DEFAULT_REFUSAL, OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
+from ..core.verdict import Verdict
+from ..enforce import (
+    DEFAULT_REFUSAL,
+    OnBlock,
+    OnVerdict,
+    Refusal,
+    RefusalMessage,
+    block_action,
+    enforce,
+    tool_refusal,
+)
 from ..guard import LlamaGuard
-from ._common import before_proposing_turn, refusal_like, refusal_tool_message, tool_steps
-from ._steps import Call, Steps, arun, check, run
+from . import _thread as thread
+from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message, tool_steps
+from ._steps import Call, Classify, Steps, arun, run
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
+
+
+def _union(left: list[str] | None, right: list[str] | None) -> list[str]:
+    """The reducer of the checked record: every fingerprint of both, in order, once."""
+    merged = dict.fromkeys(left or ())
+    merged.update(dict.fromkeys(right or ()))
+    return list(merged)
+
+
+class GuardState(AgentState[Any]):
+    """The agent state with the middleware's private keys (never in the agent's input or output): the
+    fingerprints of the messages checked (:data:`._thread.CHECKED_KEY`) and the block a raise-mode run raises
+    when it ends (:data:`._thread.BLOCK_KEY`)."""
+
+    llamaguard_checked: NotRequired[Annotated[list[str], PrivateStateAttr, _union]]
+    llamaguard_block: NotRequired[Annotated[dict[str, Any] | None, PrivateStateAttr]]
+
 
 ModelCallResult = ModelResponse | AIMessage | ExtendedModelResponse
 
@@ -63,6 +101,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
         on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
+            (the same, then the run ends and ``after_agent`` raises :class:`UnsafeContentError`)
             (``"end"``, the old name of ``"refuse"``, works for one more release with a ``DeprecationWarning``).
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
@@ -71,6 +110,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
             ``stream_mode="messages"``).
         on_verdict: called with every verdict and its stage.
     """
+
+    state_schema = GuardState
 
     def __init__(
         self,
@@ -117,33 +158,88 @@ class LlamaGuardMiddleware(AgentMiddleware):
 
     # -- checks -----------------------------------------------------------------------------------
 
+    def _judge(self, conversations: list[list[OpenAIMessage]], stage: str) -> Steps[list[Refusal | None]]:
+        """Per conversation (one batched pass): ``None`` when it may go on, else its refusal. Never raises a
+        block: under ``on_block="raise"`` the hooks clean the state first and raise when the run ends."""
+        if not conversations:
+            return []
+        verdicts = yield Classify(self.guard, conversations, self.policies[stage])
+        message = self.refusal_messages[stage]
+        return [
+            enforce(v, stage, on_block="refuse", refusal_message=message, on_verdict=self.on_verdict) for v in verdicts
+        ]
+
     def _check(self, conversation: list[OpenAIMessage], stage: str) -> Steps[Refusal | None]:
-        """``None`` when ``conversation`` may go on; else the refusal (``on_block="raise"`` raises)."""
-        return check(self, conversation, stage, self.policies[stage], self.refusal_messages[stage])
+        (refusal,) = yield from self._judge([conversation], stage)
+        return refusal
+
+    def _blocked(self, update: dict[str, Any], refusal: Refusal) -> dict[str, Any]:
+        """``update``, recording the block a ``on_block="raise"`` run raises when it ends."""
+        if self.on_block == "raise":
+            update[thread.BLOCK_KEY] = {"stage": refusal.stage, "verdict": refusal.verdict.model_dump(mode="json")}
+        return update
+
+    # -- run start and end ----------------------------------------------------------------------------
+
+    def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        """Forget a block raised at the end of the thread's last run (an ``after_agent`` raise keeps no writes)."""
+        return {thread.BLOCK_KEY: None} if _get(state, thread.BLOCK_KEY) else None
+
+    async def abefore_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        return self.before_agent(state, runtime)
+
+    def after_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        """Under ``on_block="raise"``: raise the run's block, now that the state is clean and nothing else runs."""
+        block = _get(state, thread.BLOCK_KEY)
+        if block:
+            raise UnsafeContentError(Verdict.model_validate(block["verdict"]), block["stage"])
+        return None
+
+    async def aafter_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        return self.after_agent(state, runtime)
 
     # -- input ------------------------------------------------------------------------------------
 
-    def _user_turn(self, state: Any) -> list[OpenAIMessage] | None:
-        messages = _state_messages(state)
-        if not self.checks["input"] or not messages or isinstance(messages[-1], AIMessage):
-            return None  # nothing new from the user
-        return _convert(messages)
-
-    def _before_agent(self, state: Any) -> Steps[dict[str, Any] | None]:
-        conversation = self._user_turn(state)
-        if conversation is None:
+    def _before_model(self, state: Any) -> Steps[dict[str, Any] | None]:
+        messages = list(_state_messages(state))
+        redacted = thread.redact_blocked_calls(messages)
+        if _get(state, thread.BLOCK_KEY):  # blocked earlier in this run (raise): nothing more runs
+            return {"messages": redacted, thread.CHECKED_KEY: thread.fingerprints(redacted), "jump_to": "end"}
+        by_id = {m.id: m for m in redacted}
+        messages = [by_id.get(m.id, m) for m in messages]
+        checked = set(_get(state, thread.CHECKED_KEY) or ()) | set(thread.fingerprints(redacted))
+        new = (
+            [i for i, m in enumerate(messages) if thread.fingerprint(m) not in checked] if self.checks["input"] else []
+        )
+        refusals = yield from self._judge([_convert(messages[: i + 1]) for i in new], "input")
+        blocked = {i: r for i, r in zip(new, refusals) if r is not None}
+        written: list[BaseMessage] = list(redacted)
+        for i, refusal in blocked.items():
+            meta = thread.withheld_metadata(refusal_like(refusal).response_metadata[METADATA_KEY])
+            written.append(thread.withheld(messages[i], meta))
+        passed = [messages[i] for i in new if i not in blocked]
+        if blocked:
+            first = next(iter(blocked.values()))
+            written.append(thread.with_id(refusal_like(first)))
+        if not written and not new:
             return None
-        refusal = yield from self._check(conversation, "input")
-        return None if refusal is None else {"messages": [refusal_like(refusal)], "jump_to": "end"}
+        update: dict[str, Any] = {thread.CHECKED_KEY: thread.fingerprints([*passed, *written])}
+        if written:
+            update["messages"] = written
+        if blocked:
+            update["jump_to"] = "end"
+            self._blocked(update, first)
+        return update
 
     @hook_config(can_jump_to=["end"])
-    def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        """Check the user turn; refuse and end the run (the model is never called) when unsafe."""
-        return run(self._before_agent(state))
+    def before_model(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        """Check every message not checked yet; replace the blocked ones and end the run (the model is never
+        called) when one is unsafe."""
+        return run(self._before_model(state))
 
     @hook_config(can_jump_to=["end"])
-    async def abefore_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        return await arun(self._before_agent(state))
+    async def abefore_model(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        return await arun(self._before_model(state))
 
     # -- model output -----------------------------------------------------------------------------
 
@@ -185,8 +281,12 @@ class LlamaGuardMiddleware(AgentMiddleware):
         for conversation in self._answers(request, response):
             refusal = yield from self._check(conversation, "output")
             if refusal is not None:
-                return ModelResponse(result=[refusal_like(refusal)])
-        return response
+                answer = thread.with_id(refusal_like(refusal))
+                update = self._blocked({thread.CHECKED_KEY: thread.fingerprints([answer])}, refusal)
+                return ExtendedModelResponse(
+                    model_response=ModelResponse(result=[answer]), command=Command(update=update)
+                )
+        return _checked_answers(response)
 
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
@@ -206,17 +306,28 @@ class LlamaGuardMiddleware(AgentMiddleware):
         call = request.tool_call
         messages = before_proposing_turn(_state_messages(request.state), call.get("id"))
         context = _convert(messages) if messages else []
-        return tool_steps(
+        refusals: list[Refusal] = []
+
+        def blocked(refusal: Refusal) -> ToolMessage:
+            refusals.append(refusal)
+            return refusal_tool_message(refusal, call.get("id") or "", call["name"])
+
+        result = yield from tool_steps(
             self._check,
             context,
             tool_call_message(call["name"], call.get("args", {}), call.get("id")),
             Call(handler, handler, (request,)),
             call["name"],
             call.get("id"),
-            lambda refusal: refusal_tool_message(refusal, call.get("id") or "", call["name"]),
+            blocked,
             check_call=self.checks["tool_call"],
             check_result=self.checks["tool_result"],
         )
+        if not isinstance(result, ToolMessage):
+            return result  # a Command: its messages are checked again before the model reads them
+        message = thread.with_id(result)
+        update: dict[str, Any] = {"messages": [message], thread.CHECKED_KEY: thread.fingerprints([message])}
+        return Command(update=self._blocked(update, refusals[0]) if refusals else update)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
         """Check the call before the tool runs and the result before the model sees it."""
@@ -226,6 +337,23 @@ class LlamaGuardMiddleware(AgentMiddleware):
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[Any]]
     ) -> Any:
         return await arun(self._tool_call(request, handler))
+
+
+def _checked_answers(response: ModelCallResult) -> ModelCallResult:
+    """The model's answers, each with an id, and their fingerprints recorded as checked (the output check has
+    run, or was switched off: either way the next input check does not check them again)."""
+    if isinstance(response, ExtendedModelResponse):
+        return response  # another middleware's state update: its answers are checked again as input
+    result = [thread.with_id(m) for m in _result_messages(response)]
+    structured = None if isinstance(response, AIMessage) else response.structured_response
+    update = {thread.CHECKED_KEY: thread.fingerprints(result)}
+    return ExtendedModelResponse(
+        model_response=ModelResponse(result=result, structured_response=structured), command=Command(update=update)
+    )
+
+
+def _get(state: Any, key: str) -> Any:
+    return state.get(key) if isinstance(state, dict) else getattr(state, key, None)
 
 
 def _state_messages(state: Any) -> Sequence[BaseMessage]:

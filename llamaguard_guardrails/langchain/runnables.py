@@ -28,6 +28,7 @@ from ..guard import LlamaGuard
 from ._common import refusal_like
 from ._runnable import GuardRunnable, output_conversation
 from ._steps import Call, Emit, Open, Steps, forward, pull_all
+from ._thread import withhold_refused_turns
 from .convert import OpenAIMessage, to_messages
 from .stream import fold
 
@@ -87,6 +88,10 @@ class LlamaGuardRunnable(GuardRunnable):
 class GuardedChain(GuardRunnable):
     """Any Runnable with its input checked before it runs and its output checked in context after.
 
+    A conversation that comes back with a refused turn in it (a message history stores the refused input with
+    its refusal ``AIMessage``) reaches neither the check nor the chain with that turn's content: placeholders
+    stand in for it.
+
     Build it with :func:`guard_chain`. A blocked input never reaches the chain; a blocked output
     never reaches the caller, streamed or not. ``on_block="refuse"`` returns a refusal
     ``AIMessage`` (a string when the chain streams or returns strings) instead of raising.
@@ -139,6 +144,7 @@ class GuardedChain(GuardRunnable):
         return None if refusal is None else refusal_like(refusal)
 
     def _invoke_steps(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Steps[Any]:
+        value = withhold_refused_turns(value)
         context = self._context(value)
         refused = yield from self._input_refusal(context)
         if refused is not None:
@@ -152,6 +158,7 @@ class GuardedChain(GuardRunnable):
 
     def _batch_steps(self, values: list[Any], configs: list[RunnableConfig], **kwargs: Any) -> Steps[list[Any]]:
         results: list[Any] = [None] * len(values)
+        values = [withhold_refused_turns(value) for value in values]
         contexts = self._readable(results, dict(enumerate(values)), lambda i, value: self._context(value))
         pending = list(contexts)
         if self.check_input:
@@ -166,7 +173,7 @@ class GuardedChain(GuardRunnable):
                 results[i] = output
         if not self.check_output:
             return results
-        outputs = {i: results[i] for i in pending if not isinstance(results[i], Exception)}
+        outputs = {i: results[i] for i in pending if not isinstance(results[i], BaseException)}
         conversations = self._readable(results, outputs, lambda i, output: self._output(contexts[i], output))
         verdicts = yield self._classify(list(conversations.values()), self.output_policy, batch=True)
         for i, verdict in zip(conversations, verdicts):
@@ -174,7 +181,7 @@ class GuardedChain(GuardRunnable):
         return results
 
     def _transform_steps(self, chunks: Any, config: RunnableConfig, **kwargs: Any) -> Steps[None]:
-        value = fold((yield from pull_all(chunks)))
+        value = withhold_refused_turns(fold((yield from pull_all(chunks))))
         context = self._context(value)
         refused = yield from self._input_refusal(context)
         if refused is not None:

@@ -51,7 +51,7 @@ def guarded(run: Callable[[], Result]) -> Result:
     """``run()``, with exceptions turned into their outcome."""
     try:
         return run()
-    except Exception as exc:  # noqa: BLE001 - every exception is an outcome here
+    except (Exception, UnsafeContentError) as exc:  # noqa: BLE001 - every exception is an outcome here
         return failure(exc)
 
 
@@ -75,7 +75,7 @@ def consume(stream: Iterable[Any], read: Reader, payloads: tuple[str, ...]) -> R
             text = read(chunk)
             release(text)
             released.append(str(text))
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, UnsafeContentError) as exc:  # noqa: BLE001
         return _stopped(exc, released, payloads)
     return Result("passed", "".join(released)[:120], released)
 
@@ -87,7 +87,7 @@ async def aconsume(stream: Any, read: Reader, payloads: tuple[str, ...]) -> Resu
             text = read(chunk)
             release(text)
             released.append(str(text))
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, UnsafeContentError) as exc:  # noqa: BLE001
         return _stopped(exc, released, payloads)
     return Result("passed", "".join(released)[:120], released)
 

@@ -270,9 +270,9 @@ class GuardChainBatch(GuardChain):
 
         def go() -> Result:
             safe, item = chain.batch([[HumanMessage(BREAD)], plan.inputs], return_exceptions=True)
-            if isinstance(safe, Exception) and case.prop != "c":  # a model fault fails its whole batch
+            if isinstance(safe, BaseException) and case.prop != "c":  # a model fault fails its whole batch
                 return Result(f"crashed: the safe neighbour failed ({safe!r})")
-            if isinstance(item, Exception):
+            if isinstance(item, BaseException):  # a block is a BaseException
                 return failure(item)
             return Result("passed", text_of(item)[:100])
 
@@ -305,6 +305,43 @@ class GuardChainAStream(GuardChainStream):
 class GuardChainAStreamWindowed(GuardChainAStream):
     id = "guard_chain .astream (windowed)"
     options: ClassVar[dict[str, Any]] = {"stream_mode": "windowed", "window_size": 64, "window_overlap": 16}
+
+
+class GuardChainFallbacks(GuardChain):
+    """``guard_chain(model, guard).with_fallbacks([other])`` (issue 21, class 8): a block is final, so the
+    other model never runs; it answering is a pass."""
+
+    id = "guard_chain .with_fallbacks"
+
+    def chain(self, case: Case, word: str, env: Any) -> tuple[Any, Plan]:
+        chain, plan = super().chain(case, word, env)
+        self.other = ScriptedChat(answers=[AIMessage("Answered by the fallback model.")])
+        return chain.with_fallbacks([self.other]), plan
+
+    def run(self, case: Case, word: str, env: Any) -> Result:
+        chain, plan = self.chain(case, word, env)
+
+        def go() -> Result:
+            value = chain.invoke(plan.inputs)
+            if self.other.calls:
+                return Result("passed", "reached the fallback model")
+            return Result("passed", text_of(value)[:100])
+
+        return guarded(go)
+
+
+class GuardChainFallbacksStream(GuardChainFallbacks):
+    id = "guard_chain .with_fallbacks .stream"
+    streams = True
+
+    def run(self, case: Case, word: str, env: Any) -> Result:
+        chain, plan = self.chain(case, word, env)
+
+        def go() -> Result:
+            result = consume(chain.stream(plan.inputs), text_of, payloads(case, word))
+            return Result("passed", "reached the fallback model") if self.other.calls else result
+
+        return guarded(go)
 
 
 # -- guarded tools ------------------------------------------------------------------------------------------
@@ -480,6 +517,49 @@ class MiddlewareStream(Middleware):
         return guarded(go)
 
 
+class MiddlewareThread(Middleware):
+    """A checkpointed thread (issue 21, class 2): the case as one turn, then a benign turn. Blocked content
+    must leave the thread's state (a placeholder stands in) and reach no model on the next turn, and the next
+    turn must be answered, not refused because of it."""
+
+    id = "LlamaGuardMiddleware thread (next turn)"
+
+    def agent(self, case: Case, word: str, env: Any) -> tuple[Any, Plan, ScriptedChat]:
+        from langchain.agents import create_agent
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        plan = self.forms(case, word)
+        model = plan.model()
+        middleware = self.middleware(env.guard(case.guard))
+        agent = create_agent(model, tools=plan.tools(), middleware=middleware, checkpointer=InMemorySaver())
+        return agent, plan, model
+
+    def run(self, case: Case, word: str, env: Any) -> Result:
+        agent, plan, model = self.agent(case, word, env)
+        config = {"configurable": {"thread_id": "conformance"}}
+        marks = payloads(case, word)
+
+        def go() -> Result:
+            final = agent.invoke({"messages": plan.inputs}, config)["messages"]
+            result = agent_outcome(case, word, model, plan.inputs, final, [])
+            if result.outcome != "blocked":
+                return result
+            kept = [text_of(m) for m in agent.get_state(config).values["messages"] if not _is_block(m)]
+            if contains(kept, marks):
+                return Result("passed", "kept in the thread's state")
+            env.release_hangs()  # a hung check of the first turn must not time out the next one
+            first_call = max((n for n, _, _ in EVENTS.events), default=-1) + 1
+            after = agent.invoke({"messages": [HumanMessage(BREAD)]}, config)["messages"]
+            later = [text for n, text in EVENTS.of("model-called") if n >= first_call]
+            if contains(later, marks):
+                return Result("passed", "reached the model on the next turn")
+            if not later or _is_block(after[-1]):
+                return Result("crashed: the next benign turn was refused", str(after[-1].content)[:100])
+            return result
+
+        return guarded(go)
+
+
 class DecisionModel(Middleware):
     """``AutoModeMiddleware(tools=..., classifier=LlamaGuardDecisionModel(guard))`` in ``create_agent``."""
 
@@ -567,10 +647,13 @@ LANGCHAIN: list[EntryPoint] = [
     GuardChainStreamWindowed(),
     GuardChainAStream(),
     GuardChainAStreamWindowed(),
+    GuardChainFallbacks(),
+    GuardChainFallbacksStream(),
     GuardedTools(),
     Middleware(),
     MiddlewareAsync(),
     MiddlewareStream(),
+    MiddlewareThread(),
     Callbacks(),
     CallbacksAsync(),
     DecisionModel(),

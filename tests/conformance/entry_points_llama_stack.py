@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from llamaguard_guardrails import UnsafeContentError
+
 from .cases import Case
 from .common import (
     NotApplicable,
@@ -32,7 +34,7 @@ SHIELDS = {"default": "conf", "timeout": "conf-timeout", "open": "conf-open", "t
 BREAD = "How do I bake bread?"
 
 
-def http_failure(exc: Exception) -> Result:
+def http_failure(exc: BaseException) -> Result:
     """A server's answer to a request it refused: 4xx is a clear (typed) refusal, anything else is not."""
     from llama_stack_client import APIStatusError
 
@@ -45,7 +47,7 @@ def http_failure(exc: Exception) -> Result:
 def server_call(run: Any) -> Result:
     try:
         return run()
-    except Exception as exc:  # noqa: BLE001 - every failure is an outcome
+    except (Exception, UnsafeContentError) as exc:  # noqa: BLE001 - every failure is an outcome
         return http_failure(exc)
 
 
@@ -206,7 +208,7 @@ class AsyncGuardClientChatStream(GuardClientChatStream):
             client = self.async_client(env, case)
             try:
                 stream = await client.chat.completions.create(model="m", messages=request, stream=True)
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, UnsafeContentError) as exc:  # noqa: BLE001
                 return failure(exc)
             return await aconsume(stream, _chunk_text, payloads(case, word))
 
@@ -272,7 +274,7 @@ class AsyncGuardClientResponsesStream(GuardClientResponsesStream):
             client = self.async_client(env, case)
             try:
                 stream = await client.responses.create(model="m", input=items, stream=True)
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, UnsafeContentError) as exc:  # noqa: BLE001
                 return failure(exc)
             return await aconsume(stream, _event_text, payloads(case, word))
 
