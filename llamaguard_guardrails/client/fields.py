@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ...core.errors import InvalidConversationError
+from ..core.errors import InvalidConversationError
 
 Check = tuple[list[dict[str, Any]], str]
 """A conversation to check and its stage (``input``, ``tool_result``, ``output`` or ``tool_call``)."""
