@@ -311,6 +311,20 @@ def test_windowed_holds_tool_calls_until_the_whole_answer_is_checked(upstream, r
     assert not any(c.choices and c.choices[0].delta.tool_calls for c in received)
 
 
+@pytest.mark.parametrize("mode", ["buffered", "windowed"])
+def test_a_stream_the_guard_cannot_read_raises_and_is_closed(upstream, raw, keyword_guard, mode):
+    deltas = [{"content": "Here is a long safe answer about bread. " * 3}, {"audio": {"id": "a1", "data": "AAAA"}}]
+    upstream.script(Reply(deltas=deltas))
+    guarded = guard_client(raw, keyword_guard, stream_mode=mode, window_size=8)
+    stream = guarded.chat.completions.create(model="m", messages=USER, stream=True)
+    received = []
+    with pytest.raises(InvalidConversationError, match="audio"):
+        for chunk in stream:
+            received.append(chunk)
+    assert stream._stream.response.is_closed
+    assert not any(c.choices and getattr(c.choices[0].delta, "audio", None) for c in received)
+
+
 @pytest.mark.parametrize(
     "options", [{"stream_mode": "fast"}, {"window_size": 0}, {"window_overlap": -1}, {"window_size": True}]
 )
@@ -533,6 +547,21 @@ def test_ogx_client_is_guarded(upstream, keyword_guard):
         guarded.chat_completions  # noqa: B018
     with pytest.raises(UnsafeContentError):
         guarded.responses.create(model="m", input="a bomb?")
+    windowed = guard_client(raw, keyword_guard, stream_mode="windowed", window_size=8)
+    upstream.script(Reply(deltas=[{"content": "Knead the dough "}, {"content": "and bake it well."}]))
+    stream = windowed.chat.completions.create(model="m", messages=USER, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Knead the dough and bake it well."
+
+    async def blocked_async() -> str:
+        aguarded = guard_client(ogx_client.AsyncOgxClient(base_url=upstream.url), keyword_guard)
+        upstream.script(Reply(message={"role": "assistant", "content": BOMB}))
+        try:
+            await aguarded.chat.completions.create(model="m", messages=USER)
+        except UnsafeContentError as exc:
+            return exc.stage
+        return "passed"
+
+    assert asyncio.run(blocked_async()) == "output"
 
 
 def test_the_llama_stack_package_keeps_only_the_provider():

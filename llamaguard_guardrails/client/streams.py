@@ -107,22 +107,21 @@ class GuardedStream:
             if self._iter is None:
                 self._iter = iter(self._stream)
             try:
-                chunk = next(self._iter)
+                due = self._held.add(next(self._iter))  # a chunk the guard cannot read raises here
             except StopIteration:
                 self._settle(True)
                 continue
             except BaseException:
                 self.close()
                 raise
-            if self._held.add(chunk):
+            if due:
                 self._settle(False)
         return self._out.popleft()
 
     def _settle(self, final: bool) -> None:
-        checks = self._held.checks(final)
         self._done = final
-        try:
-            refusal = self._checker.run(checks)
+        try:  # reading what was held (InvalidConversationError) or a block closes the upstream stream
+            refusal = self._checker.run(self._held.checks(final))
         except BaseException:
             self.close()
             raise
@@ -165,22 +164,21 @@ class AsyncGuardedStream(GuardedStream):
             if self._iter is None:
                 self._iter = aiter(self._stream)
             try:
-                chunk = await anext(self._iter)
+                due = self._held.add(await anext(self._iter))
             except StopAsyncIteration:
                 await self._asettle(True)
                 continue
             except BaseException:
                 await self.aclose()
                 raise
-            if self._held.add(chunk):
+            if due:
                 await self._asettle(False)
         return self._out.popleft()
 
     async def _asettle(self, final: bool) -> None:
-        checks = self._held.checks(final)
         self._done = final
         try:
-            refusal = await self._checker.arun(checks)
+            refusal = await self._checker.arun(self._held.checks(final))
         except BaseException:
             await self.aclose()
             raise
