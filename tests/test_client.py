@@ -191,6 +191,22 @@ def test_completions_are_guarded(upstream, raw, keyword_guard, stream):
         guarded.completions.create(model="m", prompt=["Bread?", "a bomb?"])
 
 
+def test_windowed_completions_stream_and_block(upstream, raw, keyword_guard):
+    guarded = guard_client(raw, keyword_guard, stream_mode="windowed", window_size=16, window_overlap=4)
+    upstream.script(Reply(texts=[ANSWER], piece=5))
+    assert (
+        "".join(c.choices[0].text for c in guarded.completions.create(model="m", prompt="Bread?", stream=True))
+        == ANSWER
+    )
+    answer = "Knead the dough well. " * 4 + "Then a bomb goes in."
+    upstream.script(Reply(texts=[answer], piece=5))
+    released = ""
+    with pytest.raises(UnsafeContentError):
+        for chunk in guarded.completions.create(model="m", prompt="Bread?", stream=True):
+            released += chunk.choices[0].text
+    assert released and answer.startswith(released) and len(released) <= answer.index("bomb")
+
+
 # -- windowed streaming -----------------------------------------------------------------------------------
 
 

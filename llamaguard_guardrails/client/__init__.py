@@ -14,7 +14,7 @@ OpenAI-compatible server), ``ogx_client.OgxClient`` / ``AsyncOgxClient`` and ``L
 
 **A guarded client is an allow-list** (:mod:`.surface`): besides the guarded methods, only harmless attributes
 (``models.list`` / ``retrieve``, ``close``, ``with_options`` / ``copy`` returning a guarded client, the context
-managers) are reachable; anything else (``with_raw_response``, ``post``, ``beta``, ``batches``, a method a new SDK
+managers, ``conversations.create`` without ``items``, which an ``Agent`` session needs) are reachable; anything else (``with_raw_response``, ``post``, ``beta``, ``batches``, a method a new SDK
 release adds ...) raises :class:`UnguardedAttributeError`. A request field the guard is not shown and does not
 know to be harmless raises ``InvalidConversationError`` before anything is sent.
 

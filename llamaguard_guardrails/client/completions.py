@@ -40,6 +40,18 @@ def completions_stream_checks(messages: list[dict[str, Any]], chunks: list[Any])
     return _checks(messages, texts)
 
 
+def completion_chunk_text(chunk: Any) -> str | None:
+    """The text a streamed chunk adds (every choice's), or ``None`` when a choice holds anything else."""
+    texts = []
+    for raw in get(chunk, "choices") or []:
+        choice = as_dict(raw, "chunk choice")
+        text = choice.get("text")
+        if set(choice) - CHOICE_FIELDS or not isinstance(text, str | None):
+            return None
+        texts.append(text or "")
+    return "".join(texts)
+
+
 def _add_choices(texts: dict[int, str], obj: Any, where: str) -> None:
     for n, raw in enumerate(get(obj, "choices") or []):
         choice = as_dict(raw, f"{where} choice {n}")

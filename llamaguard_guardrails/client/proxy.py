@@ -16,9 +16,14 @@ from ..enforce import Refusal
 from ..guard import LlamaGuard
 from .chat import chat_chunk_text, chat_output_checks, chat_request, chat_stream_checks
 from .checker import Checker
-from .completions import completions_output_checks, completions_request, completions_stream_checks
+from .completions import (
+    completion_chunk_text,
+    completions_output_checks,
+    completions_request,
+    completions_stream_checks,
+)
 from .families import Family
-from .fields import Check, get, input_stage
+from .fields import Check, input_stage
 from .refusals import (
     chat_refusal,
     chat_refusal_chunks,
@@ -72,15 +77,11 @@ APIS = {
         completions_request,
         completions_output_checks,
         completions_stream_checks,
-        lambda chunk: None if len(get(chunk, "choices") or []) > 1 else "".join(_texts(chunk)),
+        completion_chunk_text,
         completion_refusal,
         completion_refusal_chunks,
     ),
 }
-
-
-def _texts(chunk: Any) -> list[str]:
-    return [t if isinstance(t := get(c, "text"), str) else "" for c in get(chunk, "choices") or []]
 
 
 @dataclass(frozen=True)
