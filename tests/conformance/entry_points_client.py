@@ -1,9 +1,10 @@
 """``guard_client`` around the official ``openai`` SDK (the client of OGX, vLLM, LiteLLM and every OpenAI-compatible
-server), sync and async, streamed buffered and windowed, against the fake upstream: the same rows as the
-``LlamaStackClient`` ones (:mod:`.entry_points_llama_stack`), with another client under the guard."""
+server), sync and async, streamed buffered and windowed, and around ``ogx_client``, against the fake upstream: the
+same rows as the ``LlamaStackClient`` ones (:mod:`.entry_points_llama_stack`), with another client under the guard."""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from .cases import Case
@@ -83,6 +84,44 @@ class OpenAIResponsesStreamWindowed(OpenAIClient, GuardClientResponsesStream):
     options = WINDOWED
 
 
+#: Answers ogx_client does not hand over as sent (the openai rows cover these cases).
+OGX_DROPS = frozenset({"a.assistant_name", "a.reasoning_content", "b.unknown_field"})
+OGX_REFUSES = frozenset({"a.tool_call_flat", "b.call_without_name"})
+
+
+class OgxClient(OpenAIClient):
+    """``guard_client(ogx_client.OgxClient(base_url=upstream))``: OGX's generated client under the same guard."""
+
+    def na(self, case: Case) -> str | None:
+        if importlib.util.find_spec("ogx_client") is None:
+            return "ogx_client is not installed (the client extra)"
+        if case.id in OGX_DROPS:
+            return "ogx_client's models drop this answer field: it reaches neither the caller nor the guard"
+        if case.id in OGX_REFUSES:
+            return "ogx_client refuses this tool-call shape itself (ValueError while reading the answer)"
+        return super().na(case)
+
+    def client(self, env: Any, case: Case) -> Any:
+        import ogx_client
+
+        from llamaguard_guardrails.client import guard_client
+
+        return guard_client(ogx_client.OgxClient(base_url=env.upstream.url), env.guard(case.guard), **self.options)
+
+
+class OgxChat(OgxClient, GuardClientChat):
+    id = "guard_client(ogx) chat"
+
+
+class OgxChatStreamWindowed(OgxClient, GuardClientChatStream):
+    id = "guard_client(ogx) chat stream windowed"
+    options = WINDOWED
+
+
+class OgxResponsesStream(OgxClient, GuardClientResponsesStream):
+    id = "guard_client(ogx) responses stream"
+
+
 CLIENT: list[EntryPoint] = [
     OpenAIChat(),
     OpenAIChatStream(),
@@ -92,4 +131,7 @@ CLIENT: list[EntryPoint] = [
     OpenAIResponsesStream(),
     AsyncOpenAIResponsesStream(),
     OpenAIResponsesStreamWindowed(),
+    OgxChat(),
+    OgxChatStreamWindowed(),
+    OgxResponsesStream(),
 ]
