@@ -524,6 +524,24 @@ def test_fields_the_model_reads_are_shown_to_the_guard(upstream, raw, keyword_gu
     assert info.value.stage == "input" and upstream.requests == []
 
 
+@pytest.mark.parametrize(
+    ("api", "request_"),
+    [
+        ("chat", {"messages": USER, "logprobs": True, "top_logprobs": 5}),
+        ("responses", {"input": "Bread?", "top_logprobs": 5}),
+        ("completions", {"prompt": "Bread?", "logprobs": 5}),
+    ],
+)
+def test_tokens_the_model_did_not_choose_are_refused(upstream, raw, keyword_guard, api, request_):
+    """Top logprobs return text that was never part of a checked answer."""
+    guarded = guard_client(raw, keyword_guard)
+    create = {"chat": guarded.chat.completions, "responses": guarded.responses, "completions": guarded.completions}[api]
+    upstream.script(Reply())
+    with pytest.raises(InvalidConversationError, match="logprobs"):
+        create.create(model="m", **request_)
+    assert upstream.requests == []
+
+
 def test_a_conversation_is_created_only_without_items(upstream, raw, keyword_guard):
     guarded = guard_client(raw, keyword_guard)
     with pytest.raises(InvalidConversationError, match="items"):

@@ -79,8 +79,6 @@ _SAMPLING = frozenset(
         "frequency_penalty",
         "presence_penalty",
         "logit_bias",
-        "logprobs",
-        "top_logprobs",
         "max_tokens",
         "user",
         "metadata",
@@ -107,6 +105,7 @@ SHOWN: dict[str, tuple[str, ...]] = {
 HARMLESS_FIELDS: dict[str, frozenset[str]] = {
     "chat": _SAMPLING
     | {
+        "logprobs",  # the tokens of the checked text (top_logprobs, the tokens not chosen, are refused)
         "max_completion_tokens",
         "tool_choice",
         "function_call",
