@@ -163,9 +163,10 @@ def test_no_private_name_is_imported_across_files():
     assert private_imports() == set()
 
 
-@pytest.mark.parametrize("adapter", ["langchain", "llama_stack"])
+@pytest.mark.parametrize("adapter", ["langchain", "llama_stack", "client"])
 def test_framework_adapters_do_not_import_each_other_or_the_cli(adapter):
-    others = [f"{ROOT}.{o}" for o in ("langchain", "llama_stack", "scale", "evaluation", "cli") if o != adapter]
+    adapters = ("langchain", "llama_stack", "client", "scale", "evaluation", "cli")
+    others = [f"{ROOT}.{o}" for o in adapters if o != adapter]
     wrong = {
         (m, d)
         for m, deps in imports_of(f"{ROOT}.{adapter}").items()

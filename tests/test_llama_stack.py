@@ -42,7 +42,8 @@ from llama_stack_client.lib.agents.agent import Agent
 from llama_stack_client.lib.agents.client_tool import client_tool
 
 from llamaguard_guardrails import InvalidPolicyError, Policy, UnsafeContentError
-from llamaguard_guardrails.llama_stack import RUN_CONFIG, guard_client
+from llamaguard_guardrails.client import guard_client
+from llamaguard_guardrails.llama_stack import RUN_CONFIG
 from llamaguard_guardrails.testing import scripted_guard
 
 pytestmark = [
@@ -897,7 +898,6 @@ def test_wrapper_reports_every_verdict_and_words_refusals_per_stage(raw_client, 
 
 def test_old_import_paths_still_work():
     from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl, get_provider_impl
-    from llamaguard_guardrails.llama_stack.client_guard import GuardedLlamaStackClient
     from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig as config_path
     from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl as impl_path
     from llamaguard_guardrails.llama_stack.provider import get_provider_impl as factory
@@ -905,7 +905,6 @@ def test_old_import_paths_still_work():
     assert (
         config_path is LlamaGuardProviderConfig and impl_path is LlamaGuardSafetyImpl and factory is get_provider_impl
     )
-    assert GuardedLlamaStackClient.__module__ == "llamaguard_guardrails.llama_stack.client.proxy"
 
 
 def test_wrapper_responses_sync_and_streaming(raw_client, keyword_guard):
@@ -977,7 +976,7 @@ def test_wrapper_guards_agent_turns(raw_client, keyword_guard):
 
 def test_wrapper_refuses_to_be_bypassed_silently(raw_client, keyword_guard):
     guarded = guard_client(raw_client, keyword_guard)
-    with pytest.raises(AttributeError, match="bypass"):
+    with pytest.raises(AttributeError, match="unwrapped"):
         guarded.chat.completions.with_raw_response  # noqa: B018
     assert isinstance(guarded.with_options(timeout=30), type(guarded))
     assert guarded.unwrapped is raw_client

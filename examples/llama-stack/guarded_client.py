@@ -8,7 +8,7 @@ import sys
 from llama_stack_client import LlamaStackClient
 
 from llamaguard_guardrails import LlamaGuard, Policy, UnsafeContentError
-from llamaguard_guardrails.llama_stack import guard_client
+from llamaguard_guardrails.client import guard_client
 
 guard = LlamaGuard.from_pretrained("meta-llama/Llama-Guard-4-12B")
 client = guard_client(LlamaStackClient(base_url=sys.argv[1]), guard, policy=Policy(excluded_categories={"S6"}))

@@ -29,16 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.messages import BaseMessageChunk
 from langchain_core.outputs import GenerationChunk
 from langchain_core.runnables.utils import AddableDict
 
-from ..core.errors import InvalidPolicyError
+from ..core.windows import StreamMode, released_through, validate_window, window_due
 from .convert import text_of
 
-StreamMode = Literal["buffered", "windowed"]
 _NO_FOLD = object()
 
 
@@ -81,15 +80,6 @@ def _fold_messages(a: BaseMessageChunk, b: BaseMessageChunk) -> Any:
         return _NO_FOLD
     name = a.name or b.name
     return folded.model_copy(update={"name": name}) if name and folded.name != name else folded
-
-
-def validate_window(mode: str, window_size: int, overlap: int) -> None:
-    if mode not in ("buffered", "windowed"):
-        raise InvalidPolicyError(f"stream_mode must be 'buffered' or 'windowed', got {mode!r}")
-    if window_size < 1:
-        raise InvalidPolicyError(f"window_size must be at least 1 character, got {window_size}")
-    if overlap < 0:
-        raise InvalidPolicyError(f"window_overlap must be 0 or more characters, got {overlap}")
 
 
 @dataclass
@@ -193,18 +183,14 @@ class StreamWindow:
         segment = self.segments[-1]
         if self.mode != "windowed" or not segment.textual:
             return None
-        if len(segment.text) - max(segment.checked, 0) < self.window_size:
+        if not window_due(len(segment.text), segment.checked, self.window_size):
             return None
         length = len(segment.text)
         outputs = [s.value for s in self.segments[:-1]] + [segment.text]
 
         def release() -> list[Any]:
             segment.checked = length
-            cut = length - self.overlap
-            last = segment.start
-            while last < segment.end and segment.ends[last - segment.start] <= cut:
-                last += 1
-            return self._release_to(last)
+            return self._release_to(segment.start + released_through(segment.ends, length, self.overlap))
 
         return Check(outputs, release)
 

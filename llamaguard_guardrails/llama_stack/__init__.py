@@ -1,13 +1,13 @@
-"""Llama Stack adapter: Llama Guard 4 as a local safety provider, and a client-side guard.
+"""Llama Stack adapter: Llama Guard 4 as a local safety provider.
 
 Server side (llama-stack 0.7.x, :mod:`.provider`): add the provider to a run config with
 ``module: llamaguard_guardrails.llama_stack`` and ``provider_type: inline::llamaguard-guardrails``
 (a ready config: :data:`RUN_CONFIG`). Llama Stack imports :mod:`.provider` for the spec and the factory.
 
-Client side (any Llama Stack server, :mod:`.client`): :func:`guard_client` wraps a ``LlamaStackClient`` /
-``AsyncLlamaStackClient`` so chat completions and responses are checked locally.
+The client-side guard (any OpenAI-compatible client, ``LlamaStackClient`` included) is
+:func:`llamaguard_guardrails.client.guard_client`.
 
-Importing this package needs neither llama-stack nor llama-stack-client; each part imports what it uses.
+Importing this package does not need llama-stack; each part imports what it uses.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from .provider import get_provider_impl
 
 if TYPE_CHECKING:
-    from .client import AsyncGuardedLlamaStackClient, GuardedLlamaStackClient, guard_client
     from .provider.config import LlamaGuardProviderConfig
     from .provider.impl import LlamaGuardSafetyImpl
 
@@ -29,9 +28,6 @@ RUN_CONFIG = Path(__file__).with_name("run.yaml")
 _LAZY = {
     "LlamaGuardProviderConfig": "provider.config",
     "LlamaGuardSafetyImpl": "provider.impl",
-    "GuardedLlamaStackClient": "client",
-    "AsyncGuardedLlamaStackClient": "client",
-    "guard_client": "client",
 }
 
 
@@ -43,10 +39,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "RUN_CONFIG",
-    "AsyncGuardedLlamaStackClient",
-    "GuardedLlamaStackClient",
     "LlamaGuardProviderConfig",
     "LlamaGuardSafetyImpl",
     "get_provider_impl",
-    "guard_client",
 ]

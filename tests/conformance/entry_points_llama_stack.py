@@ -154,14 +154,14 @@ class GuardClient(EntryPoint):
     def client(self, env: Any, case: Case) -> Any:
         from llama_stack_client import LlamaStackClient
 
-        from llamaguard_guardrails.llama_stack import guard_client
+        from llamaguard_guardrails.client import guard_client
 
         return guard_client(LlamaStackClient(base_url=env.upstream.url, max_retries=0), env.guard(case.guard))
 
     def async_client(self, env: Any, case: Case) -> Any:
         from llama_stack_client import AsyncLlamaStackClient
 
-        from llamaguard_guardrails.llama_stack import guard_client
+        from llamaguard_guardrails.client import guard_client
 
         return guard_client(AsyncLlamaStackClient(base_url=env.upstream.url, max_retries=0), env.guard(case.guard))
 

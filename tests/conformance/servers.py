@@ -1,8 +1,8 @@
 """The two servers of the suite, both on 127.0.0.1, one of each per session:
 
-- :class:`FakeUpstream`: an OpenAI-compatible LLM server (``/v1/chat/completions``, ``/v1/responses``)
-  that answers exactly what a test scripted (a message, chunk deltas, output items or stream events),
-  for ``guard_client``;
+- :class:`FakeUpstream`: an OpenAI-compatible LLM server (``/v1/chat/completions``, ``/v1/responses``,
+  ``/v1/completions``) that answers exactly what a test scripted (a message or one per choice, chunk deltas,
+  output items or stream events, completion texts), for ``guard_client``;
 - :class:`ConformanceStack`: ``llama stack run`` with the library's safety provider around the scripted
   guard (:mod:`.conformance_guard`), for ``run_shield`` and moderations.
 """
@@ -28,18 +28,23 @@ HERE = Path(__file__).parent
 
 
 class Reply:
-    """What the upstream answers next: a chat ``message`` / chat ``deltas`` / responses ``output`` /
-    responses ``events`` (the stream's event dicts, sent as they are)."""
+    """What the upstream answers next: a chat ``message`` (or ``choices``, one message per choice) / chat ``deltas``
+    / responses ``output`` / responses ``events`` (the stream's event dicts, sent as they are) / completion
+    ``texts`` (one per choice, streamed in ``piece``-character chunks)."""
 
     def __init__(
         self,
         *,
         message: dict[str, Any] | None = None,
+        choices: list[dict[str, Any]] | None = None,
         deltas: list[dict[str, Any]] | None = None,
         output: list[dict[str, Any]] | None = None,
         events: list[dict[str, Any]] | None = None,
+        texts: list[str] | None = None,
+        piece: int = 8,
     ) -> None:
         self.message, self.deltas, self.output, self.events = message, deltas, output, events
+        self.choices, self.texts, self.piece = choices, texts, piece
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,21 +80,41 @@ class _Handler(BaseHTTPRequestHandler):
             return self._chat(body, reply)
         if self.path.endswith("/responses"):
             return self._responses(body, reply)
+        if self.path.endswith("/completions"):
+            return self._completions(body, reply)
         return self._json({"error": {"message": f"unsupported {self.path}"}}, 404)
 
     def _chat(self, body: dict[str, Any], reply: Reply) -> None:
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:8]}", "created": int(time.time()), "model": body.get("model", "m")}
+        messages = reply.choices or [reply.message or {"role": "assistant", "content": "".join(d.get("content") or "" for d in reply.deltas or [])}]
         if not body.get("stream"):
-            message = reply.message or {"role": "assistant", "content": "".join(d.get("content") or "" for d in reply.deltas or [])}
-            finish = "tool_calls" if message.get("tool_calls") else "stop"
-            choice = {"index": 0, "message": message, "finish_reason": finish}
-            return self._json({**head, "object": "chat.completion", "choices": [choice]})
-        deltas = reply.deltas if reply.deltas is not None else [_delta_of(reply.message or {})]
+            choices = [
+                {"index": n, "message": m, "finish_reason": "tool_calls" if m.get("tool_calls") else "stop"}
+                for n, m in enumerate(messages)
+            ]
+            return self._json({**head, "object": "chat.completion", "choices": choices})
+        per_choice = [reply.deltas] if reply.deltas is not None else [[_delta_of(m)] for m in messages]
         chunks = [
-            {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+            {**head, "object": "chat.completion.chunk", "choices": [{"index": n, "delta": d, "finish_reason": None}]}
+            for n, deltas in enumerate(per_choice)
             for d in [{"role": "assistant", "content": ""}, *deltas]
         ]
-        chunks.append({**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        chunks += [
+            {**head, "object": "chat.completion.chunk", "choices": [{"index": n, "delta": {}, "finish_reason": "stop"}]}
+            for n in range(len(per_choice))
+        ]
+        self._sse(chunks, done=True)
+
+    def _completions(self, body: dict[str, Any], reply: Reply) -> None:
+        head = {"id": f"cmpl-{uuid.uuid4().hex[:8]}", "created": int(time.time()), "model": body.get("model", "m"), "object": "text_completion"}
+        texts = reply.texts or ["Fine."]
+        if not body.get("stream"):
+            return self._json({**head, "choices": [{"index": n, "text": t, "finish_reason": "stop"} for n, t in enumerate(texts)]})
+        chunks = [
+            {**head, "choices": [{"index": n, "text": t[i : i + reply.piece], "finish_reason": None}]}
+            for n, t in enumerate(texts)
+            for i in range(0, len(t), reply.piece)
+        ]
         self._sse(chunks, done=True)
 
     def _responses(self, body: dict[str, Any], reply: Reply) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core.errors import InvalidPolicyError
-from ...core.policy import Policy
-from ...core.verdict import Verdict
-from ...enforce import DEFAULT_REFUSAL, ON_BLOCK_VALUES, OnBlock, OnVerdict, Refusal, RefusalMessage, enforce
-from ...guard import LlamaGuard
+from ..core.errors import InvalidPolicyError
+from ..core.policy import Policy
+from ..core.verdict import Verdict
+from ..enforce import DEFAULT_REFUSAL, ON_BLOCK_VALUES, OnBlock, OnVerdict, Refusal, RefusalMessage, enforce
+from ..guard import LlamaGuard
 from .fields import Check
 
 

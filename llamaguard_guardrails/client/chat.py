@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...core.conversation import MESSAGE_CONTENT_KEYS, MESSAGE_METADATA_KEYS
-from ...core.errors import InvalidConversationError
+from ..core.conversation import MESSAGE_CONTENT_KEYS, MESSAGE_METADATA_KEYS
+from ..core.errors import InvalidConversationError
 from .fields import ASSISTANT_TEXT, Check, as_dict, filled, get, only_known, output_stage, text_piece
 
 #: Choice fields with no content of their own (``logprobs`` hold the tokens of the text that is checked).
@@ -50,6 +50,20 @@ def chat_stream_checks(messages: list[dict[str, Any]], chunks: list[Any]) -> lis
         for n, call in enumerate(answer.get("tool_calls", [])):
             call["id"] = call["id"] or f"call_{n}"  # a nameless call stays nameless: the core refuses it
     return _answer_checks(messages, list(answers.values()))
+
+
+def chat_chunk_text(chunk: Any) -> str | None:
+    """The plain text a chunk adds (every choice's ``content``), or ``None`` when it carries anything else."""
+    texts = []
+    for n, choice in enumerate(_choices(chunk, "chunk")):
+        delta = as_dict(choice.get("delta") or {}, f"chunk choice {n} delta")
+        content = delta.get("content")
+        if any(filled(v) for k, v in delta.items() if k not in ("role", "content")) or not isinstance(
+            content, str | None
+        ):
+            return None
+        texts.append(content or "")
+    return "".join(texts)
 
 
 def _answer_checks(messages: list[dict[str, Any]], answers: list[dict[str, Any]]) -> list[Check]:

@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ...core import messages as build
-from ...core.errors import InvalidConversationError
+from ..core import messages as build
+from ..core.errors import InvalidConversationError
 from .fields import Check, as_dict, filled, get, json_text, only_known, output_stage, text_piece
 
 #: Responses items by type: every field each may hold (what is shown to the guard, and ids / status).
@@ -98,6 +98,30 @@ def responses_output_checks(messages: list[dict[str, Any]], response: Any) -> li
     for n, item in enumerate(get(response, "output") or []):
         turn.add_item(as_dict(item, f"output item {n}"), f"output item {n}")
     return turn.checks(messages)
+
+
+def response_event_text(event: Any) -> str | None:
+    """The plain answer text an event adds (``""`` for events that open a response, an item or a part with
+    nothing in them yet), or ``None`` when it carries anything else."""
+    data = as_dict(event, "stream event")
+    kind = data.get("type")
+    if kind == "response.output_text.delta":
+        delta = data.get("delta")
+        return delta if isinstance(delta, str) else None
+    empty = {
+        "response.created": "response",
+        "response.in_progress": "response",
+        "response.output_item.added": "item",
+        "response.content_part.added": "part",
+    }
+    if kind in empty:
+        inner = as_dict(data.get(empty[kind]) or {}, "stream event")
+        held = {k: v for k, v in inner.items() if k not in ("type", "id", "status", "role") and filled(v)}
+        if empty[kind] == "response":  # the response's settings (model, tools ...) are not answer content
+            held = {k: v for k, v in held.items() if k in ("output", "output_text", "error")}
+        if not held:
+            return ""
+    return None
 
 
 def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -> list[Check]:
