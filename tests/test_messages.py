@@ -96,11 +96,15 @@ def test_langchain_tool_messages_come_out_as_the_core_builders_make_them():
 def hand_built_calls(path: Path) -> list[int]:
     """Lines of dict literals that build a message with ``tool_calls`` or a tool call naming its function.
 
-    (An empty ``{"function": {}}`` that stream deltas are folded into names nothing: it is not a built call.)
+    (An empty ``{"function": {}}`` that stream deltas are folded into names nothing: it is not a built call, and
+    neither is the ``update=`` of a framework message's ``model_copy``.)
     """
     lines = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Dict):
+    tree = ast.parse(path.read_text())
+    # ``message.model_copy(update={"tool_calls": ...})`` edits a framework message's fields: not a core message.
+    updates = {id(k.value) for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "update"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict) and id(node) not in updates:
             items = {k.value: v for k, v in zip(node.keys, node.values, strict=True) if isinstance(k, ast.Constant)}
             function = items.get("function")
             names_one = isinstance(function, ast.Dict) and any(
