@@ -82,7 +82,8 @@ def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has
 def merge_windows(
     prompts: Sequence[Prompt], windows: Sequence[WindowVerdict], policy: Policy, *, latency_ms: float
 ) -> Verdict:
-    """One verdict for a check: unsafe when any window is, with every window's categories."""
+    """One verdict for a check: unsafe when any window (history windows included) is, with every window's
+    categories."""
     first = prompts[0]
     unsafe = [w for w in windows if not w.safe]
     categories = list(dict.fromkeys(c for w in unsafe for c in w.categories))
@@ -100,7 +101,8 @@ def merge_windows(
         error=errors[0] if errors else None,
         ignored_categories=list(dict.fromkeys(c for w in windows for c in w.ignored)),
         omitted_messages=list(first.omitted_messages),
-        windows=len(prompts),
+        windows=_main_windows(prompts),
+        history_windows=len(prompts) - _main_windows(prompts),
     )
 
 
@@ -131,7 +133,8 @@ def failure_verdict(
         latency_ms=latency_ms,
         error=message,
         omitted_messages=list(first.omitted_messages) if first else [],
-        windows=len(prompts) if prompts else 1,
+        windows=_main_windows(prompts) if prompts else 1,
+        history_windows=len(prompts) - _main_windows(prompts) if prompts else 0,
     )
 
 
@@ -154,6 +157,11 @@ def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple
         shown_codes = ",".join(shown)
         return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
     return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+
+
+def _main_windows(prompts: Sequence[Prompt]) -> int:
+    """How many prompts check the last message (the rest are history windows)."""
+    return sum(1 for prompt in prompts if not prompt.history)
 
 
 def _lead(scores: AnswerScores) -> str:

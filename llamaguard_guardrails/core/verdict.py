@@ -28,8 +28,13 @@ class Verdict(BaseModel):
     latency_ms: float = 0.0
     error: str | None = None
     ignored_categories: list[str] = Field(default_factory=list, description="codes the policy excludes")
-    omitted_messages: list[int] = Field(default_factory=list, description="older messages left out to fit")
-    windows: int = 1
+    omitted_messages: list[int] = Field(
+        default_factory=list,
+        description="older messages left out of the last message's context to fit max_prompt_tokens; each was "
+        "classified in its own history windows (never unchecked)",
+    )
+    windows: int = Field(default=1, description="windows the last message was classified in (>1: it was split)")
+    history_windows: int = Field(default=0, description="windows that classified the omitted messages")
     cached: bool = False
 
     @property
