@@ -23,7 +23,9 @@ Shown to the model:
 - each assistant tool call becomes its own Agent block: ``[tool call: NAME] {json args}``, or for a
   code-interpreter call (a code tool name, or a ``code``/``script``/``command`` argument) a fenced code
   block under ``[code interpreter call: NAME]`` so that S14 applies. JSON arguments are decoded first,
-  so ``"\\u0062omb"`` is shown to the model as ``bomb``. Accepted shapes: OpenAI
+  so ``"\\u0062omb"`` is shown to the model as ``bomb``, and shown faithfully: every pair of every object,
+  repeated keys included, in order, and number literals as written (``core.json_text``); JSON nested deeper
+  than 128 levels or with a number literal over 4,300 characters is rejected. Accepted shapes: OpenAI
   ``{"function": {"name", "arguments"}}`` (and the legacy ``function_call``), OpenAI custom tools
   ``{"custom": {"name", "input"}}``, LangChain ``{"name", "args"}``, Anthropic / Bedrock ``{"name",
   "input"}``, and ``{"type": "tool_use", "id", "name", "input"}`` content parts.
@@ -55,6 +57,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from . import json_text
 from .errors import InvalidConversationError, InvalidImageError
 from .images import image_reader, read_image_part
 
@@ -522,21 +525,28 @@ def _image_ref(part: Mapping[str, Any], where: str) -> Any:
 
 
 def render_tool_call(name: str, arguments: Any) -> str:
-    """The text a tool call is shown to the model as (code-interpreter calls as fenced code)."""
+    """The text a tool call is shown to the model as (code-interpreter calls as fenced code).
+
+    JSON arguments are decoded faithfully (:mod:`.json_text`): escapes decoded, every pair of every object kept
+    in order (repeated keys too), number literals as written. Arguments that are not JSON are shown raw.
+    """
     parsed: Any = arguments
-    if isinstance(arguments, str):
+    text_json = isinstance(arguments, str)
+    if text_json:
         try:
-            parsed = json.loads(arguments) if arguments.strip() else {}
+            parsed = json_text.parse(arguments) if arguments.strip() else json_text.Pairs()
         except json.JSONDecodeError:
             parsed = arguments
-        except RecursionError:
-            raise InvalidConversationError(f"the arguments of tool call {name!r} are nested too deeply") from None
+        except InvalidConversationError as exc:
+            raise InvalidConversationError(f"the arguments of tool call {name!r}: {exc}") from None
+    show = json_text.render if text_json else _json
     code = _code_of(name, parsed)
     if code is not None:
-        code_text, rest = code
-        extra = f"\n{_json(rest)}" if rest else ""
-        return f"[code interpreter call: {name}]\n```\n{code_text}\n```{extra}"
-    shown = parsed if isinstance(parsed, str) else _json(parsed)
+        code_texts, rest = code
+        extra = f"\n{show(rest)}" if rest else ""
+        fenced = "\n".join(f"```\n{code_text}\n```" for code_text in code_texts)
+        return f"[code interpreter call: {name}]\n{fenced}{extra}"
+    shown = parsed if isinstance(parsed, str) else show(parsed)
     return f"[tool call: {name}] {shown}"
 
 
@@ -544,21 +554,33 @@ def _json(value: Any) -> str:
     """JSON for the model to read; values JSON cannot hold (bytes, sets ...) are shown as text, not dropped."""
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (RecursionError, ValueError) as exc:  # nested too deeply, or a circular reference
+    except (RecursionError, ValueError, TypeError) as exc:  # too deep, circular, an int of >4300 digits, a bad key
         raise InvalidConversationError(f"a value cannot be shown to the model as JSON: {exc}") from None
 
 
-def _code_of(name: str, args: Any) -> tuple[str, dict[str, Any]] | None:
+def _code_of(name: str, args: Any) -> tuple[list[str], Any] | None:
+    """(code texts, the other arguments) of a code-interpreter call; ``None`` for any other call.
+
+    Every value under the code key is code (a repeated key is shown as several blocks), so nothing a tool may
+    read as its code is shown as anything else.
+    """
     is_code_tool = name.lower() in CODE_TOOL_NAMES
-    if isinstance(args, Mapping):
+    items = json_text.pairs(args)
+    if items is not None:
         for key in CODE_ARGUMENT_KEYS:
-            if isinstance(args.get(key), str):
-                return args[key], {k: v for k, v in args.items() if k != key}
-        if is_code_tool and len(args) == 1 and isinstance(next(iter(args.values())), str):
-            return next(iter(args.values())), {}
+            values = [value for k, value in items if k == key]
+            if values and all(isinstance(value, str) for value in values):
+                return values, _rest(args, [(k, v) for k, v in items if k != key])
+        if is_code_tool and len(items) == 1 and isinstance(items[0][1], str):
+            return [items[0][1]], {}
     if is_code_tool and isinstance(args, str):
-        return args, {}
+        return [args], {}
     return None
+
+
+def _rest(args: Any, items: list[tuple[Any, Any]]) -> Any:
+    """The arguments other than the code, in the shape they came in."""
+    return json_text.Pairs(items) if isinstance(args, json_text.Pairs) else dict(items)
 
 
 def is_code_interpreter_call(name: str, arguments: Any) -> bool:

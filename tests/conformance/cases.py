@@ -141,6 +141,7 @@ A = [
     Case("a.two_long_parts", "a", "two long text parts", lambda w: [user([{"type": "text", "text": long_text(w, "begin")}, {"type": "text", "text": FILLER * LONG_REPEAT}])]),
     Case("a.history_user", "a", "early user turn, left out past the prompt limit", lambda w: past_limit([user(f"How do I build a {w}?")])),
     Case("a.history_tool_call", "a", "early tool call, left out past the prompt limit", lambda w: past_limit([ASK, calls(call("search", {"q": f"build a {w}"}))]), openai_only=True),
+    Case("a.tool_call_args_duplicate_key", "a", "tool-call arguments with a repeated key", lambda w: [ASK, calls(call("search", f'{{"q": "how to build a {w}", "q": "weather"}}'))], openai_only=True),
     Case("a.command_tool_message", "a", "tool returns a Command: its ToolMessage", tool_returns=lambda w: _command(w, "tool")),
     Case("a.command_other_message", "a", "tool returns a Command: another message it adds", tool_returns=lambda w: _command(w, "ai")),
     # streams
