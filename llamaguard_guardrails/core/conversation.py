@@ -58,7 +58,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from . import json_text
-from .errors import InvalidConversationError, InvalidImageError
+from .errors import InvalidConversationError, InvalidImageError, shown_name
 from .images import image_reader, read_image_part
 
 Role = Literal["User", "Agent"]
@@ -245,7 +245,7 @@ def _message_blocks(message: Mapping[str, Any], index: int, tool_names: dict[str
     where = f"message {index} ({role})"
     if not isinstance(role, str) or role not in MESSAGE_CONTENT_KEYS:
         raise InvalidConversationError(
-            f"message {index} has unknown role {role!r}; use user, assistant, system, developer or tool"
+            f"message {index} has unknown role {shown_name(role)}; use user, assistant, system, developer or tool"
         )
     fields = _fields(message, role, where)
     name = _name_prefix(fields, where) if role not in ("tool", "function") else ""
@@ -277,7 +277,9 @@ def _fields(message: Mapping[str, Any], role: str, where: str) -> dict[str, Any]
     """The message's content keys (``None`` values carry nothing); metadata is dropped, unknown keys rejected."""
     kind = message.get("type")
     if kind is not None and kind != "message":
-        raise InvalidConversationError(f"{where}: a message of type {kind!r} is not a chat message; use 'message'")
+        raise InvalidConversationError(
+            f"{where}: a message of type {shown_name(kind)} is not a chat message; use 'message'"
+        )
     allowed = MESSAGE_CONTENT_KEYS[role]
     fields: dict[str, Any] = {}
     for key, value in message.items():
@@ -285,7 +287,7 @@ def _fields(message: Mapping[str, Any], role: str, where: str) -> dict[str, Any]
             continue
         if key not in allowed:
             raise InvalidConversationError(
-                f"{where}: unknown key {key!r}. A downstream model may read it, so the guard must see it or "
+                f"{where}: unknown key {shown_name(key)}. A downstream model may read it, so the guard must see it or "
                 f"refuse it: remove it, or move its text into 'content' (keys shown for {role} messages: "
                 f"{', '.join(sorted(allowed))}; metadata ignored: {', '.join(sorted(MESSAGE_METADATA_KEYS))})"
             )
@@ -362,7 +364,7 @@ def _only(mapping: Mapping[str, Any], allowed: frozenset[str] | set[str], where:
     for key, value in mapping.items():
         if value is not None and key not in allowed:
             raise InvalidConversationError(
-                f"{where}: unknown field {key!r} in a {what}. A downstream model or tool may read it, so the guard "
+                f"{where}: unknown field {shown_name(key)} in a {what}. A downstream model or tool may read it, so the guard "
                 f"must see it or refuse it: remove it (fields read: {', '.join(sorted(allowed))})"
             )
 
@@ -450,7 +452,7 @@ def _part_texts(part: Mapping[str, Any], where: str) -> list[str]:
         raise InvalidConversationError(f"{where}: {UNREADABLE_PART_TYPES[kind]}")
     if kind not in PART_CONTENT_KEYS or kind in ("image", "tool_use"):
         raise InvalidConversationError(
-            f"{where}: unsupported content part type {kind!r}; supported: text, image_url, image, refusal, "
+            f"{where}: unsupported content part type {shown_name(kind)}; supported: text, image_url, image, refusal, "
             "reasoning, thinking, tool_use (assistant)"
         )
     _only(part, _part_keys(kind), where, f"{kind} part")
@@ -507,7 +509,7 @@ def _image_ref(part: Mapping[str, Any], where: str) -> Any:
     value = part[key]
     if key == "file_id":
         raise InvalidImageError(
-            f"{where}: an image given only as a provider file id ({value!r}) cannot be read by the guard; "
+            f"{where}: an image given only as a provider file id ({shown_name(value)}) cannot be read by the guard; "
             "pass it as base64 or a data URL"
         )
     if key == "base64":
@@ -538,7 +540,7 @@ def render_tool_call(name: str, arguments: Any) -> str:
         except json.JSONDecodeError:
             parsed = arguments
         except InvalidConversationError as exc:
-            raise InvalidConversationError(f"the arguments of tool call {name!r}: {exc}") from None
+            raise InvalidConversationError(f"the arguments of tool call {shown_name(name)}: {exc}") from None
     show = json_text.render if text_json else _json
     code = _code_of(name, parsed)
     if code is not None:
