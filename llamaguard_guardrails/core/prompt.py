@@ -10,12 +10,15 @@ Face tokenizer also encodes the text between special tokens independently.
 
 from __future__ import annotations
 
+import array
 import bisect
 import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from PIL import Image
 from tokenizers import Tokenizer
@@ -82,6 +85,11 @@ class Prompt:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @functools.cached_property
+    def ids_digest(self) -> bytes:
+        """A digest of ``input_ids`` (computed once per prompt: a memoized history window is hashed once)."""
+        return hashlib.blake2b(array.array("q", self.input_ids).tobytes(), digest_size=24).digest()
 
     @functools.cached_property
     def image_digests(self) -> tuple[bytes, ...]:
@@ -158,6 +166,8 @@ class PromptBuilder:
         self._image_processor = image_processor
         self._patch_size = patch_size
         self._downsample = int(round(1.0 / (pixel_shuffle_ratio**2)))
+        #: History windows of recent checks: the next check of a growing conversation leaves out the same history.
+        self._history_memo: _Memo[list[Prompt]] = _Memo(32)
 
     # -- tokenization -----------------------------------------------------------------------------
 
@@ -240,9 +250,16 @@ class PromptBuilder:
         prompts: list[Prompt] = []
         for role in ("User", "Agent"):
             mine = [block for r, block in blocks if r == role]
-            if mine:
+            if not mine:
+                continue
+            key = _history_key(role, mine, policy, max_tokens)  # None: images, not memoized
+            packed = self._history_memo.get(key) if key is not None else None
+            if packed is None:
                 packed = self._pack(role, mine, message_count, policy, max_tokens, shared_images=None)
-                prompts += [replace(one, history=True) for one in packed]
+                packed = [replace(one, history=True) for one in packed]
+                if key is not None:
+                    self._history_memo.put(key, packed)
+            prompts += packed
         return prompts
 
     def _pack(
@@ -462,6 +479,45 @@ def _block_starts(prompt: Prompt, blocks: Sequence[tuple[Role, Block]]) -> list[
         if spans and spans <= len(prompt.content_spans):
             position = prompt.content_spans[spans - 1][1]
     return starts
+
+
+def _history_key(role: Role, blocks: Sequence[Block], policy: Policy, max_tokens: int) -> bytes | None:
+    """A digest of what decides a role's history windows; ``None`` when a block has images (not memoized)."""
+    if any(block.images for block in blocks):
+        return None
+    digest = hashlib.blake2b(f"{role}|{max_tokens}|{policy.model_dump_json()}".encode(), digest_size=24)
+    for block in blocks:
+        digest.update(f"|{block.source}|{block.kind}|{len(block.texts)}".encode())
+        for text in block.texts:
+            data = text.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return digest.digest()
+
+
+V = TypeVar("V")
+
+
+class _Memo(Generic[V]):
+    """A small thread-safe LRU."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: bytes, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def _torch_uint8() -> Any:

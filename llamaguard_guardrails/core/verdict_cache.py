@@ -16,7 +16,7 @@ def cache_key(prompts: Sequence[Prompt], policy: Policy) -> bytes:
     digest = hashlib.blake2b(policy.model_dump_json().encode(), digest_size=24)
     for prompt in prompts:
         digest.update(len(prompt.input_ids).to_bytes(8, "little"))
-        digest.update(b"".join(i.to_bytes(4, "little") for i in prompt.input_ids))
+        digest.update(prompt.ids_digest)
         if prompt.image_digests:
             digest.update(b"".join(prompt.image_digests))
         elif prompt.pixel_values is not None:
