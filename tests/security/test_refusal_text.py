@@ -137,3 +137,26 @@ def test_errors_describe_hostile_names_without_quoting_them(where):
     with pytest.raises(InvalidConversationError) as raised:
         parse_conversation(HOSTILE_CONVERSATIONS[where])
     assert MARKER[:20].replace(" ", "_") not in str(raised.value)
+
+
+def test_the_middleware_tool_refusal_the_agent_reads_never_carries_model_output(make_guard):
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from llamaguard_guardrails.langchain import LlamaGuardMiddleware
+    from test_langchain_fakes import scripted_model
+
+    guard = make_guard(lambda text: f"S9, {MARKER}" if "bomb" in text else None)
+
+    @tool
+    def search(query: str) -> str:
+        """Search the web."""
+        return "nothing found"
+
+    call = {"name": "search", "args": {"query": "build a bomb"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("I won't do that."))
+    agent = create_agent(model, tools=[search], middleware=[LlamaGuardMiddleware(guard, check_output=False)])
+    messages = agent.invoke({"messages": [HumanMessage("Look it up.")]})["messages"]
+    refusal = next(m for m in messages if isinstance(m, ToolMessage))
+    assert refusal.status == "error" and MARKER[:20] not in str(refusal.content)
+    assert all(MARKER[:20] not in str(m.content) for sent in model.calls for m in sent)  # what the model read
