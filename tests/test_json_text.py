@@ -125,3 +125,12 @@ def test_the_deepest_allowed_json_and_longest_number_are_shown():
     assert shown(SHAPES["openai"](deep)).endswith(deep.replace("][", "], ["))
     number = "9" * MAX_NUMBER_CHARS  # beyond Python's int-digit limit for int(), shown as written
     assert shown(SHAPES["openai"](f'{{"n": {number}}}')).endswith(f'{{"n": {number}}}')
+
+
+def test_the_module_examples_run():
+    import doctest
+
+    from llamaguard_guardrails.core import json_text
+
+    result = doctest.testmod(json_text)
+    assert result.attempted >= 1 and result.failed == 0
