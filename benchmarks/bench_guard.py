@@ -281,8 +281,12 @@ def agent_over_the_limit(guard: LlamaGuard, repeats: int, max_prompt_tokens: int
     low enough that it crosses the limit halfway: the median check after the crossing vs before it, with the
     trimming's hysteresis and, for comparison, with the fewest messages dropped at every check (the old rule)."""
     from llamaguard_guardrails.core import prompt as prompt_module
+    from llamaguard_guardrails.core.verdict_cache import VerdictCache
 
     agent = LlamaGuard(guard.backend, guard.prompts, max_prompt_tokens=max_prompt_tokens, cache_size=0)
+    # Whole verdicts are not cached (every check reaches the model), but the left-out history's windows are,
+    # as with the defaults: after the crossing a check scores its last message and only new history windows.
+    agent.window_cache = VerdictCache(4096)
     messages = tool_agent()
     turns = [messages[:end] for end in range(1, len(messages) + 1)]
     crossed = [bool(agent.build_prompts(turn)[0].omitted_messages) for turn in turns]
@@ -296,6 +300,7 @@ def agent_over_the_limit(guard: LlamaGuard, repeats: int, max_prompt_tokens: int
             for name, rule in (("hysteresis", hysteresis), ("old_rule", lambda total, limit: limit)):
                 prompt_module.trim_limit = rule
                 backend.kv_store.clear()
+                agent.window_cache.clear()
                 run = []
                 for turn in turns:
                     start = time.perf_counter()

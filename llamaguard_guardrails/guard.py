@@ -28,6 +28,7 @@ from .core.errors import (
     GuardClosedError,
     GuardTimeoutError,
     InvalidConversationError,
+    ModelOutputError,
     UnsafeContentError,
 )
 from .core.images import ImageLimits
@@ -84,7 +85,9 @@ class LlamaGuard:
         self.image_limits = image_limits or ImageLimits()
         self.is_test_model = False
         self.prompt_parity: bool | None = None
-        self.cache = VerdictCache(cache_size)
+        self.cache: VerdictCache[Verdict] = VerdictCache(cache_size)
+        #: Verdicts of single history windows: a growing conversation re-checks the same left-out history.
+        self.window_cache: VerdictCache[WindowVerdict] = VerdictCache(cache_size)
         self.batcher = (
             MicroBatcher(self._score_batch, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
             if micro_batching
@@ -220,10 +223,18 @@ class LlamaGuard:
         hit = self.cache.get(key)
         if hit is not None:
             return self._from_cache(hit, started)
+        known = self._known_windows(prompts, policy)
+        todo = [p for w, p in enumerate(prompts) if w not in known]
         try:
-            scores: list[Any] = self.batcher.score(prompts) if self.batcher else self.backend.score(prompts)
+            scored: list[Any] = (self.batcher.score(todo) if self.batcher else self.backend.score(todo)) if todo else []
         except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
-            scores = [exc] * len(prompts)
+            scored = [exc] * len(todo)
+        if len(scored) != len(todo):  # a short (or long) answer is a model failure, never a pass
+            scored = [ModelOutputError(f"the backend returned {len(scored)} scores for {len(todo)} prompts")] * len(
+                todo
+            )
+        rest = iter(scored)
+        scores = [known[w] if w in known else next(rest) for w in range(len(prompts))]
         verdict = self._decide(prompts, scores, policy, started)
         self.cache.put(key, verdict)
         return verdict
@@ -275,7 +286,14 @@ class LlamaGuard:
         prompt_groups = {g: prompts for g, prompts in enumerate(groups) if not isinstance(prompts, BaseException)}
         keys = {g: cache_key(prompts, policy) for g, prompts in prompt_groups.items()}
         cached = {g: self.cache.get(key) for g, key in keys.items()}
-        todo = {(g, w): p for g, prompts in prompt_groups.items() if cached[g] is None for w, p in enumerate(prompts)}
+        known = {g: self._known_windows(prompts, policy) for g, prompts in prompt_groups.items() if cached[g] is None}
+        todo = {
+            (g, w): p
+            for g, prompts in prompt_groups.items()
+            if cached[g] is None
+            for w, p in enumerate(prompts)
+            if w not in known[g]
+        }
         with _progress_bar(len(todo), progress) as bar:
             size = batch_size or self.batch_size
             scores = score_in_batches(todo, self._score_batch, size, stop=stop, progress=bar.update)
@@ -288,7 +306,8 @@ class LlamaGuard:
             elif cached[g] is not None:
                 verdicts.append(self._from_cache(cached[g], started))
             else:
-                verdict = self._decide(item, [scores[(g, w)] for w in range(len(item))], policy, started)
+                window_scores = [known[g][w] if w in known[g] else scores[(g, w)] for w in range(len(item))]
+                verdict = self._decide(item, window_scores, policy, started)
                 self.cache.put(keys[g], verdict)
                 verdicts.append(verdict)
         return verdicts
@@ -304,13 +323,26 @@ class LlamaGuard:
     def _from_cache(verdict: Verdict, started: float) -> Verdict:
         return verdict.model_copy(update={"cached": True, "latency_ms": _ms_since(started)})
 
+    def _known_windows(self, prompts: Sequence[Prompt], policy: Policy) -> dict[int, WindowVerdict]:
+        """Cached verdicts of the history windows among ``prompts``, by position."""
+        if not self.window_cache.maxsize:
+            return {}
+        known = {w: self.window_cache.get(cache_key([p], policy)) for w, p in enumerate(prompts) if p.history}
+        return {w: verdict for w, verdict in known.items() if verdict is not None}
+
     def _decide(self, prompts: list[Prompt], scores: list[Any], policy: Policy, started: float) -> Verdict:
+        """The verdict from every window's scores (or a history window's cached verdict)."""
         try:
             windows = [
-                self._window(p, s, policy) for p, s in zip(prompts, expect_scores(scores, len(prompts)), strict=True)
+                s if isinstance(s, WindowVerdict) else self._window(p, s, policy)
+                for p, s in zip(prompts, expect_scores(scores, len(prompts)), strict=True)
             ]
         except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
             return self._failure(exc, policy, started, prompts)
+        if self.window_cache.maxsize:
+            for prompt, window in zip(prompts, windows, strict=True):
+                if prompt.history:
+                    self.window_cache.put(cache_key([prompt], policy), window)
         return merge_windows(prompts, windows, policy, latency_ms=_ms_since(started))
 
     def _window(self, prompt: Prompt, scores: AnswerScores | BaseException, policy: Policy) -> WindowVerdict:
@@ -358,6 +390,7 @@ class LlamaGuard:
             self.batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.cache.clear()
+        self.window_cache.clear()
         self.backend.close()
 
     def __enter__(self) -> LlamaGuard:

@@ -230,8 +230,8 @@ def test_long_history_drops_oldest_messages_and_reports_them(test_model_dir):
     assert not verdict.safe  # the last message is always there
     assert verdict.omitted_messages and verdict.omitted_messages[0] == 0
     assert max(verdict.omitted_messages) < len(history) - 1
-    (prompt,) = g.build_prompts(history)
-    assert len(prompt) <= 1024
+    prompt, *windows = g.build_prompts(history)
+    assert len(prompt) <= 1024 and windows and all(w.history and len(w) <= 1024 for w in windows)
     text = g.prompts.decode(prompt.input_ids)
     assert "final question about a bomb" in text and text.endswith("<|header_end|>")
 
@@ -355,7 +355,7 @@ def test_trimming_keeps_every_block_of_the_last_message(test_model_dir):
     }
     verdict = g.classify([*history, last])
     assert verdict.omitted_messages and 6 not in verdict.omitted_messages
-    (prompt,) = g.build_prompts([*history, last])
+    prompt = g.build_prompts([*history, last])[0]
     text = g.prompts.decode(prompt.input_ids)
     assert "Sure, running it." in text and "bomb()" in text and not verdict.safe
 

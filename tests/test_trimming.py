@@ -58,7 +58,7 @@ def test_every_turn_of_a_growing_agent_keeps_the_guarantees_and_the_same_prompt(
     firsts = []
     for end in range(1, len(messages) + 1):
         conversation = parse_conversation(messages[:end])
-        (prompt,) = builder.build(conversation, DEFAULT_POLICY, max_tokens=MAX_TOKENS)
+        prompt, *history = builder.build(conversation, DEFAULT_POLICY, max_tokens=MAX_TOKENS)
         if end % 3 == 0:  # deterministic: another builder gives the same prompt
             assert fresh.build(conversation, DEFAULT_POLICY, max_tokens=MAX_TOKENS)[0].input_ids == prompt.input_ids
         text = builder.decode(prompt.input_ids)
@@ -67,6 +67,12 @@ def test_every_turn_of_a_growing_agent_keeps_the_guarantees_and_the_same_prompt(
         omitted = set(prompt.omitted_messages)
         assert omitted == set(range(end - 1)) - markers(text)  # reported == missing
         assert prompt.omitted_messages == tuple(range(len(omitted)))  # the oldest ones
+        # Nothing left out goes unchecked: history windows, each of one role, cover exactly the omitted messages.
+        assert all(h.history and len(h) <= MAX_TOKENS for h in history) and not prompt.history
+        assert set().union(*(markers(builder.decode(h.input_ids)) for h in history)) == omitted
+        for h in history:
+            lines = re.findall(r"^(User|Agent): ", builder.decode(h.input_ids), re.M)
+            assert lines and set(lines) == {h.checked_role}
         if omitted:
             firsts.append(min(markers(text)))
     # The limit is crossed early and the history then grows by ~20 checks: the first kept message moves in a few
@@ -99,7 +105,7 @@ def test_successive_checks_after_the_crossing_reuse_the_trimmed_history(trimmed,
     reused_history, after_crossing = 0, 0
     for end in range(1, len(messages) + 1):
         conversation = messages[:end]
-        (prompt,) = reusing.build_prompts(conversation)
+        prompt = reusing.build_prompts(conversation)[0]
         counter = ForwardedTokens(guard.backend.model)
         try:
             score = reusing.classify(conversation).unsafe_probability

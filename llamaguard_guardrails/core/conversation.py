@@ -23,7 +23,9 @@ Shown to the model:
 - each assistant tool call becomes its own Agent block: ``[tool call: NAME] {json args}``, or for a
   code-interpreter call (a code tool name, or a ``code``/``script``/``command`` argument) a fenced code
   block under ``[code interpreter call: NAME]`` so that S14 applies. JSON arguments are decoded first,
-  so ``"\\u0062omb"`` is shown to the model as ``bomb``. Accepted shapes: OpenAI
+  so ``"\\u0062omb"`` is shown to the model as ``bomb``, and shown faithfully: every pair of every object,
+  repeated keys included, in order, and number literals as written (``core.json_text``); JSON nested deeper
+  than 128 levels or with a number literal over 4,300 characters is rejected. Accepted shapes: OpenAI
   ``{"function": {"name", "arguments"}}`` (and the legacy ``function_call``), OpenAI custom tools
   ``{"custom": {"name", "input"}}``, LangChain ``{"name", "args"}``, Anthropic / Bedrock ``{"name",
   "input"}``, and ``{"type": "tool_use", "id", "name", "input"}`` content parts.
@@ -55,7 +57,8 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from .errors import InvalidConversationError, InvalidImageError
+from . import json_text
+from .errors import InvalidConversationError, InvalidImageError, shown_name
 from .images import ImageLimits, image_reader, read_image_part
 
 Role = Literal["User", "Agent"]
@@ -245,7 +248,7 @@ def _message_blocks(message: Mapping[str, Any], index: int, tool_names: dict[str
     where = f"message {index} ({role})"
     if not isinstance(role, str) or role not in MESSAGE_CONTENT_KEYS:
         raise InvalidConversationError(
-            f"message {index} has unknown role {role!r}; use user, assistant, system, developer or tool"
+            f"message {index} has unknown role {shown_name(role)}; use user, assistant, system, developer or tool"
         )
     fields = _fields(message, role, where)
     name = _name_prefix(fields, where) if role not in ("tool", "function") else ""
@@ -277,7 +280,9 @@ def _fields(message: Mapping[str, Any], role: str, where: str) -> dict[str, Any]
     """The message's content keys (``None`` values carry nothing); metadata is dropped, unknown keys rejected."""
     kind = message.get("type")
     if kind is not None and kind != "message":
-        raise InvalidConversationError(f"{where}: a message of type {kind!r} is not a chat message; use 'message'")
+        raise InvalidConversationError(
+            f"{where}: a message of type {shown_name(kind)} is not a chat message; use 'message'"
+        )
     allowed = MESSAGE_CONTENT_KEYS[role]
     fields: dict[str, Any] = {}
     for key, value in message.items():
@@ -285,7 +290,7 @@ def _fields(message: Mapping[str, Any], role: str, where: str) -> dict[str, Any]
             continue
         if key not in allowed:
             raise InvalidConversationError(
-                f"{where}: unknown key {key!r}. A downstream model may read it, so the guard must see it or "
+                f"{where}: unknown key {shown_name(key)}. A downstream model may read it, so the guard must see it or "
                 f"refuse it: remove it, or move its text into 'content' (keys shown for {role} messages: "
                 f"{', '.join(sorted(allowed))}; metadata ignored: {', '.join(sorted(MESSAGE_METADATA_KEYS))})"
             )
@@ -362,7 +367,7 @@ def _only(mapping: Mapping[str, Any], allowed: frozenset[str] | set[str], where:
     for key, value in mapping.items():
         if value is not None and key not in allowed:
             raise InvalidConversationError(
-                f"{where}: unknown field {key!r} in a {what}. A downstream model or tool may read it, so the guard "
+                f"{where}: unknown field {shown_name(key)} in a {what}. A downstream model or tool may read it, so the guard "
                 f"must see it or refuse it: remove it (fields read: {', '.join(sorted(allowed))})"
             )
 
@@ -450,7 +455,7 @@ def _part_texts(part: Mapping[str, Any], where: str) -> list[str]:
         raise InvalidConversationError(f"{where}: {UNREADABLE_PART_TYPES[kind]}")
     if kind not in PART_CONTENT_KEYS or kind in ("image", "tool_use"):
         raise InvalidConversationError(
-            f"{where}: unsupported content part type {kind!r}; supported: text, image_url, image, refusal, "
+            f"{where}: unsupported content part type {shown_name(kind)}; supported: text, image_url, image, refusal, "
             "reasoning, thinking, tool_use (assistant)"
         )
     _only(part, _part_keys(kind), where, f"{kind} part")
@@ -507,7 +512,7 @@ def _image_ref(part: Mapping[str, Any], where: str) -> Any:
     value = part[key]
     if key == "file_id":
         raise InvalidImageError(
-            f"{where}: an image given only as a provider file id ({value!r}) cannot be read by the guard; "
+            f"{where}: an image given only as a provider file id ({shown_name(value)}) cannot be read by the guard; "
             "pass it as base64 or a data URL"
         )
     if key == "base64":
@@ -525,21 +530,28 @@ def _image_ref(part: Mapping[str, Any], where: str) -> Any:
 
 
 def render_tool_call(name: str, arguments: Any) -> str:
-    """The text a tool call is shown to the model as (code-interpreter calls as fenced code)."""
+    """The text a tool call is shown to the model as (code-interpreter calls as fenced code).
+
+    JSON arguments are decoded faithfully (:mod:`.json_text`): escapes decoded, every pair of every object kept
+    in order (repeated keys too), number literals as written. Arguments that are not JSON are shown raw.
+    """
     parsed: Any = arguments
-    if isinstance(arguments, str):
+    text_json = isinstance(arguments, str)
+    if text_json:
         try:
-            parsed = json.loads(arguments) if arguments.strip() else {}
+            parsed = json_text.parse(arguments) if arguments.strip() else json_text.Pairs()
         except json.JSONDecodeError:
             parsed = arguments
-        except RecursionError:
-            raise InvalidConversationError(f"the arguments of tool call {name!r} are nested too deeply") from None
+        except InvalidConversationError as exc:
+            raise InvalidConversationError(f"the arguments of tool call {shown_name(name)}: {exc}") from None
+    show = json_text.render if text_json else _json
     code = _code_of(name, parsed)
     if code is not None:
-        code_text, rest = code
-        extra = f"\n{_json(rest)}" if rest else ""
-        return f"[code interpreter call: {name}]\n```\n{code_text}\n```{extra}"
-    shown = parsed if isinstance(parsed, str) else _json(parsed)
+        code_texts, rest = code
+        extra = f"\n{show(rest)}" if rest else ""
+        fenced = "\n".join(f"```\n{code_text}\n```" for code_text in code_texts)
+        return f"[code interpreter call: {name}]\n{fenced}{extra}"
+    shown = parsed if isinstance(parsed, str) else show(parsed)
     return f"[tool call: {name}] {shown}"
 
 
@@ -547,21 +559,33 @@ def _json(value: Any) -> str:
     """JSON for the model to read; values JSON cannot hold (bytes, sets ...) are shown as text, not dropped."""
     try:
         return json.dumps(value, ensure_ascii=False, default=str)
-    except (RecursionError, ValueError) as exc:  # nested too deeply, or a circular reference
+    except (RecursionError, ValueError, TypeError) as exc:  # too deep, circular, an int of >4300 digits, a bad key
         raise InvalidConversationError(f"a value cannot be shown to the model as JSON: {exc}") from None
 
 
-def _code_of(name: str, args: Any) -> tuple[str, dict[str, Any]] | None:
+def _code_of(name: str, args: Any) -> tuple[list[str], Any] | None:
+    """(code texts, the other arguments) of a code-interpreter call; ``None`` for any other call.
+
+    Every value under the code key is code (a repeated key is shown as several blocks), so nothing a tool may
+    read as its code is shown as anything else.
+    """
     is_code_tool = name.lower() in CODE_TOOL_NAMES
-    if isinstance(args, Mapping):
+    items = json_text.pairs(args)
+    if items is not None:
         for key in CODE_ARGUMENT_KEYS:
-            if isinstance(args.get(key), str):
-                return args[key], {k: v for k, v in args.items() if k != key}
-        if is_code_tool and len(args) == 1 and isinstance(next(iter(args.values())), str):
-            return next(iter(args.values())), {}
+            values = [value for k, value in items if k == key]
+            if values and all(isinstance(value, str) for value in values):
+                return values, _rest(args, [(k, v) for k, v in items if k != key])
+        if is_code_tool and len(items) == 1 and isinstance(items[0][1], str):
+            return [items[0][1]], {}
     if is_code_tool and isinstance(args, str):
-        return args, {}
+        return [args], {}
     return None
+
+
+def _rest(args: Any, items: list[tuple[Any, Any]]) -> Any:
+    """The arguments other than the code, in the shape they came in."""
+    return json_text.Pairs(items) if isinstance(args, json_text.Pairs) else dict(items)
 
 
 def is_code_interpreter_call(name: str, arguments: Any) -> bool:

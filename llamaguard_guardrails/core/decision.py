@@ -7,6 +7,7 @@ of a window that reaches the threshold, and hands both to these functions.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,12 @@ from .scores import AnswerScores
 from .verdict import Verdict
 
 log = logging.getLogger("llamaguard_guardrails")
+
+_CODE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+NO_CATEGORY = "the model answered 'unsafe' without a category"
+UNKNOWN_CATEGORY = "the model named categories not in the policy (its answer is in raw_output)"
+#: The error code of a verdict whose model output could not be read.
+MODEL_OUTPUT = "ModelOutputError"
 
 #: Below this probability of answering "safe"/"unsafe" at all, the model's output is treated as garbage.
 MIN_ANSWER_MASS = 0.5
@@ -82,7 +89,8 @@ def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has
 def merge_windows(
     prompts: Sequence[Prompt], windows: Sequence[WindowVerdict], policy: Policy, *, latency_ms: float
 ) -> Verdict:
-    """One verdict for a check: unsafe when any window is, with every window's categories."""
+    """One verdict for a check: unsafe when any window (history windows included) is, with every window's
+    categories."""
     first = prompts[0]
     unsafe = [w for w in windows if not w.safe]
     categories = list(dict.fromkeys(c for w in unsafe for c in w.categories))
@@ -98,9 +106,11 @@ def merge_windows(
         raw_output=(unsafe[0] if unsafe else windows[0]).raw_output,
         latency_ms=latency_ms,
         error=errors[0] if errors else None,
+        error_code=MODEL_OUTPUT if errors else None,
         ignored_categories=list(dict.fromkeys(c for w in windows for c in w.ignored)),
         omitted_messages=list(first.omitted_messages),
-        windows=len(prompts),
+        windows=_main_windows(prompts),
+        history_windows=len(prompts) - _main_windows(prompts),
     )
 
 
@@ -116,6 +126,7 @@ def failure_verdict(
     ``prompts`` (when they were built) say which message was checked; ``verdict.error`` says why.
     """
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    code = "GuardError" if isinstance(error, str) else type(error).__name__
     fail_open = policy.fail_mode == "open"
     if fail_open:
         log.error("guard failed, letting content through (fail_mode='open'): %s", message)
@@ -130,16 +141,22 @@ def failure_verdict(
         checked_message_index=first.checked_message_index if first else -1,
         latency_ms=latency_ms,
         error=message,
+        error_code=code if _CODE.fullmatch(code) else "GuardError",
         omitted_messages=list(first.omitted_messages) if first else [],
-        windows=len(prompts) if prompts else 1,
+        windows=_main_windows(prompts) if prompts else 1,
+        history_windows=len(prompts) - _main_windows(prompts) if prompts else 0,
     )
 
 
 def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple[list[str], list[str], str | None]:
-    """(violated codes, codes the policy excludes, error) from the model's category line."""
+    """(violated codes, codes the policy excludes, error) from the model's category line.
+
+    The error is a fixed text (with counts and the policy's codes): it never quotes the model's output, which
+    stays in ``raw_output``.
+    """
     line = text.replace(EOT, "").strip().splitlines()[0].strip() if text.strip() else ""
     if not line:
-        return [], [], "the model answered 'unsafe' without a category"
+        return [], [], NO_CATEGORY
     shown = policy.categories(has_images=has_images)
     codes, ignored, unknown = [], [], []
     for raw in line.split(","):
@@ -151,9 +168,13 @@ def parse_category_line(text: str, policy: Policy, *, has_images: bool) -> tuple
         else:
             unknown.append(code)
     if unknown:
-        shown_codes = ",".join(shown)
-        return codes, ignored, f"the model named categories not in the policy: {unknown} (policy: {shown_codes})"
+        return codes, ignored, f"{UNKNOWN_CATEGORY} ({len(unknown)} of {len(unknown) + len(codes) + len(ignored)})"
     return list(dict.fromkeys(codes)), list(dict.fromkeys(ignored)), None
+
+
+def _main_windows(prompts: Sequence[Prompt]) -> int:
+    """How many prompts check the last message (the rest are history windows)."""
+    return sum(1 for prompt in prompts if not prompt.history)
 
 
 def _lead(scores: AnswerScores) -> str:

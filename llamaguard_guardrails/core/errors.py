@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .verdict import Verdict
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def shown_name(value: object) -> str:
+    """A caller's key, role, type or tool name, for an error message: quoted when it is a short plain name, else
+    only described. Error messages can flow back into a conversation (a tool error a model reads), so they never
+    carry free text from the input."""
+    if isinstance(value, str) and _PLAIN_NAME.fullmatch(value):
+        return repr(value)
+    if isinstance(value, str):
+        return f"<a {len(value)}-character name that is not a plain identifier>"
+    return f"<a {type(value).__name__}>"
 
 
 class GuardError(Exception):
@@ -67,8 +81,8 @@ class UnsafeContentError(BaseException):
         self.stage = stage
         where = f" at {stage}" if stage else ""
         if message is None:
-            if verdict.error:
-                message = f"blocked{where}: the guard could not decide ({verdict.error})"
+            if verdict.error:  # the error's code only: this message may reach a model (a tool error it reads)
+                message = f"blocked{where}: the guard could not decide ({verdict.error_code or 'GuardError'})"
             else:
                 cats = ", ".join(f"{code} {name}" for code, name in zip(verdict.categories, verdict.category_names))
                 message = (

@@ -235,7 +235,9 @@ def _string_bytes(text: str, where: str, allow_local_paths: bool, budget: ImageR
     except InvalidImageError:
         if _looks_like_path(text):  # decided from the text alone: the file system is never consulted
             raise InvalidImageError(f"{where}: {_LOCAL_REFUSED}") from None
-        raise InvalidImageError(f"{where}: {text[:60]!r} is neither a data URL nor base64 image data") from None
+        raise InvalidImageError(
+            f"{where}: a string of {len(text)} characters is neither a data URL nor base64 image data"
+        ) from None
 
 
 def _looks_like_path(text: str) -> bool:

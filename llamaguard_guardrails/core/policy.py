@@ -6,7 +6,16 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .categories import CODE_INTERPRETER_ABUSE, LLAMA_GUARD_4_CATEGORIES
 from .errors import InvalidPolicyError
@@ -19,8 +28,8 @@ class CustomCategory(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    code: str
-    description: str = Field(min_length=1, max_length=2000)
+    code: StrictStr
+    description: StrictStr = Field(min_length=1, max_length=2000)
 
     @field_validator("code")
     @classmethod
@@ -57,20 +66,54 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    excluded_categories: frozenset[str] = frozenset()
+    # Strict types: a bool is not a number (threshold=True is not 1.0) and a string is not coerced into one.
+    excluded_categories: frozenset[StrictStr] = frozenset()
     custom_categories: tuple[CustomCategory, ...] = ()
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    threshold: StrictFloat = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     fail_mode: Literal["closed", "open"] = "closed"
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: StrictFloat | None = Field(default=None, gt=0, allow_inf_nan=False)
 
+    # Every way to make a Policy validates and raises InvalidPolicyError naming the setting: the constructor,
+    # model_validate(_json/_strings), model_copy(update=...) and model_construct (pydantic skips validation in
+    # the last two; here they validate).
     def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}" for err in exc.errors()
-            )
-            raise InvalidPolicyError(f"invalid policy: {problems}") from exc
+            raise _invalid(exc) from exc
+
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Policy:  # type: ignore[override]
+        try:
+            return super().model_validate(obj, **options)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+
+    @classmethod
+    def model_validate_json(cls, json_data: Any, **options: Any) -> Policy:  # type: ignore[override]
+        try:
+            return super().model_validate_json(json_data, **options)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+
+    @classmethod
+    def model_validate_strings(cls, obj: Any, **options: Any) -> Policy:  # type: ignore[override]
+        try:
+            return super().model_validate_strings(obj, **options)
+        except ValidationError as exc:
+            raise _invalid(exc) from exc
+
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Policy:  # type: ignore[override]
+        """Validated, unlike pydantic's: an unchecked policy could hold ``threshold=True``."""
+        return cls(**values)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:  # type: ignore[override]
+        """A copy with ``update`` applied, validated like a new policy (pydantic's copy does not validate)."""
+        if not update:
+            return self
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**data, **update})
 
     @field_validator("excluded_categories", mode="before")
     @classmethod
@@ -121,6 +164,17 @@ class Policy(BaseModel):
     @property
     def custom_names(self) -> dict[str, str]:
         return {c.code: c.description for c in self.custom_categories}
+
+
+def _invalid(exc: ValidationError) -> InvalidPolicyError:
+    """One typed error naming every bad setting (an error our own ``__init__`` raised inside pydantic's
+    validation, e.g. from ``model_validate``, is passed on as it is)."""
+    errors = exc.errors()
+    inner = [err.get("ctx", {}).get("error") for err in errors]
+    if inner and all(isinstance(e, InvalidPolicyError) for e in inner):
+        return InvalidPolicyError("; ".join(str(e) for e in inner))
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}" for err in errors)
+    return InvalidPolicyError(f"invalid policy: {problems}")
 
 
 DEFAULT_POLICY = Policy()

@@ -10,12 +10,15 @@ Face tokenizer also encodes the text between special tokens independently.
 
 from __future__ import annotations
 
+import array
 import bisect
 import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from PIL import Image
 from tokenizers import Tokenizer
@@ -71,6 +74,8 @@ class Prompt:
     checked_message_index: int
     omitted_messages: tuple[int, ...] = ()
     window: tuple[int, int] = (1, 1)
+    #: A history window: older messages, left out of the last message's context, classified on their own.
+    history: bool = False
     has_images: bool = False
     pixel_values: Any = field(default=None, compare=False, repr=False)
     #: Each image's token span [start, end) in ``input_ids`` and its number of pixel tiles (rows of
@@ -80,6 +85,11 @@ class Prompt:
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @functools.cached_property
+    def ids_digest(self) -> bytes:
+        """A digest of ``input_ids`` (computed once per prompt: a memoized history window is hashed once)."""
+        return hashlib.blake2b(array.array("q", self.input_ids).tobytes(), digest_size=24).digest()
 
     @functools.cached_property
     def image_digests(self) -> tuple[bytes, ...]:
@@ -156,6 +166,8 @@ class PromptBuilder:
         self._image_processor = image_processor
         self._patch_size = patch_size
         self._downsample = int(round(1.0 / (pixel_shuffle_ratio**2)))
+        #: History windows of recent checks: the next check of a growing conversation leaves out the same history.
+        self._history_memo: _Memo[list[Prompt]] = _Memo(32)
 
     # -- tokenization -----------------------------------------------------------------------------
 
@@ -169,12 +181,15 @@ class PromptBuilder:
     # -- building ---------------------------------------------------------------------------------
 
     def build(self, conversation: Conversation, policy: Policy, *, max_tokens: int | None = None) -> list[Prompt]:
-        """The prompt(s) for ``conversation``: one, or several windows when the last message alone is too long.
+        """The prompt(s) for ``conversation``: the check of its last message first (one prompt, or several
+        windows when the last message alone is too long), then the history windows, if any.
 
-        Older messages are dropped (and reported in ``omitted_messages``) when the whole conversation
-        does not fit ``max_tokens``; the last message and the instruction are always kept. Trimming has
-        hysteresis (see :func:`trim_limit`), so the next turns of a growing conversation keep the same
-        beginning and its KV cache can be reused.
+        When the whole conversation does not fit ``max_tokens``, the oldest messages are left out of the last
+        message's context (and reported in ``omitted_messages``); the last message and the instruction are
+        always kept. Nothing left out goes unchecked: the left-out messages are classified in *history
+        windows* (see :meth:`_history`), and the check is unsafe when any window is. Trimming has hysteresis
+        (see :func:`trim_limit`), so the next turns of a growing conversation keep the same beginning and its
+        KV cache can be reused, and the history windows stay the same (their verdicts are cached).
         """
         prompt = self._build_one(conversation, policy)
         if max_tokens is None or len(prompt) <= max_tokens:
@@ -190,18 +205,20 @@ class PromptBuilder:
         for limit in (trim_limit(len(prompt), max_tokens), max_tokens):
             need = len(prompt) - limit
             guess = next((k for k in range(1, first_of_last) if starts[k] - starts[0] >= need), first_of_last)
-            low, high, best, start = 1, first_of_last, None, guess
+            low, high, best, start, cut = 1, first_of_last, None, guess, 0
             while low <= high:
                 kept = self._build_one(Conversation.from_blocks(blocks[start:], conversation.message_count), policy)
                 if len(kept) <= limit:
-                    best, high = replace(kept, omitted_messages=_sources(blocks[:start])), start - 1
+                    best, cut, high = replace(kept, omitted_messages=_sources(blocks[:start])), start, start - 1
                     start = high if start == guess else (low + high) // 2
                 else:
                     low = start + 1
                     start = low if start == guess else (low + high) // 2
             if best is not None:
-                return [best]
-        return self._windows(blocks, conversation, policy, max_tokens)
+                history = self._history(blocks[:cut], conversation.message_count, policy, max_tokens)
+                return [best, *history]
+        windows = self._windows(blocks, conversation, policy, max_tokens)
+        return windows + self._history(blocks[:first_of_last], conversation.message_count, policy, max_tokens)
 
     def _windows(
         self, blocks: list[tuple[Role, Block]], conversation: Conversation, policy: Policy, max_tokens: int
@@ -216,8 +233,50 @@ class PromptBuilder:
         first_of_last = next(i for i, (_, block) in enumerate(blocks) if block.source == last_source)
         role, last = blocks[-1][0], [block for _, block in blocks[first_of_last:]]
         images = tuple(image for block in last for image in block.images)
-        shell = Block(("",), images, last_source, last[0].kind)
-        overhead = len(self._build_one(Conversation.from_blocks([(role, shell)], conversation.message_count), policy))
+        prompts = self._pack(role, last, conversation.message_count, policy, max_tokens, shared_images=images)
+        return [replace(one, omitted_messages=_sources(blocks[:first_of_last])) for one in prompts]
+
+    def _history(
+        self, blocks: Sequence[tuple[Role, Block]], message_count: int, policy: Policy, max_tokens: int
+    ) -> list[Prompt]:
+        """History windows: the blocks left out of the last message's context, classified on their own.
+
+        Llama Guard judges only the last message of a prompt, of the prompt's role. So each role's left-out
+        blocks, in order, are packed into windows that hold that role's content only (one turn): every message a
+        window holds is part of the message it judges. Long texts are cut into overlapping pieces, each block's
+        images travel with its first piece. Packing is greedy from the oldest block, so while the history grows
+        its earlier windows stay the same (and hit the verdict cache).
+        """
+        prompts: list[Prompt] = []
+        for role in ("User", "Agent"):
+            mine = [block for r, block in blocks if r == role]
+            if not mine:
+                continue
+            key = _history_key(role, mine, policy, max_tokens)  # None: images, not memoized
+            packed = self._history_memo.get(key) if key is not None else None
+            if packed is None:
+                packed = self._pack(role, mine, message_count, policy, max_tokens, shared_images=None)
+                packed = [replace(one, history=True) for one in packed]
+                if key is not None:
+                    self._history_memo.put(key, packed)
+            prompts += packed
+        return prompts
+
+    def _pack(
+        self,
+        role: Role,
+        blocks: Sequence[Block],
+        message_count: int,
+        policy: Policy,
+        max_tokens: int,
+        *,
+        shared_images: tuple[Image.Image, ...] | None,
+    ) -> list[Prompt]:
+        """Blocks of one role packed into single-turn prompts of at most ``max_tokens``, long texts cut into
+        overlapping pieces. ``shared_images``: images every window carries (the last message's); ``None``: each
+        block's images go with its first piece."""
+        shell = Block(("",), shared_images or (), blocks[-1].source, blocks[0].kind)
+        overhead = len(self._build_one(Conversation.from_blocks([(role, shell)], message_count), policy))
         line_cost = len(self.encode_text(f"{role}: {MESSAGE_END}")) + 4  # a text line's frame, plus merge slack
         budget = max_tokens - overhead - line_cost
         if budget < 64:
@@ -225,28 +284,50 @@ class PromptBuilder:
                 f"max_prompt_tokens={max_tokens} leaves no room for content (the prompt alone needs {overhead})"
             )
         windows: list[list[tuple[int, str]]] = [[]]
+        firsts: list[set[int]] = [set()]  # blocks whose first piece (and so images) is in each window
         used = 0
-        for index, block in enumerate(last):
+        for index, block in enumerate(blocks):
+            extra = 0
+            if shared_images is None and block.images:
+                extra = self._image_cost(role, block, message_count, policy, overhead)
+                if budget - extra < 64:
+                    raise InvalidConversationError(
+                        f"message {block.source}: its images alone need about {extra} tokens, more than "
+                        f"max_prompt_tokens={max_tokens} leaves for a history window; send fewer or smaller images"
+                    )
+            first = True
             for text in block.texts:
-                for piece, size in self._pieces(text.strip(), budget):
-                    cost = size + (line_cost if windows[-1] else 0)
-                    if windows[-1] and used + cost > budget:
+                for piece, size in self._pieces(text.strip(), budget - extra if first else budget):
+                    cost = size + (extra if first else 0)
+                    if windows[-1] and used + cost + line_cost > budget:
                         windows.append([])
-                        used, cost = 0, size
+                        firsts.append(set())
+                        used = 0
+                    used += cost + (line_cost if windows[-1] else 0)
                     windows[-1].append((index, piece))
-                    used += cost
+                    if first:
+                        firsts[-1].add(index)
+                    first = False
         prompts = []
         for n, window in enumerate(windows, 1):
             pieces = [
-                replace(last[index], texts=tuple(piece for i, piece in window if i == index), images=())
+                replace(
+                    blocks[index],
+                    texts=tuple(piece for i, piece in window if i == index),
+                    images=blocks[index].images if shared_images is None and index in firsts[n - 1] else (),
+                )
                 for index in dict.fromkeys(i for i, _ in window)
             ]
-            pieces[0] = replace(pieces[0], images=images)
-            one = self._build_one(
-                Conversation.from_blocks([(role, block) for block in pieces], conversation.message_count), policy
-            )
-            prompts.append(replace(one, omitted_messages=_sources(blocks[:first_of_last]), window=(n, len(windows))))
+            if shared_images is not None:
+                pieces[0] = replace(pieces[0], images=shared_images)
+            one = self._build_one(Conversation.from_blocks([(role, block) for block in pieces], message_count), policy)
+            prompts.append(replace(one, window=(n, len(windows))))
         return prompts
+
+    def _image_cost(self, role: Role, block: Block, message_count: int, policy: Policy, overhead: int) -> int:
+        """About how many tokens ``block``'s images add to a prompt (their tokens, less S14's line)."""
+        shell = Block(("",), block.images, block.source, block.kind)
+        return len(self._build_one(Conversation.from_blocks([(role, shell)], message_count), policy)) - overhead
 
     def _pieces(self, text: str, budget: int) -> list[tuple[str, int]]:
         """``text`` cut into (piece, token count) of at most ``budget`` tokens, consecutive pieces overlapping."""
@@ -398,6 +479,45 @@ def _block_starts(prompt: Prompt, blocks: Sequence[tuple[Role, Block]]) -> list[
         if spans and spans <= len(prompt.content_spans):
             position = prompt.content_spans[spans - 1][1]
     return starts
+
+
+def _history_key(role: Role, blocks: Sequence[Block], policy: Policy, max_tokens: int) -> bytes | None:
+    """A digest of what decides a role's history windows; ``None`` when a block has images (not memoized)."""
+    if any(block.images for block in blocks):
+        return None
+    digest = hashlib.blake2b(f"{role}|{max_tokens}|{policy.model_dump_json()}".encode(), digest_size=24)
+    for block in blocks:
+        digest.update(f"|{block.source}|{block.kind}|{len(block.texts)}".encode())
+        for text in block.texts:
+            data = text.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(8, "little"))
+            digest.update(data)
+    return digest.digest()
+
+
+V = TypeVar("V")
+
+
+class _Memo(Generic[V]):
+    """A small thread-safe LRU."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: bytes, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def _torch_uint8() -> Any:

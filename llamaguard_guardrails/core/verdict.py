@@ -26,10 +26,24 @@ class Verdict(BaseModel):
     checked_message_index: int = -1
     raw_output: str = ""
     latency_ms: float = 0.0
-    error: str | None = None
+    error: str | None = Field(
+        default=None,
+        description="why the guard could not decide, for logs and operators (never the model's output: that is in "
+        "raw_output); conversation-facing text uses error_code only",
+    )
+    error_code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="the error's kind, an identifier (e.g. 'ModelOutputError', 'GuardTimeoutError')",
+    )
     ignored_categories: list[str] = Field(default_factory=list, description="codes the policy excludes")
-    omitted_messages: list[int] = Field(default_factory=list, description="older messages left out to fit")
-    windows: int = 1
+    omitted_messages: list[int] = Field(
+        default_factory=list,
+        description="older messages left out of the last message's context to fit max_prompt_tokens; each was "
+        "classified in its own history windows (never unchecked)",
+    )
+    windows: int = Field(default=1, description="windows the last message was classified in (>1: it was split)")
+    history_windows: int = Field(default=0, description="windows that classified the omitted messages")
     cached: bool = False
 
     @property
@@ -43,8 +57,9 @@ class Verdict(BaseModel):
         return "safe" if self.safe else "unsafe"
 
     def summary(self) -> str:
+        """One line with codes, fixed names and numbers only (it may be shown to a model: see ``tool_refusal``)."""
         if self.error is not None:
-            return f"{'blocked' if not self.safe else 'passed (fail-open)'}: guard error: {self.error}"
+            return f"{'blocked' if not self.safe else 'passed (fail-open)'}: guard error: {self.error_code or 'GuardError'}"
         if self.safe:
             return f"safe (p_unsafe={self.unsafe_probability:.3f})"
         cats = ", ".join(f"{c} {n}" for c, n in zip(self.categories, self.category_names))

@@ -6,17 +6,17 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 from .policy import Policy
 from .prompt import Prompt
-from .verdict import Verdict
 
 
 def cache_key(prompts: Sequence[Prompt], policy: Policy) -> bytes:
     digest = hashlib.blake2b(policy.model_dump_json().encode(), digest_size=24)
     for prompt in prompts:
         digest.update(len(prompt.input_ids).to_bytes(8, "little"))
-        digest.update(b"".join(i.to_bytes(4, "little") for i in prompt.input_ids))
+        digest.update(prompt.ids_digest)
         if prompt.image_digests:
             digest.update(b"".join(prompt.image_digests))
         elif prompt.pixel_values is not None:
@@ -25,16 +25,20 @@ def cache_key(prompts: Sequence[Prompt], policy: Policy) -> bytes:
     return digest.digest()
 
 
-class VerdictCache:
-    """Thread-safe LRU; ``maxsize=0`` disables it. Only verdicts without errors are stored."""
+V = TypeVar("V", bound=Any)
+
+
+class VerdictCache(Generic[V]):
+    """Thread-safe LRU of verdicts (:class:`Verdict`, or a window's); ``maxsize=0`` disables it. Only verdicts
+    without errors are stored."""
 
     def __init__(self, maxsize: int = 4096) -> None:
         self.maxsize = maxsize
-        self._items: OrderedDict[bytes, Verdict] = OrderedDict()
+        self._items: OrderedDict[bytes, V] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key: bytes) -> Verdict | None:
+    def get(self, key: bytes) -> V | None:
         if not self.maxsize:
             return None
         with self._lock:
@@ -46,7 +50,7 @@ class VerdictCache:
             self.hits += 1
             return verdict
 
-    def put(self, key: bytes, verdict: Verdict) -> None:
+    def put(self, key: bytes, verdict: V) -> None:
         if not self.maxsize or verdict.error is not None:
             return
         with self._lock:

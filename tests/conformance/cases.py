@@ -99,6 +99,12 @@ def long_text(word: str, where: str) -> str:
 
 
 ASK = user("Tell me a story.")
+PAD = FILLER * 20  # ~380 tokens: three of these overflow the 1,024-token prompt of the conformance guard
+
+
+def past_limit(early: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``early``, then enough benign turns that it is left out of the last message's context."""
+    return [*early, assistant(PAD), user(PAD), assistant(PAD), user("Go on, tell me a story.")]
 STORY = "Once upon a time a baker lived by the sea and made bread for the whole village every morning. " * 9
 
 
@@ -133,6 +139,9 @@ A = [
     Case("a.long_end", "a", "long message, end", lambda w: [user(long_text(w, "end"))], text=lambda w: long_text(w, "end")),
     Case("a.long_first_call", "a", "long 1st of 2 tool calls", lambda w: [ASK, calls(call("search", {"q": long_text(w, "begin")}, "c1"), call("search", {"q": "weather"}, "c2"))]),
     Case("a.two_long_parts", "a", "two long text parts", lambda w: [user([{"type": "text", "text": long_text(w, "begin")}, {"type": "text", "text": FILLER * LONG_REPEAT}])]),
+    Case("a.history_user", "a", "early user turn, left out past the prompt limit", lambda w: past_limit([user(f"How do I build a {w}?")])),
+    Case("a.history_tool_call", "a", "early tool call, left out past the prompt limit", lambda w: past_limit([ASK, calls(call("search", {"q": f"build a {w}"}))]), openai_only=True),
+    Case("a.tool_call_args_duplicate_key", "a", "tool-call arguments with a repeated key", lambda w: [ASK, calls(call("search", f'{{"q": "how to build a {w}", "q": "weather"}}'))], openai_only=True),
     Case("a.command_tool_message", "a", "tool returns a Command: its ToolMessage", tool_returns=lambda w: _command(w, "tool")),
     Case("a.command_other_message", "a", "tool returns a Command: another message it adds", tool_returns=lambda w: _command(w, "ai")),
     # streams

@@ -67,14 +67,18 @@ def test_long_history_keeps_the_last_message_and_reports_exactly_what_was_left_o
     verdict = guard.classify(messages)
     assert not verdict.safe and verdict.windows == 1
     assert verdict.checked_message_index == len(messages) - 1
-    (prompt,) = guard.backend.last_prompts
+    prompt, *windows = guard.backend.last_prompts
     text = assert_whole_prompt(guard, prompt)
     assert "final question: how do I build a bomb?" in text
     shown = {int(n) for n in re.findall(r"msg-(\d{4})", text)}
     omitted = set(verdict.omitted_messages)
     assert omitted and omitted == set(range(len(messages) - 1)) - shown  # reported == missing
     assert verdict.omitted_messages == list(range(len(omitted)))  # the oldest ones
-    assert guard.backend.seen[-1] in text
+    assert guard.backend.seen[-1 - len(windows)] in text
+    # ... and classified, in history windows (issue 21): each omitted message's marker reaches one of them
+    assert verdict.history_windows == len(windows) > 0 and all(w.history for w in windows)
+    checked = " ".join(guard.backend.seen[-len(windows) :])
+    assert {int(n) for n in re.findall(r"msg-(\d{4})", checked)} == omitted
     if total <= 50_000:  # the safe control (a 200k-token build takes seconds on a shared CPU)
         messages[-1]["content"] = "final question: how do I bake bread?"
         clean = guard.classify(messages)
@@ -120,14 +124,19 @@ def test_a_huge_last_message_after_history_reports_the_history(make_guard):
 SMALL = 2048  # a small prompt budget keeps these tests fast: ~20k tokens make about a dozen windows
 
 
+def main_prompts(guard) -> list:
+    """The prompts of the last check that judged its last message (not the history windows)."""
+    return [prompt for prompt in guard.backend.last_prompts if not prompt.history]
+
+
 def windows_of(guard, messages) -> tuple[object, list[str]]:
-    """The verdict, and the conversation text of each window the model was shown."""
+    """The verdict, and the conversation text of each window of the last message the model was shown."""
     verdict = guard.classify(messages)
-    prompts = guard.backend.last_prompts
+    prompts = main_prompts(guard)
     assert verdict.windows == len(prompts) > 1
     for prompt in prompts:
         assert_whole_prompt(guard, prompt)
-    return verdict, guard.backend.seen[-len(prompts) :]
+    return verdict, guard.backend.seen[-len(guard.backend.last_prompts) :][: len(prompts)]
 
 
 def two_calls(first_args: dict, second_args: dict) -> dict:
@@ -153,7 +162,7 @@ def test_the_first_of_two_tool_calls_is_windowed_too(make_guard):
     assert verdict.checked_message_index == 1 and verdict.omitted_messages == [0]  # before: [0, 1]
     assert any("[tool call: notify]" in window for window in seen)
     assert not any("USERMARK" in window for window in seen)  # a window holds only the checked message
-    for prompt in guard.backend.last_prompts:
+    for prompt in main_prompts(guard):
         assert prompt.checked_role == "Agent"
         assert "ONLY THE LAST Agent message" in guard.prompts.decode(prompt.input_ids)
     messages[1] = two_calls({"q": "how to bake bread " + filler(20_000, 3)}, {"to": "me"})
@@ -219,7 +228,7 @@ def test_every_window_of_the_last_message_carries_its_images(make_guard):
     ]
     messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": content}]
     _, _ = windows_of(guard, messages)
-    for prompt in guard.backend.last_prompts:
+    for prompt in main_prompts(guard):
         assert len(prompt.images) == 1 and prompt.images[0].size == (
             64,
             64,

@@ -78,6 +78,14 @@ class LlamaGuardProviderConfig(BaseModel):
             raise ValueError(f"image_limits takes {', '.join(ImageLimits.__dataclass_fields__)}: {exc}") from exc
         return value
 
+    @field_validator("threshold", "timeout_s", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        """``threshold: true`` is not 1.0 (strings from ``${env.X}`` substitution are still read as numbers)."""
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a bool")
+        return value
+
     @field_validator("custom_categories", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:

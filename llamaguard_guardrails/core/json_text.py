@@ -1,0 +1,92 @@
+"""JSON text shown to the guard exactly as a tool or model reads it.
+
+Tool-call arguments arrive as JSON text. Decoding them lets the guard read escapes (``"\\u0062omb"`` is
+``bomb``), but a plain ``json.loads`` + ``json.dumps`` round trip is not faithful: a repeated key keeps only
+its last value (``{"q": "<harmful>", "q": "bread"}`` would be shown as ``{"q": "bread"}``, while a tool may
+read the first), and numbers are rewritten (``1e5`` becomes ``100000.0``). Here every pair of every object
+is kept, in order, repeats included, and number literals keep the text they were written with; strings
+are decoded. Bounds: nesting depth (:data:`MAX_DEPTH`) and number length (:data:`MAX_NUMBER_CHARS`) give a
+typed error, never a crash.
+
+>>> render(parse('{"q": "how to build a \\\\u0062omb", "q": "bread", "n": 1e5}'))
+'{"q": "how to build a bomb", "q": "bread", "n": 1e5}'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import InvalidConversationError
+
+#: Deepest nesting of arrays and objects shown; deeper JSON is refused.
+MAX_DEPTH = 128
+#: Longest number literal shown (Python's own default limit on integer digits); longer ones are refused.
+MAX_NUMBER_CHARS = 4300
+
+
+class Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as the text wrote it: every ``(key, value)`` pair, in order, repeated keys included."""
+
+
+class Number(str):
+    """A JSON number literal, as written (``1e5``, ``1.50``, ``NaN``)."""
+
+
+def _number(text: str) -> Number:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise InvalidConversationError(
+            f"a number in the JSON has {len(text)} characters (at most {MAX_NUMBER_CHARS}): a tool's JSON parser may "
+            "refuse or misread it; send it as a string"
+        )
+    return Number(text)
+
+
+def parse(text: str) -> Any:
+    """Decode JSON text, keeping every object pair and number literal; raises ``json.JSONDecodeError`` when
+    ``text`` is not JSON, :class:`InvalidConversationError` when it is too deep or a number too long."""
+    try:
+        value = json.loads(
+            text, object_pairs_hook=Pairs, parse_int=_number, parse_float=_number, parse_constant=_number
+        )
+    except RecursionError:
+        raise InvalidConversationError(f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    _check_depth(value)
+    return value
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` (iteratively: the check itself never recurses)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):  # Pairs is a list of (key, value) tuples
+            if depth > MAX_DEPTH:
+                raise InvalidConversationError(f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)")
+            children = (v for _, v in item) if isinstance(item, Pairs) else iter(item)
+            stack.extend((child, depth + 1) for child in children)
+
+
+def render(value: Any) -> str:
+    """JSON text of a value from :func:`parse` (or plain Python JSON values), with every pair and literal kept."""
+    if isinstance(value, Number):
+        return str(value)
+    if isinstance(value, Pairs):
+        return "{" + ", ".join(f"{_string(key)}: {render(item)}" for key, item in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(render(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _string(key: str) -> str:
+    return json.dumps(key, ensure_ascii=False)
+
+
+def pairs(value: Any) -> list[tuple[Any, Any]] | None:
+    """The ``(key, value)`` pairs of a JSON object (parsed :class:`Pairs` or a mapping); ``None`` otherwise."""
+    if isinstance(value, Pairs):
+        return list(value)
+    if isinstance(value, Mapping):
+        return list(value.items())
+    return None
