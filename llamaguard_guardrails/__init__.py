@@ -21,7 +21,7 @@ from .core.errors import (
 from .core.policy import CustomCategory, Policy
 from .core.verdict import Verdict
 from .guard import LlamaGuard
-from .logs import enable_logging, log_sink
+from .logs import enable_logging, log_verdicts
 
 __version__ = "0.1.0"
 
@@ -55,7 +55,7 @@ __all__ = [
     "category_name",
     "enable_logging",
     "evaluate",
-    "log_sink",
+    "log_verdicts",
     "parse_conversation",
     "render_tool_call",
 ]

@@ -24,7 +24,7 @@ import pytest
 from llamaguard_guardrails import InvalidPolicyError, LlamaGuard, Policy
 from llamaguard_guardrails.evaluation import evaluate, load_policy, sample_path
 from llamaguard_guardrails.evaluation import metrics as m
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from llamaguard_guardrails.scale import DatasetError, moderate
 from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability, scripted_guard
 

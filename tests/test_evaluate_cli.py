@@ -13,7 +13,7 @@ import pytest
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.cli import main
 from llamaguard_guardrails.cli.common import guard_source
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from llamaguard_guardrails.scale import moderate
 from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability
 

@@ -50,7 +50,7 @@ class _Pretrained:
 
 
 class _Timed:
-    """Wraps a guard factory: records every verdict's ``latency_ms`` through the guard's sink."""
+    """Wraps a guard factory: records every verdict's ``latency_ms`` through the guard's ``on_verdict`` hook."""
 
     def __init__(self, factory: Callable[[], LlamaGuard]) -> None:
         self.factory = factory
@@ -60,14 +60,14 @@ class _Timed:
     def __call__(self) -> LlamaGuard:
         guard = self.factory()
         self.test_model = bool(getattr(guard, "is_test_model", False))
-        inner = guard.sink
+        inner = guard.on_verdict
 
-        def sink(verdict: Any) -> None:
+        def on_verdict(verdict: Any, stage: str) -> None:
             self.latencies.append(verdict.latency_ms)
             if inner is not None:
-                inner(verdict)
+                inner(verdict, stage)
 
-        guard.sink = sink
+        guard.on_verdict = on_verdict
         return guard
 
 

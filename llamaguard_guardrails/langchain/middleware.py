@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from langchain.agents.middleware import (
     AgentMiddleware,
@@ -62,8 +62,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         policy: default policy of every stage (default: the guard's).
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
-        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
-            (``"end"``, the old name of ``"refuse"``, works for one more release with a ``DeprecationWarning``).
+        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``.
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
         buffer_model_output: run the model with the ``"nostream"`` tag and streaming off so no token is
@@ -85,7 +84,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         check_output: bool = True,
         check_tool_calls: bool = True,
         check_tool_results: bool = True,
-        on_block: OnBlock | Literal["end"] = "refuse",
+        on_block: OnBlock = "refuse",
         refusal_message: RefusalMessage = DEFAULT_REFUSAL,
         tool_blocked_message: RefusalMessage = tool_refusal,
         buffer_model_output: bool = True,

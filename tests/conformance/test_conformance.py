@@ -1,4 +1,4 @@
-"""The conformance suite (issue 13): the same attacks and faults through every entry point of the guard.
+"""The conformance suite: the same attacks and faults through every entry point of the guard.
 
 Rows: entry points (:mod:`.entry_points`, :mod:`.entry_points_langchain`, :mod:`.entry_points_llama_stack`).
 Columns: cases (:mod:`.cases`), grouped by property: (a) the unsafe word in any channel blocks, (b) unknown or

@@ -1,4 +1,4 @@
-"""Issue 6.10 - fuzzing: any input gives a verdict or a typed error that names the problem.
+"""Fuzzing: any input gives a verdict or a typed error that names the problem.
 
 Numbers proven here (hypothesis, bounded for speed): 300 arbitrary conversations (roles, content
 types, nesting, unicode, special-token and template strings, sizes up to ~20k tokens, None,

@@ -1,4 +1,4 @@
-"""Issue 6.9 - bounded memory: long runs do not grow, and every cache has a limit.
+"""Bounded memory: long runs do not grow, and every cache has a limit.
 
 Numbers proven here: after 500 warm-up checks, 5,000 more checks (sync, async, batched, blocked,
 faulty and windowed ones mixed, every input new) grow RSS by <= 50 MB. The verdict cache holds at
