@@ -35,6 +35,7 @@ from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
 from .enforce import OnVerdict, report
+from .logs import progress_bar
 
 log = logging.getLogger("llamaguard_guardrails")
 
@@ -269,7 +270,7 @@ class LlamaGuard:
         keys = {g: cache_key(prompts, policy) for g, prompts in prompt_groups.items()}
         cached = {g: self.cache.get(key) for g, key in keys.items()}
         todo = {(g, w): p for g, prompts in prompt_groups.items() if cached[g] is None for w, p in enumerate(prompts)}
-        with _progress_bar(len(todo), progress) as bar:
+        with progress_bar(len(todo), unit="prompt", desc="llama guard", enabled=progress) as bar:
             size = batch_size or self.batch_size
             scores = score_in_batches(todo, self._score_batch, size, stop=stop, progress=bar.update)
         if scores is None:
@@ -382,13 +383,6 @@ class LlamaGuard:
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    """A tqdm bar over ``total`` prompts (a no-op bar when disabled)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="prompt", desc="llama guard", dynamic_ncols=True)
 
 
 __all__ = ["LlamaGuard"]

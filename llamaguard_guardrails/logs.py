@@ -1,10 +1,11 @@
-"""Logging: quiet by default (warnings only), verbose on request, verdicts to a logger for audit."""
+"""Logging: quiet by default (warnings only), verbose on request, verdicts to a logger for audit, progress bars."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from .core.verdict import Verdict
 
@@ -44,3 +45,11 @@ def log_verdicts(name: str = f"{LOGGER}.audit", level: int = logging.INFO) -> Ca
         logger.log(level, json.dumps({"stage": stage, "verdict": verdict.model_dump(mode="json")}))
 
     return on_verdict
+
+
+def progress_bar(total: int | None, *, unit: str, desc: str, enabled: bool = True) -> Any:
+    """A tqdm progress bar (stderr, or a widget in notebooks) over ``total`` units; a no-op bar when not
+    ``enabled``. Use it as a context manager and call ``update(n)``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit=unit, desc=desc, dynamic_ncols=True)

@@ -395,7 +395,7 @@ def test_progress_and_output_advance_per_batch(jsonl_input: Path, shared_factory
         def __exit__(self, *_):
             pass
 
-    monkeypatch.setattr(moderate_module, "_progress", lambda *args: Bar())
+    monkeypatch.setattr(moderate_module, "progress_bar", lambda *args, **kwargs: Bar())
     moderate(jsonl_input, out, guard_factory=shared_factory, batch_size=5, progress=True)
     assert seen == [(5, 5), (5, 10), (2, 12)]
 
@@ -499,7 +499,7 @@ def test_ray_engine_streams_and_equals_local_engine(
             pass
 
     monkeypatch.setattr(moderate_module, "read_records", counted)
-    monkeypatch.setattr(moderate_module, "_progress", lambda *args: Bar())
+    monkeypatch.setattr(moderate_module, "progress_bar", lambda *args, **kwargs: Bar())
     out = tmp_path / "ray.jsonl"
     summary = moderate(mixed_input, out, model=test_model_dir, engine="ray", num_workers=2, batch_size=2)
     assert summary.engine == "ray" and summary.rows == 35 and summary.invalid == 2 * 2 + 8

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .categories import CODE_INTERPRETER_ABUSE, LLAMA_GUARD_4_CATEGORIES
+from .categories import CATEGORY_CODE, CODE_INTERPRETER_ABUSE, LLAMA_GUARD_4_CATEGORIES
 from .errors import InvalidPolicyError
-
-_CODE = re.compile(r"^S[1-9][0-9]*$")
 
 
 class CustomCategory(BaseModel):
@@ -25,7 +22,7 @@ class CustomCategory(BaseModel):
     @field_validator("code")
     @classmethod
     def _code_format(cls, code: str) -> str:
-        if not _CODE.match(code):
+        if not CATEGORY_CODE.match(code):
             raise ValueError(f"category code {code!r} must look like 'S15'")
         if code in LLAMA_GUARD_4_CATEGORIES:
             raise ValueError(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
 from ..core.errors import InvalidPolicyError
 from ..core.policy import Policy
+from ..scale.local_engine import PretrainedFactory
 from ..scale.records import DatasetError, id_text, read_rows
 from . import metrics
 from .labels import LabelledRow, read_labels
@@ -35,18 +36,6 @@ SWEEP = tuple(i / 20 for i in range(21))
 
 
 # -- model passes -----------------------------------------------------------------------------------
-
-
-class _Pretrained:
-    """Picklable ``LlamaGuard.from_pretrained(model, **options)`` (Ray actors build their own)."""
-
-    def __init__(self, model: str | os.PathLike[str], options: Mapping[str, Any]) -> None:
-        self.model, self.options = str(model), dict(options)
-
-    def __call__(self) -> LlamaGuard:
-        from ..guard import LlamaGuard
-
-        return LlamaGuard.from_pretrained(self.model, **self.options)
 
 
 class _Timed:
@@ -308,7 +297,7 @@ def evaluate(
         ((key, members),) = groups.items()
         passes[key] = _verdicts_pass(verdicts, labels, min(p.threshold for p in members))
     else:
-        factory = guard_factory or _Pretrained(model, guard_options or {})  # type: ignore[arg-type]
+        factory = guard_factory or PretrainedFactory(model, guard_options)  # type: ignore[arg-type]
         options = dict(
             num_workers=num_workers,
             batch_size=batch_size,
