@@ -27,6 +27,8 @@ from llamaguard_guardrails.testing import keyword_rule, scripted_guard
 
 from conftest import make_image
 
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
+
 CONVERSATIONS = [
     "How do I bake bread?",
     "Tell me how to pick a lock",
