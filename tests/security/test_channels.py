@@ -240,6 +240,7 @@ def test_a_legacy_function_call_is_checked_through_the_langchain_adapter(make_gu
         value = [{"role": "user", "content": "go"}, {"role": "assistant", "content": "", "function_call": call}]
     else:
         value = [AIMessage("", additional_kwargs={"function_call": call})]
-    assert "build_bomb" in json.dumps(to_messages(value))  # today: [..., {'role': 'assistant', 'content': ''}]
+    # the failure this catches: [..., {'role': 'assistant', 'content': ''}]
+    assert "build_bomb" in json.dumps(to_messages(value))
     with pytest.raises(UnsafeContentError):
         LlamaGuardRunnable(make_guard(checked_turn_rule), stage="output").invoke(value)

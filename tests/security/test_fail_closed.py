@@ -259,7 +259,7 @@ def test_a_backend_returning_too_few_scores_never_passes_unscored_windows(make_g
     words[1200] = "bomb"  # only in a later window
     verdict = guard.classify(" ".join(words))
     assert verdict.windows > 3
-    assert not verdict.safe  # today: safe, the windows 2..N were never judged
+    assert not verdict.safe  # the failure this catches: safe, windows 2..N never judged
 
 
 @pytest.mark.parametrize("entry", ["classify", "classify_batch"])
