@@ -30,6 +30,9 @@ ROWS = [
 ]
 
 
+pytestmark = pytest.mark.usefixtures("processors_read_once")
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("evaluate-cli") / "labelled.jsonl"

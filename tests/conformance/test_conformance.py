@@ -25,6 +25,7 @@ from .entry_points_llama_stack import LLAMA_STACK
 from .known_holes import hole
 
 pytestmark = [
+    pytest.mark.slow,  # ~1,000 cells: ~5 minutes on 2 cores
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),  # nameless tool calls
 ]
