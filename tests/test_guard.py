@@ -20,6 +20,7 @@ from llamaguard_guardrails import (
     Policy,
     UnsafeContentError,
     Verdict,
+    log_verdicts,
 )
 from llamaguard_guardrails.backends.base import AnswerScores
 from llamaguard_guardrails.backends.transformers import load_config
@@ -152,6 +153,15 @@ def test_on_verdict_receives_every_verdict_with_its_stage(test_model_dir):
     g.classify("bomb")
     g.classify_batch(["a", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bomb"}]])
     assert seen == [(True, "input"), (False, "input"), (True, "input"), (False, "output")]
+
+
+def test_log_verdicts_writes_one_json_line_per_verdict_with_its_stage(test_model_dir, caplog):
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), on_verdict=log_verdicts("test.audit"))
+    with caplog.at_level(logging.INFO, logger="test.audit"):
+        g.classify("bread")
+        g.classify([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a bomb"}])
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "test.audit"]
+    assert [(line["stage"], line["verdict"]["safe"]) for line in lines] == [("input", True), ("output", False)]
 
 
 # -- what the model says, validated against the policy -------------------------------------------
