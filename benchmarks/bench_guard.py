@@ -6,9 +6,9 @@
 
 Prints a table of ratios and writes the raw numbers to benchmarks/results/bench_guard.json.
 Each comparison interleaves its two sides (A, B, A, B, ...) and reports medians, so machine noise hits
-both sides alike. Targets (issue 5): safe check >= 3x faster than generate-and-parse; prefix cache >= 2x on a
+both sides alike. Targets: safe check >= 3x faster than generate-and-parse; prefix cache >= 2x on a
 short check; 16 concurrent async checks >= 2x sequential throughput; RSS growth <= 50 MB over 2,000 checks.
-Issue 17: a check without the prefix cache <= 1.0x one bare forward pass of the same ids.
+And: a check without the prefix cache <= 1.0x one bare forward pass of the same ids.
 
 A "bare forward" is the model alone (body, then the output head at the last position) with the same head
 kernel as the check (``backends/forward.py``), so no ceiling row is slowed by a kernel the check avoids; one

@@ -10,8 +10,8 @@ eager pass and the static pass captured in CUDA graphs (``compile="cuda_graphs"`
 cache off and on:
 
 - the one-turn check p50/p95 against the floor of reading every weight once at the measured copy
-  bandwidth (issue 17: <= 2x the floor);
-- throughput at batch 1, 8 and 32 (issue 17: batch 32 >= 20x batch 1);
+  bandwidth (target: <= 2x the floor);
+- throughput at batch 1, 8 and 32 (target: batch 32 >= 20x batch 1);
 - the next turn of a ~2,000-token agent history with its earlier turns' KV reused vs the policy prefix only
   (decides the GPU default of ``prefix_caching``);
 - the largest score difference between the eager and the graph pass (bf16: tolerance 2e-2 on every answer
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from llamaguard_guardrails.backends.base import AnswerTokens
     from llamaguard_guardrails.backends.transformers import TransformersBackend
     from llamaguard_guardrails.core.prompt import EOT
-    from llamaguard_guardrails.guard import load_prompt_builder
+    from llamaguard_guardrails.loading import load_prompt_builder
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

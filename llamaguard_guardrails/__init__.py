@@ -22,7 +22,7 @@ from .core.images import ImageLimits
 from .core.policy import CustomCategory, Policy
 from .core.verdict import Verdict
 from .guard import LlamaGuard
-from .logs import enable_logging, log_sink
+from .logs import enable_logging, log_verdicts
 
 __version__ = "0.1.0"
 
@@ -57,7 +57,7 @@ __all__ = [
     "category_name",
     "enable_logging",
     "evaluate",
-    "log_sink",
+    "log_verdicts",
     "parse_conversation",
     "render_tool_call",
 ]

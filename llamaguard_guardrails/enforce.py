@@ -22,7 +22,6 @@ True
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,9 +44,6 @@ ON_BLOCK_VALUES: tuple[OnBlock, ...] = ("raise", "refuse")
 DEFAULT_REFUSAL = "I can't help with that."
 """What a user sees in place of blocked input or output."""
 
-#: Values earlier releases used for "refuse" in some adapters; accepted for one release with a warning.
-_DEPRECATED_ON_BLOCK = {"end": "LlamaGuardMiddleware", "error": "guard_tool / GuardedTool"}
-
 
 def tool_refusal(verdict: Verdict, stage: str) -> str:
     """What an agent's model reads in place of a blocked tool call (not run) or tool result (withheld)."""
@@ -57,17 +53,9 @@ def tool_refusal(verdict: Verdict, stage: str) -> str:
 
 
 def block_action(on_block: str) -> OnBlock:
-    """Check an adapter's ``on_block`` option. Old values (``"end"``, ``"error"``) mean ``"refuse"`` and warn."""
+    """Check an ``on_block`` option: the one place that does (adapters call it when they are built)."""
     if on_block in ON_BLOCK_VALUES:
         return on_block  # type: ignore[return-value]
-    if on_block in _DEPRECATED_ON_BLOCK:
-        warnings.warn(
-            f"on_block={on_block!r} ({_DEPRECATED_ON_BLOCK[on_block]}) is deprecated and will be removed in the next "
-            "release: use on_block='refuse', which does the same",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return "refuse"
     raise InvalidPolicyError(f"on_block must be 'raise' or 'refuse', got {on_block!r}")
 
 
@@ -107,10 +95,8 @@ def enforce(
     report(verdict, stage, on_verdict)
     if verdict.safe:
         return None
-    if on_block == "raise":
+    if block_action(on_block) == "raise":
         raise UnsafeContentError(verdict, stage)
-    if on_block != "refuse":
-        raise InvalidPolicyError(f"on_block must be 'raise' or 'refuse', got {on_block!r}")
     return Refusal(verdict, stage, refusal_text(refusal_message, verdict, stage))
 
 

@@ -22,7 +22,6 @@ from .core.decision import (
     expect_scores,
     failure_verdict,
     merge_windows,
-    parse_category_line,
 )
 from .core.errors import (
     GuardClosedError,
@@ -37,14 +36,13 @@ from .core.prompt import Prompt, PromptBuilder
 from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
-from .loading import load_prompt_builder
+from .enforce import OnVerdict, report
+from .logs import progress_bar
 
 log = logging.getLogger("llamaguard_guardrails")
 
 DEFAULT_MAX_PROMPT_TOKENS = 8192
 _CLOSED = "this LlamaGuard is closed"
-
-VerdictSink = Callable[[Verdict], Any]
 
 
 class LlamaGuard:
@@ -63,7 +61,7 @@ class LlamaGuard:
         policy: Policy | None = None,
         max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         batch_size: int = 8,
-        sink: VerdictSink | None = None,
+        on_verdict: OnVerdict | None = None,
         model_name: str = "",
         cache_size: int = 4096,
         micro_batching: bool = True,
@@ -77,7 +75,9 @@ class LlamaGuard:
         self.policy = policy or DEFAULT_POLICY
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_size = batch_size
-        self.sink = sink
+        #: The audit hook, ``on_verdict(verdict, stage)`` as in every adapter: called with every verdict this guard
+        #: gives, with stage ``"input"`` for a checked user turn and ``"output"`` for an agent turn.
+        self.on_verdict = on_verdict
         self.model_name = model_name
         #: Open image path strings and file:// URLs (only for trusted input); pathlib.Path values always open.
         self.allow_local_image_paths = allow_local_image_paths
@@ -208,7 +208,7 @@ class LlamaGuard:
     # -- internals --------------------------------------------------------------------------------
 
     def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
-        """One check, without reporting it to the sink (the public methods do, exactly once)."""
+        """One check, without reporting it to ``on_verdict`` (the public methods do, exactly once)."""
         return self._unless_closed([self._classify_one(conversation, policy, started)])[0]
 
     def _classify_one(self, conversation: Any, policy: Policy, started: float) -> Verdict:
@@ -294,7 +294,7 @@ class LlamaGuard:
             for w, p in enumerate(prompts)
             if w not in known[g]
         }
-        with _progress_bar(len(todo), progress) as bar:
+        with progress_bar(len(todo), unit="prompt", desc="llama guard", enabled=progress) as bar:
             size = batch_size or self.batch_size
             scores = score_in_batches(todo, self._score_batch, size, stop=stop, progress=bar.update)
         if scores is None:
@@ -362,12 +362,7 @@ class LlamaGuard:
     def _emit(self, verdict: Verdict) -> Verdict:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s message %d: %s", verdict.checked_role, verdict.checked_message_index, verdict.summary())
-        if self.sink is not None:
-            try:
-                self.sink(verdict)
-            except Exception:
-                log.exception("verdict sink failed")
-        return verdict
+        return report(verdict, "input" if verdict.checked_role == "User" else "output", self.on_verdict)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -429,11 +424,4 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
-    """A tqdm bar over ``total`` prompts (a no-op bar when disabled)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="prompt", desc="llama guard", dynamic_ncols=True)
-
-
-__all__ = ["LlamaGuard", "load_prompt_builder", "parse_category_line"]
+__all__ = ["LlamaGuard"]

@@ -64,7 +64,7 @@ def from_pretrained(
     in CUDA graphs on a GPU (a torch.compile mode such as ``"reduce-overhead"`` compiles them instead);
     ``warmup=True`` captures/compiles the usual shapes at load (time in ``backend.warmup_s``), not at the
     first checks. ``guard_options`` go to the constructor (``max_prompt_tokens``,
-    ``sink``, ``cache_size``, ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``,
+    ``on_verdict``, ``cache_size``, ``micro_batching``, ``max_batch``, ``max_wait_ms``, ``batch_size``,
     ``allow_local_image_paths``: open image path strings and ``file://`` URLs, off by default because
     message strings may come from clients; a ``pathlib.Path`` is always opened).
     """

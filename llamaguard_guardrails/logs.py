@@ -1,9 +1,11 @@
-"""Logging: quiet by default (warnings only), verbose on request, verdicts to a logger for audit."""
+"""Logging: quiet by default (warnings only), verbose on request, verdicts to a logger for audit, progress bars."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from .core.verdict import Verdict
 
@@ -29,8 +31,9 @@ def enable_logging(level: int | str = "INFO", *, transformers: bool = False) -> 
     return logger
 
 
-def log_sink(name: str = f"{LOGGER}.audit", level: int = logging.INFO) -> Callable[[Verdict], None]:
-    """A verdict sink logging each verdict as one JSON line: ``LlamaGuard.from_pretrained(M, sink=log_sink())``.
+def log_verdicts(name: str = f"{LOGGER}.audit", level: int = logging.INFO) -> Callable[[Verdict, str], None]:
+    """An ``on_verdict`` audit hook logging each verdict and its stage as one JSON line:
+    ``LlamaGuard.from_pretrained(M, on_verdict=log_verdicts())`` (or any adapter's ``on_verdict=``).
 
     Records go to the handlers of logger ``name`` (add one, e.g. a ``FileHandler``) or of the root logger.
     """
@@ -38,7 +41,15 @@ def log_sink(name: str = f"{LOGGER}.audit", level: int = logging.INFO) -> Callab
     if logger.level == logging.NOTSET:
         logger.setLevel(level)  # let the records through whatever the root level is
 
-    def sink(verdict: Verdict) -> None:
-        logger.log(level, verdict.model_dump_json())
+    def on_verdict(verdict: Verdict, stage: str) -> None:
+        logger.log(level, json.dumps({"stage": stage, "verdict": verdict.model_dump(mode="json")}))
 
-    return sink
+    return on_verdict
+
+
+def progress_bar(total: int | None, *, unit: str, desc: str, enabled: bool = True) -> Any:
+    """A tqdm progress bar (stderr, or a widget in notebooks) over ``total`` units; a no-op bar when not
+    ``enabled``. Use it as a context manager and call ``update(n)``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit=unit, desc=desc, dynamic_ncols=True)

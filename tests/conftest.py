@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -44,6 +45,18 @@ def processor(test_model_dir: Path):
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(str(test_model_dir))
+
+
+@pytest.fixture(scope="module")
+def processors_read_once():
+    """For tests of a command line, not of loading: each model folder's tokenizer and image processor (the real
+    ones) are read once per module instead of once per command (the 202k-token tokenizer is most of a command's
+    time). Use with ``pytestmark = pytest.mark.usefixtures("processors_read_once")``."""
+    from llamaguard_guardrails.backends import transformers as backend
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backend, "load_processor", functools.lru_cache(maxsize=4)(backend.load_processor))
+        yield
 
 
 def make_image(width: int, height: int, color: tuple[int, int, int] = (200, 30, 30)) -> Image.Image:

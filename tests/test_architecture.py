@@ -14,9 +14,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llamaguard_guardrails"
 ROOT = "llamaguard_guardrails"
-#: The deprecated ``backends.vllm.from_vllm`` / ``backends.vllm_engine.from_vllm_engine`` paths hand out
-#: ``LlamaGuard``'s classmethods; they go in the next release, and with them this edge.
-LEGACY = {("llamaguard_guardrails.backends.vllm", "llamaguard_guardrails.guard")}
 
 
 def module_name(path: Path) -> str:
@@ -62,8 +59,8 @@ def source_graph() -> dict[str, set[str]]:
 
 
 def graph() -> dict[str, set[str]]:
-    """The source graph without the LEGACY edges."""
-    return {m: {d for d in deps if (m, d) not in LEGACY} for m, deps in source_graph().items()}
+    """Module -> the package modules it imports."""
+    return source_graph()
 
 
 def cycles() -> list[set[str]]:
@@ -102,7 +99,6 @@ def imports_of(prefix: str) -> dict[str, set[str]]:
 
 
 def test_the_graph_is_read():
-    assert all(d in source_graph()[m] for m, d in LEGACY)  # a removed alias takes its entry with it
     assert "llamaguard_guardrails.core.decision" in graph()["llamaguard_guardrails.guard"]
     assert "llamaguard_guardrails.loading" in graph()["llamaguard_guardrails.guard"]
 
@@ -174,15 +170,3 @@ def test_framework_adapters_do_not_import_each_other_or_the_cli(adapter):
         if any(d == o or d.startswith(o + ".") for o in others)
     }
     assert wrong == set()
-
-
-def test_the_test_models_old_path_still_imports_for_one_release_with_a_warning():
-    import importlib
-    import sys
-
-    from llamaguard_guardrails import test_model
-
-    sys.modules.pop(f"{ROOT}.testing.model_factory", None)
-    with pytest.warns(DeprecationWarning, match="llamaguard_guardrails.test_model"):
-        old = importlib.import_module(f"{ROOT}.testing.model_factory")
-    assert old.make_test_model is test_model.make_test_model and old.cache_dir is test_model.cache_dir

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the whole benchmark in its reduced mode: ~5 minutes on 2 cores
 def test_bench_guard_quick_mode_writes_every_ratio(tmp_path):
     out = tmp_path / "bench.json"
     env_cache = tmp_path / "cache"

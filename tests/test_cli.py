@@ -13,6 +13,8 @@ from llamaguard_guardrails.cli import main
 
 from conftest import make_image
 
+pytestmark = pytest.mark.usefixtures("processors_read_once")
+
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
@@ -125,13 +127,9 @@ def test_custom_categories_reach_the_prompt_and_the_verdict(capsys, guard, test_
     assert code == 0 and json.loads(out)["safe"] is True
 
 
-def test_help_is_usable_without_the_readme():
-    out = subprocess.run(
-        [sys.executable, "-m", "llamaguard_guardrails.cli", "check", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def test_help_is_usable_without_the_readme(capsys):
+    code, out, _ = run(capsys, "check", "--help")
+    assert code == 0
     for option in ("--model", "--text", "--conversation", "--image", "--exclude", "--threshold", "--json"):
         assert option in out
 

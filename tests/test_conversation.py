@@ -156,7 +156,7 @@ def test_error_names_the_message_and_part():
         )
 
 
-# -- issue 13 item 2: every field a downstream model reads is shown, or the conversation is rejected ----------
+# -- every field a downstream model reads is shown, or the conversation is rejected ----------
 
 
 def test_participant_names_are_shown_to_the_model():

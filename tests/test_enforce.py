@@ -69,10 +69,3 @@ def test_an_unknown_action_blocks_with_a_typed_error_never_passes():
         enforce(UNSAFE, "input", on_block="ignore")  # type: ignore[arg-type]
     with pytest.raises(InvalidPolicyError, match="'raise' or 'refuse'"):
         block_action("ignore")
-
-
-@pytest.mark.parametrize("old", ["end", "error"])
-def test_old_on_block_values_mean_refuse_for_one_release_with_a_warning(old):
-    with pytest.warns(DeprecationWarning, match="use on_block='refuse'"):
-        assert block_action(old) == "refuse"
-    assert block_action("raise") == "raise" and block_action("refuse") == "refuse"

@@ -24,7 +24,7 @@ import pytest
 from llamaguard_guardrails import InvalidPolicyError, LlamaGuard, Policy
 from llamaguard_guardrails.evaluation import evaluate, load_policy, sample_path
 from llamaguard_guardrails.evaluation import metrics as m
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from llamaguard_guardrails.scale import DatasetError, moderate
 from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability, scripted_guard
 
@@ -414,6 +414,7 @@ def test_arguments_are_checked(hand_file: Path, factory: Factory):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
+@pytest.mark.slow  # a Ray cluster with model-loading actors (minutes on 2 cores)
 def test_ray_engine_gives_the_local_engine_s_report(hand_file: Path, test_model_dir: Path, factory: Factory):
     pytest.importorskip("ray")
     # picklable: every Ray actor builds its own scripted guard

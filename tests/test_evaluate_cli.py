@@ -13,7 +13,7 @@ import pytest
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.cli import main
 from llamaguard_guardrails.cli.common import guard_source
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from llamaguard_guardrails.scale import moderate
 from llamaguard_guardrails.testing import ScriptedBackend, marker_category, marker_probability
 
@@ -28,6 +28,9 @@ ROWS = [
     (False, None, 0.25, None),
     (False, None, 0.125, None),
 ]
+
+
+pytestmark = pytest.mark.usefixtures("processors_read_once")
 
 
 @pytest.fixture(scope="module")

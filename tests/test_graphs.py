@@ -12,6 +12,8 @@ from test_kv_reuse import HISTORY
 
 from conftest import make_image
 
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
+
 ONE_TURN = [
     [{"role": "user", "content": "How do I bake sourdough bread at home?"}],
     [{"role": "user", "content": "Tell me about rivers. " * 12}],

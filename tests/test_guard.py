@@ -20,12 +20,15 @@ from llamaguard_guardrails import (
     Policy,
     UnsafeContentError,
     Verdict,
+    log_verdicts,
 )
 from llamaguard_guardrails.backends.base import AnswerScores
 from llamaguard_guardrails.backends.transformers import load_config
 from llamaguard_guardrails.testing import keyword_rule, scripted_guard
 
 from conftest import make_image
+
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
 
 CONVERSATIONS = [
     "How do I bake bread?",
@@ -143,13 +146,22 @@ def test_check_raises_with_the_verdict(guard):
     assert guard.check("anything", policy=Policy(threshold=1.0)).safe
 
 
-def test_sink_receives_every_verdict(test_model_dir):
-    seen: list[Verdict] = []
-    g = scripted_guard(test_model_dir, keyword_rule("bomb"), sink=seen.append)
+def test_on_verdict_receives_every_verdict_with_its_stage(test_model_dir):
+    seen: list[tuple[bool, str]] = []
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), on_verdict=lambda v, stage: seen.append((v.safe, stage)))
     g.classify("bread")
     g.classify("bomb")
-    g.classify_batch(["a", "b"])
-    assert [v.safe for v in seen] == [True, False, True, True]
+    g.classify_batch(["a", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bomb"}]])
+    assert seen == [(True, "input"), (False, "input"), (True, "input"), (False, "output")]
+
+
+def test_log_verdicts_writes_one_json_line_per_verdict_with_its_stage(test_model_dir, caplog):
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), on_verdict=log_verdicts("test.audit"))
+    with caplog.at_level(logging.INFO, logger="test.audit"):
+        g.classify("bread")
+        g.classify([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a bomb"}])
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "test.audit"]
+    assert [(line["stage"], line["verdict"]["safe"]) for line in lines] == [("input", True), ("output", False)]
 
 
 # -- what the model says, validated against the policy -------------------------------------------
@@ -360,7 +372,7 @@ def test_trimming_keeps_every_block_of_the_last_message(test_model_dir):
     assert "Sure, running it." in text and "bomb()" in text and not verdict.safe
 
 
-# -- issue 13 item 7: scores out of range are model-output errors ------------------------------------------
+# -- scores out of range are model-output errors ------------------------------------------
 
 
 def test_answer_scores_within_float_rounding_are_valid():
@@ -387,7 +399,7 @@ def test_answer_scores_out_of_range_are_model_output_errors(scores, fragment):
         scores.validate()
 
 
-# -- issue 13 item 11: close() stops the batcher and frees the guard and its model ------------------------
+# -- close() stops the batcher and frees the guard and its model ------------------------
 
 
 def test_close_stops_the_batcher_and_frees_the_guard_its_backend_and_its_model(test_model_dir):

@@ -26,6 +26,8 @@ from llamaguard_guardrails.core.images import ALLOWED_FORMATS, load_images
 
 from conftest import make_image, png_bytes
 
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
+
 W, H = 90, 60  # wider than high: a missed or wrong rotation changes the tiles
 
 

@@ -27,6 +27,9 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nnewpath 0 0 moveto 16
 PNG = png_bytes(make_image(40, 30))
 
 
+pytestmark = pytest.mark.usefixtures("processors_read_once")
+
+
 def data_url(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 

@@ -11,6 +11,8 @@ from llamaguard_guardrails.backends.transformers import TransformersBackend
 
 from conftest import make_image
 
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
+
 HISTORY = []
 for turn in range(3):
     HISTORY.append({"role": "user", "content": f"Turn {turn}: how do rivers shape the valleys around them? " * 3})

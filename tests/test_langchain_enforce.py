@@ -76,13 +76,6 @@ def test_every_adapter_raises_or_refuses_with_the_same_words(lg, adapter):
         block(lg, on_block="ignore")
 
 
-@pytest.mark.parametrize(("adapter", "old"), [("LlamaGuardMiddleware", "end"), ("guard_tool", "error")])
-def test_old_on_block_values_still_refuse_for_one_release_with_a_warning(lg, adapter, old):
-    with pytest.warns(DeprecationWarning, match="use on_block='refuse'"):
-        refusal = ADAPTERS[adapter](lg, on_block=old)
-    assert blocked_verdict(refusal).categories == ["S9"]
-
-
 def test_every_adapter_reports_every_verdict_to_on_verdict(lg):
     seen: list[tuple[str, bool]] = []
 
@@ -98,11 +91,3 @@ def test_every_adapter_reports_every_verdict_to_on_verdict(lg):
     )
     blocks = [("input", False), ("input", False), ("tool_call", False), ("input", False)]
     assert seen == [*blocks, ("input", True), ("decision", False)]
-
-
-def test_the_callback_handlers_record_sink_still_works_for_one_release_with_a_warning(lg):
-    sunk = []
-    with pytest.warns(DeprecationWarning, match="use on_verdict"):
-        handler = LlamaGuardCallbackHandler(lg, sink=sunk.append)
-    scripted_model("Bread needs flour.").invoke("How do I bake bread?", config={"callbacks": [handler]})
-    assert sunk == handler.records and [r.stage for r in sunk] == ["input", "output"]

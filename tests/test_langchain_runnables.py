@@ -65,6 +65,7 @@ def test_pipe_blocks_unsafe_input_before_the_model(lg):
     assert model.calls == []
 
 
+@pytest.mark.smoke
 def test_pipe_blocks_unsafe_output(lg):
     chain = PROMPT | scripted_model(UNSAFE) | LlamaGuardRunnable(lg, stage="output")
     with pytest.raises(UnsafeContentError) as info:
@@ -112,6 +113,7 @@ async def test_async_pipe_both_outcomes(lg):
 # -- the chain wrapper ----------------------------------------------------------------------------
 
 
+@pytest.mark.smoke
 def test_guard_chain_checks_the_output_in_the_context_of_the_input(lg):
     chain = guard_chain(PROMPT | scripted_model(SAFE), lg)
     assert isinstance(chain, GuardedChain)
@@ -264,6 +266,7 @@ def test_buffered_stream_releases_safe_chunks_unchanged(lg):
     assert text(chunks) == SAFE
 
 
+@pytest.mark.smoke
 def test_windowed_stream_never_releases_a_planted_phrase_split_across_chunks(lg):
     chain = guard_chain(
         PROMPT | scripted_model(UNSAFE) | StrOutputParser(),
@@ -594,6 +597,7 @@ def test_several_runnables_share_one_guard_and_record_verdicts(lg):
 # -- the real test model, end to end --------------------------------------------------------------
 
 
+@pytest.mark.smoke
 def test_real_guard_end_to_end_pipe_chain_batch(guard):
     passes, blocks = Policy(threshold=1.0), Policy(threshold=0.0)
     pipe = LlamaGuardRunnable(guard, policy=passes) | PROMPT | scripted_model(SAFE)
@@ -610,6 +614,7 @@ def test_real_guard_end_to_end_pipe_chain_batch(guard):
     assert all(isinstance(r, UnsafeContentError) for r in results)
 
 
+@pytest.mark.smoke
 def test_real_guard_end_to_end_stream_and_astream(guard):
     chain = guard_chain(
         PROMPT | scripted_model(SAFE, SAFE), guard, policy=Policy(threshold=1.0), stream_mode="windowed"

@@ -896,17 +896,6 @@ def test_wrapper_reports_every_verdict_and_words_refusals_per_stage(raw_client, 
         guard_client(raw_client, keyword_guard, on_block="end")
 
 
-def test_old_import_paths_still_work():
-    from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGuardSafetyImpl, get_provider_impl
-    from llamaguard_guardrails.llama_stack.config import LlamaGuardProviderConfig as config_path
-    from llamaguard_guardrails.llama_stack.impl import LlamaGuardSafetyImpl as impl_path
-    from llamaguard_guardrails.llama_stack.provider import get_provider_impl as factory
-
-    assert (
-        config_path is LlamaGuardProviderConfig and impl_path is LlamaGuardSafetyImpl and factory is get_provider_impl
-    )
-
-
 def test_wrapper_responses_sync_and_streaming(raw_client, keyword_guard):
     guarded = guard_client(raw_client, keyword_guard)
     assert guarded.responses.create(model=MODEL, input="bread?").output_text.startswith("Bread needs")
@@ -984,7 +973,7 @@ def test_wrapper_refuses_to_be_bypassed_silently(raw_client, keyword_guard):
         guard_client(object(), keyword_guard)
 
 
-# -- server B: every field of the answer is checked (issue 13) ---------------------------------------
+# -- server B: every field of the answer is checked ---------------------------------------------------
 
 
 def blocked_stage(call: Any, stream: bool) -> str:

@@ -395,7 +395,7 @@ def test_progress_and_output_advance_per_batch(jsonl_input: Path, shared_factory
         def __exit__(self, *_):
             pass
 
-    monkeypatch.setattr(moderate_module, "_progress", lambda *args: Bar())
+    monkeypatch.setattr(moderate_module, "progress_bar", lambda *args, **kwargs: Bar())
     moderate(jsonl_input, out, guard_factory=shared_factory, batch_size=5, progress=True)
     assert seen == [(5, 5), (5, 10), (2, 12)]
 
@@ -471,6 +471,7 @@ def mixed_input(jsonl_input: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return path
 
 
+@pytest.mark.slow  # a Ray cluster with model-loading actors (minutes on 2 cores)
 def test_ray_engine_streams_and_equals_local_engine(
     ray_instance, mixed_input: Path, test_model_dir: Path, shared_factory, tmp_path: Path, monkeypatch
 ):
@@ -499,7 +500,7 @@ def test_ray_engine_streams_and_equals_local_engine(
             pass
 
     monkeypatch.setattr(moderate_module, "read_records", counted)
-    monkeypatch.setattr(moderate_module, "_progress", lambda *args: Bar())
+    monkeypatch.setattr(moderate_module, "progress_bar", lambda *args, **kwargs: Bar())
     out = tmp_path / "ray.jsonl"
     summary = moderate(mixed_input, out, model=test_model_dir, engine="ray", num_workers=2, batch_size=2)
     assert summary.engine == "ray" and summary.rows == 35 and summary.invalid == 2 * 2 + 8
@@ -512,6 +513,7 @@ def test_ray_engine_streams_and_equals_local_engine(
 
 
 @pytest.mark.parametrize("fail_mode", ["closed", "open"])
+@pytest.mark.slow  # a Ray cluster with model-loading actors (minutes on 2 cores)
 def test_ray_rows_of_a_dead_actor_follow_the_fail_mode(
     ray_instance, jsonl_input: Path, test_model_dir: Path, tmp_path: Path, fail_mode: str
 ):
@@ -547,6 +549,7 @@ def test_ray_rows_of_a_dead_actor_follow_the_fail_mode(
     assert (summary.errors, summary.invalid, summary.safe) == (7, 2, 3)
 
 
+@pytest.mark.slow  # a Ray cluster with model-loading actors (minutes on 2 cores)
 def test_ray_engine_parquet_round_trip(ray_instance, parquet_input: Path, test_model_dir: Path, local_rows, tmp_path):
     out = tmp_path / "ray.parquet"
     code = cli_main(

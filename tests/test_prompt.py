@@ -11,6 +11,8 @@ from llamaguard_guardrails.core.categories import LLAMA_GUARD_4_CATEGORIES
 
 from conftest import make_image
 
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
+
 CATEGORY_BLOCK = "".join(f"{code}: {line}\n" for code, line in LLAMA_GUARD_4_CATEGORIES.items())
 
 # The two prompts the official Llama Guard 4 processor printed (shared reference, verbatim).

@@ -12,6 +12,8 @@ from llamaguard_guardrails.backends.transformers import TransformersBackend
 
 from conftest import make_image
 
+pytestmark = pytest.mark.smoke  # also run on the newest releases (.ci/run)
+
 CONVERSATIONS = [
     [{"role": "user", "content": "How do I bake sourdough bread at home?"}],
     [

@@ -15,7 +15,7 @@ from llamaguard_guardrails.backends.transformers import TransformersBackend
 from llamaguard_guardrails.core.conversation import parse_conversation
 from llamaguard_guardrails.core.policy import DEFAULT_POLICY
 from llamaguard_guardrails.core.prompt import EOT, trim_limit
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from test_kv_reuse import ForwardedTokens
 
 MAX_TOKENS = 640

@@ -525,14 +525,6 @@ def test_api_key_is_sent_as_bearer_token(fake: FakeVLLM, prompt):
     assert seen == ["Bearer sk-test"]
 
 
-def test_the_old_factory_paths_still_work_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="use LlamaGuard.from_vllm"):
-        from llamaguard_guardrails.backends.vllm import from_vllm
-    with pytest.warns(DeprecationWarning, match="use LlamaGuard.from_vllm_engine"):
-        from llamaguard_guardrails.backends.vllm_engine import from_vllm_engine
-    assert (from_vllm, from_vllm_engine) == (LlamaGuard.from_vllm, LlamaGuard.from_vllm_engine)
-
-
 # -- the in-process engine backend, with a stand-in for vllm.LLM ------------------------------------------
 
 

@@ -385,15 +385,18 @@ def _quantization_config(quantization: str, dtype: Any) -> Any:
 
 
 def load_processor(path: Path) -> tuple[Any, Any | None]:
-    """(tokenizer, image processor or None). Without torchvision, text still works; images raise."""
+    """(tokenizer, image processor or None). Without torchvision, text still works; images raise.
+
+    The tokenizer is read once (the processor's own): reading the 202k-token tokenizer is most of loading time."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
     try:
         from transformers import AutoProcessor
 
         processor = AutoProcessor.from_pretrained(str(path))
         return processor.tokenizer, processor
     except (ImportError, OSError, ValueError, RuntimeError) as exc:
-        log.warning("image processor unavailable (%s): text checks only", exc)
-        return tokenizer, None
+        reason = exc
+    tokenizer = AutoTokenizer.from_pretrained(str(path))  # raises when there is no tokenizer either
+    log.warning("image processor unavailable (%s): text checks only", reason)
+    return tokenizer, None

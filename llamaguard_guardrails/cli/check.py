@@ -116,7 +116,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from ..guard import load_prompt_builder
+    from ..loading import load_prompt_builder
 
     conversation = _conversation(args)
     policy = policy_from_args(args)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+#: What a category code looks like: S1, S2, ... S15 (custom), never S0 or S01.
+CATEGORY_CODE = re.compile(r"^S[1-9][0-9]*$")
+
 # The exact category lines the model was trained on ("CODE: Name."), in prompt order.
 LLAMA_GUARD_4_CATEGORIES: dict[str, str] = {
     "S1": "Violent Crimes.",

@@ -60,6 +60,8 @@ from PIL import Image
 from . import json_text
 from .errors import InvalidConversationError, InvalidImageError, shown_name
 from .images import ImageLimits, image_reader, read_image_part
+from .values import plain_dict
+from .values import reject_unknown_fields as _only
 
 Role = Literal["User", "Agent"]
 
@@ -215,7 +217,7 @@ def parse_conversation(
     blocks: list[tuple[Role, Block]] = []
     with image_reader(allow_local_paths=allow_local_image_paths, limits=image_limits):  # one budget per conversation
         for index, message in enumerate(messages):
-            for role, block in _message_blocks(_as_mapping(message, index), index, tool_names):
+            for role, block in _message_blocks(plain_dict(message, f"message {index}"), index, tool_names):
                 _check_encodable(block, f"message {index} ({role})")
                 blocks.append((role, block))
     return Conversation.from_blocks(blocks, len(messages))
@@ -230,17 +232,6 @@ def _check_encodable(block: Block, where: str) -> None:
                 f"{where}: text holds characters that are not valid Unicode (e.g. a lone surrogate at "
                 f"position {exc.start}); decode the input properly"
             ) from None
-
-
-def _as_mapping(message: Any, index: int) -> Mapping[str, Any]:
-    if isinstance(message, Mapping):
-        return message
-    dump = getattr(message, "model_dump", None)
-    if callable(dump):
-        return dump(exclude_none=True)
-    raise InvalidConversationError(
-        f"message {index} must be a dict like {{'role': 'user', 'content': '...'}}, got {type(message).__name__}"
-    )
 
 
 def _message_blocks(message: Mapping[str, Any], index: int, tool_names: dict[str, str]) -> list[tuple[Role, Block]]:
@@ -360,16 +351,6 @@ def _tool_call(call: Any, where: str) -> tuple[str, Any, Any]:
             f"{where} has arguments under {' and '.join(map(repr, given))}; a tool reads one of them, so send one"
         )
     return name, body[given[0]] if given else "", call.get("id")
-
-
-def _only(mapping: Mapping[str, Any], allowed: frozenset[str] | set[str], where: str, what: str) -> None:
-    """Reject fields nobody reads here: whatever a model or tool might read must be shown to the guard."""
-    for key, value in mapping.items():
-        if value is not None and key not in allowed:
-            raise InvalidConversationError(
-                f"{where}: unknown field {shown_name(key)} in a {what}. A downstream model or tool may read it, so the guard "
-                f"must see it or refuse it: remove it (fields read: {', '.join(sorted(allowed))})"
-            )
 
 
 def _no_calls(parts: _Parts, where: str) -> None:

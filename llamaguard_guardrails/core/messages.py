@@ -13,18 +13,17 @@ without a name, say, is refused there, with the same typed error whichever adapt
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
+
+from .values import json_text
 
 Message = dict[str, Any]
 
 
 def arguments_text(arguments: Any) -> str:
     """A tool call's arguments as the JSON text a model sends (a string is taken as it is)."""
-    if isinstance(arguments, str):
-        return arguments
-    return json.dumps({} if arguments is None else arguments, ensure_ascii=False, default=str)
+    return json_text({} if arguments is None else arguments)
 
 
 def tool_call(name: Any, arguments: Any, *, call_id: Any = "call") -> Message:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -17,10 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from .categories import CODE_INTERPRETER_ABUSE, LLAMA_GUARD_4_CATEGORIES
+from .categories import CATEGORY_CODE, CODE_INTERPRETER_ABUSE, LLAMA_GUARD_4_CATEGORIES
 from .errors import InvalidPolicyError
-
-_CODE = re.compile(r"^S[1-9][0-9]*$")
 
 
 class CustomCategory(BaseModel):
@@ -34,7 +31,7 @@ class CustomCategory(BaseModel):
     @field_validator("code")
     @classmethod
     def _code_format(cls, code: str) -> str:
-        if not _CODE.match(code):
+        if not CATEGORY_CODE.match(code):
             raise ValueError(f"category code {code!r} must look like 'S15'")
         if code in LLAMA_GUARD_4_CATEGORIES:
             raise ValueError(

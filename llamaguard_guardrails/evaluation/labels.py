@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.categories import CATEGORY_CODE
 from ..scale.records import DatasetError, file_format, jsonl_lines
-
-_CODE = re.compile(r"^S[1-9][0-9]*$")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def check_labels(line: int, id_: Any, labels: Mapping[str, Any], known: Collecti
     if not all(isinstance(c, str) for c in categories):
         return LabelledRow(line, id_, problem=f"'categories' must hold codes as text, got {list(categories)!r}")
     codes = tuple(dict.fromkeys(c.strip() for c in categories))
-    unknown = [c for c in codes if not _CODE.match(c) or c not in known]
+    unknown = [c for c in codes if not CATEGORY_CODE.match(c) or c not in known]
     if unknown:
         return LabelledRow(line, id_, problem=f"unknown category code(s) {unknown}; known: {_known_text(known)}")
     if codes and not unsafe:
@@ -91,7 +89,7 @@ def _known_text(known: Collection[str]) -> str:
 
 def code_order(code: str) -> tuple[int, str]:
     """Sort key for category codes: S1, S2 ... S10 ... S14, S15, then anything else by name."""
-    return (int(code[1:]), code) if _CODE.match(code) else (10**6, code)
+    return (int(code[1:]), code) if CATEGORY_CODE.match(code) else (10**6, code)
 
 
 def _parquet_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..core.categories import LLAMA_GUARD_4_CATEGORIES, category_name
 from ..core.errors import InvalidPolicyError
 from ..core.policy import Policy
+from ..scale.local_engine import PretrainedFactory
 from ..scale.records import DatasetError, id_text, read_rows
 from . import metrics
 from .labels import LabelledRow, read_labels
@@ -37,20 +38,8 @@ SWEEP = tuple(i / 20 for i in range(21))
 # -- model passes -----------------------------------------------------------------------------------
 
 
-class _Pretrained:
-    """Picklable ``LlamaGuard.from_pretrained(model, **options)`` (Ray actors build their own)."""
-
-    def __init__(self, model: str | os.PathLike[str], options: Mapping[str, Any]) -> None:
-        self.model, self.options = str(model), dict(options)
-
-    def __call__(self) -> LlamaGuard:
-        from ..guard import LlamaGuard
-
-        return LlamaGuard.from_pretrained(self.model, **self.options)
-
-
 class _Timed:
-    """Wraps a guard factory: records every verdict's ``latency_ms`` through the guard's sink."""
+    """Wraps a guard factory: records every verdict's ``latency_ms`` through the guard's ``on_verdict`` hook."""
 
     def __init__(self, factory: Callable[[], LlamaGuard]) -> None:
         self.factory = factory
@@ -60,14 +49,14 @@ class _Timed:
     def __call__(self) -> LlamaGuard:
         guard = self.factory()
         self.test_model = bool(getattr(guard, "is_test_model", False))
-        inner = guard.sink
+        inner = guard.on_verdict
 
-        def sink(verdict: Any) -> None:
+        def on_verdict(verdict: Any, stage: str) -> None:
             self.latencies.append(verdict.latency_ms)
             if inner is not None:
-                inner(verdict)
+                inner(verdict, stage)
 
-        guard.sink = sink
+        guard.on_verdict = on_verdict
         return guard
 
 
@@ -308,7 +297,7 @@ def evaluate(
         ((key, members),) = groups.items()
         passes[key] = _verdicts_pass(verdicts, labels, min(p.threshold for p in members))
     else:
-        factory = guard_factory or _Pretrained(model, guard_options or {})  # type: ignore[arg-type]
+        factory = guard_factory or PretrainedFactory(model, guard_options)  # type: ignore[arg-type]
         options = dict(
             num_workers=num_workers,
             batch_size=batch_size,

@@ -8,7 +8,6 @@ A :class:`~llamaguard_guardrails.enforce.Refusal` becomes a refusal ``AIMessage`
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from langgraph.types import Command, Send
 
 from ..core import messages as build
 from ..core.errors import InvalidConversationError
+from ..core.values import json_text
 from ..core.verdict import Verdict
 from ..enforce import Refusal
 from ._steps import Request, Steps
@@ -82,12 +82,12 @@ def blocked_verdict(result: Any) -> Verdict | None:
     return None
 
 
-Check = Callable[[list[OpenAIMessage], str], Steps[Refusal | None]]
+StageCheck = Callable[[list[OpenAIMessage], str], Steps[Refusal | None]]
 """``check(conversation, stage)``: steps that classify and enforce (see :func:`._steps.check`)."""
 
 
 def tool_steps(
-    check: Check,
+    check: StageCheck,
     context: list[OpenAIMessage],
     call: OpenAIMessage,
     tool_run: Request,
@@ -189,10 +189,7 @@ def _text(value: Any) -> str:
         return value
     if _opaque(value):
         raise InvalidConversationError(f"cannot check a value of type {type(value).__name__} in a Command")
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    return json_text(value)
 
 
 def _opaque(value: Any) -> bool:

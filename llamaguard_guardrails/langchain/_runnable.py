@@ -25,7 +25,7 @@ from . import _steps
 from ._common import refusal_like
 from ._steps import END, Classify, Emit, Pull, Steps
 from .convert import OpenAIMessage, to_messages
-from .stream import Check, StreamMode, StreamWindow, validate_window
+from .stream import StreamMode, StreamWindow, WindowCheck, validate_window
 
 
 class GuardRunnable(RunnableSerializable[Any, Any]):
@@ -120,7 +120,7 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
         yield from self._release(window.finish(), context, key, policy, window.sample())
 
     def _release(
-        self, checks: list[Check], context: list[OpenAIMessage], key: str | None, policy: Policy | None, like: Any
+        self, checks: list[WindowCheck], context: list[OpenAIMessage], key: str | None, policy: Policy | None, like: Any
     ) -> Steps[bool]:
         """Run the checks a stream window asks for (one batched pass when several), then emit their chunks; on a
         block emit the refusal (shaped like ``like``) and answer ``False``. Every verdict is reported."""

@@ -20,9 +20,7 @@ at ``on_llm_end``, after the caller has seen it. Use :func:`guard_chain` or
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -33,7 +31,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from ..core.policy import Policy
 from ..core.verdict import Verdict
-from ..enforce import OnVerdict, enforce, report
+from ..enforce import OnVerdict, enforce
 from ..guard import LlamaGuard
 from ._common import log
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
@@ -64,17 +62,9 @@ class _GuardCallbacks:
         check_outputs: bool = True,
         check_tools: bool = True,
         on_verdict: OnVerdict | None = None,
-        sink: Callable[[VerdictRecord], Any] | None = None,
         max_records: int | None = 10_000,
         max_pending_runs: int = 1024,
     ) -> None:
-        if sink is not None:
-            warnings.warn(
-                "LlamaGuardCallbackHandler(sink=...) is deprecated and will be removed in the next release: use "
-                "on_verdict=f(verdict, stage), the audit hook of every adapter (run ids stay in handler.records)",
-                DeprecationWarning,
-                stacklevel=2,
-            )
         if max_records is not None and max_records < 0:
             raise ValueError(f"max_records must be 0 or more (or None: keep all), got {max_records}")
         if max_pending_runs < 1:
@@ -85,7 +75,6 @@ class _GuardCallbacks:
         self.check_outputs = check_outputs
         self.check_tools = check_tools
         self.on_verdict = on_verdict
-        self.sink = sink
         self.max_records = max_records
         self.max_pending_runs = max_pending_runs
         self.records: list[VerdictRecord] = []
@@ -130,9 +119,6 @@ class _GuardCallbacks:
             self.records.append(record)
             if self.max_records is not None and len(self.records) > self.max_records:
                 del self.records[: len(self.records) - self.max_records]
-        sink = self.sink
-        if sink is not None:
-            report(verdict, stage, lambda _verdict, _stage: sink(record))
         enforce(verdict, stage, on_block="raise", on_verdict=self.on_verdict)
 
     @property
@@ -158,8 +144,7 @@ class LlamaGuardCallbackHandler(_GuardCallbacks, BaseCallbackHandler):
 
     ``on_verdict(verdict, stage)`` is called with every verdict (the audit hook of every adapter);
     ``records`` (and ``verdicts``) keep the last ``max_records`` verdicts as :class:`VerdictRecord` s
-    with their run id (``None``: keep all). ``sink`` (deprecated: use ``on_verdict``) is called with
-    each record. A callback cannot replace content, so a block always raises. The inputs of a model run are kept only
+    with their run id (``None``: keep all). A callback cannot replace content, so a block always raises. The inputs of a model run are kept only
     until its end or error (never for a blocked run), for at most ``max_pending_runs`` runs at once.
     See the module docs for what callbacks cannot do.
     """

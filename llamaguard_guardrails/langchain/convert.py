@@ -13,7 +13,6 @@ raises :class:`InvalidConversationError` instead of being skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from langchain_core.prompt_values import PromptValue
 
 from ..core import messages as build
 from ..core.errors import InvalidConversationError, InvalidImageError
+from ..core.values import json_text
 
 OpenAIMessage = dict[str, Any]
 
@@ -183,7 +183,7 @@ def tool_result_message(name: str, result: Any, call_id: str | None = None) -> O
     elif isinstance(result, list) and all(isinstance(p, Mapping) and "type" in p for p in result):
         content = message_to_openai(ToolMessage(content=result, tool_call_id=call_id or "call"))["content"]
     else:
-        content = _json_text(result)
+        content = json_text(result)
     return build.tool_result(content, name=name, call_id=call_id or "call")
 
 
@@ -264,7 +264,7 @@ def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         return _image_part(block, where)
     if kind == "server_tool_result":
         output = block.get("output")
-        shown = output if isinstance(output, str) else _json_text(output)
+        shown = output if isinstance(output, str) else json_text(output)
         return {"type": "text", "text": f"[server tool result] {shown}"}
     if kind == "non_standard":
         value = block.get("value")
@@ -272,7 +272,7 @@ def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
             return dict(value)  # the core reads (or rejects) thinking, redacted_thinking ... parts itself
         if isinstance(value, Mapping) and isinstance(value.get("text"), str):
             return {"type": "text", "text": value["text"]}
-        return {"type": "text", "text": _json_text(value)}
+        return {"type": "text", "text": json_text(value)}
     raise InvalidConversationError(
         f"{where}: Llama Guard 4 cannot check {kind!r} content (it reads text and images); "
         "remove it or transcribe it to text before the guard"
@@ -375,7 +375,7 @@ def _mapping_messages(value: Mapping[str, Any], default_role: str) -> list[OpenA
         elif isinstance(item, (list, tuple)) and item and all(isinstance(m, BaseMessage) for m in item):
             context.extend(message_to_openai(m) for m in item)
         else:
-            lines.append(f"{name}: {_json_text(item)}")
+            lines.append(f"{name}: {json_text(item)}")
     strings = [item for item in value.values() if isinstance(item, str)]
     if len(lines) == 1 and len(strings) == 1:
         lines = strings  # one text variable: just its text
@@ -387,7 +387,7 @@ def _mapping_messages(value: Mapping[str, Any], default_role: str) -> list[OpenA
 
 
 def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else _json_text(value)
+    return value if isinstance(value, str) else json_text(value)
 
 
 def _state_messages(state: Mapping[str, Any], default_role: str) -> list[OpenAIMessage]:
@@ -399,10 +399,3 @@ def _state_messages(state: Mapping[str, Any], default_role: str) -> list[OpenAIM
         role = "assistant" if messages[-1]["role"] == "assistant" else "user"
         messages.append({"role": role, "content": "\n".join(lines)})
     return messages
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)

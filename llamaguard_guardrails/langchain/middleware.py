@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware import (
     AgentMiddleware,
@@ -101,8 +101,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
         on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
-            (the same, then the run ends and ``after_agent`` raises :class:`UnsafeContentError`)
-            (``"end"``, the old name of ``"refuse"``, works for one more release with a ``DeprecationWarning``).
+            (the same, then the run ends and ``after_agent`` raises :class:`UnsafeContentError`).
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
         buffer_model_output: run the model with the ``"nostream"`` tag and streaming off so no token is
@@ -126,7 +125,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         check_output: bool = True,
         check_tool_calls: bool = True,
         check_tool_results: bool = True,
-        on_block: OnBlock | Literal["end"] = "refuse",
+        on_block: OnBlock = "refuse",
         refusal_message: RefusalMessage = DEFAULT_REFUSAL,
         tool_blocked_message: RefusalMessage = tool_refusal,
         buffer_model_output: bool = True,

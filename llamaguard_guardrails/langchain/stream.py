@@ -105,7 +105,7 @@ class _Segment:
 
 
 @dataclass
-class Check:
+class WindowCheck:
     """A check a stream needs before it releases more.
 
     ``outputs`` are the output values to show the guard after the input, in order (the last one is
@@ -124,7 +124,7 @@ class StreamWindow:
     """Holds streamed chunks and says what to check and what may be released. Runs no checks itself.
 
     Feed each chunk to :meth:`add` and, at the end, call :meth:`finish`; both return the
-    :class:`Check` s due. Run them all; when every one is safe, release each one's chunks in order.
+    :class:`WindowCheck` s due. Run them all; when every one is safe, release each one's chunks in order.
     """
 
     def __init__(self, mode: StreamMode = "buffered", window_size: int = 256, overlap: int = 64) -> None:
@@ -136,10 +136,10 @@ class StreamWindow:
         self.segments: list[_Segment] = []
         self._released = 0
 
-    def add(self, chunk: Any) -> list[Check]:
+    def add(self, chunk: Any) -> list[WindowCheck]:
         """Hold ``chunk``; the checks due before anything more may be released (often none)."""
         self.chunks.append(chunk)
-        checks: list[Check] = []
+        checks: list[WindowCheck] = []
         current = self.segments[-1] if self.segments else None
         folded = _NO_FOLD if current is None else fold_pair(current.value, chunk)
         if current is not None and folded is not _NO_FOLD:
@@ -154,7 +154,7 @@ class StreamWindow:
         window = self._window()
         return checks + ([window] if window is not None else [])
 
-    def finish(self) -> list[Check]:
+    def finish(self) -> list[WindowCheck]:
         """At the end of the stream: the checks that cover everything not yet released."""
         if not self.segments:
             return []
@@ -178,7 +178,7 @@ class StreamWindow:
         segment.text += text
         segment.ends.append(len(segment.text))
 
-    def _window(self) -> Check | None:
+    def _window(self) -> WindowCheck | None:
         """A check of the current plain-text segment, when ``window_size`` new characters arrived."""
         segment = self.segments[-1]
         if self.mode != "windowed" or not segment.textual:
@@ -192,9 +192,9 @@ class StreamWindow:
             segment.checked = length
             return self._release_to(segment.start + released_through(segment.ends, length, self.overlap))
 
-        return Check(outputs, release)
+        return WindowCheck(outputs, release)
 
-    def _whole(self, index: int) -> Check:
+    def _whole(self, index: int) -> WindowCheck:
         """A check of segment ``index`` whole (in the context of the ones before), releasing all its chunks."""
         segment = self.segments[index]
         outputs = [] if segment.covered else [s.value for s in self.segments[: index + 1]]
@@ -204,7 +204,7 @@ class StreamWindow:
             segment.checked = len(segment.text) if segment.textual else segment.checked
             return self._release_to(end)
 
-        return Check(outputs, release)
+        return WindowCheck(outputs, release)
 
     def _release_to(self, end: int) -> list[Any]:
         out = self.chunks[self._released : end]

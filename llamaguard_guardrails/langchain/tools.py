@@ -48,7 +48,7 @@ class GuardedTool(BaseTool):
     check_result: bool = True
     on_block: OnBlock = "refuse"
     """``"refuse"``: an error ``ToolMessage`` (or text) in place of the call or result; ``"raise"``:
-    :class:`UnsafeContentError` (``"error"``, the old name of ``"refuse"``, warns for one more release)."""
+    :class:`UnsafeContentError`."""
     blocked_message: RefusalMessage = tool_refusal
     on_verdict: OnVerdict | None = Field(default=None, exclude=True)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..core.policy import Policy
+from ..logs import progress_bar
 from .local_engine import GuardFactory, PretrainedFactory, local_batches
 from .records import MAX_LINE_BYTES, Record, RowWriter, count_records, read_records
 
@@ -166,7 +167,14 @@ def moderate(
             bar = None
             for batch in batches:
                 if bar is None:  # after the first batch: model loading is not counted in rows/s
-                    bar = stack.enter_context(_progress(count_records(input_path), progress, engine))
+                    bar = stack.enter_context(
+                        progress_bar(
+                            count_records(input_path) if progress else None,
+                            unit="row",
+                            desc=f"moderate ({engine})",
+                            enabled=progress,
+                        )
+                    )
                 writer.write(batch)
                 bar.update(len(batch))
                 for row in batch:
@@ -186,25 +194,6 @@ def moderate(
         invalid=counts["invalid"],
         seconds=time.perf_counter() - started,
     )
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        pass
-
-
-def _progress(total: int | None, enabled: bool, engine: str) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="row", desc=f"moderate ({engine})", dynamic_ncols=True)
 
 
 __all__ = ["EngineOptions", "ModerationSummary", "moderate", "verdict_batches"]

@@ -1,1 +1,1 @@
-"""Conformance suite: the same attacks and faults through every entry point of the guard (issue 13)."""
+"""Conformance suite: the same attacks and faults through every entry point of the guard."""

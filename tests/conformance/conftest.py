@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from llamaguard_guardrails import LlamaGuard
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 
 from .conformance_guard.backend import EVENTS, conformance_guard
 from .entry_points import POLICIES
@@ -167,7 +167,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     entries = [e.id for e in ENTRY_POINTS if any(k[0] == e.id for k in _RESULTS)]
     cases = [c for c in CASES if any(k[1] == c.id for k in _RESULTS)]
     write = terminalreporter.write_line
-    terminalreporter.section("conformance matrix (issue 13): entry point x property")
+    terminalreporter.section("conformance matrix: entry point x property")
     props = {"a": "(a) channels", "b": "(b) unknown items", "c": "(c) faults", "d": "(d) release order"}
     width = max(len(e) for e in entries)
     write(f"{'':<{width}}  " + "  ".join(f"{v:<18}" for v in props.values()))

@@ -1,6 +1,6 @@
-"""Cells that fail today because of a known hole: ``xfail(strict=True)``, with the issue item they belong to.
+"""Cells that fail today because of a known hole: ``xfail(strict=True)``, with why.
 
-Empty: every hole issue 13 listed, and the ones this suite found, is closed. A new hole found before its
+Empty: every known hole is closed. A new hole found before its
 fix lands goes here as ``(entry point, case): "why"``, so the run stays honest about it; when the fix
 lands its cell XPASSes and fails the run until the entry goes.
 """

@@ -1,4 +1,4 @@
-"""The conformance suite (issue 13): the same attacks and faults through every entry point of the guard.
+"""The conformance suite: the same attacks and faults through every entry point of the guard.
 
 Rows: entry points (:mod:`.entry_points`, :mod:`.entry_points_langchain`, :mod:`.entry_points_llama_stack`,
 :mod:`.entry_points_client`).
@@ -27,6 +27,7 @@ from .entry_points_llama_stack import LLAMA_STACK
 from .known_holes import hole
 
 pytestmark = [
+    pytest.mark.slow,  # ~1,000 cells: ~5 minutes on 2 cores
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),  # nameless tool calls
 ]

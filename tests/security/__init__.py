@@ -1,1 +1,1 @@
-"""The adversarial, fault and load suite (issue 6): each module proves one measurable guarantee."""
+"""The adversarial, fault and load suite: each module proves one measurable guarantee."""

@@ -1,4 +1,4 @@
-"""Issue 6.7 - every channel is checked: system text, tool names, tool arguments, tool results, every image.
+"""Every channel is checked: system text, tool names, tool arguments, tool results, every image.
 
 Numbers proven here: unsafe text in each of 26 channels (system and developer messages, tool-call
 names and arguments, JSON-escaped and code arguments, the 2nd of 3 tool calls, legacy function
@@ -95,7 +95,7 @@ CHANNELS: dict[str, Callable[[str], list[dict]]] = {
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [{"type": "refusal", "refusal": f"no {w} for you"}]},
     ],
-    # issue 13 item 2: fields the mapping used to drop
+    # names, which the model reads: shown to the guard
     "user name": lambda w: [{"role": "user", "content": "hello", "name": f"{w}_maker"}],
     "system name": lambda w: [{"role": "system", "content": "be brief", "name": w}, {"role": "user", "content": "x"}],
     "assistant name": lambda w: [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok", "name": w}],
@@ -240,6 +240,7 @@ def test_a_legacy_function_call_is_checked_through_the_langchain_adapter(make_gu
         value = [{"role": "user", "content": "go"}, {"role": "assistant", "content": "", "function_call": call}]
     else:
         value = [AIMessage("", additional_kwargs={"function_call": call})]
-    assert "build_bomb" in json.dumps(to_messages(value))  # today: [..., {'role': 'assistant', 'content': ''}]
+    # the failure this catches: [..., {'role': 'assistant', 'content': ''}]
+    assert "build_bomb" in json.dumps(to_messages(value))
     with pytest.raises(UnsafeContentError):
         LlamaGuardRunnable(make_guard(checked_turn_rule), stage="output").invoke(value)

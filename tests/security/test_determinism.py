@@ -1,4 +1,4 @@
-"""Issue 6.11 - determinism: the same input gives the same verdict, every time.
+"""Determinism: the same input gives the same verdict, every time.
 
 Numbers proven here: on the real test model (verdict cache off, no micro-batching), 50 repeats of
 the same conversation give bit-identical verdicts and probabilities, both for the score path and for

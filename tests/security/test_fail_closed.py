@@ -1,4 +1,4 @@
-"""Issue 6.2 - fail closed: every injected fault blocks or raises a typed error, on every entry point.
+"""Fail closed: every injected fault blocks or raises a typed error, on every entry point.
 
 Numbers proven here: 24 faults (model exceptions, out-of-memory, timeouts, answers "", "Safe",
 "unsafe" without a category, garbage, NaN, infinite and out-of-range scores, probabilities summing
@@ -72,7 +72,7 @@ FAULTS: dict[str, Fault] = {
     'answer "\\n\\nSafe"': Fault(scores=AnswerScores(0.0, 0.0, 0.99, 0.002, 0.001)),
     "answer split between safe and something else": Fault(scores=AnswerScores(0.3, 0.1, 0.0, 0.0, 0.0)),
     "NaN scores": Fault(scores=AnswerScores(NAN, NAN, NAN, NAN, NAN), category="garbage"),
-    # issue 13 item 7: scores a custom or buggy backend may return; each used to pass as safe
+    # scores out of range, which a custom or buggy backend may return: each blocks
     "p_safe = 5": Fault(scores=AnswerScores(5.0, 0.0, 0.0, 0.0, 0.0)),
     "p_unsafe = -0.5": Fault(scores=AnswerScores(1.0, -0.5, 0.5, 1.0, 0.0)),
     "infinite p_safe": Fault(scores=AnswerScores(float("inf"), 0.0, 0.0, 0.0, 0.0)),
@@ -182,11 +182,11 @@ def test_error_verdicts_are_never_cached(make_guard):
     assert recovered.safe and recovered.error is None and not recovered.cached
 
 
-def test_a_failing_sink_or_hook_never_changes_the_verdict(make_guard):
+def test_a_failing_audit_hook_never_changes_the_verdict(make_guard):
     def broken(*args: Any) -> None:
         raise RuntimeError("audit log is down")
 
-    guard = make_guard(sink=broken)
+    guard = make_guard(on_verdict=broken)
     assert not guard.classify("build a bomb").safe and guard.classify("bake bread").safe
     runnable = LlamaGuardRunnable(guard, on_verdict=broken)
     assert runnable.invoke("bake bread") == "bake bread"
@@ -259,7 +259,7 @@ def test_a_backend_returning_too_few_scores_never_passes_unscored_windows(make_g
     words[1200] = "bomb"  # only in a later window
     verdict = guard.classify(" ".join(words))
     assert verdict.windows > 3
-    assert not verdict.safe  # today: safe, the windows 2..N were never judged
+    assert not verdict.safe  # the failure this catches: safe, windows 2..N never judged
 
 
 @pytest.mark.parametrize("entry", ["classify", "classify_batch"])
@@ -270,7 +270,7 @@ def test_a_backend_returning_no_scores_blocks(make_guard, entry):
     assert outcome(call) != "PASSED"
 
 
-# -- issue 13 item 11: a closed guard checks nothing, and nothing passes -------------------------------------
+# -- a closed guard checks nothing, and nothing passes ------------------------------------------------------
 
 
 @pytest.mark.parametrize("micro_batching", [True, False])

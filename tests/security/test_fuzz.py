@@ -1,4 +1,4 @@
-"""Issue 6.10 - fuzzing: any input gives a verdict or a typed error that names the problem.
+"""Fuzzing: any input gives a verdict or a typed error that names the problem.
 
 Numbers proven here (hypothesis, bounded for speed): 300 arbitrary conversations (roles, content
 types, nesting, unicode, special-token and template strings, sizes up to ~20k tokens, None,
@@ -259,4 +259,5 @@ def test_langchain_conversion_errors_are_typed(fuzz_guard, value):
 )
 def test_non_iterable_category_settings_raise_invalid_policy_error(settings_):
     with pytest.raises(InvalidPolicyError):
-        Policy(**settings_)  # today: a bare TypeError from frozenset(None) / tuple(5) in the 'before' validators
+        # the failure this catches: a bare TypeError from frozenset(None) / tuple(5) in the 'before' validators
+        Policy(**settings_)

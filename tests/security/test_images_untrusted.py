@@ -1,4 +1,4 @@
-"""Issue 16 - images from untrusted clients: no file reads, no external programs, typed errors only.
+"""Images from untrusted clients: no file reads, no external programs, typed errors only.
 
 - Strings never name files: a path or ``file://`` URL in any image field, through ``classify``, the
   LangChain adapter or ``parse_conversation``, is an ``InvalidImageError`` whose message is the same

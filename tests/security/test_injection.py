@@ -1,4 +1,4 @@
-"""Issue 6.1 - injection: special tokens and template markers typed into content stay text.
+"""Injection: special tokens and template markers typed into content stay text.
 
 Numbers proven here: each of the tokenizer's 2048 special tokens, placed at the start, in the middle
 and at the end of system, user, assistant, tool-call-argument, tool-result and final assistant

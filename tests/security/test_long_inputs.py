@@ -1,4 +1,4 @@
-"""Issue 6.8 - no silent truncation: what the model sees always holds the last message and the
+"""No silent truncation: what the model sees always holds the last message and the
 instruction, and whatever was left out is reported.
 
 Numbers proven here: at 10k, 50k and 200k tokens of history, the prompt fits ``max_prompt_tokens``
@@ -8,7 +8,7 @@ into overlapping windows that are all classified and together cover the whole te
 first, middle and last token each appear whole in some classified window, and an unsafe marker at
 any of the three places blocks (at 200k: the last place, to keep the suite fast).
 
-Every block of the last message is windowed (issue 13 item 1): an unsafe first tool call of ~20k tokens
+Every block of the last message is windowed: an unsafe first tool call of ~20k tokens
 next to a short second one blocks; two long text parts are both windowed; markers at the start, middle
 and end of its text, refusal, reasoning and each tool call all reach some window. Each window holds only
 the last message (and all of its images), so it asks about that message alone, and
@@ -119,7 +119,7 @@ def test_a_huge_last_message_after_history_reports_the_history(make_guard):
     assert verdict.omitted_messages == list(range(len(messages) - 1))
 
 
-# -- issue 13 item 1: every block of the last message is windowed, and each window asks only about it ---------
+# -- every block of the last message is windowed, and each window asks only about it ----------------------
 
 SMALL = 2048  # a small prompt budget keeps these tests fast: ~20k tokens make about a dozen windows
 

@@ -1,4 +1,4 @@
-"""Issue 6.9 - bounded memory: long runs do not grow, and every cache has a limit.
+"""Bounded memory: long runs do not grow, and every cache has a limit.
 
 Numbers proven here: after 500 warm-up checks, 5,000 more checks (sync, async, batched, blocked,
 faulty and windowed ones mixed, every input new) grow RSS by <= 50 MB. The verdict cache holds at
@@ -173,4 +173,4 @@ def test_an_oversized_image_is_refused_before_its_pixels_are_decoded(make_guard,
     guard = make_guard()
     with pytest.raises(InvalidImageError):
         guard.classify([{"role": "user", "content": [{"type": "image", "image": data}]}])
-    assert decoded == []  # today: [(20, 20)], the pixels were decoded first
+    assert decoded == []  # the failure this catches: [(20, 20)], pixels decoded before the size check

@@ -1,4 +1,4 @@
-"""Issue 6.6 - streaming never leaks: no character of a blocked window reaches the consumer.
+"""Streaming never leaks: no character of a blocked window reaches the consumer.
 
 Numbers proven here: an unsafe phrase planted at 7 positions (start, middle, on window boundaries,
 end) of a streamed answer, split into chunks of 7 sizes (1 character to the whole answer), through

@@ -1,4 +1,4 @@
-"""Issue 6.5 - thread determinism: one shared guard, many threads, the same answers as one thread.
+"""Thread determinism: one shared guard, many threads, the same answers as one thread.
 
 Numbers proven here: 16 threads x 200 checks (3,200) on one shared guard, with micro-batching and
 with the verdict cache: 0 exceptions, every verdict (safe, categories, probability, role, raw output)

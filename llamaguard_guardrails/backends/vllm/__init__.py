@@ -7,9 +7,6 @@ forward pass runs in vLLM (docs/vllm.md). Build a guard with ``LlamaGuard.from_v
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
 from .engine import VLLMEngineBackend, import_vllm
 from .http import VLLMBackend
 from .protocol import (
@@ -23,25 +20,6 @@ from .protocol import (
     scores_from_logprobs,
     token_logprobs,
 )
-
-
-def legacy_factory(name: str) -> Any:
-    """``LlamaGuard.<name>`` for the old ``backends.vllm.from_vllm`` / ``backends.vllm_engine.from_vllm_engine``."""
-    warnings.warn(
-        f"importing {name} from llamaguard_guardrails.backends is deprecated: use LlamaGuard.{name}",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    from ...guard import LlamaGuard
-
-    return getattr(LlamaGuard, name)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "from_vllm":
-        return legacy_factory(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "DEFAULT_TOP_LOGPROBS",

@@ -154,8 +154,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
         """Classify the last message of ``request.messages`` in the context of the earlier ones."""
         shield = await self._shield(request.shield_id)
         policy = self._policy(shield)
-        messages = [message_to_dict(m) for m in request.messages]
-        verdict = await self._classify(messages, policy)
+        verdict = await self._classify(list(request.messages), policy)  # the core reads dicts and models alike
         return RunShieldResponse(violation=self._violation(verdict, shield))
 
     async def run_moderation(self, request: RunModerationRequest) -> ModerationObject:
@@ -270,13 +269,3 @@ def _bad_conversation_is_400() -> Iterator[None]:
         raise
     except InvalidConversationError as exc:
         raise ShieldConversationError(str(exc)) from exc
-
-
-def message_to_dict(message: Any) -> dict[str, Any]:
-    """A ``llama_stack_api`` OpenAI message (or a dict) as the plain dict the core parses."""
-    if isinstance(message, dict):
-        return message
-    dump = getattr(message, "model_dump", None)
-    if not callable(dump):
-        raise ShieldConversationError(f"a message must be an OpenAI-format message, got {type(message).__name__}")
-    return dump(mode="json", exclude_none=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends.base import AnswerScores
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from llamaguard_guardrails.testing import ScriptedBackend
 
 UNSAFE_WORD = "bomb"

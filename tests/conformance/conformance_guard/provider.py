@@ -14,7 +14,7 @@ def get_provider_spec() -> Any:
         api=Api.safety,
         provider_type=PROVIDER_TYPE,
         module="conformance_guard",
-        config_class="llamaguard_guardrails.llama_stack.config.LlamaGuardProviderConfig",
+        config_class="llamaguard_guardrails.llama_stack.provider.config.LlamaGuardProviderConfig",
         api_dependencies=[],
         description="llamaguard-guardrails' safety provider with a scripted model step (conformance tests).",
     )
