@@ -23,6 +23,7 @@ from .core.decision import (
     failure_verdict,
     merge_windows,
     parse_category_line,
+    with_depth,
 )
 from .core.errors import (
     GuardClosedError,
@@ -190,7 +191,8 @@ class LlamaGuard:
             conv = conversation
         else:
             conv = parse_conversation(conversation, allow_local_image_paths=self.allow_local_image_paths)
-        return self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
+        prompts = self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
+        return with_depth(prompts, conv)
 
     def render(self, conversation: Any, policy: Policy | None = None) -> str:
         """The prompt text the model sees (first window), with control tokens written out."""

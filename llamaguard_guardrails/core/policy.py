@@ -53,6 +53,12 @@ class Policy(BaseModel):
     - ``fail_mode``: ``"closed"`` (default) blocks when the guard cannot decide; ``"open"`` lets the
       content through and logs the failure at ERROR.
     - ``timeout_s``: deadline of one check; past it the fail mode applies.
+    - ``review_threshold``: the grey zone for a human: ``review_threshold <= unsafe_probability < threshold``
+      (with a category the policy keeps) needs review (``verdict.outcome == "review"``); ``None`` (default):
+      no grey zone. Must be below ``threshold``.
+    - ``out_of_depth``: what a verdict the model is not known to judge well gets (a language Llama Guard 4 does
+      not support, more images than its model card tested; see ``core/depth.py``): ``"allow"`` (default: the
+      verdict stands and says so in ``verdict.out_of_depth``), ``"review"`` or ``"block"``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,6 +68,8 @@ class Policy(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     fail_mode: Literal["closed", "open"] = "closed"
     timeout_s: float | None = Field(default=None, gt=0)
+    review_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    out_of_depth: Literal["allow", "review", "block"] = "allow"
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -101,6 +109,11 @@ class Policy(BaseModel):
             raise ValueError(
                 f"unknown category code(s) {unknown} in excluded_categories; known codes are S1-S14"
                 + (f" and {custom_codes}" if custom_codes else "")
+            )
+        if self.review_threshold is not None and not self.review_threshold < self.threshold:
+            raise ValueError(
+                f"review_threshold ({self.review_threshold}) must be below threshold ({self.threshold}): "
+                "the grey zone for review is review_threshold <= p < threshold"
             )
         if not self.categories(has_images=False):
             raise ValueError("every category is excluded: nothing would ever be checked")

@@ -152,7 +152,12 @@ def check(
     verdict: ``None`` when it may proceed, else the refusal (or, under ``on_block="raise"``, a raise)."""
     (verdict,) = yield Classify(adapter.guard, [conversation], policy)
     return enforce(
-        verdict, stage, on_block=adapter.on_block, refusal_message=refusal_message, on_verdict=adapter.on_verdict
+        verdict,
+        stage,
+        on_block=adapter.on_block,
+        refusal_message=refusal_message,
+        on_verdict=adapter.on_verdict,
+        on_review=getattr(adapter, "on_review", None),
     )
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core.policy import Policy
-from ...enforce import DEFAULT_REFUSAL, OnBlock, OnVerdict, RefusalMessage
+from ...enforce import DEFAULT_REFUSAL, OnBlock, OnReview, OnVerdict, RefusalMessage
 from ...guard import LlamaGuard
 from .checker import Checker
 from .proxy import AsyncGuardedLlamaStackClient, GuardedLlamaStackClient
@@ -50,13 +50,15 @@ def guard_client(
     on_block: OnBlock = "raise",
     refusal_message: RefusalMessage = DEFAULT_REFUSAL,
     on_verdict: OnVerdict | None = None,
+    on_review: OnReview | None = None,
     check_input: bool = True,
     check_output: bool = True,
 ) -> GuardedLlamaStackClient | AsyncGuardedLlamaStackClient:
     """Wrap ``client`` (sync or async) so its chat completions and responses are checked by ``guard``.
 
     ``refusal_message`` is a string or ``f(verdict, stage) -> str``; ``on_verdict(verdict, stage)`` sees every
-    verdict (audit logs, metrics).
+    verdict (audit logs, metrics); ``on_review(verdict, stage)`` decides a verdict in the policy's grey zone
+    (``True`` lets it through; without it such content is held back).
     """
     from llama_stack_client import AsyncLlamaStackClient, LlamaStackClient
 
@@ -66,6 +68,7 @@ def guard_client(
         on_block=on_block,
         refusal_message=refusal_message,
         on_verdict=on_verdict,
+        on_review=on_review,
         check_input=check_input,
         check_output=check_output,
     )

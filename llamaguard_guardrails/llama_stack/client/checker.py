@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ...core.errors import InvalidPolicyError
 from ...core.policy import Policy
 from ...core.verdict import Verdict
-from ...enforce import DEFAULT_REFUSAL, ON_BLOCK_VALUES, OnBlock, OnVerdict, Refusal, RefusalMessage, enforce
+from ...enforce import DEFAULT_REFUSAL, ON_BLOCK_VALUES, OnBlock, OnReview, OnVerdict, Refusal, RefusalMessage, enforce
 from ...guard import LlamaGuard
 from .fields import Check
 
@@ -21,6 +21,7 @@ class Checker:
     on_block: OnBlock = "raise"
     refusal_message: RefusalMessage = DEFAULT_REFUSAL
     on_verdict: OnVerdict | None = None
+    on_review: OnReview | None = None
     check_input: bool = True
     check_output: bool = True
 
@@ -46,5 +47,10 @@ class Checker:
 
     def _enforce(self, verdict: Verdict, stage: str) -> Refusal | None:
         return enforce(
-            verdict, stage, on_block=self.on_block, refusal_message=self.refusal_message, on_verdict=self.on_verdict
+            verdict,
+            stage,
+            on_block=self.on_block,
+            refusal_message=self.refusal_message,
+            on_verdict=self.on_verdict,
+            on_review=self.on_review,
         )
