@@ -43,11 +43,12 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 
 from ..core.policy import Policy
-from ..enforce import DEFAULT_REFUSAL, OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
+from ..enforce import DEFAULT_REFUSAL, OnBlock, OnReview, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
 from ..guard import LlamaGuard
-from ._common import before_proposing_turn, refusal_like, refusal_tool_message, tool_steps
+from ._common import before_proposing_turn, refusal_like
 from ._steps import Call, Steps, arun, check, run
-from .convert import OpenAIMessage, message_to_openai, tool_call_message
+from .convert import OpenAIMessage, message_to_openai
+from .review import reviewed_tool_steps
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
 
@@ -70,6 +71,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
             streamed before its check (default True; turning it off leaks unchecked tokens to
             ``stream_mode="messages"``).
         on_verdict: called with every verdict and its stage.
+        on_review: decides a verdict in review at stages that cannot pause (input, output, tool result): ``True``
+            lets it through; without it that content is held back. A tool call in review pauses the run for a
+            human instead (``on_block="interrupt"``: every blocked tool call too); see :mod:`.review`.
     """
 
     def __init__(
@@ -85,13 +89,16 @@ class LlamaGuardMiddleware(AgentMiddleware):
         check_output: bool = True,
         check_tool_calls: bool = True,
         check_tool_results: bool = True,
-        on_block: OnBlock | Literal["end"] = "refuse",
+        on_block: OnBlock | Literal["end", "interrupt"] = "refuse",
         refusal_message: RefusalMessage = DEFAULT_REFUSAL,
         tool_blocked_message: RefusalMessage = tool_refusal,
         buffer_model_output: bool = True,
         on_verdict: OnVerdict | None = None,
+        on_review: OnReview | None = None,
     ) -> None:
-        self.on_block = block_action(on_block)
+        self.interrupt_blocks = on_block == "interrupt"  # tool calls go to a human (langchain/review.py)
+        self.on_block = "refuse" if self.interrupt_blocks else block_action(on_block)
+        self.on_review = on_review
         self.guard = guard
         self.policies: dict[str, Policy | None] = {
             "input": input_policy or policy,
@@ -206,17 +213,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         call = request.tool_call
         messages = before_proposing_turn(_state_messages(request.state), call.get("id"))
         context = _convert(messages) if messages else []
-        return tool_steps(
-            self._check,
-            context,
-            tool_call_message(call["name"], call.get("args", {}), call.get("id")),
-            Call(handler, handler, (request,)),
-            call["name"],
-            call.get("id"),
-            lambda refusal: refusal_tool_message(refusal, call.get("id") or "", call["name"]),
-            check_call=self.checks["tool_call"],
-            check_result=self.checks["tool_result"],
-        )
+        return reviewed_tool_steps(self, request, handler, context, self._check, interrupt_blocks=self.interrupt_blocks)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
         """Check the call before the tool runs and the result before the model sees it."""
