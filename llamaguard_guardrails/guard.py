@@ -37,6 +37,7 @@ from .core.scores import AnswerScores
 from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
 from .loading import load_prompt_builder
+from .tracing import record_check
 
 log = logging.getLogger("llamaguard_guardrails")
 
@@ -157,7 +158,9 @@ class LlamaGuard:
         started = time.perf_counter()
         items = list(conversations)
         if policy.timeout_s is None:
-            return [self._emit(v) for v in self._classify_many(items, policy, batch_size, progress, started)]
+            return [
+                self._emit(v, len(items)) for v in self._classify_many(items, policy, batch_size, progress, started)
+            ]
         built: list[list[Prompt] | BaseException] = []  # filled while building: what a timed-out verdict can say
         stop = threading.Event()
         future = self._submit(self._classify_many, items, policy, batch_size, progress, started, built, stop)
@@ -168,7 +171,7 @@ class LlamaGuard:
             future.cancel()
             groups = built[: len(items)] + [None] * (len(items) - len(built))
             verdicts = [self._timed_out(policy, started, None if isinstance(g, BaseException) else g) for g in groups]
-        return [self._emit(v) for v in verdicts]
+        return [self._emit(v, len(items)) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
         """Like :meth:`classify`, but raise :class:`UnsafeContentError` when the verdict is unsafe."""
@@ -323,7 +326,8 @@ class LlamaGuard:
     ) -> Verdict:
         return failure_verdict(exc, policy, prompts, latency_ms=_ms_since(started))
 
-    def _emit(self, verdict: Verdict) -> Verdict:
+    def _emit(self, verdict: Verdict, batch_size: int = 1) -> Verdict:
+        record_check(verdict, model=self.model_name, backend=self.backend.name, batch_size=batch_size)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s message %d: %s", verdict.checked_role, verdict.checked_message_index, verdict.summary())
         if self.sink is not None:

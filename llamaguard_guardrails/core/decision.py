@@ -121,6 +121,7 @@ def merge_windows(
         omitted_messages=list(first.omitted_messages),
         windows=len(prompts),
         needs_review=bool(review),
+        prompt_tokens=sum(len(p) for p in prompts),
         review_threshold=policy.review_threshold,
     )
     return out_of_depth(verdict, first.depth, policy)
@@ -174,6 +175,7 @@ def failure_verdict(
         latency_ms=latency_ms,
         error=message,
         review_threshold=policy.review_threshold,
+        prompt_tokens=sum(len(p) for p in prompts) if prompts else 0,
         omitted_messages=list(first.omitted_messages) if first else [],
         windows=len(prompts) if prompts else 1,
     )

@@ -31,6 +31,7 @@ class Verdict(BaseModel):
     omitted_messages: list[int] = Field(default_factory=list, description="older messages left out to fit")
     windows: int = 1
     cached: bool = False
+    prompt_tokens: int = Field(default=0, description="tokens the model read (every window)")
     needs_review: bool = Field(default=False, description="in the policy's grey zone: a human should decide")
     review_threshold: float | None = None
     languages: list[str] = Field(default_factory=list, description="ISO 639-1 codes of the checked message")

@@ -25,6 +25,7 @@ from ..core.policy import Policy
 from ..core.verdict import Verdict
 from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, enforce
 from ..guard import LlamaGuard
+from ..tracing import checking
 from .convert import OpenAIMessage
 
 T = TypeVar("T")
@@ -57,12 +58,18 @@ class Classify(Request):
     conversations: list[list[OpenAIMessage]]
     policy: Policy | None = None
     batch: bool = False
+    stage: str | None = None
+    """The stage the check is for (on its trace span)."""
 
     @property
     def single(self) -> bool:
         return len(self.conversations) == 1 and not self.batch
 
     def run(self) -> list[Verdict]:
+        with checking(self.stage, self.conversations[0] if self.single else None):
+            return self._run()
+
+    def _run(self) -> list[Verdict]:
         if not self.conversations:
             return []
         if self.single:
@@ -71,7 +78,8 @@ class Classify(Request):
 
     async def arun(self) -> list[Verdict]:
         if self.single:
-            return [await self.guard.aclassify(self.conversations[0], policy=self.policy)]
+            with checking(self.stage, self.conversations[0]):
+                return [await self.guard.aclassify(self.conversations[0], policy=self.policy)]
         return await run_in_executor(None, self.run) if self.conversations else []
 
 
@@ -150,7 +158,7 @@ def check(
 ) -> Steps[Refusal | None]:
     """Classify ``conversation`` with the adapter's guard and :func:`~llamaguard_guardrails.enforce.enforce` its
     verdict: ``None`` when it may proceed, else the refusal (or, under ``on_block="raise"``, a raise)."""
-    (verdict,) = yield Classify(adapter.guard, [conversation], policy)
+    (verdict,) = yield Classify(adapter.guard, [conversation], policy, stage=stage)
     return enforce(
         verdict,
         stage,

@@ -156,7 +156,7 @@ def reviewed_tool_steps(
 
     def classify(tool_call: dict[str, Any]) -> Classify:
         message = tool_call_message(tool_call["name"], tool_call.get("args", {}), tool_call.get("id"))
-        return Classify(middleware.guard, [[*context, message]], middleware.policies[STAGE])
+        return Classify(middleware.guard, [[*context, message]], middleware.policies[STAGE], stage=STAGE)
 
     if middleware.checks[STAGE]:
         (verdict,) = yield classify(call)

@@ -9,6 +9,7 @@ from ...core.policy import Policy
 from ...core.verdict import Verdict
 from ...enforce import DEFAULT_REFUSAL, ON_BLOCK_VALUES, OnBlock, OnReview, OnVerdict, Refusal, RefusalMessage, enforce
 from ...guard import LlamaGuard
+from ...tracing import checking
 from .fields import Check
 
 
@@ -32,7 +33,9 @@ class Checker:
     def run(self, checks: list[Check]) -> Refusal | None:
         """The refusal for the first blocked check (or raise, per ``on_block``); ``None``: all passed."""
         for messages, stage in checks:
-            refusal = self._enforce(self.guard.classify(messages, policy=self.policy), stage)
+            with checking(stage, messages):
+                verdict = self.guard.classify(messages, policy=self.policy)
+            refusal = self._enforce(verdict, stage)
             if refusal is not None:
                 return refusal
         return None
@@ -40,7 +43,9 @@ class Checker:
     async def arun(self, checks: list[Check]) -> Refusal | None:
         """Async :meth:`run`."""
         for messages, stage in checks:
-            refusal = self._enforce(await self.guard.aclassify(messages, policy=self.policy), stage)
+            with checking(stage, messages):
+                verdict = await self.guard.aclassify(messages, policy=self.policy)
+            refusal = self._enforce(verdict, stage)
             if refusal is not None:
                 return refusal
         return None
