@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from llamaguard_guardrails import Policy, tracing
+from llamaguard_guardrails import Policy, ReviewRequired, tracing
 from llamaguard_guardrails.langchain import LlamaGuardMiddleware
 from llamaguard_guardrails.testing import marker_category, marker_probability, scripted_guard
 from test_langchain_fakes import last_turn, scripted_model, tool_call
@@ -140,3 +140,57 @@ def test_without_opentelemetry_recording_is_a_no_op(marked, spans, monkeypatch):
     with tracing.attach_context({"traceparent": "garbage"}):
         pass
     assert guard_spans(spans) == []
+
+
+class RecordingClient:
+    """A LangSmith client stand-in for ``LangChainTracer``: keeps every run it is sent."""
+
+    tracing_queue = None
+    otel_exporter = None
+
+    def __init__(self) -> None:
+        self.updates: list[dict] = []
+
+    def create_run(self, **run) -> None:
+        pass
+
+    def update_run(self, run_id=None, **run) -> None:
+        self.updates.append(run)
+
+    def flush(self) -> None:
+        pass
+
+
+def traced_metadata(client) -> list[dict]:
+    return [e for run in client.updates for e in ((run.get("extra") or {}).get("metadata") or {}).get("llamaguard", [])]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_langchain_runs_carry_their_verdicts_in_metadata(marked, asynchronous):
+    from langchain_core.runnables import RunnableLambda
+    from langchain_core.tracers.langchain import LangChainTracer
+
+    from llamaguard_guardrails.langchain import guard_chain
+
+    client = RecordingClient()
+    tracer = LangChainTracer(client=client, project_name="test")
+    chain = guard_chain(RunnableLambda(lambda x: "fine [p=0.2]"), marked, policy=Policy(review_threshold=0.1))
+    value, config = f"{SECRET} [p=0.05]", {"callbacks": [tracer]}
+    with pytest.raises(ReviewRequired):  # the output is in review and nobody reviews it: held back
+        asyncio.run(chain.ainvoke(value, config)) if asynchronous else chain.invoke(value, config)
+    tracer.wait_for_futures()
+    entries = traced_metadata(client)
+    assert [(e["stage"], e["outcome"]) for e in entries] == [("input", "allow"), ("output", "review")]
+    assert entries[1]["review_threshold"] == 0.1 and entries[1]["unsafe_probability"] == pytest.approx(0.2)
+    assert SECRET not in str(client.updates[-1].get("extra"))
+
+
+def test_agent_node_runs_carry_the_middlewares_verdicts(marked):
+    from langchain_core.tracers.langchain import LangChainTracer
+
+    client = RecordingClient()
+    tracer = LangChainTracer(client=client, project_name="test")
+    agent = create_agent(scripted_model(AIMessage("ok [p=0.1]")), middleware=[LlamaGuardMiddleware(marked)])
+    agent.invoke({"messages": [HumanMessage("hi [p=0.1]")]}, {"callbacks": [tracer]})
+    tracer.wait_for_futures()
+    assert [e["stage"] for e in traced_metadata(client)] == ["input", "output"]

@@ -27,6 +27,7 @@ from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, enforce
 from ..guard import LlamaGuard
 from ..tracing import checking
 from .convert import OpenAIMessage
+from .run_metadata import annotate_run
 
 T = TypeVar("T")
 END = object()
@@ -67,7 +68,9 @@ class Classify(Request):
 
     def run(self) -> list[Verdict]:
         with checking(self.stage, self.conversations[0] if self.single else None):
-            return self._run()
+            verdicts = self._run()
+        annotate_run(verdicts, self.stage)
+        return verdicts
 
     def _run(self) -> list[Verdict]:
         if not self.conversations:
@@ -79,7 +82,9 @@ class Classify(Request):
     async def arun(self) -> list[Verdict]:
         if self.single:
             with checking(self.stage, self.conversations[0]):
-                return [await self.guard.aclassify(self.conversations[0], policy=self.policy)]
+                verdict = await self.guard.aclassify(self.conversations[0], policy=self.policy)
+            annotate_run([verdict], self.stage)
+            return [verdict]
         return await run_in_executor(None, self.run) if self.conversations else []
 
 
