@@ -190,7 +190,7 @@ def test_on_block_interrupt_sends_blocked_tool_calls_to_a_human(marked):
     (paused,) = interrupts(run(agent, ask(), config, False))
     assert (
         paused.value["llamaguard"]["outcome"] == "block"
-        and "was blocked" in paused.value["action_requests"][0]["description"]
+        and "unsafe: S1" in paused.value["action_requests"][0]["description"]
     )
     run(agent, Command(resume={"decisions": [{"type": "approve"}]}), config, False)
     assert sent == [UNSAFE_BODY]

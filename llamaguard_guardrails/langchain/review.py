@@ -53,11 +53,10 @@ def pauses(verdict: Verdict, *, interrupt_blocks: bool) -> bool:
 
 def review_request(call: dict[str, Any], verdict: Verdict) -> dict[str, Any]:
     """The interrupt's value: a ``HITLRequest`` for ``call``, with the verdict under ``"llamaguard"``."""
-    why = "needs review" if verdict.outcome == "review" else "was blocked"
     description = (
-        f"Llama Guard: this tool call {why} ({verdict.summary()}"
-        + (f"; {'; '.join(verdict.out_of_depth)}" if verdict.out_of_depth else "")
-        + "). Approve, edit or reject it."
+        f"Llama Guard: {verdict.summary()}"
+        + (f"; {'; '.join(verdict.out_of_depth)}" if verdict.out_of_depth and verdict.categories else "")
+        + ". Approve, edit or reject this tool call."
     )
     return {
         "action_requests": [{"name": call["name"], "args": call.get("args", {}), "description": description}],
