@@ -63,7 +63,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
         policy: default policy of every stage (default: the guard's).
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
-        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
+        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages), ``"raise"``, or
+            ``"interrupt"`` (blocked tool calls pause the run for a human; other stages refuse)
             (``"end"``, the old name of ``"refuse"``, works for one more release with a ``DeprecationWarning``).
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
