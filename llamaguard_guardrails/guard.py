@@ -25,6 +25,7 @@ from .core.decision import (
     parse_category_line,
     with_depth,
 )
+from .core.depth import load_identifier
 from .core.errors import (
     GuardClosedError,
     GuardTimeoutError,
@@ -91,6 +92,7 @@ class LlamaGuard:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llamaguard")
         self._closed = False
         self._close_lock = threading.Lock()
+        load_identifier()  # languages of each verdict (core/depth.py): loaded here, not in a check's deadline
 
     # -- loading (see loading.py) ----------------------------------------------------------------
 

@@ -105,3 +105,12 @@ def test_images_beyond_the_tested_count_are_out_of_depth(marked, count):
 @pytest.mark.parametrize("text", ['run_python {"code": "print(1)"}', "ok", "12345 67890 !!!"])
 def test_code_and_short_text_name_no_language(text):
     assert assess_texts([text], images=0).languages == ()
+
+
+def test_the_depth_modules_examples_run():
+    import doctest
+
+    from llamaguard_guardrails.core import depth
+
+    result = doctest.testmod(depth)
+    assert result.attempted >= 2 and result.failed == 0

@@ -69,6 +69,12 @@ def _identifier() -> Any:
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
+def load_identifier() -> bool:
+    """Load the language identifier now (about 0.4 s, once per process) rather than inside the first check's
+    deadline; False when the ``languages`` extra is not installed."""
+    return _identifier() is not None
+
+
 def identify(text: str) -> str | None:
     """The ISO 639-1 code of ``text``'s language, or ``None`` (too short, unsure, or no identifier installed)."""
     if sum(ch.isalpha() for ch in text) < MIN_LETTERS:
