@@ -200,3 +200,31 @@ def test_without_interrupt_a_blocked_tool_call_is_refused_without_pausing(marked
     agent, config = agent_for(marked, UNSAFE_BODY, check_output=False)
     assert interrupts(run(agent, ask(), config, False)) == [] and sent == []
     assert tool_message(agent, config).status == "error"
+
+
+def test_two_doubtful_calls_in_one_turn_pause_together_and_resume_by_interrupt_id(marked):
+    model = scripted_model(
+        AIMessage(
+            "",
+            tool_calls=[
+                tool_call("send_email", {"to": "a@x", "body": GREY_BODY}, "c1"),
+                tool_call("send_email", {"to": "b@x", "body": GREY_BODY + " again"}, "c2"),
+            ],
+        ),
+        AIMessage("Done."),
+    )
+    middleware = LlamaGuardMiddleware(marked, tool_call_policy=Policy(review_threshold=0.3))
+    agent = create_agent(model, tools=[send_email], middleware=[middleware], checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": f"t{next(threads)}"}}
+    paused = interrupts(run(agent, ask(), config, False))
+    assert sorted(p.value["llamaguard"]["tool_call_id"] for p in paused) == ["c1", "c2"] and sent == []
+    answers = {
+        p.id: {"decisions": [{"type": "approve" if p.value["llamaguard"]["tool_call_id"] == "c1" else "reject"}]}
+        for p in paused
+    }
+    run(agent, Command(resume=answers), config, False)
+    assert sent == [GREY_BODY]
+    statuses = {
+        m.tool_call_id: m.status for m in agent.get_state(config).values["messages"] if isinstance(m, ToolMessage)
+    }
+    assert statuses == {"c1": "success", "c2": "error"}
