@@ -114,3 +114,10 @@ def test_the_depth_modules_examples_run():
 
     result = doctest.testmod(depth)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_a_block_for_an_unsupported_language_says_why(marked):
+    from llamaguard_guardrails import UnsafeContentError
+
+    with pytest.raises(UnsafeContentError, match="out of its depth: language sw"):
+        marked.check(SWAHILI, policy=Policy(out_of_depth="block"))

@@ -60,6 +60,8 @@ class UnsafeContentError(GuardError):
                 message = f"blocked{where}: the guard could not decide ({verdict.error})"
             else:
                 cats = ", ".join(f"{code} {name}" for code, name in zip(verdict.categories, verdict.category_names))
+                if not cats and getattr(verdict, "out_of_depth", None):  # blocked by Policy(out_of_depth="block")
+                    cats = "out of its depth: " + "; ".join(verdict.out_of_depth)
                 message = (
                     f"unsafe content{where}: {cats or 'no category given'} (p_unsafe={verdict.unsafe_probability:.3f})"
                 )
