@@ -3,7 +3,8 @@
 Every verdict a :class:`~llamaguard_guardrails.LlamaGuard` returns is recorded as one span, a child of whatever
 span is current where the check was asked for (so a check joins its caller's trace), named
 ``"guardrail <model>"``. Attributes follow OpenTelemetry's GenAI semantic conventions where they apply
-(``gen_ai.operation.name`` = ``"guardrail"``, ``gen_ai.request.model``, ``gen_ai.usage.input_tokens``,
+(``gen_ai.operation.name`` = ``"guardrail"``, ``gen_ai.request.model``, ``gen_ai.usage.input_tokens`` and
+``gen_ai.usage.cache_read.input_tokens`` (tokens whose KV the backend reused),
 ``gen_ai.evaluation.*`` with the unsafe probability as score and the outcome as label, ``error.type``) and
 ``llamaguard.*`` for the rest: stage, outcome, categories, unsafe probability, thresholds, batch size, latency,
 verdict-cache hit, windows, languages, out-of-depth reasons, error.
@@ -149,6 +150,7 @@ def attributes(verdict: Verdict, *, model: str = "", backend: str = "", batch_si
         "gen_ai.request.model": model,
         "llamaguard.backend": backend,
         "gen_ai.usage.input_tokens": verdict.prompt_tokens,
+        "gen_ai.usage.cache_read.input_tokens": verdict.kv_reused_tokens,
         "llamaguard.review_threshold": verdict.review_threshold,
         "llamaguard.languages": list(verdict.languages),
         "llamaguard.out_of_depth": list(verdict.out_of_depth),

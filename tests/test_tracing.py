@@ -194,3 +194,14 @@ def test_agent_node_runs_carry_the_middlewares_verdicts(marked):
     agent.invoke({"messages": [HumanMessage("hi [p=0.1]")]}, {"callbacks": [tracer]})
     tracer.wait_for_futures()
     assert [e["stage"] for e in traced_metadata(client)] == ["input", "output"]
+
+
+def test_tokens_reused_from_the_kv_cache_are_on_the_span(guard, spans):
+    """The real backend (test model): a second check reuses at least the policy prefix's KV."""
+    first = guard.classify("tracing: how do I bake rye bread?")
+    second = guard.classify("tracing: how do I bake spelt bread?")
+    assert second.kv_reused_tokens > 0 and second.kv_reused_tokens < second.prompt_tokens
+    span = guard_spans(spans)[-1]
+    assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == second.kv_reused_tokens
+    assert span.attributes["gen_ai.usage.input_tokens"] == second.prompt_tokens
+    assert "kv_reused_tokens" not in second.model_dump() and first.prompt_tokens > 0  # not part of a verdict's record

@@ -36,6 +36,7 @@ class WindowVerdict:
     categories: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
     error: str | None = None
+    reused_tokens: int = 0  # prompt tokens whose KV the backend reused
     review: bool = False  # in the policy's grey zone, with a category (or an unreadable line): a human decides
 
 
@@ -66,7 +67,9 @@ def below_threshold(scores: AnswerScores, policy: Policy) -> WindowVerdict | Non
     p = scores.unsafe_probability
     if p >= (policy.threshold if policy.review_threshold is None else policy.review_threshold):
         return None
-    return WindowVerdict(safe=True, unsafe_probability=p, raw_output=f"{_lead(scores)}safe")
+    return WindowVerdict(
+        safe=True, unsafe_probability=p, raw_output=f"{_lead(scores)}safe", reused_tokens=scores.reused_tokens
+    )
 
 
 def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has_images: bool) -> WindowVerdict:
@@ -84,6 +87,7 @@ def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has
             categories=tuple(codes),
             ignored=tuple(ignored),
             review=not cleared,
+            reused_tokens=scores.reused_tokens,
         )
     return WindowVerdict(
         # Categories the policy excludes do not make content unsafe; anything unreadable does.
@@ -93,6 +97,7 @@ def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has
         categories=tuple(codes),
         ignored=tuple(ignored),
         error=error,
+        reused_tokens=scores.reused_tokens,
     )
 
 
@@ -122,6 +127,7 @@ def merge_windows(
         windows=len(prompts),
         needs_review=bool(review),
         prompt_tokens=sum(len(p) for p in prompts),
+        kv_reused_tokens=sum(w.reused_tokens for w in windows),
         review_threshold=policy.review_threshold,
     )
     return out_of_depth(verdict, first.depth, policy)

@@ -32,6 +32,9 @@ class Verdict(BaseModel):
     windows: int = 1
     cached: bool = False
     prompt_tokens: int = Field(default=0, description="tokens the model read (every window)")
+    kv_reused_tokens: int = Field(
+        default=0, exclude=True, description="of prompt_tokens, those whose KV was reused from the backend's cache"
+    )
     needs_review: bool = Field(default=False, description="in the policy's grey zone: a human should decide")
     review_threshold: float | None = None
     languages: list[str] = Field(default_factory=list, description="ISO 639-1 codes of the checked message")
