@@ -15,6 +15,7 @@ from .core.errors import (
     InvalidPolicyError,
     ModelNotFoundError,
     ModelOutputError,
+    ReviewRequired,
     TooManyImagesError,
     UnsafeContentError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelOutputError",
     "Policy",
+    "ReviewRequired",
     "TooManyImagesError",
     "UnsafeContentError",
     "Verdict",

@@ -8,9 +8,14 @@ Data flows one way: framework objects -> core messages -> prompt ids -> the mode
   blocked content in its own shape (an ``AIMessage``, an error ``ToolMessage``, a chat completion with
   ``finish_reason="content_filter"``, a ``SafetyViolation`` ...).
 
+A verdict that needs a human (``verdict.outcome == "review"``: the policy's grey zone) goes to ``on_review(verdict,
+stage)``, the hook of adapters with no graph to pause: ``True`` lets the content proceed; anything else, a failing
+hook or no hook blocks it as above, with :class:`ReviewRequired` (an :class:`UnsafeContentError`) or a
+:class:`Refusal` whose ``review`` is true. Adapters that can pause (``LlamaGuardMiddleware``) ask a human instead.
+
 Every verdict, blocked or not, first goes to the one audit hook, ``on_verdict(verdict, stage)``; a failing hook is
-logged and never decides. Content proceeds only when ``verdict.safe``, which a guard error makes true only under
-``fail_mode="open"`` (the core logs that at ERROR).
+logged and never decides. Content proceeds only when ``verdict.outcome == "allow"`` (or a review hook approves
+it); a guard error allows only under ``fail_mode="open"`` (the core logs that at ERROR).
 
 >>> from llamaguard_guardrails import Verdict
 >>> enforce(Verdict(safe=True, unsafe_probability=0.01), "input", on_block="refuse") is None
@@ -26,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .core.errors import InvalidPolicyError, UnsafeContentError
+from .core.errors import InvalidPolicyError, ReviewRequired, UnsafeContentError
 from .core.verdict import Verdict
 
 log = logging.getLogger("llamaguard_guardrails")
@@ -37,6 +42,8 @@ Stage = Literal["input", "output", "tool_call", "tool_result", "decision"]
 """Which check produced a verdict: user input, model output, a tool call, a tool result, an agent decision."""
 OnVerdict = Callable[[Verdict, str], Any]
 """The audit hook: called with every verdict and the stage that produced it (logs, metrics)."""
+OnReview = Callable[[Verdict, str], bool]
+"""The human-review hook: called with a verdict that needs review and its stage; ``True`` lets the content proceed."""
 RefusalMessage = str | Callable[[Verdict, str], str]
 """The text that replaces blocked content: a string, or ``f(verdict, stage) -> str``."""
 
@@ -82,6 +89,22 @@ class Refusal:
     stage: str
     text: str
 
+    @property
+    def review(self) -> bool:
+        """True when the content waits for a human (in the grey zone, not approved) rather than being unsafe."""
+        return self.verdict.outcome == "review"
+
+
+def approved(on_review: OnReview | None, verdict: Verdict, stage: str) -> bool:
+    """Whether the review hook lets ``verdict`` proceed: only an explicit ``True`` does; a failing hook does not."""
+    if on_review is None:
+        return False
+    try:
+        return on_review(verdict, stage) is True
+    except Exception:  # a failing reviewer approves nothing
+        log.exception("on_review hook failed: the content is held back")
+        return False
+
 
 def enforce(
     verdict: Verdict,
@@ -90,13 +113,16 @@ def enforce(
     on_block: OnBlock = "raise",
     refusal_message: RefusalMessage = DEFAULT_REFUSAL,
     on_verdict: OnVerdict | None = None,
+    on_review: OnReview | None = None,
 ) -> Refusal | None:
-    """Report ``verdict``, then ``None`` when the content may proceed; otherwise raise or return the refusal."""
+    """Report ``verdict``, then ``None`` when the content may proceed (allowed, or in review and approved by
+    ``on_review``); otherwise raise or return the refusal."""
     report(verdict, stage, on_verdict)
-    if verdict.safe:
+    outcome = verdict.outcome
+    if outcome == "allow" or (outcome == "review" and approved(on_review, verdict, stage)):
         return None
     if block_action(on_block) == "raise":
-        raise UnsafeContentError(verdict, stage)
+        raise (ReviewRequired if outcome == "review" else UnsafeContentError)(verdict, stage)
     return Refusal(verdict, stage, refusal_text(refusal_message, verdict, stage))
 
 
@@ -104,10 +130,13 @@ __all__ = [
     "DEFAULT_REFUSAL",
     "ON_BLOCK_VALUES",
     "OnBlock",
+    "OnReview",
     "OnVerdict",
     "Refusal",
     "RefusalMessage",
+    "ReviewRequired",
     "Stage",
+    "approved",
     "block_action",
     "enforce",
     "refusal_text",

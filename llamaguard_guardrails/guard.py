@@ -22,7 +22,9 @@ from .core.decision import (
     expect_scores,
     failure_verdict,
     merge_windows,
+    with_depth,
 )
+from .core.depth import load_identifier
 from .core.errors import (
     GuardClosedError,
     GuardTimeoutError,
@@ -38,6 +40,7 @@ from .core.verdict import Verdict
 from .core.verdict_cache import VerdictCache, cache_key
 from .enforce import OnVerdict, report
 from .logs import progress_bar
+from .tracing import record_check
 
 log = logging.getLogger("llamaguard_guardrails")
 
@@ -96,6 +99,7 @@ class LlamaGuard:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llamaguard")
         self._closed = False
         self._close_lock = threading.Lock()
+        load_identifier()  # languages of each verdict (core/depth.py): loaded here, not in a check's deadline
 
     # -- loading (see loading.py) ----------------------------------------------------------------
 
@@ -163,7 +167,9 @@ class LlamaGuard:
         started = time.perf_counter()
         items = list(conversations)
         if policy.timeout_s is None:
-            return [self._emit(v) for v in self._classify_many(items, policy, batch_size, progress, started)]
+            return [
+                self._emit(v, len(items)) for v in self._classify_many(items, policy, batch_size, progress, started)
+            ]
         built: list[list[Prompt] | BaseException] = []  # filled while building: what a timed-out verdict can say
         stop = threading.Event()
         future = self._submit(self._classify_many, items, policy, batch_size, progress, started, built, stop)
@@ -174,7 +180,7 @@ class LlamaGuard:
             future.cancel()
             groups = built[: len(items)] + [None] * (len(items) - len(built))
             verdicts = [self._timed_out(policy, started, None if isinstance(g, BaseException) else g) for g in groups]
-        return [self._emit(v) for v in verdicts]
+        return [self._emit(v, len(items)) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
         """Like :meth:`classify`, but raise :class:`UnsafeContentError` when the verdict is unsafe."""
@@ -199,7 +205,8 @@ class LlamaGuard:
             conv = parse_conversation(
                 conversation, allow_local_image_paths=self.allow_local_image_paths, image_limits=self.image_limits
             )
-        return self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
+        prompts = self.prompts.build(conv, policy or self.policy, max_tokens=self.max_prompt_tokens)
+        return with_depth(prompts, conv)
 
     def render(self, conversation: Any, policy: Policy | None = None) -> str:
         """The prompt text the model sees (first window), with control tokens written out."""
@@ -359,7 +366,8 @@ class LlamaGuard:
     ) -> Verdict:
         return failure_verdict(exc, policy, prompts, latency_ms=_ms_since(started))
 
-    def _emit(self, verdict: Verdict) -> Verdict:
+    def _emit(self, verdict: Verdict, batch_size: int = 1) -> Verdict:
+        record_check(verdict, model=self.model_name, backend=self.backend.name, batch_size=batch_size)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s message %d: %s", verdict.checked_role, verdict.checked_message_index, verdict.summary())
         return report(verdict, "input" if verdict.checked_role == "User" else "output", self.on_verdict)

@@ -58,7 +58,13 @@ def has_plot(notebook: nbformat.NotebookNode) -> bool:
 
 
 def test_the_notebooks_are_there():
-    assert ALL == ["01_quickstart.ipynb", "02_langchain_agent.ipynb", "03_llama_stack.ipynb", "04_evaluate.ipynb"]
+    assert ALL == [
+        "01_quickstart.ipynb",
+        "02_langchain_agent.ipynb",
+        "03_llama_stack.ipynb",
+        "04_evaluate.ipynb",
+        "05_human_review.ipynb",
+    ]
 
 
 def test_the_python3_kernel_is_this_environment():
@@ -142,3 +148,17 @@ def test_llama_stack_notebook_runs_the_shield_in_process(monkeypatch, test_model
     assert "-> BLOCKED at tool_call: ['S14']" in printed and "-> BLOCKED at output: ['S9']" in printed
     assert "(finish_reason=content_filter)" in printed
     assert "-> answer: 'Bread needs flour, water, salt and yeast.' (finish_reason=stop)" in printed
+
+
+@pytest.mark.notebooks
+def test_human_review_notebook_pauses_approves_and_traces(monkeypatch, test_model_dir):
+    pytest.importorskip("langchain")
+    pytest.importorskip("opentelemetry.sdk")
+    monkeypatch.setenv("LLAMAGUARD_MODEL", str(test_model_dir))
+    printed = text_of(execute("05_human_review.ipynb"))
+    assert "PAUSED: send_email" in printed and "emails sent while paused: []" in printed
+    assert "outcome: review | categories: ['S7'] | p_unsafe: 0.40" in printed
+    assert "emails sent after approval: [('me@home.example'" in printed and "agent: I sent the list." in printed
+    assert re.search(r"stage=tool_call +outcome=review +p=0\.40 categories=\['S7'\]", printed)
+    assert "stage=input" in printed and "content on any span: False" in printed
+    assert "['th'] trusted: True | outcome: allow" in printed and "['sw'] trusted: False | outcome: review" in printed

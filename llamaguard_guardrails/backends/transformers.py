@@ -207,7 +207,10 @@ class TransformersBackend(GuardBackend):
                 if keep > length:
                     images = [image for image in _images(prompt) if image[1] <= keep]
                     self.kv_store.add(prompt.input_ids[:keep], self._anchor(prompt), kept(r, keep), images)
-        return [AnswerScores(first[0], first[1], first[2], second[0], second[1]) for first, second in picked]
+        return [
+            AnswerScores(first[0], first[1], first[2], second[0], second[1], reused_tokens=length)
+            for first, second in picked
+        ]
 
     def _eager_pass(self, entry: Any, length: int, rows: list[list[int]], pixels: Any) -> tuple[Any, Any, int]:
         """(answer-token probabilities ``[rows, 2, 3]``, the pass's KV cache or None, padded width) of one eager

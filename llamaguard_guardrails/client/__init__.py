@@ -43,7 +43,7 @@ from typing import Any
 
 from ..core.policy import Policy
 from ..core.windows import StreamMode
-from ..enforce import DEFAULT_REFUSAL, OnBlock, OnVerdict, RefusalMessage
+from ..enforce import DEFAULT_REFUSAL, OnBlock, OnReview, OnVerdict, RefusalMessage
 from ..guard import LlamaGuard
 from .checker import Checker
 from .families import family_of
@@ -60,6 +60,7 @@ def guard_client(
     on_block: OnBlock = "raise",
     refusal_message: RefusalMessage = DEFAULT_REFUSAL,
     on_verdict: OnVerdict | None = None,
+    on_review: OnReview | None = None,
     check_input: bool = True,
     check_output: bool = True,
     stream_mode: StreamMode = "buffered",
@@ -69,7 +70,8 @@ def guard_client(
     """Wrap ``client`` (sync or async) so its chat completions, responses and completions are checked by ``guard``.
 
     ``refusal_message`` is a string or ``f(verdict, stage) -> str``; ``on_verdict(verdict, stage)`` sees every
-    verdict (audit logs, metrics). ``stream_mode="windowed"`` releases streamed text once each ``window_size``
+    verdict (audit logs, metrics); ``on_review(verdict, stage)`` decides a verdict in the policy's grey zone
+    (``True`` lets it through; without it such content is held back). ``stream_mode="windowed"`` releases streamed text once each ``window_size``
     characters are checked in context, holding back the last ``window_overlap``.
     """
     family, is_async = family_of(client)
@@ -79,6 +81,7 @@ def guard_client(
         on_block=on_block,
         refusal_message=refusal_message,
         on_verdict=on_verdict,
+        on_review=on_review,
         check_input=check_input,
         check_output=check_output,
     )

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .categories import category_name
+from .conversation import Conversation
+from .depth import Depth, assess
 from .errors import ModelOutputError
 from .policy import Policy
 from .prompt import EOT, Prompt
@@ -41,6 +43,8 @@ class WindowVerdict:
     categories: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
     error: str | None = None
+    reused_tokens: int = 0  # prompt tokens whose KV the backend reused
+    review: bool = False  # in the policy's grey zone, with a category (or an unreadable line): a human decides
 
 
 def expect_scores(scores: Sequence[Any], expected: int) -> list[Any]:
@@ -65,24 +69,42 @@ def answer_scores(scores: object) -> AnswerScores:
 
 
 def below_threshold(scores: AnswerScores, policy: Policy) -> WindowVerdict | None:
-    """The safe verdict of a window under the policy's threshold; ``None`` when its category line is needed."""
+    """The safe verdict of a window under the policy's threshold (its review threshold, when it has one); ``None``
+    when its category line is needed."""
     p = scores.unsafe_probability
-    if p >= policy.threshold:
+    if p >= (policy.threshold if policy.review_threshold is None else policy.review_threshold):
         return None
-    return WindowVerdict(safe=True, unsafe_probability=p, raw_output=f"{_lead(scores)}safe")
+    return WindowVerdict(
+        safe=True, unsafe_probability=p, raw_output=f"{_lead(scores)}safe", reused_tokens=scores.reused_tokens
+    )
 
 
 def categorized(scores: AnswerScores, category_line: str, policy: Policy, *, has_images: bool) -> WindowVerdict:
-    """The verdict of a window at or above the threshold, from the model's category line."""
+    """The verdict of a window at or above the threshold (or in the grey zone), from the model's category line.
+
+    In the grey zone (``review_threshold <= p < threshold``) nothing is blocked: a kept category, or a line the
+    guard cannot read, needs review instead."""
     codes, ignored, error = parse_category_line(category_line, policy, has_images=has_images)
+    cleared = not codes and bool(ignored) and error is None
+    if scores.unsafe_probability < policy.threshold:
+        return WindowVerdict(
+            safe=True,
+            unsafe_probability=scores.unsafe_probability,
+            raw_output=f"{_lead(scores)}unsafe\n{category_line}",
+            categories=tuple(codes),
+            ignored=tuple(ignored),
+            review=not cleared,
+            reused_tokens=scores.reused_tokens,
+        )
     return WindowVerdict(
         # Categories the policy excludes do not make content unsafe; anything unreadable does.
-        safe=not codes and bool(ignored) and error is None,
+        safe=cleared,
         unsafe_probability=scores.unsafe_probability,
         raw_output=f"{_lead(scores)}unsafe\n{category_line}",
         categories=tuple(codes),
         ignored=tuple(ignored),
         error=error,
+        reused_tokens=scores.reused_tokens,
     )
 
 
@@ -90,12 +112,14 @@ def merge_windows(
     prompts: Sequence[Prompt], windows: Sequence[WindowVerdict], policy: Policy, *, latency_ms: float
 ) -> Verdict:
     """One verdict for a check: unsafe when any window (history windows included) is, with every window's
-    categories."""
+    categories; else in review when any window is (with theirs); then the policy's ``out_of_depth`` choice (see
+    :func:`out_of_depth`)."""
     first = prompts[0]
     unsafe = [w for w in windows if not w.safe]
-    categories = list(dict.fromkeys(c for w in unsafe for c in w.categories))
+    review = [] if unsafe else [w for w in windows if w.review]
+    categories = list(dict.fromkeys(c for w in unsafe or review for c in w.categories))
     errors = [w.error for w in windows if w.error]
-    return Verdict(
+    verdict = Verdict(
         safe=not unsafe,
         categories=categories,
         category_names=[category_name(c, policy.custom_names) for c in categories],
@@ -103,7 +127,7 @@ def merge_windows(
         threshold=policy.threshold,
         checked_role=first.checked_role,
         checked_message_index=first.checked_message_index,
-        raw_output=(unsafe[0] if unsafe else windows[0]).raw_output,
+        raw_output=(unsafe or review or windows)[0].raw_output,
         latency_ms=latency_ms,
         error=errors[0] if errors else None,
         error_code=MODEL_OUTPUT if errors else None,
@@ -111,7 +135,33 @@ def merge_windows(
         omitted_messages=list(first.omitted_messages),
         windows=_main_windows(prompts),
         history_windows=len(prompts) - _main_windows(prompts),
+        needs_review=bool(review),
+        prompt_tokens=sum(len(p) for p in prompts),
+        kv_reused_tokens=sum(w.reused_tokens for w in windows),
+        review_threshold=policy.review_threshold,
     )
+    return out_of_depth(verdict, first.depth, policy)
+
+
+def with_depth(prompts: list[Prompt], conversation: Conversation) -> list[Prompt]:
+    """``prompts`` carrying the depth report of ``conversation``'s checked message (what :func:`merge_windows`
+    puts in the verdict)."""
+    depth = assess(conversation)
+    return [replace(p, depth=depth) for p in prompts]
+
+
+def out_of_depth(verdict: Verdict, depth: Depth | None, policy: Policy) -> Verdict:
+    """``verdict`` with the languages and out-of-depth reasons of ``depth``; when there are reasons, an allowed
+    verdict gets the policy's ``out_of_depth`` choice (``"review"``: needs review; ``"block"``: unsafe)."""
+    if depth is None:
+        return verdict
+    update: dict[str, Any] = {"languages": list(depth.languages), "out_of_depth": list(depth.reasons)}
+    if depth.reasons and verdict.outcome == "allow" and verdict.error is None:
+        if policy.out_of_depth == "review":
+            update["needs_review"] = True
+        elif policy.out_of_depth == "block":
+            update["safe"] = False
+    return verdict.model_copy(update=update)
 
 
 def failure_verdict(
@@ -142,6 +192,8 @@ def failure_verdict(
         latency_ms=latency_ms,
         error=message,
         error_code=code if _CODE.fullmatch(code) else "GuardError",
+        review_threshold=policy.review_threshold,
+        prompt_tokens=sum(len(p) for p in prompts) if prompts else 0,
         omitted_messages=list(first.omitted_messages) if first else [],
         windows=_main_windows(prompts) if prompts else 1,
         history_windows=len(prompts) - _main_windows(prompts) if prompts else 0,
@@ -190,5 +242,7 @@ __all__ = [
     "expect_scores",
     "failure_verdict",
     "merge_windows",
+    "out_of_depth",
     "parse_category_line",
+    "with_depth",
 ]

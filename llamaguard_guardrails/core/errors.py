@@ -85,7 +85,23 @@ class UnsafeContentError(BaseException):
                 message = f"blocked{where}: the guard could not decide ({verdict.error_code or 'GuardError'})"
             else:
                 cats = ", ".join(f"{code} {name}" for code, name in zip(verdict.categories, verdict.category_names))
+                if not cats and getattr(verdict, "out_of_depth", None):  # blocked by Policy(out_of_depth="block")
+                    cats = "out of its depth: " + "; ".join(verdict.out_of_depth)
                 message = (
                     f"unsafe content{where}: {cats or 'no category given'} (p_unsafe={verdict.unsafe_probability:.3f})"
                 )
         super().__init__(message)
+
+
+class ReviewRequired(UnsafeContentError):
+    """Raised (``on_block="raise"``) for a verdict that needs a human (``verdict.outcome == "review"``: the
+    policy's grey zone, or an out-of-depth verdict under ``out_of_depth="review"``) when no ``on_review`` hook
+    approved it. A subclass of :class:`UnsafeContentError`: code that handles blocks holds it back too."""
+
+    def __init__(self, verdict: Verdict, stage: str | None = None, message: str | None = None):
+        where = f" at {stage}" if stage else ""
+        super().__init__(
+            verdict,
+            stage,
+            message or f"needs review{where}: {verdict.summary()}; no reviewer approved it (pass on_review=...)",
+        )

@@ -59,6 +59,12 @@ class Policy(BaseModel):
     - ``fail_mode``: ``"closed"`` (default) blocks when the guard cannot decide; ``"open"`` lets the
       content through and logs the failure at ERROR.
     - ``timeout_s``: deadline of one check; past it the fail mode applies.
+    - ``review_threshold``: the grey zone for a human: ``review_threshold <= unsafe_probability < threshold``
+      (with a category the policy keeps) needs review (``verdict.outcome == "review"``); ``None`` (default):
+      no grey zone. Must be below ``threshold``.
+    - ``out_of_depth``: what a verdict the model is not known to judge well gets (a language Llama Guard 4 does
+      not support, more images than its model card tested; see ``core/depth.py``): ``"allow"`` (default: the
+      verdict stands and says so in ``verdict.out_of_depth``), ``"review"`` or ``"block"``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,6 +75,8 @@ class Policy(BaseModel):
     threshold: StrictFloat = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)
     fail_mode: Literal["closed", "open"] = "closed"
     timeout_s: StrictFloat | None = Field(default=None, gt=0, allow_inf_nan=False)
+    review_threshold: StrictFloat | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    out_of_depth: Literal["allow", "review", "block"] = "allow"
 
     # Every way to make a Policy validates and raises InvalidPolicyError naming the setting: the constructor,
     # model_validate(_json/_strings), model_copy(update=...) and model_construct (pydantic skips validation in
@@ -141,6 +149,11 @@ class Policy(BaseModel):
             raise ValueError(
                 f"unknown category code(s) {unknown} in excluded_categories; known codes are S1-S14"
                 + (f" and {custom_codes}" if custom_codes else "")
+            )
+        if self.review_threshold is not None and not self.review_threshold < self.threshold:
+            raise ValueError(
+                f"review_threshold ({self.review_threshold}) must be below threshold ({self.threshold}): "
+                "the grey zone for review is review_threshold <= p < threshold"
             )
         if not self.categories(has_images=False):
             raise ValueError("every category is excluded: nothing would ever be checked")

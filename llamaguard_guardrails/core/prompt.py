@@ -24,6 +24,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from .conversation import Block, Conversation, Role
+from .depth import Depth
 from .errors import InvalidConversationError
 from .policy import Policy
 
@@ -82,6 +83,8 @@ class Prompt:
     #: ``pixel_values``, in the same order).
     image_spans: tuple[tuple[int, int], ...] = ()
     image_tiles: tuple[int, ...] = ()
+    #: The checked message's languages and why a verdict on it should not be trusted (set by the guard).
+    depth: Depth | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import ModelOutputError
 
@@ -21,16 +21,20 @@ class AnswerScores:
     p_blank: float
     p_safe_after_blank: float
     p_unsafe_after_blank: float
+    #: Leading prompt tokens whose KV the backend reused from its cache (not run again); not a probability.
+    reused_tokens: int = field(default=0, compare=False)
 
     def validate(self) -> None:
         """Raise :class:`ModelOutputError` unless every field is a probability and the probabilities of each
         answer position sum to at most 1 (a custom or buggy backend must never make content pass)."""
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for item in fields(self):
+            if item.name == "reused_tokens":
+                continue
+            value = getattr(self, item.name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ModelOutputError(f"the model's {field.name} is {value!r}, not a finite probability")
+                raise ModelOutputError(f"the model's {item.name} is {value!r}, not a finite probability")
             if not -PROBABILITY_SLACK <= value <= 1 + PROBABILITY_SLACK:
-                raise ModelOutputError(f"the model's {field.name} is {value!r}, outside [0, 1]")
+                raise ModelOutputError(f"the model's {item.name} is {value!r}, outside [0, 1]")
         for names in (("p_safe", "p_unsafe", "p_blank"), ("p_safe_after_blank", "p_unsafe_after_blank")):
             total = sum(getattr(self, name) for name in names)
             if total > 1 + PROBABILITY_SLACK:

@@ -45,10 +45,30 @@ class Verdict(BaseModel):
     windows: int = Field(default=1, description="windows the last message was classified in (>1: it was split)")
     history_windows: int = Field(default=0, description="windows that classified the omitted messages")
     cached: bool = False
+    prompt_tokens: int = Field(default=0, description="tokens the model read (every window)")
+    kv_reused_tokens: int = Field(
+        default=0, exclude=True, description="of prompt_tokens, those whose KV was reused from the backend's cache"
+    )
+    needs_review: bool = Field(default=False, description="in the policy's grey zone: a human should decide")
+    review_threshold: float | None = None
+    languages: list[str] = Field(default_factory=list, description="ISO 639-1 codes of the checked message")
+    out_of_depth: list[str] = Field(default_factory=list, description="why the verdict should not be trusted")
 
     @property
     def unsafe(self) -> bool:
         return not self.safe
+
+    @property
+    def outcome(self) -> Literal["allow", "review", "block"]:
+        """What the guard decided: let it through, ask a human, or block."""
+        if not self.safe:
+            return "block"
+        return "review" if self.needs_review else "allow"
+
+    @property
+    def trusted(self) -> bool:
+        """False when the model is out of its depth (an unsupported language, more images than tested)."""
+        return not self.out_of_depth
 
     @property
     def status(self) -> Literal["safe", "unsafe", "error"]:
@@ -60,7 +80,12 @@ class Verdict(BaseModel):
         """One line with codes, fixed names and numbers only (it may be shown to a model: see ``tool_refusal``)."""
         if self.error is not None:
             return f"{'blocked' if not self.safe else 'passed (fail-open)'}: guard error: {self.error_code or 'GuardError'}"
-        if self.safe:
+        if self.safe and not self.needs_review:
             return f"safe (p_unsafe={self.unsafe_probability:.3f})"
+        if not self.categories and self.out_of_depth:
+            return f"{'needs review' if self.safe else 'unsafe'}: {'; '.join(self.out_of_depth)}"
+        if self.safe:
+            cats = ", ".join(f"{c} {n}" for c, n in zip(self.categories, self.category_names))
+            return f"needs review: {cats or 'no category'} (p_unsafe={self.unsafe_probability:.3f})"
         cats = ", ".join(f"{c} {n}" for c, n in zip(self.categories, self.category_names))
         return f"unsafe: {cats} (p_unsafe={self.unsafe_probability:.3f})"

@@ -113,6 +113,11 @@ class PolicyReport(_Model):
     latency: Latency
     undecided: list[RowProblem]
     notes: dict[str, str] = Field(default_factory=dict, description="why a metric is undefined, or a caveat")
+    review_rows: int | None = Field(
+        default=None, description="rows in the grey zone (review_threshold <= p < threshold); None: no grey zone"
+    )
+    review_share: float | None = Field(default=None, description="review_rows / rows scored")
+    review_unsafe: int | None = Field(default=None, description="labelled unsafe rows among review_rows")
     rows: list[ScoredRow] = Field(default_factory=list, exclude=True, repr=False)
 
     def as_policy(self) -> Policy:
@@ -218,6 +223,7 @@ def summary_row(p: PolicyReport) -> dict[str, Any]:
         "target_fpr": p.target_fpr,
         "target_fpr_threshold": fpr.threshold if fpr else None,
         "target_fpr_recall": fpr.recall if fpr else None,
+        "review_share": p.review_share,
         "latency_p50_ms": p.latency.p50_ms,
         "latency_p95_ms": p.latency.p95_ms,
     }
@@ -261,6 +267,14 @@ def _metric_lines(report: EvaluationReport) -> list[tuple[str, Callable[[PolicyR
         lines += [
             (f"{label}: threshold", lambda p: _threshold(p.at_target_fpr.threshold) if p.at_target_fpr else "-"),
             ("  recall / FPR", lambda p: _triple(p.at_target_fpr, "recall", "fpr")),
+        ]
+    if any(p.review_rows is not None for p in report.policies):
+        lines += [
+            ("to human review: share", lambda p: _num(p.review_share)),
+            (
+                "  rows / labelled unsafe",
+                lambda p: "-" if p.review_rows is None else f"{p.review_rows} / {p.review_unsafe}",
+            ),
         ]
     lines.append(("latency p50 / p95 ms", lambda p: _latency(p.latency)))
     return lines

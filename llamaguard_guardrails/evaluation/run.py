@@ -155,6 +155,18 @@ def _score_rows(labels: list[LabelledRow], run: _Pass, policy: Policy) -> tuple[
     return scored, undecided, passed_high
 
 
+def _review(scored: list[ScoredRow], policy: Policy) -> dict[str, Any]:
+    """The rows a human would see at the policy's thresholds: passed, with ``review_threshold <= p``."""
+    if policy.review_threshold is None:
+        return {}
+    rows = [r for r in scored if not r.flagged and r.score >= policy.review_threshold]
+    return {
+        "review_rows": len(rows),
+        "review_share": len(rows) / len(scored) if scored else None,
+        "review_unsafe": sum(r.unsafe for r in rows),
+    }
+
+
 def _safe_below(row: Mapping[str, Any] | None, run_threshold: float, policy: Policy) -> bool:
     """An error row the policy's threshold would have passed without asking for the category line.
 
@@ -224,7 +236,9 @@ def policy_report(
         [r.named_categories for r in with_categories],
         lambda code: category_name(code, policy.custom_names),
     )
+    review = _review(scored, policy)
     return PolicyReport(
+        **review,
         name=name,
         policy=policy.model_dump(mode="json"),
         scored=len(scored),

@@ -19,7 +19,17 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from ..core.errors import GuardError, UnsafeContentError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
-from ..enforce import DEFAULT_REFUSAL, OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, enforce, report
+from ..enforce import (
+    DEFAULT_REFUSAL,
+    OnBlock,
+    OnReview,
+    OnVerdict,
+    Refusal,
+    RefusalMessage,
+    block_action,
+    enforce,
+    report,
+)
 from ..guard import LlamaGuard
 from . import _steps
 from ._common import refusal_like
@@ -48,6 +58,9 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
     """Windowed streaming: characters held back after each check, so text across a boundary is checked whole."""
     on_verdict: OnVerdict | None = Field(default=None, exclude=True)
     """Called with every verdict and its stage."""
+    on_review: OnReview | None = Field(default=None, exclude=True)
+    """Called with a verdict that needs a human (the policy's grey zone) and its stage; ``True`` lets it through,
+    anything else blocks it (:class:`ReviewRequired` or the refusal). Without it such content is held back."""
 
     @field_validator("on_block", mode="before")
     @classmethod
@@ -79,7 +92,12 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
 
     def _enforce(self, verdict: Verdict, stage: str, on_verdict: OnVerdict | None) -> Refusal | None:
         return enforce(
-            verdict, stage, on_block=self.on_block, refusal_message=self.refusal_message, on_verdict=on_verdict
+            verdict,
+            stage,
+            on_block=self.on_block,
+            refusal_message=self.refusal_message,
+            on_verdict=on_verdict,
+            on_review=self.on_review,
         )
 
     def _check(self, conversation: list[OpenAIMessage], stage: str, policy: Policy | None) -> Steps[Refusal | None]:

@@ -25,7 +25,9 @@ from ..core.policy import Policy
 from ..core.verdict import Verdict
 from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, enforce
 from ..guard import LlamaGuard
+from ..tracing import checking
 from .convert import OpenAIMessage
+from .run_metadata import annotate_run
 
 T = TypeVar("T")
 END = object()
@@ -57,12 +59,20 @@ class Classify(Request):
     conversations: list[list[OpenAIMessage]]
     policy: Policy | None = None
     batch: bool = False
+    stage: str | None = None
+    """The stage the check is for (on its trace span)."""
 
     @property
     def single(self) -> bool:
         return len(self.conversations) == 1 and not self.batch
 
     def run(self) -> list[Verdict]:
+        with checking(self.stage, self.conversations[0] if self.single else None):
+            verdicts = self._run()
+        annotate_run(verdicts, self.stage)
+        return verdicts
+
+    def _run(self) -> list[Verdict]:
         if not self.conversations:
             return []
         if self.single:
@@ -71,7 +81,10 @@ class Classify(Request):
 
     async def arun(self) -> list[Verdict]:
         if self.single:
-            return [await self.guard.aclassify(self.conversations[0], policy=self.policy)]
+            with checking(self.stage, self.conversations[0]):
+                verdict = await self.guard.aclassify(self.conversations[0], policy=self.policy)
+            annotate_run([verdict], self.stage)
+            return [verdict]
         return await run_in_executor(None, self.run) if self.conversations else []
 
 
@@ -150,9 +163,14 @@ def check(
 ) -> Steps[Refusal | None]:
     """Classify ``conversation`` with the adapter's guard and :func:`~llamaguard_guardrails.enforce.enforce` its
     verdict: ``None`` when it may proceed, else the refusal (or, under ``on_block="raise"``, a raise)."""
-    (verdict,) = yield Classify(adapter.guard, [conversation], policy)
+    (verdict,) = yield Classify(adapter.guard, [conversation], policy, stage=stage)
     return enforce(
-        verdict, stage, on_block=adapter.on_block, refusal_message=refusal_message, on_verdict=adapter.on_verdict
+        verdict,
+        stage,
+        on_block=adapter.on_block,
+        refusal_message=refusal_message,
+        on_verdict=adapter.on_verdict,
+        on_review=getattr(adapter, "on_review", None),
     )
 
 

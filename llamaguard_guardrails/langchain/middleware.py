@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain.agents.middleware import (
     AgentMiddleware,
@@ -57,6 +57,7 @@ from ..core.verdict import Verdict
 from ..enforce import (
     DEFAULT_REFUSAL,
     OnBlock,
+    OnReview,
     OnVerdict,
     Refusal,
     RefusalMessage,
@@ -66,9 +67,10 @@ from ..enforce import (
 )
 from ..guard import LlamaGuard
 from . import _thread as thread
-from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message, tool_steps
+from ._common import METADATA_KEY, before_proposing_turn, refusal_like
 from ._steps import Call, Classify, Steps, arun, run
-from .convert import OpenAIMessage, message_to_openai, tool_call_message
+from .convert import OpenAIMessage, message_to_openai
+from .review import reviewed_tool_steps
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
 
@@ -100,14 +102,18 @@ class LlamaGuardMiddleware(AgentMiddleware):
         policy: default policy of every stage (default: the guard's).
         input_policy, output_policy, tool_call_policy, tool_result_policy: per-stage policies.
         check_input, check_output, check_tool_calls, check_tool_results: switch stages off.
-        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages) or ``"raise"``
-            (the same, then the run ends and ``after_agent`` raises :class:`UnsafeContentError`).
+        on_block: ``"refuse"`` (default: refuse and end the run / return error tool messages), ``"raise"`` (the
+            same, then the run ends and ``after_agent`` raises :class:`UnsafeContentError`), or ``"interrupt"``
+            (blocked tool calls pause the run for a human; other stages refuse).
         refusal_message: text (or ``f(verdict, stage)``) of the refusal for blocked input and output.
         tool_blocked_message: text (or ``f(verdict, stage)``) of the error ``ToolMessage`` for blocked tools.
         buffer_model_output: run the model with the ``"nostream"`` tag and streaming off so no token is
             streamed before its check (default True; turning it off leaks unchecked tokens to
             ``stream_mode="messages"``).
         on_verdict: called with every verdict and its stage.
+        on_review: decides a verdict in review at stages that cannot pause (input, output, tool result): ``True``
+            lets it through; without it that content is held back. A tool call in review pauses the run for a
+            human instead (``on_block="interrupt"``: every blocked tool call too); see :mod:`.review`.
     """
 
     state_schema = GuardState
@@ -125,13 +131,16 @@ class LlamaGuardMiddleware(AgentMiddleware):
         check_output: bool = True,
         check_tool_calls: bool = True,
         check_tool_results: bool = True,
-        on_block: OnBlock = "refuse",
+        on_block: OnBlock | Literal["interrupt"] = "refuse",
         refusal_message: RefusalMessage = DEFAULT_REFUSAL,
         tool_blocked_message: RefusalMessage = tool_refusal,
         buffer_model_output: bool = True,
         on_verdict: OnVerdict | None = None,
+        on_review: OnReview | None = None,
     ) -> None:
-        self.on_block = block_action(on_block)
+        self.interrupt_blocks = on_block == "interrupt"  # tool calls go to a human (langchain/review.py)
+        self.on_block = "refuse" if self.interrupt_blocks else block_action(on_block)
+        self.on_review = on_review
         self.guard = guard
         self.policies: dict[str, Policy | None] = {
             "input": input_policy or policy,
@@ -162,10 +171,18 @@ class LlamaGuardMiddleware(AgentMiddleware):
         block: under ``on_block="raise"`` the hooks clean the state first and raise when the run ends."""
         if not conversations:
             return []
-        verdicts = yield Classify(self.guard, conversations, self.policies[stage])
+        verdicts = yield Classify(self.guard, conversations, self.policies[stage], stage=stage)
         message = self.refusal_messages[stage]
         return [
-            enforce(v, stage, on_block="refuse", refusal_message=message, on_verdict=self.on_verdict) for v in verdicts
+            enforce(
+                v,
+                stage,
+                on_block="refuse",
+                refusal_message=message,
+                on_verdict=self.on_verdict,
+                on_review=self.on_review,
+            )
+            for v in verdicts
         ]
 
     def _check(self, conversation: list[OpenAIMessage], stage: str) -> Steps[Refusal | None]:
@@ -306,21 +323,14 @@ class LlamaGuardMiddleware(AgentMiddleware):
         messages = before_proposing_turn(_state_messages(request.state), call.get("id"))
         context = _convert(messages) if messages else []
         refusals: list[Refusal] = []
-
-        def blocked(refusal: Refusal) -> ToolMessage:
-            refusals.append(refusal)
-            return refusal_tool_message(refusal, call.get("id") or "", call["name"])
-
-        result = yield from tool_steps(
-            self._check,
+        result = yield from reviewed_tool_steps(
+            self,
+            request,
+            handler,
             context,
-            tool_call_message(call["name"], call.get("args", {}), call.get("id")),
-            Call(handler, handler, (request,)),
-            call["name"],
-            call.get("id"),
-            blocked,
-            check_call=self.checks["tool_call"],
-            check_result=self.checks["tool_result"],
+            self._check,
+            interrupt_blocks=self.interrupt_blocks,
+            on_refusal=refusals.append,
         )
         if not isinstance(result, ToolMessage):
             return result  # a Command: its messages are checked again before the model reads them

@@ -200,7 +200,8 @@ def guard_chain(chain: Runnable[Any, Any], guard: LlamaGuard, **options: Any) ->
     Options: ``policy`` (or ``input_policy`` / ``output_policy``), ``on_block`` (``"raise"`` or
     ``"refuse"``), ``refusal_message``, ``input_key`` / ``output_key``, ``stream_mode``
     (``"buffered"`` or ``"windowed"``), ``window_size``, ``window_overlap``, ``on_verdict``,
-    ``check_input`` / ``check_output``, ``nostream``, ``name``.
+    ``on_review`` (decides a verdict in the policy's grey zone: ``True`` lets it through), ``check_input`` /
+    ``check_output``, ``nostream``, ``name``.
 
     A refusal is an ``AIMessage`` with the verdict in ``response_metadata["llamaguard"]``, or a
     plain string where the chain returns or streams strings; in windowed streaming it follows the

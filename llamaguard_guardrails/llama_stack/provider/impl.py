@@ -218,6 +218,9 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             "unsafe_probability": verdict.unsafe_probability,
             "threshold": verdict.threshold,
             "status": verdict.status,
+            "outcome": verdict.outcome,  # "review": the policy's grey zone (refused here: a shield cannot pause)
+            "languages": list(verdict.languages),
+            "out_of_depth": list(verdict.out_of_depth),
             "error": verdict.error,
             "checked_role": verdict.checked_role,
             "ignored_categories": list(verdict.ignored_categories),
