@@ -178,7 +178,7 @@ def reviewed_tool_steps(
             refusal = enforce(
                 verdict,
                 STAGE,
-                on_block=middleware.on_block,
+                on_block="refuse",  # the middleware records a raise-mode block and raises when the run ends
                 refusal_message=middleware.refusal_messages[STAGE],
                 on_verdict=middleware.on_verdict,
                 on_review=_human_wrote_it if edited else None,
