@@ -355,7 +355,8 @@ def _install_routes(app: FastAPI, state: _State) -> None:
     @app.get("/ready")
     async def ready() -> Any:
         if state.ready and not state.draining:
-            return {"status": "ready", "model": state.model_names()[0]}
+            test_model = bool(getattr(state.guard, "is_test_model", False))
+            return {"status": "ready", "model": state.model_names()[0], "test_model": test_model}
         status = "draining" if state.draining else ("failed" if state.load_error else "loading")
         return JSONResponse({"status": status, "error": state.load_error}, status_code=503)
 
