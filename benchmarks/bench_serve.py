@@ -60,6 +60,12 @@ def guard_on(base: LlamaGuard, *, prefix_caching: bool = True) -> LlamaGuard:
     return LlamaGuard(backend, base.prompts, cache_size=0, policy=PASS)
 
 
+def ok(response: httpx.Response) -> httpx.Response:
+    if response.status_code != 200:
+        raise RuntimeError(f"the server answered {response.status_code}: {response.text[:500]}")
+    return response
+
+
 def median_s(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -81,7 +87,7 @@ def overhead(local: LlamaGuard, http: httpx.Client, repeats: int, n: int) -> dic
         batch = [text(next(counter)) for _ in range(n)]
         started = time.perf_counter()
         for t in batch:
-            http.post("/v1/moderations", json={"input": t}).raise_for_status()
+            ok(http.post("/v1/moderations", json={"input": t}))
         served_t.append((time.perf_counter() - started) / n)
     local_ms, served_ms = statistics.median(local_t) * 1000, statistics.median(served_t) * 1000
     return {"in_process_ms": local_ms, "served_ms": served_ms, "ratio": served_ms / local_ms}
@@ -95,7 +101,8 @@ def throughput(url: str, repeats: int, n: int, clients: int) -> dict:
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
             http = [httpx.Client(base_url=url, timeout=300) for _ in range(concurrency)]
             started = time.perf_counter()
-            list(pool.map(lambda i: http[i % concurrency].post("/v1/moderations", json={"input": texts[i]}), range(n)))
+            post = lambda i: ok(http[i % concurrency].post("/v1/moderations", json={"input": texts[i]}))  # noqa: E731
+            list(pool.map(post, range(n)))
             seconds = time.perf_counter() - started
             for h in http:
                 h.close()
@@ -117,10 +124,10 @@ def growing(url_reuse: str, url_plain: str, repeats: int, length: int, step: int
     def ten_checks(http: httpx.Client, seed: int) -> None:
         full = answer(seed, length)
         for cut in range(step, length + 1, step):
-            http.post("/v1/moderations", json={"input": full[:cut]}).raise_for_status()
+            ok(http.post("/v1/moderations", json={"input": full[:cut]}))
 
     def one_check(http: httpx.Client, seed: int) -> None:
-        http.post("/v1/moderations", json={"input": answer(seed, length)}).raise_for_status()
+        ok(http.post("/v1/moderations", json={"input": answer(seed, length)}))
 
     rows = {"reuse": [], "plain": [], "full": []}
     with httpx.Client(base_url=url_reuse, timeout=300) as reuse, httpx.Client(base_url=url_plain, timeout=300) as plain:
