@@ -302,6 +302,9 @@ def test_api_keys(served):
                 openai.OpenAI(base_url=f"{s.url}/v1", api_key=key, max_retries=0).moderations.create(input="hello")
         response = httpx.post(f"{s.url}/v1/guard/classify", json={"messages": "hi"})
         assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+        for body in (b"{not json", b"x" * 100_000):  # refused before the body is read or parsed
+            response = httpx.post(f"{s.url}/v1/moderations", content=body, headers={"Authorization": "Bearer k"})
+            assert response.status_code == 401
         assert httpx.get(f"{s.url}/health").status_code == 200 and httpx.get(f"{s.url}/ready").status_code == 200
 
 

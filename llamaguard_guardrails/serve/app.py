@@ -77,7 +77,7 @@ def create_app(source: GuardSource, settings: ServeSettings | None = None, *, wa
     app.state.serve = state
     _install_handlers(app, state)
     _install_routes(app, state)
-    return BodyLimit(app, settings.max_body_bytes)  # type: ignore[return-value]
+    return Gate(app, settings.max_body_bytes)  # type: ignore[return-value]
 
 
 class _State:
@@ -216,11 +216,12 @@ class _State:
             names.append(model_name)
         return names
 
-    def authorize(self, request: Request) -> None:
+    def authorize(self, header: str) -> None:
+        """Check an ``Authorization`` header against the API keys (none set: everyone may call)."""
         keys = self.settings.api_keys
         if not keys:
             return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = header.partition(" ")
         given = token.strip().encode() if scheme.lower() == "bearer" else b""
         matched = False
         for key in keys:  # every key compared, in constant time each
@@ -277,7 +278,6 @@ def _install_routes(app: FastAPI, state: _State) -> None:
             started = time.perf_counter()
             code = 500
             try:
-                state.authorize(request)
                 result = await handler(*args)
                 code = 200
                 return result
@@ -402,9 +402,9 @@ def _install_handlers(app: FastAPI, state: _State) -> None:
         return ServeError(500, f"the guard failed: {type(exc).__name__}: {exc}", kind="server_error").response()
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is answered 413 (by its Content-Length, or as it
-    streams in), before the app parses it."""
+class Gate:
+    """ASGI middleware in front of the app: the API key of every ``/v1/`` request (401 before anything is read),
+    then the body limit (413 by Content-Length, or as the body streams in), before the app parses anything."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
@@ -415,7 +415,16 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        if scope.get("path", "").startswith("/v1/"):
+            try:
+                self.state.serve.authorize(headers.get(b"authorization", b"").decode("latin-1"))
+            except ServeError as exc:
+                self.state.serve.metrics.errors.labels(exc.code).inc()
+                self.state.serve.metrics.requests.labels(scope["path"], str(exc.status)).inc()
+                await _send_error(exc, send)
+                return
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
@@ -453,9 +462,13 @@ class BodyLimit:
             kind="invalid_request_error",
             code="body_too_large",
         )
-        response = error.response()
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await _send_error(error, send)
+
+
+async def _send_error(error: ServeError, send: Any) -> None:
+    response = error.response()
+    await send({"type": "http.response.start", "status": error.status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class _TooLarge(Exception):
