@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 max_wait_ms=args.max_wait_ms,
                 warmup=args.compile is not None,
                 compile=args.compile,
+                prefix_caching={"auto": None, "on": True, "off": False}[args.prefix_caching],
             )
         except BaseException as exc:
             failures.append(exc)
@@ -93,6 +94,13 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--api-key", action="append", metavar="KEY", help="a bearer key clients must send (repeatable)")
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--compile", choices=("cuda_graphs",), help="CUDA graphs for text checks (GPU), warmed at load")
+    p.add_argument(
+        "--prefix-caching",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="keep checked texts' KV so a text that extends one (OGX's growing answer) runs only its new tokens "
+        "(auto: on for CPU, off for GPU)",
+    )
     p.add_argument("--served-model-name", action="append", metavar="NAME", help="names `model` may take (repeatable)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="deadline of each check; past it 504")
     p.add_argument("--max-inputs", type=int, default=64, metavar="N", help="inputs per request (default 64)")
