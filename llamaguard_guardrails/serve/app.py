@@ -53,8 +53,9 @@ class ServeError(Exception):
         return JSONResponse({"error": error, **self.extra}, status_code=self.status, headers=self.headers)
 
 
-def create_app(source: GuardSource, settings: ServeSettings | None = None, *, warm: bool = True) -> FastAPI:
-    """The app serving ``source`` (a :class:`~llamaguard_guardrails.LlamaGuard`, or a function returning one).
+def create_app(source: GuardSource, settings: ServeSettings | None = None, *, warm: bool = True) -> Gate:
+    """The ASGI app serving ``source`` (a :class:`~llamaguard_guardrails.LlamaGuard`, or a function returning one):
+    the FastAPI app behind a :class:`Gate` (API keys, body limit); run it with uvicorn or Ray Serve.
 
     The guard is loaded (if a function) and warmed in a thread at startup; ``/ready`` answers 200 after that,
     ``/health`` from the start. At shutdown requests in flight finish, ``/ready`` turns 503, and a guard the
@@ -77,7 +78,7 @@ def create_app(source: GuardSource, settings: ServeSettings | None = None, *, wa
     app.state.serve = state
     _install_handlers(app, state)
     _install_routes(app, state)
-    return Gate(app, settings.max_body_bytes)  # type: ignore[return-value]
+    return Gate(app, settings.max_body_bytes)
 
 
 class _State:
