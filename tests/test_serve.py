@@ -140,6 +140,11 @@ BAD = {
         400,
         "input",
     ),
+    "too many images": (
+        json.dumps({"input": [{"type": "image_url", "image_url": {"url": data_url(8, 8)}}] * 33}),
+        400,
+        "limit of 32 images",
+    ),
     "too many inputs": (json.dumps({"input": ["hi"] * 9}), 400, "at most 8"),
     "thousands of inputs": (json.dumps({"input": ["hi"] * 5000}), 400, "split it"),
     "a huge body": (json.dumps({"input": "x" * 300_000}), 413, "limit of 200000 bytes"),
