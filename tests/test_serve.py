@@ -356,6 +356,7 @@ def test_a_restarted_server_serves_again(served):
 def test_metrics_count_requests_verdicts_batches_and_errors(server, client):
     client.moderations.create(input=TEXTS[:2])
     httpx.post(f"{server.url}/v1/moderations", json={"input": 5})
+    httpx.post(f"{server.url}/v1/guard/classify", json={"messages": CONVERSATIONS[0]})  # an agent message: output
     text = httpx.get(f"{server.url}/metrics").text
     for name in (
         'llamaguard_requests_total{code="200",endpoint="/v1/moderations"}',
