@@ -106,6 +106,7 @@ class LlamaGuard:
     from_pretrained = classmethod(loading.from_pretrained)
     from_vllm = classmethod(loading.from_vllm)
     from_vllm_engine = classmethod(loading.from_vllm_engine)
+    from_server = classmethod(loading.from_server)
 
     # -- checks -----------------------------------------------------------------------------------
 

@@ -167,6 +167,19 @@ def from_vllm_engine(
     return guard
 
 
+def from_server(cls: type[Any], url: str, *, api_key: str | None = None, **options: Any) -> Any:
+    """A guard on a ``llamaguard-guardrails serve`` server: a ``cls`` whose checks are
+    :class:`~llamaguard_guardrails.serve.client.RemoteGuard`'s (the server runs the whole check and returns its
+    verdict; no weights or tokenizer here). Every adapter takes it in place of a local ``LlamaGuard``. ``options``: ``policy``, ``sink``, ``timeout_s``, ``max_retries``,
+    ``batch_size``, ``verify``, ``model``.
+
+    >>> guard = LlamaGuard.from_server("http://127.0.0.1:8000", api_key="...")  # doctest: +SKIP
+    """
+    from .serve.client import remote_class
+
+    return remote_class(cls)(url, api_key=api_key, **options)
+
+
 def load_prompt_builder(model_id_or_path: str | os.PathLike[str], **kwargs: Any) -> PromptBuilder:
     """Only the tokenizer and image processor of a checkpoint: enough to build prompts, no weights."""
     from .backends.transformers import load_processor, resolve_model_path
@@ -230,6 +243,7 @@ __all__ = [
     "answer_tokens",
     "check_prompt_parity",
     "from_pretrained",
+    "from_server",
     "from_vllm",
     "from_vllm_engine",
     "load_prompt_builder",

@@ -1,4 +1,4 @@
-"""Command line: ``llamaguard-guardrails check | prompt | moderate | evaluate | make-test-model | demo``.
+"""Command line: ``llamaguard-guardrails check | prompt | moderate | evaluate | make-test-model | demo | serve``.
 
 One module per command group (:mod:`.check`, :mod:`.moderate`, :mod:`.evaluate`, :mod:`.demo`), each
 adding its parsers; :mod:`.common` holds the shared options and the error handling. Exit codes: 0
@@ -13,6 +13,7 @@ import sys
 from typing import NoReturn
 
 from . import check, demo, evaluate, moderate
+from . import serve as serve_command
 from .common import EXIT_BAD_INPUT, run_command
 from .demo import DEMO_CONVERSATIONS
 
@@ -25,6 +26,7 @@ Llama Guard 4 safety checks from the command line.
   evaluate         measure the guard on labelled data: precision, recall, F1, FPR, thresholds, plots
   make-test-model  write a small random-weight Llama Guard 4 checkpoint for tests and demos
   demo             classify a few examples (on the test model unless --model is given)
+  serve            an OpenAI-compatible /v1/moderations service (OGX, the openai SDK; `serve` extra)
 
 --model takes a local folder or a Hugging Face id (meta-llama/Llama-Guard-4-12B, gated: accept the
 licence on its model page, `hf auth login`, `hf download meta-llama/Llama-Guard-4-12B`; bf16 needs a
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log what the guard does (INFO level) and transformers' warnings"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (check, demo, moderate, evaluate):
+    for command in (check, demo, moderate, evaluate, serve_command):
         command.add_parsers(sub)
     return parser
 

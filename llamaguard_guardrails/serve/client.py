@@ -1,0 +1,430 @@
+"""A guard served over HTTP: :class:`RemoteGuard`, what ``LlamaGuard.from_server(url)`` returns.
+
+The seam is the whole check, not the forward pass. The server runs the core (prompt, windows, policy,
+decision) and returns its :class:`~llamaguard_guardrails.Verdict`; this client sends the conversation and
+the policy and hands that verdict back unchanged. So there is one decision, the core's, on the server, and
+clients need no tokenizer, no torch work and no copy of the prompt format (a score-level remote, like the
+vLLM backend, would need the tokenizer on every client and ship pixel tensors instead of image bytes).
+
+What stays here is only what cannot be decided remotely: a check the server could not answer (unreachable,
+5xx, a missed deadline, a malformed answer) gets the policy's fail-mode verdict from the core
+(:func:`~llamaguard_guardrails.core.decision.failure_verdict`), exactly as a failing local model does; a
+request the server refuses as bad input raises the same typed error ``LlamaGuard.classify`` raises.
+
+It has the methods the adapters use (``classify``, ``aclassify``, ``classify_batch``, ``check``, ``acheck``,
+``close``, ``policy``, ``sink``, ``model_name``), and ``LlamaGuard.from_server`` returns it as a subclass of
+``LlamaGuard`` (:func:`remote_class`: adapters that check the type, like LangChain's pydantic fields, accept it),
+so LangChain, the Llama Stack provider, ``moderate`` and ``evaluate`` run on a shared server unchanged. This
+module never imports the facade (``loading.py`` hands the class in).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from ..core.conversation import Conversation
+from ..core.decision import failure_verdict
+from ..core.errors import (
+    GuardClosedError,
+    GuardError,
+    GuardTimeoutError,
+    InvalidConversationError,
+    InvalidPolicyError,
+    UnsafeContentError,
+)
+from ..core.policy import DEFAULT_POLICY, Policy
+from ..core.verdict import Verdict
+
+log = logging.getLogger("llamaguard_guardrails")
+
+VerdictSink = Callable[[Verdict], Any]
+_CLOSED = "this RemoteGuard is closed"
+#: Seconds added to a policy's deadline for the network (the server enforces the deadline itself).
+NETWORK_MARGIN_S = 5.0
+
+
+class ServerError(GuardError):
+    """The server answered a check with an error, or not at all (becomes the policy's fail-mode verdict)."""
+
+
+class RemoteGuard:
+    """A Llama Guard 4 on a ``llamaguard-guardrails serve`` server. Thread-safe; share one instance.
+
+    ``timeout_s``: the HTTP timeout of a check without a ``policy.timeout_s`` (with one: that deadline plus
+    :data:`NETWORK_MARGIN_S`). ``max_retries``: retries of a request the server refused as busy (429/503 with
+    ``Retry-After``). ``verify`` asks ``/v1/models`` at once, so a wrong URL or key fails here, not at the first
+    check.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        policy: Policy | None = None,
+        sink: VerdictSink | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        batch_size: int = 32,
+        verify: bool = True,
+        model: str | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._own_policy = policy
+        #: The policy whose fail mode applies when the server cannot answer (the server's policy decides otherwise).
+        self.policy = policy or DEFAULT_POLICY
+        self.sink = sink
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.batch_size = batch_size
+        self.model = model
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, headers=self._headers, timeout=timeout_s)
+        self._closed = False
+        self._lock = threading.Lock()
+        self.model_name = f"server:{self.url}"
+        self.is_test_model = False
+        self.prompt_parity: bool | None = None
+        if verify:
+            self.verify()
+
+    def verify(self) -> None:
+        """Ask the server which model it serves: a wrong URL, key or model raises :class:`ServerError` now."""
+        try:
+            response = self._http.get("/v1/models")
+        except httpx.HTTPError as exc:
+            raise ServerError(f"cannot reach the guard server at {self.url}: {exc}") from exc
+        if response.status_code != 200:
+            raise ServerError(f"the guard server at {self.url} answered {response.status_code}: {_message(response)}")
+        names = [m["id"] for m in response.json().get("data", [])]
+        if self.model is not None and self.model not in names:
+            raise ServerError(f"the guard server at {self.url} does not serve {self.model!r}; it serves {names}")
+        self.model_name = f"server:{self.url}:{(names or ['?'])[0]}"
+        ready = self._http.get("/ready").json()
+        self.is_test_model = bool(ready.get("test_model", False))
+
+    # -- what only a local guard has ------------------------------------------------------------
+
+    backend = None  # the model runs on the server
+    batcher = None
+
+    def build_prompts(self, conversation: Any, policy: Policy | None = None) -> Any:
+        raise GuardError("a served guard builds its prompts on the server; load the model locally to see them")
+
+    def render(self, conversation: Any, policy: Policy | None = None) -> str:
+        raise GuardError("a served guard builds its prompts on the server; load the model locally to see them")
+
+    # -- checks -----------------------------------------------------------------------------------
+
+    def classify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
+        """The server's verdict on the last message of ``conversation`` (see ``LlamaGuard.classify``)."""
+        body, sources = self._body(conversation, policy)
+        policy = policy or self.policy
+        started = time.perf_counter()
+        try:
+            answer = self._post(lambda: self._http.post("/v1/guard/classify", content=body, **self._call(policy)))
+        except ServerError as exc:
+            return self._emit(self._failed(exc, policy, started))
+        return self._emit(self._verdict(answer, policy, started, sources))
+
+    async def aclassify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
+        """Async :meth:`classify` (its own connection per call: safe on any event loop)."""
+        body, sources = self._body(conversation, policy)
+        policy = policy or self.policy
+        started = time.perf_counter()
+        try:
+            async with httpx.AsyncClient(base_url=self.url, headers=self._headers) as http:
+                answer = await self._apost(lambda: http.post("/v1/guard/classify", content=body, **self._call(policy)))
+        except ServerError as exc:
+            return self._emit(self._failed(exc, policy, started))
+        return self._emit(self._verdict(answer, policy, started, sources))
+
+    def classify_batch(
+        self,
+        conversations: Iterable[Any],
+        *,
+        policy: Policy | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> list[Verdict]:
+        """One verdict per conversation, in order (``batch_size`` conversations per request)."""
+        requested = self._policy(policy)
+        policy = policy or self.policy
+        items = list(conversations)
+        size = batch_size or self.batch_size
+        verdicts: list[Verdict] = []
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            started = time.perf_counter()
+            prepared = [_prepare(c, f"conversation {start + n}") for n, c in enumerate(chunk)]
+            body = _dumps({"conversations": [w for w, _ in prepared], **requested, **self._model()})
+            try:
+                answer = self._post(
+                    lambda body=body: self._http.post("/v1/guard/classify_batch", content=body, **self._call(policy))
+                )
+                results = answer.get("verdicts")
+                if not isinstance(results, list) or len(results) != len(chunk):
+                    raise ServerError(f"the server answered {len(results or [])} verdicts for {len(chunk)}")
+                verdicts += [self._verdict(v, policy, started, src) for v, (_, src) in zip(results, prepared)]
+            except ServerError as exc:
+                verdicts += [self._failed(exc, policy, started) for _ in chunk]
+        return [self._emit(v) for v in verdicts]
+
+    def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
+        verdict = self.classify(conversation, policy=policy)
+        if not verdict.safe:
+            raise UnsafeContentError(verdict, stage)
+        return verdict
+
+    async def acheck(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
+        verdict = await self.aclassify(conversation, policy=policy)
+        if not verdict.safe:
+            raise UnsafeContentError(verdict, stage)
+        return verdict
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the connections; afterwards every check raises :class:`GuardClosedError`. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._http.close()
+
+    def __enter__(self) -> RemoteGuard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _model(self) -> dict[str, str]:
+        return {"model": self.model} if self.model else {}
+
+    def _body(self, conversation: Any, policy: Policy | None) -> tuple[bytes, list[int] | None]:
+        if self._closed:
+            raise GuardClosedError(f"{_CLOSED}: create a new one to check content")
+        wire, sources = _prepare(conversation, "conversation")
+        return _dumps({"messages": wire, **self._policy(policy), **self._model()}), sources
+
+    def _policy(self, policy: Policy | None) -> dict[str, Any]:
+        """The policy field of a request: the call's policy, else this guard's if one was given, else none (the
+        server's own policy applies)."""
+        chosen = policy or self._own_policy
+        return {} if chosen is None else {"policy": _policy_json(chosen)}
+
+    def _call(self, policy: Policy) -> dict[str, Any]:
+        timeout = self.timeout_s if policy.timeout_s is None else policy.timeout_s + NETWORK_MARGIN_S
+        return {"timeout": timeout, "headers": {"content-type": "application/json"}}
+
+    def _post(self, send: Callable[[], httpx.Response]) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = send()
+            except httpx.TimeoutException as exc:
+                raise ServerError(f"GuardTimeoutError: no answer from the guard server in time ({exc})") from exc
+            except httpx.HTTPError as exc:
+                if self._closed:
+                    raise GuardClosedError(_CLOSED) from exc
+                raise ServerError(f"the guard server at {self.url} is unreachable: {exc}") from exc
+            if not _busy(response) or attempt == self.max_retries:
+                return _answer(response)
+            time.sleep(_retry_after(response))
+        raise AssertionError("unreachable")
+
+    async def _apost(self, send: Callable[[], Any]) -> dict[str, Any]:
+        import asyncio
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await send()
+            except httpx.TimeoutException as exc:
+                raise ServerError(f"GuardTimeoutError: no answer from the guard server in time ({exc})") from exc
+            except httpx.HTTPError as exc:
+                raise ServerError(f"the guard server at {self.url} is unreachable: {exc}") from exc
+            if not _busy(response) or attempt == self.max_retries:
+                return _answer(response)
+            await asyncio.sleep(_retry_after(response))
+        raise AssertionError("unreachable")
+
+    def _verdict(
+        self, answer: dict[str, Any], policy: Policy, started: float, sources: list[int] | None = None
+    ) -> Verdict:
+        """The server's verdict, unchanged but for the latency (this client's round trip) and, for a parsed
+        :class:`Conversation`, its message indices; an undecided one (``error`` set) gets this policy's fail mode."""
+        try:
+            verdict = Verdict.model_validate({k: v for k, v in answer.items() if k != "status"})
+            if sources is not None:
+                verdict = _renumbered(verdict, sources)
+        except (ValueError, IndexError) as exc:
+            return self._failed(ServerError(f"the guard server sent a malformed verdict: {exc}"), policy, started)
+        if verdict.error is not None:
+            return self._failed(ServerError(verdict.error), policy, started)
+        return verdict.model_copy(update={"latency_ms": (time.perf_counter() - started) * 1000})
+
+    def _failed(self, exc: ServerError, policy: Policy, started: float) -> Verdict:
+        if self._closed:
+            raise GuardClosedError(f"{_CLOSED} while the check ran ({exc})")
+        error: BaseException = GuardTimeoutError(str(exc)) if "GuardTimeoutError" in str(exc) else exc
+        return failure_verdict(error, policy, latency_ms=(time.perf_counter() - started) * 1000)
+
+    def _emit(self, verdict: Verdict) -> Verdict:
+        if self.sink is not None:
+            try:
+                self.sink(verdict)
+            except Exception:
+                log.exception("verdict sink failed")
+        return verdict
+
+
+_REMOTE_CLASSES: dict[type, type] = {}
+
+
+def remote_class(base: type) -> type[RemoteGuard]:
+    """:class:`RemoteGuard` as a subclass of ``base`` (``LlamaGuard``), for callers that check the type.
+
+    Every public method of the result is :class:`RemoteGuard`'s; ``base.__init__`` never runs (no model, batcher
+    or pool is made here).
+    """
+    if base not in _REMOTE_CLASSES:
+        doc = f"A {base.__name__} whose checks run on a guard server (see :class:`RemoteGuard`)."
+        _REMOTE_CLASSES[base] = type(f"Remote{base.__name__}", (RemoteGuard, base), {"__doc__": doc})
+    return _REMOTE_CLASSES[base]
+
+
+# -- the wire -------------------------------------------------------------------------------------------
+
+
+def _policy_json(policy: Policy) -> dict[str, Any]:
+    """The policy as the server takes it (``fail_mode`` stays here: the server never answers with one)."""
+    data: dict[str, Any] = {"threshold": policy.threshold}
+    if policy.excluded_categories:
+        data["excluded_categories"] = sorted(policy.excluded_categories)
+    if policy.custom_categories:
+        data["custom_categories"] = {c.code: c.description for c in policy.custom_categories}
+    if policy.timeout_s is not None:
+        data["timeout_s"] = policy.timeout_s
+    return data
+
+
+def _prepare(conversation: Any, where: str) -> tuple[Any, list[int] | None]:
+    """A conversation as JSON data, and for a parsed :class:`Conversation` the source message of each message sent."""
+    if isinstance(conversation, Conversation):
+        return _conversation_messages(conversation)
+    return _wire(conversation, where), None
+
+
+def _conversation_messages(conversation: Conversation) -> tuple[list[dict[str, Any]], list[int]]:
+    """A parsed conversation as OpenAI messages, one per block (its texts, then its images), that the server parses
+    back into the same blocks; and each block's source message index (the server numbers the messages it got)."""
+    messages, sources = [], []
+    for role, block in conversation.blocks():
+        parts: list[dict[str, Any]] = [{"type": "text", "text": text} for text in block.texts]
+        parts += [{"type": "image", "image": _wire(image, "image")} for image in block.images]
+        messages.append({"role": "user" if role == "User" else "assistant", "content": parts})
+        sources.append(block.source)
+    return messages, sources
+
+
+def _renumbered(verdict: Verdict, sources: list[int]) -> Verdict:
+    """A verdict on messages sent for a parsed conversation, with the conversation's own message indices."""
+    index = verdict.checked_message_index
+    update = {
+        "checked_message_index": sources[index] if index >= 0 else index,
+        "omitted_messages": sorted({sources[i] for i in verdict.omitted_messages}),
+    }
+    return verdict.model_copy(update=update)
+
+
+def _wire(value: Any, where: str) -> Any:
+    """``value`` as JSON data: image bytes, PIL images and ``pathlib.Path`` images (this process's own, trusted
+    as in ``LlamaGuard``) become data URLs; strings pass as they are (a path string stays a string, and the
+    server refuses it, as the local guard does by default)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _wire(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire(v, where) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _data_url(bytes(value))
+    if isinstance(value, os.PathLike):
+        try:
+            with open(value, "rb") as file:
+                return _data_url(file.read())
+        except OSError as exc:
+            raise InvalidConversationError(f"{where}: image file {os.fspath(value)!r} cannot be read ({exc})") from exc
+    if hasattr(value, "save") and hasattr(value, "size"):  # a PIL image
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        return _data_url(buffer.getvalue())
+    raise InvalidConversationError(
+        f"{where}: a {type(value).__name__} cannot be sent to a guard server; pass OpenAI-format messages "
+        "(strings, dicts, lists; images as bytes, data URLs, PIL images or pathlib.Path)"
+    )
+
+
+def _data_url(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+def _busy(response: httpx.Response) -> bool:
+    return response.status_code in (429, 503) and "retry-after" in response.headers
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers["retry-after"]), 10.0)
+    except ValueError:
+        return 1.0
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON of a 200; a 400 raises the typed error ``LlamaGuard.classify`` raises; any other status is a
+    :class:`ServerError` (the caller's fail mode)."""
+    if response.status_code == 200:
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise ServerError(f"the guard server answered with invalid JSON: {response.text[:200]!r}") from exc
+        if not isinstance(answer, dict):
+            raise ServerError("the guard server answered with something other than a JSON object")
+        return answer
+    message = _message(response)
+    if response.status_code == 400:
+        param = ""
+        try:
+            param = response.json()["error"].get("param") or ""
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+        raise (InvalidPolicyError if param.startswith("policy") else InvalidConversationError)(message)
+    if response.status_code == 504:
+        raise ServerError(f"GuardTimeoutError: {message}")
+    raise ServerError(f"the guard server answered {response.status_code}: {message}")
