@@ -22,6 +22,7 @@ from .core.decision import (
     expect_scores,
     failure_verdict,
     merge_windows,
+    raise_unless_allowed,
     with_depth,
 )
 from .core.depth import load_identifier
@@ -30,7 +31,6 @@ from .core.errors import (
     GuardTimeoutError,
     InvalidConversationError,
     ModelOutputError,
-    UnsafeContentError,
 )
 from .core.images import ImageLimits
 from .core.policy import DEFAULT_POLICY, Policy
@@ -184,17 +184,12 @@ class LlamaGuard:
         return [self._emit(v, len(items)) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
-        """Like :meth:`classify`, but raise :class:`UnsafeContentError` when the verdict is unsafe."""
-        verdict = self.classify(conversation, policy=policy)
-        if not verdict.safe:
-            raise UnsafeContentError(verdict, stage)
-        return verdict
+        """Like :meth:`classify`, but raise :class:`UnsafeContentError` unless the content may proceed (a verdict in
+        the policy's grey zone raises :class:`ReviewRequired`)."""
+        return raise_unless_allowed(self.classify(conversation, policy=policy), stage)
 
     async def acheck(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
-        verdict = await self.aclassify(conversation, policy=policy)
-        if not verdict.safe:
-            raise UnsafeContentError(verdict, stage)
-        return verdict
+        return raise_unless_allowed(await self.aclassify(conversation, policy=policy), stage)
 
     # -- prompts ----------------------------------------------------------------------------------
 

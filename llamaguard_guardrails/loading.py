@@ -170,7 +170,7 @@ def from_vllm_engine(
 def from_server(cls: type[Any], url: str, *, api_key: str | None = None, **options: Any) -> Any:
     """A guard on a ``llamaguard-guardrails serve`` server: a ``cls`` whose checks are
     :class:`~llamaguard_guardrails.serve.client.RemoteGuard`'s (the server runs the whole check and returns its
-    verdict; no weights or tokenizer here). Every adapter takes it in place of a local ``LlamaGuard``. ``options``: ``policy``, ``sink``, ``timeout_s``, ``max_retries``,
+    verdict; no weights or tokenizer here). Every adapter takes it in place of a local ``LlamaGuard``. ``options``: ``policy``, ``on_verdict``, ``timeout_s``, ``max_retries``,
     ``batch_size``, ``verify``, ``model``.
 
     >>> guard = LlamaGuard.from_server("http://127.0.0.1:8000", api_key="...")  # doctest: +SKIP

@@ -100,6 +100,16 @@ def attach_context(carrier: Mapping[str, str]) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def context_headers() -> dict[str, str]:
+    """The current trace context as HTTP headers (``traceparent`` ...), for a call to a served guard: its checks then
+    join the caller's trace. Empty without ``opentelemetry-api`` or outside a trace."""
+    if trace is None:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
 def record_check(verdict: Verdict, *, model: str = "", backend: str = "", batch_size: int = 1) -> None:
     """One span for one check that ended now and took ``verdict.latency_ms``; never raises."""
     if trace is None:

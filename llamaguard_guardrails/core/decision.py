@@ -15,7 +15,7 @@ from typing import Any
 from .categories import category_name
 from .conversation import Conversation
 from .depth import Depth, assess
-from .errors import ModelOutputError
+from .errors import ModelOutputError, ReviewRequired, UnsafeContentError
 from .policy import Policy
 from .prompt import EOT, Prompt
 from .scores import AnswerScores
@@ -246,3 +246,13 @@ __all__ = [
     "parse_category_line",
     "with_depth",
 ]
+
+
+def raise_unless_allowed(verdict: Verdict, stage: str | None = None) -> Verdict:
+    """``verdict`` when its content may proceed (outcome ``allow``); else :class:`ReviewRequired` (the grey zone,
+    no human to ask here) or :class:`UnsafeContentError` — what ``LlamaGuard.check`` does with a verdict."""
+    if verdict.outcome == "review":
+        raise ReviewRequired(verdict, stage)
+    if verdict.outcome != "allow":
+        raise UnsafeContentError(verdict, stage)
+    return verdict

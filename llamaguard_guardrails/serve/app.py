@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from .. import tracing
 from ..core.errors import GuardClosedError, InvalidConversationError, InvalidPolicyError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
@@ -279,7 +280,8 @@ def _install_routes(app: FastAPI, state: _State) -> None:
             started = time.perf_counter()
             code = 500
             try:
-                result = await handler(*args)
+                with tracing.attach_context(request.headers):  # checks join the caller's trace (traceparent)
+                    result = await handler(*args)
                 code = 200
                 return result
             except ServeError as exc:

@@ -12,7 +12,7 @@ What stays here is only what cannot be decided remotely: a check the server coul
 request the server refuses as bad input raises the same typed error ``LlamaGuard.classify`` raises.
 
 It has the methods the adapters use (``classify``, ``aclassify``, ``classify_batch``, ``check``, ``acheck``,
-``close``, ``policy``, ``sink``, ``model_name``), and ``LlamaGuard.from_server`` returns it as a subclass of
+``close``, ``policy``, ``on_verdict``, ``model_name``), and ``LlamaGuard.from_server`` returns it as a subclass of
 ``LlamaGuard`` (:func:`remote_class`: adapters that check the type, like LangChain's pydantic fields, accept it),
 so LangChain, the Llama Stack provider, ``moderate`` and ``evaluate`` run on a shared server unchanged. This
 module never imports the facade (``loading.py`` hands the class in).
@@ -32,18 +32,19 @@ from typing import Any
 
 import httpx
 
+from .. import tracing
 from ..core.conversation import Conversation
-from ..core.decision import failure_verdict
+from ..core.decision import failure_verdict, raise_unless_allowed
 from ..core.errors import (
     GuardClosedError,
     GuardError,
     GuardTimeoutError,
     InvalidConversationError,
     InvalidPolicyError,
-    UnsafeContentError,
 )
 from ..core.policy import DEFAULT_POLICY, Policy
 from ..core.verdict import Verdict
+from ..enforce import OnVerdict, report
 
 log = logging.getLogger("llamaguard_guardrails")
 
@@ -72,7 +73,7 @@ class RemoteGuard:
         *,
         api_key: str | None = None,
         policy: Policy | None = None,
-        sink: VerdictSink | None = None,
+        on_verdict: OnVerdict | None = None,
         timeout_s: float = 60.0,
         max_retries: int = 2,
         batch_size: int = 32,
@@ -83,7 +84,7 @@ class RemoteGuard:
         self._own_policy = policy
         #: The policy whose fail mode applies when the server cannot answer (the server's policy decides otherwise).
         self.policy = policy or DEFAULT_POLICY
-        self.sink = sink
+        self.on_verdict = on_verdict
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.batch_size = batch_size
@@ -181,16 +182,10 @@ class RemoteGuard:
         return [self._emit(v) for v in verdicts]
 
     def check(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
-        verdict = self.classify(conversation, policy=policy)
-        if not verdict.safe:
-            raise UnsafeContentError(verdict, stage)
-        return verdict
+        return raise_unless_allowed(self.classify(conversation, policy=policy), stage)
 
     async def acheck(self, conversation: Any, *, policy: Policy | None = None, stage: str | None = None) -> Verdict:
-        verdict = await self.aclassify(conversation, policy=policy)
-        if not verdict.safe:
-            raise UnsafeContentError(verdict, stage)
-        return verdict
+        return raise_unless_allowed(await self.aclassify(conversation, policy=policy), stage)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -231,7 +226,7 @@ class RemoteGuard:
 
     def _call(self, policy: Policy) -> dict[str, Any]:
         timeout = self.timeout_s if policy.timeout_s is None else policy.timeout_s + NETWORK_MARGIN_S
-        return {"timeout": timeout, "headers": {"content-type": "application/json"}}
+        return {"timeout": timeout, "headers": {"content-type": "application/json", **tracing.context_headers()}}
 
     def _post(self, send: Callable[[], httpx.Response]) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
@@ -285,12 +280,7 @@ class RemoteGuard:
         return failure_verdict(error, policy, latency_ms=(time.perf_counter() - started) * 1000)
 
     def _emit(self, verdict: Verdict) -> Verdict:
-        if self.sink is not None:
-            try:
-                self.sink(verdict)
-            except Exception:
-                log.exception("verdict sink failed")
-        return verdict
+        return report(verdict, "input" if verdict.checked_role == "User" else "output", self.on_verdict)
 
 
 _REMOTE_CLASSES: dict[type, type] = {}

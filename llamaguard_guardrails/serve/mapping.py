@@ -3,8 +3,9 @@
 Every result carries all thirteen OpenAI category keys (so ``openai``'s ``Moderation`` model parses it
 unchanged) and one key per Llama Guard code of the policy (``S1`` ... ``S14``, custom ``S15`` ...). A
 code sets its own key and the OpenAI keys it falls under (:data:`OPENAI_KEYS`); codes with no OpenAI
-counterpart (S6, S7, S8, S13, S14, custom) set only their own key. ``flagged`` is the verdict itself
-(``not verdict.safe``), never derived from the keys.
+counterpart (S6, S7, S8, S13, S14, custom) set only their own key. ``flagged`` is the verdict itself, never
+derived from the keys: true unless the outcome is ``allow``, so a verdict in the policy's grey zone (``review``:
+a moderation endpoint has no human to ask) is held back, and ``llama_guard.outcome`` says it waits for review.
 
 Llama Guard 4 gives one probability that the content is unsafe, not one per category: a key that is set
 scores that probability, every other key 0.0.
@@ -71,7 +72,7 @@ def moderation_result(verdict: Verdict, policy: Policy, *, has_images: bool = Fa
     inputs = ("text", "image") if has_images else ("text",)
     applied = {key: [t for t in OPENAI_CATEGORIES.get(key, ("text", "image")) if t in inputs] for key in keys}
     return {
-        "flagged": not verdict.safe,
+        "flagged": verdict.outcome != "allow",
         "categories": {key: key in hit for key in keys},
         "category_scores": {key: verdict.unsafe_probability if key in hit else 0.0 for key in keys},
         "category_applied_input_types": applied,
@@ -83,6 +84,9 @@ def llama_guard_detail(verdict: Verdict) -> dict[str, Any]:
     """The Llama Guard part of a moderation result (OpenAI clients ignore it)."""
     return {
         "status": verdict.status,
+        "outcome": verdict.outcome,
+        "languages": list(verdict.languages),
+        "out_of_depth": list(verdict.out_of_depth),
         "categories": list(verdict.categories),
         "category_names": list(verdict.category_names),
         "unsafe_probability": verdict.unsafe_probability,
