@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llamaguard_guardrails.evaluation import evaluate
-from llamaguard_guardrails.guard import load_prompt_builder
+from llamaguard_guardrails.loading import load_prompt_builder
 from test_evaluate import HAND_SET, Factory, row, write_jsonl
 
 pytest.importorskip("sklearn")
