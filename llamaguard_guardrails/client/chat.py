@@ -11,7 +11,8 @@ from typing import Any
 
 from ..core.conversation import MESSAGE_CONTENT_KEYS, MESSAGE_METADATA_KEYS
 from ..core.errors import InvalidConversationError
-from .fields import ASSISTANT_TEXT, Check, as_dict, filled, get, only_known, output_stage, text_piece
+from ..core.values import plain_dict
+from .fields import ASSISTANT_TEXT, Check, filled, get, only_known, output_stage, text_piece
 
 #: Choice fields with no content of their own (``logprobs`` hold the tokens of the text that is checked).
 CHOICE_METADATA = frozenset({"index", "finish_reason", "logprobs", "stop_reason"})
@@ -25,7 +26,7 @@ def chat_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     messages = request.get("messages")
     if isinstance(messages, str | bytes) or messages is None:
         raise InvalidConversationError("chat.completions.create needs messages=[{'role': 'user', 'content': ...}]")
-    out = [as_dict(m, f"message {n}") for n, m in enumerate(messages)]
+    out = [plain_dict(m, f"message {n}") for n, m in enumerate(messages)]
     if not out:
         raise InvalidConversationError("chat.completions.create got an empty messages list")
     return out
@@ -34,7 +35,8 @@ def chat_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
 def chat_output_checks(messages: list[dict[str, Any]], completion: Any) -> list[Check]:
     """One check per choice: its whole message (text, refusal, reasoning, annotations, tool calls) as one turn."""
     answers = [
-        as_dict(c.get("message") or {}, f"choice {n} message") for n, c in enumerate(_choices(completion, "completion"))
+        plain_dict(c.get("message") or {}, f"choice {n} message")
+        for n, c in enumerate(_choices(completion, "completion"))
     ]
     return _answer_checks(messages, answers)
 
@@ -45,7 +47,7 @@ def chat_stream_checks(messages: list[dict[str, Any]], chunks: list[Any]) -> lis
     for n, chunk in enumerate(chunks):
         for choice in _choices(chunk, f"chunk {n}"):
             answer = answers.setdefault(choice.get("index") or 0, {"role": "assistant"})
-            _add_delta(answer, as_dict(choice.get("delta") or {}, f"chunk {n} delta"))
+            _add_delta(answer, plain_dict(choice.get("delta") or {}, f"chunk {n} delta"))
     for answer in answers.values():
         for n, call in enumerate(answer.get("tool_calls", [])):
             call["id"] = call["id"] or f"call_{n}"  # a nameless call stays nameless: the core refuses it
@@ -56,7 +58,7 @@ def chat_chunk_text(chunk: Any) -> str | None:
     """The plain text a chunk adds (every choice's ``content``), or ``None`` when it carries anything else."""
     texts = []
     for n, choice in enumerate(_choices(chunk, "chunk")):
-        delta = as_dict(choice.get("delta") or {}, f"chunk choice {n} delta")
+        delta = plain_dict(choice.get("delta") or {}, f"chunk choice {n} delta")
         content = delta.get("content")
         if any(filled(v) for k, v in delta.items() if k not in ("role", "content")) or not isinstance(
             content, str | None
@@ -78,7 +80,7 @@ def _answer_checks(messages: list[dict[str, Any]], answers: list[dict[str, Any]]
 
 
 def _choices(obj: Any, where: str) -> list[dict[str, Any]]:
-    choices = [as_dict(c, f"{where} choice {n}") for n, c in enumerate(get(obj, "choices") or [])]
+    choices = [plain_dict(c, f"{where} choice {n}") for n, c in enumerate(get(obj, "choices") or [])]
     for n, choice in enumerate(choices):
         only_known(choice, CHOICE_METADATA | {"message", "delta"}, f"{where} choice {n}")
     return choices
@@ -93,7 +95,7 @@ def _add_delta(answer: dict[str, Any], delta: dict[str, Any]) -> None:
             answer[key] = answer.get(key, "") + text_piece(value, f"streamed {key}")
         elif key == "tool_calls" and isinstance(value, list):
             for fragment in value:
-                _add_call_fragment(answer.setdefault("tool_calls", []), as_dict(fragment, "streamed tool call"))
+                _add_call_fragment(answer.setdefault("tool_calls", []), plain_dict(fragment, "streamed tool call"))
         elif key == "function_call" and isinstance(value, Mapping):
             _merge_function(answer.setdefault("function_call", {}), value, "streamed function_call")
         else:
@@ -114,7 +116,7 @@ def _add_call_fragment(calls: list[dict[str, Any]], fragment: dict[str, Any]) ->
         calls.append({"id": None, "type": "function", "function": {}})
     if call_id:
         calls[index]["id"] = call_id
-    _merge_function(calls[index]["function"], as_dict(fragment.get("function") or {}, "function"), "tool call")
+    _merge_function(calls[index]["function"], plain_dict(fragment.get("function") or {}, "function"), "tool call")
 
 
 def _merge_function(function: dict[str, Any], fragment: Mapping[str, Any], where: str) -> None:

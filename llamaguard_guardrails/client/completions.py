@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import InvalidConversationError
-from .fields import Check, as_dict, get, only_known, text_piece
+from ..core.values import plain_dict
+from .fields import Check, get, only_known, text_piece
 
 CHOICE_FIELDS = frozenset({"index", "text", "finish_reason", "logprobs", "stop_reason"})
 
@@ -44,7 +45,7 @@ def completion_chunk_text(chunk: Any) -> str | None:
     """The text a streamed chunk adds (every choice's), or ``None`` when a choice holds anything else."""
     texts = []
     for raw in get(chunk, "choices") or []:
-        choice = as_dict(raw, "chunk choice")
+        choice = plain_dict(raw, "chunk choice")
         text = choice.get("text")
         if set(choice) - CHOICE_FIELDS or not isinstance(text, str | None):
             return None
@@ -54,7 +55,7 @@ def completion_chunk_text(chunk: Any) -> str | None:
 
 def _add_choices(texts: dict[int, str], obj: Any, where: str) -> None:
     for n, raw in enumerate(get(obj, "choices") or []):
-        choice = as_dict(raw, f"{where} choice {n}")
+        choice = plain_dict(raw, f"{where} choice {n}")
         only_known(choice, CHOICE_FIELDS, f"{where} choice {n}")
         index = choice.get("index") or 0
         texts[index] = texts.get(index, "") + text_piece(choice.get("text"), f"{where} choice {n} text")

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..core import messages as build
 from ..core.errors import InvalidConversationError
-from .fields import Check, as_dict, filled, get, json_text, only_known, output_stage, text_piece
+from ..core.values import json_text, plain_dict
+from .fields import Check, filled, get, only_known, output_stage, text_piece
 
 #: Responses items by type: every field each may hold (what is shown to the guard, and ids / status).
 ITEM_FIELDS: dict[str, frozenset[str]] = {
@@ -80,7 +81,7 @@ def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     if items is None or isinstance(items, bytes | Mapping):
         raise InvalidConversationError("responses.create needs input= a string or a list of input items")
     for n, raw in enumerate(items):
-        item = as_dict(raw, f"input item {n}")
+        item = plain_dict(raw, f"input item {n}")
         if (item.get("type") or ("message" if "role" in item else None)) == "message":
             messages.append({**item, "role": item.get("role", "user")})  # the core checks every key
             continue
@@ -96,14 +97,14 @@ def responses_output_checks(messages: list[dict[str, Any]], response: Any) -> li
     """The answer with every tool call it makes (one assistant turn), then server-side tool outputs."""
     turn = _Turn()
     for n, item in enumerate(get(response, "output") or []):
-        turn.add_item(as_dict(item, f"output item {n}"), f"output item {n}")
+        turn.add_item(plain_dict(item, f"output item {n}"), f"output item {n}")
     return turn.checks(messages)
 
 
 def response_event_text(event: Any) -> str | None:
     """The plain answer text an event adds (``""`` for events that open a response, an item or a part with
     nothing in them yet), or ``None`` when it carries anything else."""
-    data = as_dict(event, "stream event")
+    data = plain_dict(event, "stream event")
     kind = data.get("type")
     if kind == "response.output_text.delta":
         delta = data.get("delta")
@@ -115,7 +116,7 @@ def response_event_text(event: Any) -> str | None:
         "response.content_part.added": "part",
     }
     if kind in empty:
-        inner = as_dict(data.get(empty[kind]) or {}, "stream event")
+        inner = plain_dict(data.get(empty[kind]) or {}, "stream event")
         held = {k: v for k, v in inner.items() if k not in ("type", "id", "status", "role") and filled(v)}
         if empty[kind] == "response":  # the response's settings (model, tools ...) are not answer content
             held = {k: v for k, v in held.items() if k in ("output", "output_text", "error")}
@@ -131,15 +132,15 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
     texts: list[tuple[str, Any, str]] = []  # (kind, item id, text) of done events and streamed parts
     names: dict[Any, tuple[Any, Any]] = {}  # item id -> (call id, tool name), for streamed arguments
     for n, raw in enumerate(events):
-        event = as_dict(raw, f"stream event {n}")
+        event = plain_dict(raw, f"stream event {n}")
         kind, where = event.get("type"), f"stream event {n} ({event.get('type')})"
         items: list[Any] = []
         if kind in RESPONSE_EVENTS:
-            items = list(as_dict(event.get("response") or {}, where).get("output") or [])
+            items = list(plain_dict(event.get("response") or {}, where).get("output") or [])
         elif kind in ITEM_EVENTS:
             items = [event.get("item")]
         elif kind in PART_EVENTS:
-            part = as_dict(event.get("part") or {}, where)
+            part = plain_dict(event.get("part") or {}, where)
             if part.get("type") in ("reasoning_text", "summary_text"):
                 texts.append(("reasoning", event.get("item_id"), text_piece(part.get("text"), where)))
             else:
@@ -159,7 +160,7 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
                 f"stream event {n} has type {kind!r}, which the client-side guard cannot check; nothing was released"
             )
         for m, raw_item in enumerate(items):
-            item = as_dict(raw_item, f"{where} item {m}")
+            item = plain_dict(raw_item, f"{where} item {m}")
             turn.add_item(item, f"{where} item {m}")
             names[item.get("id")] = (item.get("call_id") or item.get("id"), item.get("name"))
     texts += [(text_kind, item_id, text) for (text_kind, item_id, _), text in deltas.items()]
@@ -190,7 +191,7 @@ class _Turn:
         if kind == "message":
             content = item.get("content")
             for part in [content] if isinstance(content, str) else content or []:
-                self.add_part({"type": "text", "text": part} if isinstance(part, str) else as_dict(part, where))
+                self.add_part({"type": "text", "text": part} if isinstance(part, str) else plain_dict(part, where))
         elif kind == "reasoning":
             fields = ("summary", "content", "encrypted_content")
             self.add_part({"type": "reasoning", **{k: item[k] for k in fields if k in item}})
@@ -287,7 +288,7 @@ def _part_texts(parts: list[dict[str, Any]], kind: str) -> set[str]:
 def _search_results(results: Any, where: str) -> str:
     shown = []
     for n, raw in enumerate(results):
-        result = as_dict(raw, f"{where} result {n}")
+        result = plain_dict(raw, f"{where} result {n}")
         only_known(result, SEARCH_RESULT_FIELDS, f"{where} result {n}")
         attributes = f" {json.dumps(result['attributes'], ensure_ascii=False)}" if result.get("attributes") else ""
         shown.append(
