@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import (
@@ -82,31 +83,23 @@ class Policy(BaseModel):
     # model_validate(_json/_strings), model_copy(update=...) and model_construct (pydantic skips validation in
     # the last two; here they validate).
     def __init__(self, **data: Any) -> None:
-        try:
+        with _policy_errors():
             super().__init__(**data)
-        except ValidationError as exc:
-            raise _invalid(exc) from exc
 
     @classmethod
     def model_validate(cls, obj: Any, **options: Any) -> Policy:  # type: ignore[override]
-        try:
+        with _policy_errors():
             return super().model_validate(obj, **options)
-        except ValidationError as exc:
-            raise _invalid(exc) from exc
 
     @classmethod
     def model_validate_json(cls, json_data: Any, **options: Any) -> Policy:  # type: ignore[override]
-        try:
+        with _policy_errors():
             return super().model_validate_json(json_data, **options)
-        except ValidationError as exc:
-            raise _invalid(exc) from exc
 
     @classmethod
     def model_validate_strings(cls, obj: Any, **options: Any) -> Policy:  # type: ignore[override]
-        try:
+        with _policy_errors():
             return super().model_validate_strings(obj, **options)
-        except ValidationError as exc:
-            raise _invalid(exc) from exc
 
     @classmethod
     def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Policy:  # type: ignore[override]
@@ -174,6 +167,15 @@ class Policy(BaseModel):
     @property
     def custom_names(self) -> dict[str, str]:
         return {c.code: c.description for c in self.custom_categories}
+
+
+@contextlib.contextmanager
+def _policy_errors() -> Iterator[None]:
+    """Pydantic's ``ValidationError`` raised inside, as one :class:`InvalidPolicyError` (see :func:`_invalid`)."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
 
 
 def _invalid(exc: ValidationError) -> InvalidPolicyError:
