@@ -321,13 +321,13 @@ def test_a_recursion_or_memory_error_on_a_row_is_an_invalid_row(
 ):
     parse = local_engine.parse_conversation
 
-    def hostile_parse(messages):
+    def hostile_parse(messages, **options):
         text = json.dumps(messages)
         if "sourdough" in text:
             raise RecursionError("maximum recursion depth exceeded")
         if "photosynthesis" in text:
             raise MemoryError
-        return parse(messages)
+        return parse(messages, **options)
 
     monkeypatch.setattr(local_engine, "parse_conversation", hostile_parse)
     out = tmp_path / "faults.jsonl"
