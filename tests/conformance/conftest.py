@@ -27,6 +27,8 @@ class Env:
         self._servers = servers
         self._guards: dict[str, LlamaGuard] = {}
         self._fresh: list[LlamaGuard] = []
+        self._served: dict[str, Any] = {}
+        self._remote: dict[str, LlamaGuard] = {}
         self.tmp_path: Path = Path()
         self.monkeypatch: pytest.MonkeyPatch | None = None
 
@@ -42,6 +44,24 @@ class Env:
         self._fresh.append(guard)
         return guard
 
+    def served_url(self, variant: str = "default") -> str:
+        """The URL of ``llamaguard-guardrails serve``'s app over the shared guard of ``variant`` (one server each,
+        started on first use)."""
+        if variant not in self._served:
+            from llamaguard_guardrails.serve.app import create_app
+            from llamaguard_guardrails.serve.background import BackgroundServer
+
+            self._served[variant] = BackgroundServer(create_app(self.guard(variant), warm=False)).start().wait_ready()
+        return self._served[variant].url
+
+    def served_guard(self, variant: str = "default") -> LlamaGuard:
+        """``LlamaGuard.from_server`` on :meth:`served_url`, with the variant's policy (the server always fails
+        closed; the client applies its policy's fail mode to a check the server could not finish)."""
+        if variant not in self._remote:
+            url = self.served_url(variant)
+            self._remote[variant] = LlamaGuard.from_server(url, policy=POLICIES[variant], max_retries=0)
+        return self._remote[variant]
+
     @property
     def upstream(self) -> Any:
         return self._servers.upstream()
@@ -56,8 +76,13 @@ class Env:
             guard.backend.release.clear()
 
     def close(self) -> None:
+        for remote in self._remote.values():
+            remote.close()
         for guard in [*self._guards.values(), *self._fresh]:
             guard.backend.release.set()
+        for server in self._served.values():
+            server.stop()
+        for guard in [*self._guards.values(), *self._fresh]:
             guard.close()
 
 

@@ -1,7 +1,7 @@
 """The conformance suite: the same attacks and faults through every entry point of the guard.
 
 Rows: entry points (:mod:`.entry_points`, :mod:`.entry_points_langchain`, :mod:`.entry_points_llama_stack`,
-:mod:`.entry_points_client`).
+:mod:`.entry_points_client`, :mod:`.entry_points_serve`).
 Columns: cases (:mod:`.cases`), grouped by property: (a) the unsafe word in any channel blocks, (b) unknown or
 partial items raise a typed error or block, (c) model faults block (fail-open passes loudly), (d) nothing is
 released before the check covering it returned. A cell that makes no sense is skipped with its reason; a
@@ -24,6 +24,7 @@ from .entry_points import CORE, SCALE, EntryPoint
 from .entry_points_client import CLIENT
 from .entry_points_langchain import LANGCHAIN
 from .entry_points_llama_stack import LLAMA_STACK
+from .entry_points_serve import SERVE
 from .known_holes import hole
 
 pytestmark = [
@@ -32,7 +33,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),  # nameless tool calls
 ]
 
-ENTRY_POINTS: list[EntryPoint] = [*CORE, *LANGCHAIN, *LLAMA_STACK, *CLIENT, *SCALE]
+ENTRY_POINTS: list[EntryPoint] = [*CORE, *LANGCHAIN, *LLAMA_STACK, *CLIENT, *SERVE, *SCALE]
 DOWNSTREAM = ("model-called", "tool-ran", "upstream-called")
 
 
