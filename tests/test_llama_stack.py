@@ -1013,7 +1013,7 @@ def test_wrapper_refuses_an_answer_with_audio_it_cannot_hear(raw_client, keyword
     from llamaguard_guardrails import InvalidConversationError
 
     guarded = guard_client(raw_client, keyword_guard)
-    with pytest.raises(InvalidConversationError, match=r"'audio'.*cannot check"):
+    with pytest.raises(InvalidConversationError, match=r"'audio'.*must see it or refuse it"):
         guarded.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "scenario:audio"}])
 
 

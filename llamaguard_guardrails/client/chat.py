@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.conversation import MESSAGE_CONTENT_KEYS, MESSAGE_METADATA_KEYS
-from ..core.errors import InvalidConversationError
+from ..core.errors import InvalidConversationError, shown_name
 from ..core.values import plain_dict
 from .fields import ASSISTANT_TEXT, Check, filled, get, only_known, output_stage, text_piece
 
@@ -100,7 +100,7 @@ def _add_delta(answer: dict[str, Any], delta: dict[str, Any]) -> None:
             _merge_function(answer.setdefault("function_call", {}), value, "streamed function_call")
         else:
             raise InvalidConversationError(
-                f"a streamed chat delta has {key!r} ({type(value).__name__}), which the client-side guard cannot "
+                f"a streamed chat delta has {shown_name(key)} ({type(value).__name__}), which the client-side guard cannot "
                 "check; nothing was released"
             )
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core import messages as build
-from ..core.errors import InvalidConversationError
+from ..core.errors import InvalidConversationError, shown_name
 from ..core.values import json_text, plain_dict
 from .fields import Check, filled, get, only_known, output_stage, text_piece
 
@@ -157,7 +157,7 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
             turn.add_part({"type": "text", "text": "", "annotations": [event.get("annotation")]})
         elif kind not in NO_CONTENT_EVENTS:
             raise InvalidConversationError(
-                f"stream event {n} has type {kind!r}, which the client-side guard cannot check; nothing was released"
+                f"stream event {n} has type {shown_name(kind)}, which the client-side guard cannot check; nothing was released"
             )
         for m, raw_item in enumerate(items):
             item = plain_dict(raw_item, f"{where} item {m}")
@@ -184,7 +184,7 @@ class _Turn:
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind not in ITEM_FIELDS:
             raise InvalidConversationError(
-                f"{where} has type {kind!r}, which the client-side guard cannot check; supported: "
+                f"{where} has type {shown_name(kind)}, which the client-side guard cannot check; supported: "
                 f"{', '.join(ITEM_FIELDS)}"
             )
         only_known(item, ITEM_FIELDS[kind], f"{where} ({kind})")

@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from .. import tracing
-from ..core.errors import GuardClosedError, InvalidConversationError, InvalidPolicyError
+from ..core.errors import GuardClosedError, InvalidConversationError, InvalidPolicyError, shown_name
 from ..core.policy import Policy
 from ..core.verdict import Verdict
 from .mapping import moderation_result
@@ -204,7 +204,7 @@ class _State:
         if model is not None and model not in names:
             raise ServeError(
                 404,
-                f"model {model!r} is not served here; leave `model` out or use one of {names}",
+                f"model {shown_name(model)} is not served here; leave `model` out or use one of {names}",
                 kind="invalid_request_error",
                 code="model_not_found",
                 param="model",
