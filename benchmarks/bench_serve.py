@@ -3,7 +3,7 @@
     python benchmarks/bench_serve.py           # the "bench"-size test model (~3 min on 2 cores)
     python benchmarks/bench_serve.py --quick   # the tiny test model, few repetitions (proves it runs)
 
-Three rows (issue 22's targets in brackets):
+Three rows (their targets in brackets):
 - served vs in-process, one client: a check through ``POST /v1/moderations`` on 127.0.0.1 (keep-alive
   connection) over the same check in-process (``guard.classify``) [<= 1.15x];
 - 16 concurrent clients vs one: throughput of the server (its micro-batcher coalesces them) [>= 2x];

@@ -1,4 +1,4 @@
-"""Issue 21 class 10: one bad row never fails a batch, on every batch path.
+"""One bad row never fails a batch, on every batch path.
 
 Each kind of bad row (a number, null, an object without messages, a list of numbers, an unreadable image,
 an unknown role, an oversized cell) is put at each position of a batch, on each batch path: Ray's

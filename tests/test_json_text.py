@@ -1,4 +1,4 @@
-"""Issue 21 class 4: the guard sees the bytes the model gets.
+"""The guard sees the bytes the model gets.
 
 Tool-call arguments are JSON text; the guard is shown them decoded but otherwise as written: every pair of
 every object (repeated keys too, in order), number literals as written, escapes decoded. Generated here:

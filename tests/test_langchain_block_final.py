@@ -1,4 +1,4 @@
-"""Issue 21, class 8: a block is final. No LangChain composition that recovers from errors (fallbacks,
+"""A block is final. No LangChain composition that recovers from errors (fallbacks,
 retries, tool error handlers, batches with ``return_exceptions``, ``except Exception``) turns a block into a
 detour that sends the blocked content on: every composition × every entry point, the other model never
 receives it."""

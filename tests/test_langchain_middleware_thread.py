@@ -1,4 +1,4 @@
-"""Issue 21, class 2: blocked content never reaches a model later, and everything new is checked once.
+"""Blocked content never reaches a model later, and everything new is checked once.
 
 Checkpointed ``create_agent`` threads (LangGraph's ``InMemorySaver``): whatever way unsafe content enters the
 thread (a user turn, several messages at once, AI / tool / system messages added with ``update_state``, a

@@ -1,4 +1,4 @@
-"""Issue 21 class 9: files and outputs are safe to trust.
+"""Files and outputs are safe to trust.
 
 Every writer (``moderate``'s output, ``evaluate --report``, ``EvaluationReport.to_json``, ``save_plots``,
 ``make-test-model``) refuses a path that is one of its inputs however it is spelled (the same path, a symlink,

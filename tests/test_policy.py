@@ -51,7 +51,7 @@ def test_policies_are_immutable_and_derivable():
         base.threshold = 0.1  # type: ignore[misc]
 
 
-# -- issue 21 class 5: every way to build a policy validates, with a typed error naming the setting ------------
+# -- every way to build a policy validates, with a typed error naming the setting ------------
 
 BAD_VALUES = {
     "threshold": [True, False, "0.5", b"0.5", None, float("nan"), float("inf"), -0.1, 1.5, [0.5], {"x": 1}],

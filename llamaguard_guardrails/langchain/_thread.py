@@ -1,4 +1,4 @@
-"""What an agent's thread keeps of the guard's work (issue 21, class 2): which messages were checked, and
+"""What an agent's thread keeps of the guard's work: which messages were checked, and
 placeholders where blocked content was.
 
 A thread's state outlives a run (a checkpointer keeps it), and anything can add to it between checks: a new

@@ -308,7 +308,7 @@ class GuardChainAStreamWindowed(GuardChainAStream):
 
 
 class GuardChainFallbacks(GuardChain):
-    """``guard_chain(model, guard).with_fallbacks([other])`` (issue 21, class 8): a block is final, so the
+    """``guard_chain(model, guard).with_fallbacks([other])``: a block is final, so the
     other model never runs; it answering is a pass."""
 
     id = "guard_chain .with_fallbacks"
@@ -410,7 +410,7 @@ def _worst(outcomes: list[Result]) -> Result:
 
 
 def agent_outcome(case: Case, word: str, model: ScriptedChat, inputs: list[Any], final: list[Any], released: list[str]) -> Result:
-    """passed: the payload reached the model (from outside it), a tool, or the messages the run produced,
+    """Passed: the payload reached the model (from outside it), a tool, or the messages the run produced,
     unblocked; blocked: a refusal or blocked tool message stands in for it."""
     marks = payloads(case, word)
     produced = final[len(inputs):]
@@ -518,7 +518,7 @@ class MiddlewareStream(Middleware):
 
 
 class MiddlewareThread(Middleware):
-    """A checkpointed thread (issue 21, class 2): the case as one turn, then a benign turn. Blocked content
+    """A checkpointed thread: the case as one turn, then a benign turn. Blocked content
     must leave the thread's state (a placeholder stands in) and reach no model on the next turn, and the next
     turn must be answered, not refused because of it."""
 

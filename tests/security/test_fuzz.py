@@ -194,7 +194,7 @@ def test_the_langchain_runnable_gives_the_value_or_a_typed_error(fuzz_guard, val
     runnable = LlamaGuardRunnable(fuzz_guard)
     try:
         assert runnable.invoke(value) is value
-    except (GuardError, UnsafeContentError) as exc:  # a block is final: not a GuardError (issue 21)
+    except (GuardError, UnsafeContentError) as exc:  # a block is final: not a GuardError
         assert str(exc).strip()
 
 

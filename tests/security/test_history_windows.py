@@ -1,4 +1,4 @@
-"""Issue 21 class 1 - what the model receives is classified, even past the context limit.
+"""What the model receives is classified, even past the context limit.
 
 Over ``max_prompt_tokens`` the oldest messages are left out of the last message's context; they are then
 classified in history windows (each of one role, so every message a window holds is part of the message it

@@ -1,4 +1,4 @@
-"""Issue 21 class 6: what a conversation's images may cost is bounded in aggregate, before decoding.
+"""What a conversation's images may cost is bounded in aggregate, before decoding.
 
 Generated instances: many small images summing over the pixel budget, one huge image, animations with
 many frames, multi-page TIFFs whose later pages are larger, header-only decompression bombs, and encoded

@@ -75,7 +75,7 @@ def test_long_history_keeps_the_last_message_and_reports_exactly_what_was_left_o
     assert omitted and omitted == set(range(len(messages) - 1)) - shown  # reported == missing
     assert verdict.omitted_messages == list(range(len(omitted)))  # the oldest ones
     assert guard.backend.seen[-1 - len(windows)] in text
-    # ... and classified, in history windows (issue 21): each omitted message's marker reaches one of them
+    # ... and classified, in history windows: each omitted message's marker reaches one of them
     assert verdict.history_windows == len(windows) > 0 and all(w.history for w in windows)
     checked = " ".join(guard.backend.seen[-len(windows) :])
     assert {int(n) for n in re.findall(r"msg-(\d{4})", checked)} == omitted

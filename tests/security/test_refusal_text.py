@@ -1,4 +1,4 @@
-"""Issue 21 class 7 - a refusal never carries content.
+"""A refusal never carries content.
 
 Refusals and error texts can flow back into a conversation (a tool refusal or a tool error is read by the
 agent's model), so they carry codes, fixed names and numbers only. Generated here: free-text, garbage and
