@@ -90,6 +90,21 @@ def test_a_path_string_is_refused_like_in_process(remote, guard, tmp_path):
     assert str(local.value) in str(served.value)
 
 
+def test_an_image_file_over_the_budget_is_refused_before_it_is_read_whole(remote, guard, tmp_path, monkeypatch):
+    """A ``pathlib.Path`` image is read at most up to a conversation's image byte budget, like a local guard's."""
+    from llamaguard_guardrails import InvalidImageError
+    from llamaguard_guardrails.serve import client
+
+    monkeypatch.setattr(client, "MAX_IMAGE_BYTES", 1_000)
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    big.write_bytes(png_bytes(make_image(8, 8)) + b"\0" * 2_000)
+    small.write_bytes(png_bytes(make_image(8, 8)))
+    with pytest.raises(InvalidImageError, match="larger than 1000 bytes"):
+        remote.classify([{"role": "user", "content": [{"type": "image", "image": big}]}])
+    conversation = [{"role": "user", "content": [{"type": "image", "image": small}]}]
+    same(remote.classify(conversation), guard.classify(conversation))
+
+
 def test_aclassify_batch_and_check(remote, guard):
     async def run():
         return await asyncio.gather(*(remote.aclassify(t) for t in TEXTS))

@@ -40,8 +40,10 @@ from ..core.errors import (
     GuardError,
     GuardTimeoutError,
     InvalidConversationError,
+    InvalidImageError,
     InvalidPolicyError,
 )
+from ..core.images import MAX_IMAGE_BYTES
 from ..core.policy import DEFAULT_POLICY, Policy
 from ..core.verdict import Verdict
 from ..enforce import OnVerdict, report
@@ -357,9 +359,15 @@ def _wire(value: Any, where: str) -> Any:
     if isinstance(value, os.PathLike):
         try:
             with open(value, "rb") as file:
-                return _data_url(file.read())
+                data = file.read(MAX_IMAGE_BYTES + 1)  # never more than a conversation's image budget
         except OSError as exc:
             raise InvalidConversationError(f"{where}: image file {os.fspath(value)!r} cannot be read ({exc})") from exc
+        if len(data) > MAX_IMAGE_BYTES:
+            raise InvalidImageError(
+                f"{where}: image file {os.fspath(value)!r} is larger than {MAX_IMAGE_BYTES} bytes, a conversation's "
+                "image budget: send a smaller image"
+            )
+        return _data_url(data)
     if hasattr(value, "save") and hasattr(value, "size"):  # a PIL image
         buffer = io.BytesIO()
         value.save(buffer, format="PNG")
