@@ -11,6 +11,7 @@ at two positions per prompt only. Which kernel computes ``hidden @ weight.T`` fa
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -18,6 +19,18 @@ import torch.nn.functional as F
 
 #: (device type, dtype) for which ``weight @ hidden.T`` is measured faster than ``F.linear``.
 WEIGHT_FIRST = frozenset({("cpu", torch.float32)})
+
+
+def _cache_argument() -> str:
+    """The installed transformers' name for the KV cache argument (and output field): ``cache`` from 5.25, where
+    ``past_key_values`` is deprecated (removed from the forward pass in 5.40); ``past_key_values`` before."""
+    from transformers.models.llama4.modeling_llama4 import Llama4TextModel
+
+    return "cache" if "cache" in inspect.signature(Llama4TextModel.forward).parameters else "past_key_values"
+
+
+CACHE_ARGUMENT = _cache_argument()
+"""``cache`` or ``past_key_values``: what ``forward`` and ``generate`` take here (see :func:`_cache_argument`)."""
 
 
 def hidden_states(
@@ -42,10 +55,10 @@ def hidden_states(
         inputs_embeds=embeds,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        past_key_values=past_key_values,
         use_cache=use_cache,
+        **{CACHE_ARGUMENT: past_key_values},
     )
-    return out.last_hidden_state, out.past_key_values
+    return out.last_hidden_state, getattr(out, CACHE_ARGUMENT)
 
 
 def head_weight(model: Any) -> torch.Tensor | None:

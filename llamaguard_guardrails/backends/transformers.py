@@ -261,6 +261,7 @@ class TransformersBackend(GuardBackend):
 
     def category_text(self, prompt: Prompt, *, leading_blank: bool, max_new_tokens: int = 24) -> str:
         """Greedy decoding after "unsafe\n" (reusing cached KV), stopping at the end of the line."""
+        from .forward import CACHE_ARGUMENT
         from .kv_store import view
 
         torch = self._torch
@@ -273,7 +274,7 @@ class TransformersBackend(GuardBackend):
             if entry is None or (self._window is not None and ids.shape[1] + max_new_tokens > self._window):
                 length = 0
             if length:
-                extra["past_key_values"] = view(entry.cache, length)
+                extra[CACHE_ARGUMENT] = view(entry.cache, length)
             pixels = self._pixels([prompt], length)
             if pixels is not None:
                 extra["pixel_values"] = pixels
