@@ -30,14 +30,13 @@ import asyncio
 import gc
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from run_meta import run_meta
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends import forward
@@ -554,16 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         make_test_model(model_dir, size=size)
     repeats, rss_checks, concurrency = (3, 200, 16) if args.quick else (20, 2000, 16)
     results = bench(model_dir, repeats, rss_checks, concurrency, args.compile_rows)
-    results["meta"] = {
-        "model": str(model_dir),
-        "size": size,
-        "quick": args.quick,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "note": "random-weight test model: speed only, verdicts meaningless",
-    }
+    results["meta"] = run_meta(model_dir, size, args.quick)
     print(table(results))
     results["event_loop"] = lag = event_loop_lag(model_dir)
     print(

@@ -20,8 +20,6 @@ import argparse
 import concurrent.futures
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import torch
+from run_meta import run_meta
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends.transformers import TransformersBackend
@@ -175,16 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             results = {"overhead": overhead(local, http, repeats, n)}
         results["concurrency"] = throughput(server.url, repeats, n * 2, 16)
         results["growing_answer"] = growing(server.url, bare.url, repeats, 2000, 200)
-    results["meta"] = {
-        "model": str(model_dir),
-        "size": size,
-        "quick": args.quick,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-        "note": "random-weight test model: speed only, verdicts meaningless",
-    }
+    results["meta"] = run_meta(model_dir, size, args.quick)
     o, c, g = results["overhead"], results["concurrency"], results["growing_answer"]
     print(
         f"served vs in-process, one client   {o['ratio']:.2f}x  ({o['served_ms']:.1f} vs {o['in_process_ms']:.1f} ms/check; target <= 1.15x)"
