@@ -36,6 +36,17 @@ def test_check_json_and_exit_codes(capsys, test_model_dir):
     assert code == 1 and json.loads(out)["safe"] is False and json.loads(out)["categories"]
 
 
+def test_check_exits_3_for_a_verdict_a_human_must_decide(capsys, test_model_dir):
+    """The whole probability range is the grey zone here: the verdict is neither allowed nor blocked."""
+    argv = ["check", "--model", str(test_model_dir), "--text", "How do I bake bread?", "--json"]
+    code, out, _ = run(capsys, *argv, "--threshold", "1", "--review-threshold", "0")
+    verdict = json.loads(out)
+    assert verdict["outcome"] == "review" and verdict["review_threshold"] == 0.0
+    assert code == 3
+    code, out, _ = run(capsys, *argv, "--threshold", "1", "--out-of-depth", "block")
+    assert code == 0 and json.loads(out)["outcome"] == "allow"  # English: within the model's depth
+
+
 def test_check_conversation_file_with_image_and_exclusions(capsys, tmp_path, test_model_dir):
     conversation = tmp_path / "chat.json"
     conversation.write_text(json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]))

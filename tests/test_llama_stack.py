@@ -747,6 +747,26 @@ def test_shutdown_closes_the_guard(test_model_dir):
     assert closed == [True] and impl._guard is None
 
 
+@pytest.mark.parametrize(("p", "outcome"), [(0.1, "allow"), (0.3, "review"), (0.7, "block")])
+def test_a_shields_grey_zone_is_refused_and_says_review(test_model_dir, p, outcome):
+    """A shield cannot pause for a human: a verdict in ``params["review_threshold"]``'s grey zone is refused, and
+    its metadata says ``review`` so the application can route it to one."""
+    from llama_stack_api import RunShieldRequest
+
+    from llamaguard_guardrails.testing import marker_category, marker_probability
+
+    guard = scripted_guard(test_model_dir, marker_category, probability=marker_probability, cache_size=0)
+    impl = make_impl({"model": str(test_model_dir)}, guard, review_threshold=0.2)
+    text = f"Forward the payroll file to this address [p={p}] [cat=S7]"
+    request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": text}])
+    violation = asyncio.run(impl.run_shield(request)).violation
+    if outcome == "allow":
+        assert violation is None
+    else:
+        assert violation.violation_level.value == "error" and violation.metadata["outcome"] == outcome
+    guard.close()
+
+
 def test_a_guard_that_cannot_load_fails_closed_or_open_never_silently(tmp_path):
     from llama_stack_api import RunModerationRequest, RunShieldRequest
 

@@ -20,7 +20,7 @@ from .demo import DEMO_CONVERSATIONS
 DESCRIPTION = """\
 Llama Guard 4 safety checks from the command line.
 
-  check            classify a text or a conversation (exit 0 safe, 1 unsafe, 2 bad input)
+  check            classify a text or a conversation (exit 0 safe, 1 unsafe, 2 bad input, 3 review)
   prompt           print exactly what the model sees (text or token ids; no weights loaded)
   moderate         classify each conversation of a JSONL/Parquet file: one verdict per line, progress bar
   evaluate         measure the guard on labelled data: precision, recall, F1, FPR, thresholds, plots

@@ -13,7 +13,7 @@ from ..core.conversation import Conversation, parse_conversation
 from ..core.errors import GuardError, InvalidConversationError
 from ..files import read_bounded
 from ..scale.records import describe_error
-from .common import EXIT_OK, EXIT_UNSAFE, add_policy_arguments, check_device, policy_from_args
+from .common import EXIT_OK, EXIT_REVIEW, EXIT_UNSAFE, add_policy_arguments, check_device, policy_from_args
 
 if TYPE_CHECKING:
     from ..guard import LlamaGuard
@@ -108,11 +108,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         verdict = guard.classify(conversation, policy=policy)
     finally:
         guard.close()
-    if args.json:
-        print(verdict.model_dump_json())
+    if args.json:  # the verdict's fields, and what it decided (as the served guard's answers carry it)
+        print(json.dumps(verdict.model_dump(mode="json") | {"status": verdict.status, "outcome": verdict.outcome}))
     else:
         print(verdict.summary())
-    return EXIT_OK if verdict.safe else EXIT_UNSAFE
+    return {"allow": EXIT_OK, "review": EXIT_REVIEW}.get(verdict.outcome, EXIT_UNSAFE)
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
@@ -134,7 +134,8 @@ def add_parsers(subparsers: Any) -> None:
     check = subparsers.add_parser(
         "check",
         help="classify a text or a conversation",
-        description="Classify the last message. Exit 0 safe, 1 unsafe, 2 bad input.",
+        description="Classify the last message. Exit 0 safe, 1 unsafe, 2 bad input, 3 needs a human "
+        "(--review-threshold's grey zone, or --out-of-depth review).",
     )
     check.add_argument("--model", required=True, metavar="M", help="model folder or Hugging Face id")
     check.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")

@@ -1,5 +1,5 @@
 """What the commands share: exit codes, the policy options (``--exclude``, ``--category``,
-``--threshold``), ``--device`` checking, the dataset options of ``moderate`` and ``evaluate`` (engine,
+``--threshold``, ``--review-threshold``, ``--out-of-depth``), ``--device`` checking, the dataset options of ``moderate`` and ``evaluate`` (engine,
 model source), and error reporting (one line on stderr, exit 2, never a traceback).
 """
 
@@ -16,7 +16,7 @@ from ..core.errors import GuardError, InvalidPolicyError
 from ..core.policy import Policy
 from ..scale.records import describe_error
 
-EXIT_OK, EXIT_UNSAFE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_UNSAFE, EXIT_BAD_INPUT, EXIT_REVIEW, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 log = logging.getLogger("llamaguard_guardrails.cli")
 
@@ -35,6 +35,17 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold", type=float, metavar="X", help="unsafe iff unsafe_probability >= X (0..1, default 0.5)"
     )
+    parser.add_argument(
+        "--review-threshold",
+        type=float,
+        metavar="X",
+        help="grey zone for a human: X <= unsafe_probability < threshold needs review (default: none)",
+    )
+    parser.add_argument(
+        "--out-of-depth",
+        choices=("allow", "review", "block"),
+        help="what a verdict the model is not known to judge well gets (an unsupported language; default allow)",
+    )
 
 
 def policy_from_args(args: argparse.Namespace, **extra: Any) -> Policy:
@@ -44,8 +55,9 @@ def policy_from_args(args: argparse.Namespace, **extra: Any) -> Policy:
         data["excluded_categories"] = args.exclude
     if getattr(args, "category", None):
         data["custom_categories"] = custom_categories(args.category)
-    if getattr(args, "threshold", None) is not None:
-        data["threshold"] = args.threshold
+    for option in ("threshold", "review_threshold", "out_of_depth"):
+        if getattr(args, option, None) is not None:
+            data[option] = getattr(args, option)
     return Policy(**data)
 
 

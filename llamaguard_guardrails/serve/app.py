@@ -30,7 +30,7 @@ from ..core.policy import Policy
 from ..core.verdict import Verdict
 from .mapping import moderation_result
 from .metrics import ServeMetrics
-from .schemas import ClassifyBatchRequest, ClassifyRequest, ModerationRequest, PolicyRequest
+from .schemas import ClassifyBatchRequest, ClassifyRequest, ModerationRequest
 from .settings import ServeSettings
 
 log = logging.getLogger("llamaguard_guardrails.serve")
@@ -154,27 +154,23 @@ class _State:
             self.pending -= count
             self.metrics.pending.set(self.pending)
 
-    def policy(self, request: PolicyRequest | None) -> Policy:
-        """The request's policy within the server's limits (the server's own policy when none is given)."""
+    def policy(self, request: Policy | None) -> Policy:
+        """The request's policy within the server's limits (the server's own policy when none is given): its
+        deadline capped at the server's, fail-closed (a failed check is an HTTP error), custom categories bounded."""
         deadline = self.settings.timeout_s
-        if request is None:
-            base = self.usable_guard().policy
-            timeout = min(base.timeout_s or deadline, deadline)
-            return base.model_copy(update={"timeout_s": timeout, "fail_mode": "closed"})
-        fields = request.model_dump(exclude_none=True)
-        fields["fail_mode"] = "closed"
-        fields["timeout_s"] = min(fields.get("timeout_s", deadline), deadline)
-        custom = fields.get("custom_categories") or {}
-        if len(custom) > self.settings.max_custom_categories:
+        chosen = self.usable_guard().policy if request is None else request
+        custom = len(chosen.custom_categories)
+        if request is not None and custom > self.settings.max_custom_categories:
             raise ServeError(
                 400,
-                f"policy.custom_categories holds {len(custom)} categories; this server accepts at most "
+                f"policy.custom_categories holds {custom} categories; this server accepts at most "
                 f"{self.settings.max_custom_categories}",
                 kind="invalid_request_error",
                 param="policy.custom_categories",
             )
+        timeout = min(chosen.timeout_s or deadline, deadline)
         try:
-            return Policy(**fields)
+            return chosen.model_copy(update={"timeout_s": timeout, "fail_mode": "closed"})
         except InvalidPolicyError as exc:
             raise ServeError(400, str(exc), kind="invalid_request_error", param="policy") from exc
 

@@ -304,15 +304,9 @@ def remote_class(base: type) -> type[RemoteGuard]:
 
 
 def _policy_json(policy: Policy) -> dict[str, Any]:
-    """The policy as the server takes it (``fail_mode`` stays here: the server never answers with one)."""
-    data: dict[str, Any] = {"threshold": policy.threshold}
-    if policy.excluded_categories:
-        data["excluded_categories"] = sorted(policy.excluded_categories)
-    if policy.custom_categories:
-        data["custom_categories"] = {c.code: c.description for c in policy.custom_categories}
-    if policy.timeout_s is not None:
-        data["timeout_s"] = policy.timeout_s
-    return data
+    """The whole policy as the server takes it (its ``Policy``, every field: none is lost on the way).
+    ``fail_mode`` is applied here: the server answers a check it cannot decide with an error, never a verdict."""
+    return policy.model_dump(mode="json", exclude={"fail_mode"})
 
 
 def _prepare(conversation: Any, where: str) -> tuple[Any, list[int] | None]:

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core.policy import Policy
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -36,26 +38,19 @@ class ModerationRequest(_Strict):
     model: str | None = None
 
 
-class PolicyRequest(_Strict):
-    """A per-request policy (fields left out take the :class:`~llamaguard_guardrails.Policy` defaults).
-    ``timeout_s`` is capped at the server's deadline; ``fail_mode`` is the client's business (the server answers
-    a failed check with an HTTP error, never a verdict)."""
-
-    excluded_categories: list[str] | str | None = None
-    custom_categories: dict[str, str] | list[dict[str, str]] | None = None
-    threshold: float | None = None
-    timeout_s: float | None = None
-    fail_mode: Literal["closed", "open"] | None = None
-
-
 Conversation = str | list[dict[str, Any]]
 
 
 class ClassifyRequest(_Strict):
-    """``POST /v1/guard/classify``: one conversation (OpenAI-format messages, or a string), its last message checked."""
+    """``POST /v1/guard/classify``: one conversation (OpenAI-format messages, or a string), its last message checked.
+
+    ``policy`` is the core's :class:`~llamaguard_guardrails.Policy` itself (every field, validated as strictly as in
+    process: ``threshold: true`` or ``"0.5"`` is a 400, never 1.0 or 0.5), so no setting is lost on the way; the
+    server caps ``timeout_s`` at its deadline and answers a failed check with an HTTP error (``fail_mode`` is the
+    client's business)."""
 
     messages: Conversation
-    policy: PolicyRequest | None = None
+    policy: Policy | None = None
     model: str | None = None
 
 
@@ -63,5 +58,5 @@ class ClassifyBatchRequest(_Strict):
     """``POST /v1/guard/classify_batch``: several conversations under one policy, one verdict each."""
 
     conversations: list[Conversation]
-    policy: PolicyRequest | None = None
+    policy: Policy | None = None
     model: str | None = None

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ...core.images import ImageLimits
 from ...core.policy import Policy
 
-#: The keys a shield may set in ``params`` when it is registered; each overrides the provider default.
-SHIELD_PARAM_KEYS = ("excluded_categories", "custom_categories", "threshold", "fail_mode", "timeout_s")
+#: The keys a shield may set in ``params`` when it is registered, each overriding the provider default: every
+#: field of :class:`~llamaguard_guardrails.Policy` (so a new policy setting cannot be left out here).
+SHIELD_PARAM_KEYS = tuple(Policy.model_fields)
 
 DEFAULT_USER_MESSAGE = "I can't help with that: the message was flagged by the Llama Guard 4 safety shield."
 ERROR_USER_MESSAGE = "The safety check could not be completed, so the message was blocked."
@@ -20,8 +21,11 @@ class LlamaGuardProviderConfig(BaseModel):
     """Provider config: which model to load once per provider, and the default policy of its shields.
 
     The model is loaded from ``model`` (a local folder or a Hugging Face id) with ``device`` /
-    ``dtype`` / ``quantization``. ``excluded_categories``, ``custom_categories``, ``threshold``,
-    ``fail_mode`` and ``timeout_s`` form the default policy; a shield's ``params`` override them.
+    ``dtype`` / ``quantization``. The fields named as :class:`~llamaguard_guardrails.Policy`'s
+    (``excluded_categories``, ``custom_categories``, ``threshold``, ``fail_mode``, ``timeout_s``,
+    ``review_threshold``, ``out_of_depth``) form the default policy; a shield's ``params`` override them. A shield
+    cannot pause for a human: a verdict in the grey zone is refused, with ``metadata["outcome"] == "review"`` so
+    the application can route it to one.
     ``prefix_caching``, ``cache_conversations`` and ``prefix_cache_mb`` set the KV reuse (see
     ``LlamaGuard.from_pretrained``). ``allow_local_image_paths`` (default off) lets clients name
     image files on the server's disk; leave it off unless every client is trusted. ``image_limits`` bounds
@@ -57,6 +61,8 @@ class LlamaGuardProviderConfig(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
     fail_mode: Literal["closed", "open"] = "closed"
     timeout_s: float | None = Field(default=None, gt=0)
+    review_threshold: float | None = Field(default=None, ge=0.0, lt=1.0, description="grey zone for a human")
+    out_of_depth: Literal["allow", "review", "block"] = "allow"
     user_message: str = DEFAULT_USER_MESSAGE
     error_user_message: str = ERROR_USER_MESSAGE
 
@@ -78,7 +84,7 @@ class LlamaGuardProviderConfig(BaseModel):
             raise ValueError(f"image_limits takes {', '.join(ImageLimits.__dataclass_fields__)}: {exc}") from exc
         return value
 
-    @field_validator("threshold", "timeout_s", mode="before")
+    @field_validator("threshold", "timeout_s", "review_threshold", mode="before")
     @classmethod
     def _not_a_bool(cls, value: Any) -> Any:
         """``threshold: true`` is not 1.0 (strings from ``${env.X}`` substitution are still read as numbers)."""
@@ -93,13 +99,7 @@ class LlamaGuardProviderConfig(BaseModel):
 
     def policy(self) -> Policy:
         """The provider's default policy (raises ``InvalidPolicyError`` naming the bad setting)."""
-        return Policy(
-            excluded_categories=self.excluded_categories,
-            custom_categories=self.custom_categories,
-            threshold=self.threshold,
-            fail_mode=self.fail_mode,
-            timeout_s=self.timeout_s,
-        )
+        return Policy(**{name: getattr(self, name) for name in Policy.model_fields})
 
     @classmethod
     def sample_run_config(cls, __distro_dir__: str = "", **kwargs: Any) -> dict[str, Any]:
