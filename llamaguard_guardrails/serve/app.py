@@ -382,17 +382,19 @@ def _check_count(count: int, limit: int, param: str) -> None:
 def _install_handlers(app: FastAPI, state: _State) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
+        problems, places = [], []
         for error in exc.errors()[:5]:
             if error.get("type") == "json_invalid":
                 detail = (error.get("ctx") or {}).get("error", "")
                 problems.append(f"the body is not valid JSON ({detail}, at character {error['loc'][-1]})")
                 continue
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+            places.append(where)
             problems.append(f"{where}: {error.get('msg')}")
         state.metrics.errors.labels("invalid_request").inc()
         state.metrics.requests.labels(request.url.path, "400").inc()
-        return ServeError(400, "invalid request: " + "; ".join(problems), kind="invalid_request_error").response()
+        message = "invalid request: " + "; ".join(problems)
+        return ServeError(400, message, kind="invalid_request_error", param=(places or [None])[0]).response()
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:

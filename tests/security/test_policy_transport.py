@@ -183,3 +183,15 @@ def test_each_cli_policy_option_reaches_the_policy(name):
     assert getattr(policy, name) == VARIANTS[name]
     everything = policy_from_args(parser.parse_args([a for argv in CLI_OPTIONS.values() for a in argv]))
     assert everything == Policy(**{n: VARIANTS[n] for n in CLI_OPTIONS})
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [{"threshold": True}, {"review_threshold": 0.6, "threshold": 0.5}, {"out_of_depth": "ask"}, {"strict": True}],
+    ids=["a bool threshold", "review above threshold", "an unknown choice", "an unknown field"],
+)
+def test_a_bad_policy_names_the_policy_as_what_to_fix(served, policy):
+    """The 400 of a bad policy names it (``param``), so a client tells a bad policy from a bad conversation."""
+    response = httpx.post(f"{served.url}/v1/guard/classify", json={"messages": "hi", "policy": policy})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"].startswith("policy")
