@@ -10,6 +10,12 @@ Three rows (their targets in brackets):
 - OGX's growing answer: 2,000 characters re-sent every 200 (ten checks) over one check of the full text, with
   the server's prefix KV reuse [<= 2x], and without it (every check pays for the whole text).
 
+Under two of them, the bound this machine and the prompt set, measured in the same run: the **ceiling** of
+coalescing (16 checks in one in-process forward pass vs one at a time: no HTTP, no client threads; where one check
+already keeps every core busy, a batch gains only what a larger matrix product gains), and the **floor** of the
+growing answer (the tokens its ten checks run over those of one check: each re-check runs its new text *and* the
+~60 instruction tokens that follow the conversation in Llama Guard 4's prompt, which no cache can hold).
+
 Every check takes the safe path (threshold 1.0: no category line decoded), as most checks do; the verdict cache is off (every text is new), and each comparison interleaves its sides (A, B, A, B ...) and
 reports medians. Writes the numbers to benchmarks/results/bench_serve.json.
 """
@@ -121,6 +127,47 @@ def throughput(url: str, repeats: int, n: int, clients: int) -> dict:
     }
 
 
+def batching_ceiling(local: LlamaGuard, repeats: int, clients: int) -> dict:
+    """What coalescing can gain at most on this machine: ``clients`` checks in one in-process batch (one forward
+    pass) vs the same number one at a time, no HTTP, no client threads. The served ratio cannot exceed it."""
+    counter = iter(range(10**9, 2 * 10**9))
+    one, batched = [], []
+    for _ in range(repeats):
+        texts = [text(next(counter)) for _ in range(clients)]
+        started = time.perf_counter()
+        for t in texts:
+            local.classify(t)
+        one.append(time.perf_counter() - started)
+        texts = [text(next(counter)) for _ in range(clients)]
+        started = time.perf_counter()
+        local.classify_batch(texts)
+        batched.append(time.perf_counter() - started)
+    return {
+        "one_at_a_time_ms": statistics.median(one) * 1000 / clients,
+        "batched_ms": statistics.median(batched) * 1000 / clients,
+        "ratio": statistics.median(one) / statistics.median(batched),
+    }
+
+
+def token_floor(local: LlamaGuard, length: int, step: int) -> dict:
+    """The tokens the growing answer's checks run (each: its new text and the instructions after it, which no
+    cache can hold since they follow the text) over the tokens of one check of the full text, both with the
+    policy prefix cached: the least the ten checks can cost relative to one when cost follows tokens."""
+    full = answer(7, length)
+    counts = []
+    for cuts in ([length], range(step, length + 1, step)):
+        backend = guard_on(local).backend  # an empty KV store but for the policy prefix
+        backend.score(local.build_prompts("warm up"))
+        ran = 0
+        for cut in cuts:  # the backend's own count (a verdict of the random model may be undecided: no count)
+            (prompt,) = local.build_prompts(full[:cut])
+            (scores,) = backend.score([prompt])
+            ran += len(prompt.input_ids) - scores.reused_tokens
+        counts.append(ran)
+    full_ran, ran = counts
+    return {"ten_checks_tokens": ran, "one_check_tokens": full_ran, "ratio": ran / full_ran}
+
+
 def growing(url_reuse: str, url_plain: str, repeats: int, length: int, step: int) -> dict:
     def ten_checks(http: httpx.Client, seed: int) -> None:
         full = answer(seed, length)
@@ -173,17 +220,26 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=server.url, timeout=300) as http:
             results = {"overhead": overhead(local, http, repeats, n)}
         results["concurrency"] = throughput(server.url, repeats, n * 2, 16)
+        results["concurrency"]["ceiling"] = batching_ceiling(local, repeats, 16)
         results["growing_answer"] = growing(server.url, bare.url, repeats, 2000, 200)
+        results["growing_answer"]["token_floor"] = token_floor(local, 2000, 200)
     results["meta"] = run_meta(model_dir, size, args.quick)
     o, c, g = results["overhead"], results["concurrency"], results["growing_answer"]
     print(
         f"served vs in-process, one client   {o['ratio']:.2f}x  ({o['served_ms']:.1f} vs {o['in_process_ms']:.1f} ms/check; target <= 1.15x)"
     )
+    ceiling, floor = c["ceiling"], g["token_floor"]
     print(
         f"16 concurrent clients vs one        {c['ratio']:.2f}x throughput  ({c['16_clients_per_s']:.1f} vs {c['one_client_per_s']:.1f} checks/s; target >= 2x)"
     )
     print(
+        f"  ceiling: 16 checks in one in-process batch vs one at a time  {ceiling['ratio']:.2f}x  ({ceiling['batched_ms']:.1f} vs {ceiling['one_at_a_time_ms']:.1f} ms/check)"
+    )
+    print(
         f"growing answer, 10 checks vs 1      {g['ratio']:.2f}x with KV reuse, {g['ratio_without_reuse']:.2f}x without (target <= 2x)"
+    )
+    print(
+        f"  floor: tokens the 10 checks run vs one check  {floor['ratio']:.2f}x  ({floor['ten_checks_tokens']} vs {floor['one_check_tokens']} tokens)"
     )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))

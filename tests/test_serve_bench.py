@@ -25,4 +25,9 @@ def test_bench_serve_quick_mode_writes_every_ratio(tmp_path):
     assert numbers["overhead"]["ratio"] > 0 and numbers["concurrency"]["ratio"] > 0
     growing = numbers["growing_answer"]
     assert growing["checks"] == 10 and growing["ratio"] > 0 and growing["ratio_without_reuse"] > 0
+    # the bounds: a batch of 16 gains something; ten checks run more tokens than one, fewer than without reuse
+    assert numbers["concurrency"]["ceiling"]["ratio"] > 0
+    floor = growing["token_floor"]
+    assert floor["one_check_tokens"] < floor["ten_checks_tokens"] < 5 * floor["one_check_tokens"]
+    assert "ceiling:" in result.stdout and "floor:" in result.stdout
     assert "served vs in-process" in result.stdout and "growing answer" in result.stdout
