@@ -1,6 +1,7 @@
 """The served guard: ``llamaguard-guardrails serve``'s app on 127.0.0.1 over the conformance guard, reached the ways
-users reach it: ``LlamaGuard.from_server`` (the guard every adapter takes) and ``/v1/moderations`` through the
-official ``openai`` SDK (what OGX 1.x and OpenAI clients call).
+users reach it: ``LlamaGuard.from_server`` (the guard every adapter takes), adapters given that guard in place of
+an in-process one (an agent's middleware, a streamed chain, the OpenAI and OGX client guards: eight workers sharing
+one server), and ``/v1/moderations`` through the official ``openai`` SDK (what OGX 1.x and OpenAI clients call).
 
 A check the server could not finish is an HTTP error (500 guard error, 504 deadline), never ``flagged: false``:
 the caller gets no verdict that lets content through, which counts as blocked here.
@@ -17,6 +18,8 @@ from llamaguard_guardrails import LlamaGuard
 from .cases import Case
 from .common import NotApplicable, Result, guarded
 from .entry_points import EntryPoint, verdict_result
+from .entry_points_client import OgxResponsesStream, OpenAIResponsesStream
+from .entry_points_langchain import GuardChainStream, Middleware
 
 BREAD = "How do I bake bread?"
 
@@ -80,4 +83,44 @@ class ServedModerations(Served):
         return Result("passed", "not flagged")
 
 
-SERVE: list[EntryPoint] = [FromServerClassify(), FromServerAClassify(), ServedModerations()]
+class OnServedGuard(Served):
+    """An adapter's entry point unchanged, given ``LlamaGuard.from_server`` where it takes a guard."""
+
+    def __init__(self, inner: EntryPoint) -> None:
+        self.inner = inner
+        self.id = f"{inner.id} on from_server"
+        for name in ("marks", "streams", "downstream", "downstream_kinds", "fault_free_variants"):
+            setattr(self, name, getattr(inner, name))
+
+    def na(self, case: Case) -> str | None:
+        return Served.na(self, case) or self.inner.na(case)
+
+    def forms(self, case: Case, word: str) -> Any:
+        return self.inner.forms(case, word)
+
+    def run(self, case: Case, word: str, env: Any) -> Result:
+        return self.inner.run(case, word, _ServedEnv(env))
+
+
+class _ServedEnv:
+    """The conformance environment with the served guard of each policy variant as its guard."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+
+    def guard(self, variant: str = "default") -> LlamaGuard:
+        return self._env.served_guard(variant)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+
+SERVE: list[EntryPoint] = [
+    FromServerClassify(),
+    FromServerAClassify(),
+    ServedModerations(),
+    *(
+        OnServedGuard(inner)
+        for inner in (Middleware(), GuardChainStream(), OpenAIResponsesStream(), OgxResponsesStream())
+    ),
+]
