@@ -118,7 +118,7 @@ def test_an_unknown_model_is_404_naming_the_served_ones(client):
 # -- bad requests: a 4xx that says what to change, and the server keeps serving ----------------------------
 
 BAD = {
-    "malformed JSON": (b'{"input": "x"', 400, "not valid JSON"),
+    "malformed JSON": (b'{"input": "x"', 400, "cannot be read as JSON"),
     "input of the wrong type": (json.dumps({"input": 5}), 400, "input"),
     "an empty string": (json.dumps({"input": "  "}), 400, "input is empty"),
     "an empty list": (json.dumps({"input": []}), 400, "empty list"),

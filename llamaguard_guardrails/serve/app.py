@@ -28,6 +28,7 @@ from .. import tracing
 from ..core.errors import GuardClosedError, InvalidConversationError, InvalidPolicyError, shown_name
 from ..core.policy import Policy
 from ..core.verdict import Verdict
+from .body import StrictJSONRoute
 from .mapping import moderation_result
 from .metrics import ServeMetrics
 from .schemas import ClassifyBatchRequest, ClassifyRequest, ModerationRequest
@@ -76,6 +77,7 @@ def create_app(source: GuardSource, settings: ServeSettings | None = None, *, wa
             state.unload(owned=not hasattr(source, "classify"))
 
     app = FastAPI(title="Llama Guard 4 moderation", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.router.route_class = StrictJSONRoute  # a body that readers may take differently is a 400 (body.py)
     app.state.serve = state
     _install_handlers(app, state)
     _install_routes(app, state)
@@ -385,8 +387,8 @@ def _install_handlers(app: FastAPI, state: _State) -> None:
         problems, places = [], []
         for error in exc.errors()[:5]:
             if error.get("type") == "json_invalid":
-                detail = (error.get("ctx") or {}).get("error", "")
-                problems.append(f"the body is not valid JSON ({detail}, at character {error['loc'][-1]})")
+                detail, at = (error.get("ctx") or {}).get("error", ""), error["loc"][-1]
+                problems.append(f"the body cannot be read as JSON ({detail}" + (f", at character {at})" if at else ")"))
                 continue
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
             places.append(where)
