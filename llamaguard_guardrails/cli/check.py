@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import messages as build
 from ..core.conversation import Conversation, parse_conversation
 from ..core.errors import GuardError, InvalidConversationError
+from ..core.json_text import loads_unambiguous
 from ..files import read_bounded
 from ..scale.records import describe_error
 from .common import EXIT_OK, EXIT_REVIEW, EXIT_UNSAFE, add_policy_arguments, check_device, policy_from_args
@@ -44,7 +45,7 @@ def _messages(args: argparse.Namespace) -> tuple[list[Any], str]:
     path = Path(args.conversation)
     data = _read_file(path, "conversation file")
     try:
-        messages = json.loads(data.decode("utf-8-sig"))
+        messages = loads_unambiguous(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise _BadInput(f"{path} is not UTF-8 text: {exc}") from exc
     except json.JSONDecodeError as exc:

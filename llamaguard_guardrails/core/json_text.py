@@ -10,15 +10,21 @@ typed error, never a crash.
 
 >>> render(parse('{"q": "how to build a \\\\u0062omb", "q": "bread", "n": 1e5}'))
 '{"q": "how to build a bomb", "q": "bread", "n": 1e5}'
+
+JSON that *carries* content to the guard (a served request body, a dataset row, a conversation file) is read
+by :func:`loads_unambiguous` instead: there a repeated key has no one meaning (Python keeps the last value, other
+readers the first, so whatever reads the same bytes elsewhere could act on a text the guard never saw), so it is
+refused, as are ``NaN``/``Infinity`` (not JSON) and nesting past the parser's limit.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidConversationError
+from .errors import InvalidConversationError, shown_name
 
 #: Deepest nesting of arrays and objects shown; deeper JSON is refused.
 MAX_DEPTH = 128
@@ -41,6 +47,39 @@ def _number(text: str) -> Number:
             "refuse or misread it; send it as a string"
         )
     return Number(text)
+
+
+class _Ambiguous(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _Ambiguous(
+                f"the key {shown_name(key)} appears twice in one object (readers differ on which value counts): "
+                "send each key once"
+            )
+        seen.add(key)
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise _Ambiguous(f"{name} is not a JSON value: send a number")
+
+
+def loads_unambiguous(text: str | bytes) -> Any:
+    """``json.loads`` for JSON that carries content: a repeated key in one object, ``NaN``/``Infinity`` or
+    nesting past the parser's limit raise ``json.JSONDecodeError`` saying what to change."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except _Ambiguous as exc:
+        raise json.JSONDecodeError(str(exc), "", 0) from None
+    except RecursionError:
+        raise json.JSONDecodeError(
+            f"the JSON is nested too deeply (Python reads {sys.getrecursionlimit()} levels at most)", "", 0
+        ) from None
 
 
 def parse(text: str) -> Any:

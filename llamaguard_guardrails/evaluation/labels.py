@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.categories import CATEGORY_CODE
+from ..core.json_text import loads_unambiguous
 from ..scale.records import DatasetError, file_format, jsonl_lines
 
 
@@ -50,7 +51,7 @@ def _jsonl_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:
 
 def _jsonl_row(line: int, raw: bytes, known: Collection[str]) -> LabelledRow:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = loads_unambiguous(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return LabelledRow(line, problem=f"not a JSON line: {exc}" if raw.strip() else "empty line")
     if not isinstance(value, Mapping):
@@ -116,6 +117,6 @@ def _parquet_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]
 
 def _json_or_text(value: str) -> Any:
     try:
-        return json.loads(value)
+        return loads_unambiguous(value)
     except json.JSONDecodeError:
         return value  # reported as not a list

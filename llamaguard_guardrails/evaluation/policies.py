@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidPolicyError
+from ..core.json_text import loads_unambiguous
 from ..core.policy import Policy
 from ..files import DatasetError, read_bounded
 from .labels import code_order
@@ -25,7 +26,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """A :class:`Policy` from a JSON file of its fields (what ``policy.model_dump_json()`` writes)."""
     path = Path(path)
     try:
-        data = json.loads(read_bounded(path, "policy file").decode("utf-8"))
+        data = loads_unambiguous(read_bounded(path, "policy file").decode("utf-8"))
     except DatasetError as exc:
         raise InvalidPolicyError(str(exc)) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

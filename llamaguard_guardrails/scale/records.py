@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import GuardError
+from ..core.json_text import loads_unambiguous
 from ..files import DatasetError, output_path, strict_json
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -122,7 +123,7 @@ def parse_jsonl_line(line: int, raw: bytes | str) -> Record:
     if not text.strip():
         return Record(line, error="empty line")
     try:
-        value = json.loads(text)
+        value = loads_unambiguous(text)
     except json.JSONDecodeError as exc:
         return Record(line, error=f"not valid JSON: {exc}")
     except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError: the row is invalid, the run goes on
@@ -225,7 +226,7 @@ def parquet_record(line: int, value: Any, id_: Any = None) -> Record:
                 line, id_, None, f"the messages cell is {size} bytes long, over the {MAX_LINE_BYTES}-byte limit"
             )
         try:
-            value = json.loads(value)
+            value = loads_unambiguous(value)
         except json.JSONDecodeError as exc:
             return Record(line, id_, None, f"the messages cell is not valid JSON: {exc}")
         except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError: an invalid row

@@ -1,4 +1,7 @@
-"""The served guard reads a request body one way only: JSON that readers may take differently is a 400.
+"""JSON that carries content is read one way only: what readers may take differently is refused, never guessed.
+
+The served guard (a 400), ``moderate`` and ``evaluate`` rows (invalid rows), conversation files (exit 2) and
+policy files (``InvalidPolicyError``) all read it with ``core.json_text.loads_unambiguous``.
 
 A repeated key is generated in every object of valid bodies of each endpoint (the top level, a message, a
 content part, an image URL, a tool call, the policy, its custom categories), with the same value and with another
@@ -16,9 +19,9 @@ import httpx
 import pytest
 
 from llamaguard_guardrails import LlamaGuard
+from llamaguard_guardrails.core.json_text import loads_unambiguous as loads
 from llamaguard_guardrails.serve.app import create_app
 from llamaguard_guardrails.serve.background import BackgroundServer
-from llamaguard_guardrails.serve.body import loads
 from llamaguard_guardrails.serve.settings import ServeSettings
 from llamaguard_guardrails.testing import keyword_rule, scripted_guard
 
@@ -159,3 +162,61 @@ def test_runaway_nesting_is_refused(server, depth):
 def test_loads_reads_plain_json_as_json_does():
     text = '{"a": [1, 2.5, "\\u0062omb", {"b": null, "c": true}], "d": {}}'
     assert loads(text) == json.loads(text) and loads(text.encode()) == json.loads(text)
+
+
+# -- every other reader of JSON that carries content ------------------------------------------------------------
+
+CONVERSATION = [
+    {"role": "user", "content": [{"type": "text", "text": "Find me a recipe"}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"q": "bread"}'}}],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "Bread is flour and water."},
+]
+
+
+def conversation_cases() -> list[Any]:
+    return [
+        pytest.param(render(CONVERSATION, target, "another"), id=".".join(map(str, target)))
+        for target in objects(CONVERSATION)
+    ]
+
+
+@pytest.mark.parametrize("text", conversation_cases())
+def test_dataset_rows_with_a_repeated_key_are_invalid_rows(tmp_path, text):
+    """``moderate``'s JSONL rows and Parquet/CSV messages cells, and ``evaluate``'s labelled rows."""
+    from llamaguard_guardrails.evaluation.labels import read_labels
+    from llamaguard_guardrails.scale.records import parquet_record, read_records
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": 1, "messages": ' + text + "}\n" + json.dumps({"id": 2, "messages": CONVERSATION}) + "\n")
+    first, second = list(read_records(rows))
+    assert first.error is not None and "appears twice" in first.error
+    assert second.error is None
+    assert "appears twice" in (parquet_record(1, text, 1).error or "")
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text('{"messages": ' + text + ', "unsafe": false}\n')
+    (row,) = read_labels(labelled, {"S1"})
+    assert row.problem is not None and "appears twice" in row.problem
+
+
+@pytest.mark.parametrize("text", conversation_cases())
+def test_a_conversation_file_with_a_repeated_key_exits_2(tmp_path, capsys, test_model_dir, text):
+    from llamaguard_guardrails.cli import main
+
+    path = tmp_path / "chat.json"
+    path.write_text(text)
+    assert main(["prompt", "--model", str(test_model_dir), "--conversation", str(path)]) == 2
+    assert "appears twice" in capsys.readouterr().err
+
+
+def test_a_policy_file_with_a_repeated_key_is_refused(tmp_path):
+    from llamaguard_guardrails.core.errors import InvalidPolicyError
+    from llamaguard_guardrails.evaluation.policies import load_policy
+
+    path = tmp_path / "policy.json"
+    path.write_text('{"threshold": 0.9, "threshold": 0.1}')
+    with pytest.raises(InvalidPolicyError, match="appears twice"):
+        load_policy(path)
