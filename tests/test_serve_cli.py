@@ -79,3 +79,19 @@ def test_serve_without_a_model_exits_2_with_one_line(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 2
     assert err.strip().splitlines()[-1].startswith("error: ") and "make-test-model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("choice", "prefix_caching", "cache_conversations"),
+    [("auto", None, True), ("on", True, True), ("policy", True, False), ("off", False, True)],
+)
+def test_prefix_caching_choices_reach_the_guard(choice, prefix_caching, cache_conversations):
+    """``--prefix-caching policy`` keeps only the policy part's KV: no check's time depends on another client's."""
+    import argparse
+
+    from llamaguard_guardrails.cli import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_parsers(parser.add_subparsers())
+    options = serve.guard_options(parser.parse_args(["serve", "--model", "m", "--prefix-caching", choice]))
+    assert options["prefix_caching"] is prefix_caching and options["cache_conversations"] is cache_conversations

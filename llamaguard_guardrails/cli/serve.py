@@ -49,16 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def load() -> LlamaGuard:
         try:
-            return LlamaGuard.from_pretrained(
-                args.model,
-                device=args.device,
-                policy=policy,
-                max_batch=args.max_batch,
-                max_wait_ms=args.max_wait_ms,
-                warmup=args.compile is not None,
-                compile=args.compile,
-                prefix_caching={"auto": None, "on": True, "off": False}[args.prefix_caching],
-            )
+            return LlamaGuard.from_pretrained(args.model, policy=policy, **guard_options(args))
         except BaseException as exc:
             failures.append(exc)
             server.should_exit = True  # a server without its model must not keep answering 503 forever
@@ -80,6 +71,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: ``--prefix-caching``: (prefix_caching, cache_conversations) of the guard.
+PREFIX_CACHING = {"auto": (None, True), "on": (True, True), "policy": (True, False), "off": (False, True)}
+
+
+def guard_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``LlamaGuard.from_pretrained`` the options give (besides the model and policy)."""
+    prefix_caching, cache_conversations = PREFIX_CACHING[args.prefix_caching]
+    return {
+        "device": args.device,
+        "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
+        "warmup": args.compile is not None,
+        "compile": args.compile,
+        "prefix_caching": prefix_caching,
+        "cache_conversations": cache_conversations,
+    }
+
+
 def add_parsers(subparsers: Any) -> None:
     """Add the ``serve`` command."""
     p = subparsers.add_parser(
@@ -96,10 +105,11 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--compile", choices=("cuda_graphs",), help="CUDA graphs for text checks (GPU), warmed at load")
     p.add_argument(
         "--prefix-caching",
-        choices=("auto", "on", "off"),
+        choices=tuple(PREFIX_CACHING),
         default="auto",
         help="keep checked texts' KV so a text that extends one (OGX's growing answer) runs only its new tokens "
-        "(auto: on for CPU, off for GPU)",
+        "(auto: on for CPU, off for GPU); policy: reuse only the policy part, the same for every client, so a "
+        "check's time reveals nothing of what other clients sent (for a server shared by tenants)",
     )
     p.add_argument("--served-model-name", action="append", metavar="NAME", help="names `model` may take (repeatable)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="deadline of each check; past it 504")
