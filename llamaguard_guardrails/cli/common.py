@@ -1,6 +1,6 @@
-"""What the commands share: exit codes, the policy options (``--exclude``, ``--category``,
-``--threshold``, ``--review-threshold``, ``--out-of-depth``), ``--device`` checking, the dataset options of ``moderate`` and ``evaluate`` (engine,
-model source), and error reporting (one line on stderr, exit 2, never a traceback).
+"""What the commands share: exit codes, the policy options (``--exclude``, ``--category``, ``--threshold``,
+``--review-threshold``, ``--out-of-depth``), ``--device`` checking, the dataset options of ``moderate`` and
+``evaluate`` (engine, model source), and error reporting (one line on stderr, exit 2, never a traceback).
 """
 
 from __future__ import annotations
