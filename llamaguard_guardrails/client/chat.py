@@ -1,7 +1,10 @@
 """Chat completions -> core messages: the request, the answer, and a streamed answer (its deltas folded per field).
 
-Every field of an answer is shown to the guard (text, ``refusal``, reasoning, annotations, tool calls) or refused:
-``audio`` and unknown fields raise ``InvalidConversationError``.
+Every field of an answer is shown to the guard (text, ``refusal``, reasoning, annotations, tool calls), known to
+hold no content (ids, timestamps, usage), checked against the text (``logprobs``: their tokens must be the text
+shown) or refused: ``audio``, unknown fields, an answer that is not a JSON object, a choice the request did not
+ask for, raise ``InvalidConversationError``. Streamed pieces are folded as the SDK's own accumulator folds them
+(strings concatenated, tool-call names too).
 """
 
 from __future__ import annotations
@@ -9,13 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.conversation import MESSAGE_CONTENT_KEYS, MESSAGE_METADATA_KEYS
+from ..core.conversation import MESSAGE_CONTENT_KEYS
 from ..core.errors import InvalidConversationError, shown_name
 from ..core.values import plain_dict
-from .fields import ASSISTANT_TEXT, Check, filled, get, only_known, output_stage, text_piece
+from .fields import ASSISTANT_TEXT, Check, check_logprobs, choice_index, filled, only_known, output_stage, text_piece
 
-#: Choice fields with no content of their own (``logprobs`` hold the tokens of the text that is checked).
+#: The fields of a chat completion besides its choices: none holds content.
+COMPLETION_FIELDS = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier", "usage"})
+#: A streamed chunk's, with ``obfuscation`` (random characters OpenAI pads chunks with, not text of the answer).
+CHUNK_FIELDS = COMPLETION_FIELDS | {"obfuscation"}
+#: Choice fields with no content of their own (``logprobs`` are checked to be the tokens of the text).
 CHOICE_METADATA = frozenset({"index", "finish_reason", "logprobs", "stop_reason"})
+#: The fields of an answer message: its role and what is shown to the guard.
+ANSWER_FIELDS = MESSAGE_CONTENT_KEYS["assistant"] | {"role"}
 #: The fields of a streamed tool-call fragment and of its function.
 CALL_FRAGMENT_FIELDS = frozenset({"index", "id", "type", "function"})
 FUNCTION_FIELDS = frozenset({"name", "arguments"})
@@ -32,36 +41,43 @@ def chat_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def chat_output_checks(messages: list[dict[str, Any]], completion: Any) -> list[Check]:
+def chat_output_checks(messages: list[dict[str, Any]], completion: Any, request: Mapping[str, Any]) -> list[Check]:
     """One check per choice: its whole message (text, refusal, reasoning, annotations, tool calls) as one turn."""
-    answers = [
-        plain_dict(c.get("message") or {}, f"choice {n} message")
-        for n, c in enumerate(_choices(completion, "completion"))
-    ]
+    answers = []
+    for n, choice in enumerate(_choices(completion, "the completion", "message", request)):
+        answer = plain_dict(choice.get("message") or {}, f"choice {n} message")
+        check_logprobs([choice.get("logprobs")], answer, f"choice {n}")
+        answers.append(answer)
     return _answer_checks(messages, answers)
 
 
-def chat_stream_checks(messages: list[dict[str, Any]], chunks: list[Any]) -> list[Check]:
+def chat_stream_checks(messages: list[dict[str, Any]], chunks: list[Any], request: Mapping[str, Any]) -> list[Check]:
     """The streamed choices reassembled from every delta field (text, refusal, reasoning, tool calls)."""
     answers: dict[int, dict[str, Any]] = {}
+    logprobs: dict[int, list[Any]] = {}
     for n, chunk in enumerate(chunks):
-        for choice in _choices(chunk, f"chunk {n}"):
-            answer = answers.setdefault(choice.get("index") or 0, {"role": "assistant"})
+        for choice in _choices(chunk, f"chunk {n}", "delta", request):
+            index = choice.get("index") or 0
+            answer = answers.setdefault(index, {"role": "assistant"})
             _add_delta(answer, plain_dict(choice.get("delta") or {}, f"chunk {n} delta"))
-    for answer in answers.values():
+            logprobs.setdefault(index, []).append(choice.get("logprobs"))
+    for index, answer in answers.items():
+        check_logprobs(logprobs[index], answer, f"streamed choice {index}")
         for n, call in enumerate(answer.get("tool_calls", [])):
             call["id"] = call["id"] or f"call_{n}"  # a nameless call stays nameless: the core refuses it
     return _answer_checks(messages, list(answers.values()))
 
 
-def chat_chunk_text(chunk: Any) -> str | None:
+def chat_chunk_text(chunk: Any, request: Mapping[str, Any]) -> str | None:
     """The plain text a chunk adds (every choice's ``content``), or ``None`` when it carries anything else."""
     texts = []
-    for n, choice in enumerate(_choices(chunk, "chunk")):
+    for n, choice in enumerate(_choices(chunk, "chunk", "delta", request)):
         delta = plain_dict(choice.get("delta") or {}, f"chunk choice {n} delta")
         content = delta.get("content")
-        if any(filled(v) for k, v in delta.items() if k not in ("role", "content")) or not isinstance(
-            content, str | None
+        if (
+            any(filled(v) for k, v in delta.items() if k not in ("role", "content"))
+            or not isinstance(content, str | None)
+            or filled(choice.get("logprobs"))  # checked against the whole text, at the end
         ):
             return None
         texts.append(content or "")
@@ -72,17 +88,26 @@ def _answer_checks(messages: list[dict[str, Any]], answers: list[dict[str, Any]]
     """Each answer after the request, skipping answers that hold nothing (nothing to release)."""
     checks = []
     for answer in answers:
-        only_known(answer, MESSAGE_CONTENT_KEYS["assistant"] | MESSAGE_METADATA_KEYS, "the answer")
+        # an answer has no ids or statuses of its own (those are the choice's): a field beyond its content raises
+        only_known(answer, ANSWER_FIELDS, "the answer")
         message = {**answer, "role": "assistant"}
         if any(filled(v) for k, v in message.items() if k != "role"):
             checks.append((messages + [message], output_stage(message)))
     return checks
 
 
-def _choices(obj: Any, where: str) -> list[dict[str, Any]]:
-    choices = [plain_dict(c, f"{where} choice {n}") for n, c in enumerate(get(obj, "choices") or [])]
+def _choices(obj: Any, where: str, key: str, request: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The choices of a completion (``key="message"``) or chunk (``"delta"``), each one the request asked for; an
+    answer that is not an object (a body that was not JSON), or holds a field nobody reads, raises."""
+    answer = plain_dict(obj, where)
+    only_known(answer, (CHUNK_FIELDS if key == "delta" else COMPLETION_FIELDS) | {"choices"}, where)
+    raw = answer.get("choices") or []
+    if not isinstance(raw, list):
+        raise InvalidConversationError(f"{where}: choices must be a list, got {type(raw).__name__}")
+    choices = [plain_dict(c, f"{where} choice {n}") for n, c in enumerate(raw)]
     for n, choice in enumerate(choices):
-        only_known(choice, CHOICE_METADATA | {"message", "delta"}, f"{where} choice {n}")
+        only_known(choice, CHOICE_METADATA | {key}, f"{where} choice {n}")
+        choice_index(choice, request, f"{where} choice {n}")
     return choices
 
 
@@ -120,6 +145,8 @@ def _add_call_fragment(calls: list[dict[str, Any]], fragment: dict[str, Any]) ->
 
 
 def _merge_function(function: dict[str, Any], fragment: Mapping[str, Any], where: str) -> None:
+    """Fold a streamed function fragment: its name and arguments are concatenated, as every reader of the stream
+    (the SDK's accumulator, LangChain) concatenates them."""
     only_known(fragment, FUNCTION_FIELDS, f"a streamed {where}")
-    function["name"] = function.get("name") or text_piece(fragment.get("name"), f"streamed {where} name")
+    function["name"] = function.get("name", "") + text_piece(fragment.get("name"), f"streamed {where} name")
     function["arguments"] = function.get("arguments", "") + text_piece(fragment.get("arguments"), f"{where} arguments")

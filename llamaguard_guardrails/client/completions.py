@@ -8,9 +8,11 @@ from typing import Any
 
 from ..core.errors import InvalidConversationError
 from ..core.values import plain_dict
-from .fields import Check, get, only_known, text_piece
+from .fields import Check, choice_index, filled, only_known, text_piece
 
 CHOICE_FIELDS = frozenset({"index", "text", "finish_reason", "logprobs", "stop_reason"})
+#: The fields of a completion (and of a streamed one's chunks) besides its choices: none holds content.
+COMPLETION_FIELDS = frozenset({"id", "object", "created", "model", "system_fingerprint", "usage", "obfuscation"})
 
 
 def completions_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -26,39 +28,52 @@ def completions_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"role": "user", "content": prompt}]
 
 
-def completions_output_checks(messages: list[dict[str, Any]], completion: Any) -> list[Check]:
+def completions_output_checks(
+    messages: list[dict[str, Any]], completion: Any, request: Mapping[str, Any]
+) -> list[Check]:
     """One check per choice: its text as the answer to the prompt."""
     texts: dict[int, str] = {}
-    _add_choices(texts, completion, "completion")
+    _add_choices(texts, completion, "the completion", request)
     return _checks(messages, texts)
 
 
-def completions_stream_checks(messages: list[dict[str, Any]], chunks: list[Any]) -> list[Check]:
+def completions_stream_checks(
+    messages: list[dict[str, Any]], chunks: list[Any], request: Mapping[str, Any]
+) -> list[Check]:
     """The streamed choices' texts, joined per choice index."""
     texts: dict[int, str] = {}
     for n, chunk in enumerate(chunks):
-        _add_choices(texts, chunk, f"chunk {n}")
+        _add_choices(texts, chunk, f"chunk {n}", request)
     return _checks(messages, texts)
 
 
-def completion_chunk_text(chunk: Any) -> str | None:
-    """The text a streamed chunk adds (every choice's), or ``None`` when a choice holds anything else."""
-    texts = []
-    for raw in get(chunk, "choices") or []:
-        choice = plain_dict(raw, "chunk choice")
-        text = choice.get("text")
-        if set(choice) - CHOICE_FIELDS or not isinstance(text, str | None):
-            return None
-        texts.append(text or "")
-    return "".join(texts)
+def completion_chunk_text(chunk: Any, request: Mapping[str, Any]) -> str | None:
+    """The text a streamed chunk adds (every choice's)."""
+    return "".join(text for _, text in _texts(chunk, "chunk", request))
 
 
-def _add_choices(texts: dict[int, str], obj: Any, where: str) -> None:
-    for n, raw in enumerate(get(obj, "choices") or []):
-        choice = plain_dict(raw, f"{where} choice {n}")
+def _add_choices(texts: dict[int, str], obj: Any, where: str, request: Mapping[str, Any]) -> None:
+    for index, text in _texts(obj, where, request):
+        texts[index] = texts.get(index, "") + text
+
+
+def _texts(obj: Any, where: str, request: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """(index, text) of each choice; an answer that is not an object, an unknown field, a choice the request did not
+    ask for, or ``logprobs`` (the request cannot ask for them here: their tokens could differ from the text) raise."""
+    answer = plain_dict(obj, where)
+    only_known(answer, COMPLETION_FIELDS | {"choices"}, where)
+    raw = answer.get("choices") or []
+    if not isinstance(raw, list):
+        raise InvalidConversationError(f"{where}: choices must be a list, got {type(raw).__name__}")
+    out = []
+    for n, item in enumerate(raw):
+        choice = plain_dict(item, f"{where} choice {n}")
         only_known(choice, CHOICE_FIELDS, f"{where} choice {n}")
-        index = choice.get("index") or 0
-        texts[index] = texts.get(index, "") + text_piece(choice.get("text"), f"{where} choice {n} text")
+        if filled(choice.get("logprobs")):
+            raise InvalidConversationError(f"{where} choice {n}: logprobs the request did not ask for")
+        index = choice_index(choice, request, f"{where} choice {n}")
+        out.append((index, text_piece(choice.get("text"), f"{where} choice {n} text")))
+    return out
 
 
 def _checks(messages: list[dict[str, Any]], texts: dict[int, str]) -> list[Check]:

@@ -3,11 +3,12 @@ refusing what cannot be shown to the guard; and the check a conversation stands 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.errors import InvalidConversationError
-from ..core.values import reject_unknown_fields
+from ..core.errors import InvalidConversationError, shown_name
+from ..core.values import plain_dict, reject_unknown_fields
 
 Check = tuple[list[dict[str, Any]], str]
 """A conversation to check and its stage (``input``, ``tool_result``, ``output`` or ``tool_call``)."""
@@ -55,9 +56,79 @@ def only_known(mapping: Mapping[str, Any], known: frozenset[str] | set[str], whe
     reject_unknown_fields(mapping, known, where, "request or answer the client-side guard reads")
 
 
+def choice_index(choice: Mapping[str, Any], request: Mapping[str, Any], where: str) -> int:
+    """A choice's ``index``, one of the ``n`` answers the request asked for (an app reading ``choices[0]`` of each
+    chunk would join the text of an index it did not ask for with the first answer's)."""
+    asked = request.get("n") or 1
+    index = choice.get("index") or 0
+    if type(index) is not int or not 0 <= index < asked:
+        raise InvalidConversationError(
+            f"{where}: choice index {shown_name(str(index))} is not one of the {asked} answer(s) the request asked for"
+        )
+    return index
+
+
+#: The fields of one token in ``logprobs``; ``top_logprobs`` (tokens the model did not choose) must be empty.
+LOGPROB_FIELDS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
+#: How a token whose bytes are not UTF-8 on their own is written: its bytes escaped, as ``\\xe2\\x80`` or ``bytes:\\xe2\\x80``.
+_BYTES_TOKEN = re.compile(r"(bytes:)?(\\x[0-9a-fA-F]{2})+")
+
+
+def check_logprobs(pieces: list[Any], answer: Mapping[str, Any], where: str) -> None:
+    """Raise unless the tokens of an answer's ``logprobs`` (its pieces, one per streamed chunk) are its text: the
+    tokens of ``content`` and ``refusal``, joined, must be those texts, and no token may list alternatives."""
+    lists: dict[str, list[Any]] = {}
+    for piece in pieces:
+        if not filled(piece):
+            continue
+        data = plain_dict(piece, f"{where} logprobs")
+        only_known(data, frozenset({"content", "refusal"}), f"{where} logprobs")
+        for key in ("content", "refusal"):
+            entries = data.get(key)
+            if entries is not None and not isinstance(entries, list):
+                raise InvalidConversationError(f"{where}: logprobs.{key} must be a list, got {type(entries).__name__}")
+            lists.setdefault(key, []).extend(entries or [])
+    for key, entries in lists.items():
+        if not entries:
+            continue
+        written = b"".join(_token_bytes(plain_dict(e, f"{where} logprob"), where) for e in entries)
+        text = answer.get(key) or ""
+        if not isinstance(text, str) or written != text.encode("utf-8"):
+            raise InvalidConversationError(
+                f"{where}: the tokens in logprobs.{key} are not the text of its {key}: the guard checked the text, "
+                "so tokens that differ from it cannot be released"
+            )
+
+
+def _token_bytes(entry: Mapping[str, Any], where: str) -> bytes:
+    only_known(entry, LOGPROB_FIELDS, f"{where} logprob")
+    if filled(entry.get("top_logprobs")):
+        raise InvalidConversationError(
+            f"{where}: logprobs list alternatives (top_logprobs), tokens the model did not choose, which the guard "
+            "never sees: do not ask for them"
+        )
+    token, raw = entry.get("token"), entry.get("bytes")
+    if not isinstance(token, str):
+        raise InvalidConversationError(f"{where}: a logprob token must be a string, got {type(token).__name__}")
+    if raw is None:
+        return token.encode("utf-8")
+    if not isinstance(raw, list) or not all(type(b) is int and 0 <= b < 256 for b in raw):
+        raise InvalidConversationError(f"{where}: a logprob's bytes must be a list of byte values")
+    data = bytes(raw)
+    try:
+        shown = data.decode("utf-8") == token
+    except UnicodeDecodeError:  # part of a character: the token may only spell its bytes
+        shown = _BYTES_TOKEN.fullmatch(token) is not None
+    if not shown:
+        raise InvalidConversationError(f"{where}: a logprob token is not the text of its bytes")
+    return data
+
+
 __all__ = [
     "ASSISTANT_TEXT",
     "Check",
+    "check_logprobs",
+    "choice_index",
     "filled",
     "get",
     "input_stage",

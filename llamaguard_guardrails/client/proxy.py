@@ -49,14 +49,18 @@ from .surface import (
 Messages = list[dict[str, Any]]
 
 
+Request = Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class Api:
-    """How one ``create`` endpoint's requests, answers and streamed chunks are read, and its refusals built."""
+    """How one ``create`` endpoint's requests, answers and streamed chunks are read (with the request's fields), and
+    its refusals built."""
 
-    request: Callable[[Mapping[str, Any]], Messages]
-    output_checks: Callable[[Messages, Any], list[Check]]
-    stream_checks: Callable[[Messages, list[Any]], list[Check]]
-    chunk_text: Callable[[Any], str | None]
+    request: Callable[[Request], Messages]
+    output_checks: Callable[[Messages, Any, Request], list[Check]]
+    stream_checks: Callable[[Messages, list[Any], Request], list[Check]]
+    chunk_text: Callable[[Any, Request], str | None]
     refusal: Callable[[Family, Mapping[str, Any], str, Any], Any]
     stream_refusal: Callable[[Family, Mapping[str, Any], str, list[Any]], list[Any]]
 
@@ -67,9 +71,9 @@ APIS = {
     ),
     "responses": Api(
         responses_request,
-        responses_output_checks,
-        responses_stream_checks,
-        response_event_text,
+        lambda messages, response, _: responses_output_checks(messages, response),
+        lambda messages, events, _: responses_stream_checks(messages, events),
+        lambda event, _: response_event_text(event),
         response_refusal,
         response_refusal_events,
     ),
@@ -124,7 +128,7 @@ class _Call:
         """The checks of a whole answer (a stream is checked while it is read)."""
         if self.streamed or not self.checker.check_output:
             return []
-        return self.api.output_checks(self.messages, result)
+        return self.api.output_checks(self.messages, _an_object(result, "the answer"), self.request)
 
     def answer(self, result: Any, refusal: Refusal | None) -> Any:
         """What the call returns: the answer, its refusal, or a guarded stream of it."""
@@ -138,13 +142,28 @@ class _Call:
     # -- what a guarded stream asks (StreamCheck) --
 
     def chunk_text(self, chunk: Any) -> str | None:
-        return self.api.chunk_text(chunk)
+        return self.api.chunk_text(_an_object(chunk, "a streamed chunk"), self.request)
 
     def stream_checks(self, chunks: list[Any]) -> list[Check]:
-        return self.api.stream_checks(self.messages, chunks)
+        return self.api.stream_checks(self.messages, [_an_object(c, "a streamed chunk") for c in chunks], self.request)
 
     def stream_refusal(self, chunks: list[Any], text: str) -> list[Any]:
         return self.api.stream_refusal(self.settings.family, self.request, text, chunks)
+
+
+def _an_object(result: Any, what: str) -> Any:
+    """``result`` when the SDK read a JSON object (a model or a dict); a body that was not one (text, a list, a
+    string: the SDK hands it back as it is) cannot be checked field by field, so it raises."""
+    if (
+        isinstance(result, Mapping)
+        or callable(getattr(result, "model_dump", None))
+        or callable(getattr(result, "to_dict", None))
+    ):
+        return result
+    raise InvalidConversationError(
+        f"{what} is a {type(result).__name__}, not a JSON object: the upstream did not answer in the API's format, "
+        "so nothing of it was released"
+    )
 
 
 class _Node:

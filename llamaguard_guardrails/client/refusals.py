@@ -1,5 +1,6 @@
 """Refusals in the shape of what they replace: a chat completion or chunk (``finish_reason="content_filter"``),
-a response, or the events of a streamed response. ``like`` is the blocked result (its ids and metadata are kept)."""
+a response, or the events of a streamed response. ``like`` is the blocked result: only its ids, timestamps, model
+and usage are kept (:data:`KEPT`), never a field that could carry what was blocked."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ from typing import Any
 from .families import Family
 from .fields import get
 
+#: The fields of a blocked result a refusal keeps: none can carry its content.
+KEPT = frozenset({"id", "object", "created", "created_at", "model", "system_fingerprint", "service_tier", "usage"})
+
+
+def _kept(like: Any) -> dict[str, Any]:
+    if like is None:
+        return {}
+    data = like.model_dump() if hasattr(like, "model_dump") else dict(like)
+    return {k: v for k, v in data.items() if k in KEPT and v is not None}
+
 
 def chat_refusal(family: Family, request: Mapping[str, Any], text: str, like: Any = None) -> Any:
     """A chat completion whose one choice is the refusal."""
-    base = like.model_dump() if like is not None else {}
+    base = _kept(like)
     return family.build(
         "chat",
         {
@@ -49,7 +60,7 @@ def chat_refusal_chunks(family: Family, request: Mapping[str, Any], text: str, c
 
 def completion_refusal(family: Family, request: Mapping[str, Any], text: str, like: Any = None) -> Any:
     """A (legacy) completion whose one choice is the refusal."""
-    base = like.model_dump() if like is not None else {}
+    base = _kept(like)
     return family.build(
         "completion",
         {
@@ -70,7 +81,7 @@ def completion_refusal_chunks(family: Family, request: Mapping[str, Any], text: 
 
 def response_refusal(family: Family, request: Mapping[str, Any], text: str, like: Any = None) -> Any:
     """A completed response whose one output item is a message with the refusal."""
-    base = like.model_dump() if like is not None else {}
+    base = _kept(like)
     return family.build(
         "response",
         {

@@ -140,13 +140,25 @@ def request_fields(api: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return _body(kwargs, READ[api] | set(SHOWN[api]) | HARMLESS_FIELDS[api], ".".join(_path(api)))
 
 
+#: Request fields the SDK itself acts on (how it reads the answer), so they must be its arguments, never only in
+#: ``extra_body``: there the upstream would stream while the SDK (and the guard) read one answer, or the reverse.
+SDK_FIELDS = frozenset({"stream"})
+
+
 def _body(kwargs: Mapping[str, Any], known: frozenset[str] | set[str], where: str) -> dict[str, Any]:
     fields = {k: v for k, v in kwargs.items() if k not in CALL_OPTIONS and k != "extra_body" and given(v)}
     extra = kwargs.get("extra_body")
     if given(extra):
         if not isinstance(extra, Mapping):
             raise InvalidConversationError(f"extra_body must be a dict, got {type(extra).__name__}")
-        fields.update({k: v for k, v in extra.items() if given(v)})
+        extra = {k: v for k, v in extra.items() if given(v)}
+        acted_on = sorted(set(extra) & SDK_FIELDS)
+        if acted_on:
+            raise InvalidConversationError(
+                f"{where}: extra_body sets {acted_on}, which the SDK acts on only as an argument: it would send one "
+                "value and read the answer as the other. Pass it as an argument"
+            )
+        fields.update(extra)  # the SDK sends extra_body's value of a field given twice: that value is checked
     unknown = sorted(k for k in fields if k not in known)
     if unknown:
         raise InvalidConversationError(
