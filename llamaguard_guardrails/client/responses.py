@@ -29,6 +29,30 @@ ITEM_FIELDS: dict[str, frozenset[str]] = {
     "file_search_call": frozenset({"type", "id", "status", "queries", "results"}),
     "web_search_call": frozenset({"type", "id", "status"}),
 }
+#: The types each item field may hold (by field, then by (item type, field)): a value of any other type is refused,
+#: since it could not be shown to the guard as it is sent.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "id": (str,),
+    "status": (str,),
+    "role": (str,),
+    "call_id": (str,),
+    "name": (str,),
+    "arguments": (str,),
+    "server_label": (str,),
+    "encrypted_content": (str,),
+    "output": (str,),
+    "error": (str,),
+    "content": (list,),
+    "summary": (list,),
+    "tools": (list,),
+    "queries": (list,),
+    "results": (list,),
+}
+ITEM_FIELD_TYPES: dict[tuple[str, str], tuple[type, ...]] = {
+    ("message", "content"): (str, list),
+    ("function_call_output", "output"): (str, list),
+}
 SEARCH_RESULT_FIELDS = frozenset({"attributes", "file_id", "filename", "score", "text"})
 RESPONSE_EVENTS = frozenset(
     {"response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"}
@@ -73,16 +97,25 @@ def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``input`` (string or items) and ``instructions`` of ``responses.create`` as OpenAI chat messages."""
     messages: list[dict[str, Any]] = []
     instructions, items = request.get("instructions"), request.get("input")
-    if isinstance(instructions, str) and instructions:
+    if instructions is not None and not isinstance(instructions, str):
+        raise InvalidConversationError(
+            f"responses.create got instructions= a {type(instructions).__name__}, which the client-side guard "
+            "does not show to the guard; nothing was sent: pass instructions as one string (or send the messages "
+            "as input items)"
+        )
+    if instructions:
         messages.append({"role": "system", "content": instructions})
     if isinstance(items, str):
         messages.append({"role": "user", "content": items})
         return messages
-    if items is None or isinstance(items, bytes | Mapping):
-        raise InvalidConversationError("responses.create needs input= a string or a list of input items")
+    if not isinstance(items, list | tuple):
+        raise InvalidConversationError(
+            f"responses.create needs input= a string or a list of input items, got {type(items).__name__}"
+        )
     for n, raw in enumerate(items):
         item = plain_dict(raw, f"input item {n}")
         if (item.get("type") or ("message" if "role" in item else None)) == "message":
+            _typed(item, "message", f"input item {n} (message)")
             messages.append({**item, "role": item.get("role", "user")})  # the core checks every key
             continue
         turn = _Turn()
@@ -188,6 +221,7 @@ class _Turn:
                 f"{', '.join(ITEM_FIELDS)}"
             )
         only_known(item, ITEM_FIELDS[kind], f"{where} ({kind})")
+        _typed(item, kind, f"{where} ({kind})")
         if kind == "message":
             content = item.get("content")
             for part in [content] if isinstance(content, str) else content or []:
@@ -261,6 +295,23 @@ class _Turn:
             calls_only = build.assistant(tool_calls=self.calls)
             checks.append((messages + [calls_only] + self.results, "tool_result"))
         return checks
+
+
+def _typed(item: Mapping[str, Any], kind: str, where: str) -> None:
+    """Raise on an item field whose value has a type the guard does not read it as (a list of instructions, a
+    dict of arguments ...): it would be sent or returned as it is, unseen."""
+    for field, value in item.items():
+        if value is None:
+            continue
+        types = ITEM_FIELD_TYPES.get((kind, field)) or FIELD_TYPES.get(field)
+        if types is not None and not isinstance(value, types):
+            expected = " or ".join("a string" if t is str else "a list" for t in types)
+            raise InvalidConversationError(
+                f"{where}: field {shown_name(field)} holds a {type(value).__name__}, which the client-side guard "
+                f"cannot show as it is sent; it must be {expected}"
+            )
+    if kind == "file_search_call" and any(not isinstance(q, str) for q in item.get("queries") or []):
+        raise InvalidConversationError(f"{where}: every query must be a string")
 
 
 def _content_of(part: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,166 @@
+"""Holes of the client-side guard on the Responses API, closed at their mechanism: each test generates the shapes
+of one class (a read field of every unexpected type, calls sharing an id, interleaved stream deltas, fields of
+stream events and parts nobody reads, logprobs that are not the checked text) and asserts that nothing reaches the
+app or the upstream, and that the honest shape still passes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from llamaguard_guardrails import InvalidConversationError, UnsafeContentError
+from llamaguard_guardrails.client import guard_client
+from llamaguard_guardrails.testing import keyword_rule, scripted_guard
+
+HELD = (InvalidConversationError, UnsafeContentError)
+
+
+@pytest.fixture(scope="module")
+def guard(test_model_dir: Path) -> Iterator[Any]:
+    g = scripted_guard(test_model_dir, keyword_rule("bomb"), cache_size=0)
+    yield g
+    g.close()
+
+
+class Upstream:
+    """A mock upstream: records the request bodies and answers ``reply`` (a JSON body or a list of SSE events)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.reply: Any = None
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(json.loads(request.content or b"{}"))
+        if isinstance(self.reply, list):
+            body = "".join(f"data: {json.dumps(e)}\n\n" for e in self.reply) + "data: [DONE]\n\n"
+            return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json=self.reply if self.reply is not None else response_json([message("ok")]))
+
+    def client(self, guard: Any, **options: Any) -> Any:
+        raw = openai.OpenAI(
+            base_url="http://upstream/v1",
+            api_key="k",
+            max_retries=0,
+            http_client=httpx.Client(transport=httpx.MockTransport(self.handler)),
+        )
+        return guard_client(raw, guard, **options)
+
+
+@pytest.fixture
+def upstream() -> Upstream:
+    return Upstream()
+
+
+def message(text: str, **part: Any) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": "msg_1",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": [], **part}],
+    }
+
+
+def response_json(output: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "model": "m",
+        "status": "completed",
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "output": output,
+        **fields,
+    }
+
+
+def held(upstream: Upstream, call: Callable[[], Any]) -> None:
+    """``call`` raises a typed error, and whatever it returned never held the word."""
+    with pytest.raises(HELD):
+        result = call()
+        if not isinstance(result, openai.BaseModel):
+            list(result)
+
+
+# -- 1. every value of a read request field is shown or refused ------------------------------------------------
+
+#: Values of every type the guard does not read a text field as, each carrying the word.
+ODD_VALUES = [
+    {"text": "bomb"},
+    ["bomb"],
+    [{"type": "input_text", "text": "bomb"}],
+    ("bomb",),
+    b"bomb",
+    7,
+    1.5,
+    True,
+]
+#: Input items with the fields the guard reads.
+INPUT_ITEMS: dict[str, dict[str, Any]] = {
+    "message": {"type": "message", "role": "user", "content": "Bread?"},
+    "function_call": {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+    "function_call_output": {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+    "mcp_call": {"type": "mcp_call", "id": "m1", "server_label": "s", "name": "f", "arguments": "{}", "output": "x"},
+    "mcp_approval_request": {
+        "type": "mcp_approval_request",
+        "id": "a1",
+        "server_label": "s",
+        "name": "f",
+        "arguments": "{}",
+    },
+    "mcp_list_tools": {"type": "mcp_list_tools", "id": "l1", "server_label": "s", "tools": []},
+    "file_search_call": {"type": "file_search_call", "id": "f1", "status": "completed", "queries": ["bread"]},
+    "reasoning": {"type": "reasoning", "id": "r1", "summary": []},
+}
+ITEM_CASES = [(kind, field) for kind, item in INPUT_ITEMS.items() for field in item if field not in ("type",)] + [
+    ("reasoning", "encrypted_content"),
+    ("mcp_call", "error"),
+    ("file_search_call", "results"),
+    ("message", "id"),
+]
+
+
+@pytest.mark.parametrize("in_extra", [False, True])
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+@pytest.mark.parametrize("field", ["instructions", "input"])
+def test_a_read_request_field_of_another_type_is_refused(upstream, guard, field, value, in_extra):
+    guarded = upstream.client(guard)
+    request = {"input": "Bread?", "instructions": "Be brief."}
+    request.pop(field)
+    if field == "input" and isinstance(value, list):  # a list of items is read item by item: below
+        value = {"x": value}
+    given = {"extra_body": {field: value}} if in_extra else {field: value}
+    with pytest.raises(HELD):
+        guarded.responses.create(model="m", **request, **given)
+    assert upstream.sent == []
+
+
+@pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
+@pytest.mark.parametrize(("kind", "field"), ITEM_CASES)
+def test_a_read_item_field_of_another_type_is_shown_or_refused(upstream, guard, kind, field, value):
+    guarded = upstream.client(guard)
+    item = {**INPUT_ITEMS[kind], field: value}
+    if isinstance(value, list) and field in ("content", "output", "summary", "tools", "queries", "results"):
+        pytest.skip("a list is this field's own type: its elements are read")
+    with pytest.raises(HELD):
+        guarded.responses.create(model="m", input=[item])
+    assert upstream.sent == []
+
+
+@pytest.mark.parametrize("kind", INPUT_ITEMS)
+def test_honest_requests_still_pass(upstream, guard, kind):
+    guarded = upstream.client(guard)
+    upstream.reply = response_json([message("Knead and bake.")])
+    items = [INPUT_ITEMS[kind]]
+    if kind == "function_call_output":
+        items = [INPUT_ITEMS["function_call"], *items]
+    result = guarded.responses.create(model="m", input=items, instructions="Be brief.")
+    assert result.output_text == "Knead and bake." and len(upstream.sent) == 1
