@@ -164,3 +164,64 @@ def test_honest_requests_still_pass(upstream, guard, kind):
         items = [INPUT_ITEMS["function_call"], *items]
     result = guarded.responses.create(model="m", input=items, instructions="Be brief.")
     assert result.output_text == "Knead and bake." and len(upstream.sent) == 1
+
+
+# -- 2. calls sharing an id: every call is shown, or they raise -------------------------------------------------
+
+
+def _call_item(kind: str, call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """An output item of ``kind`` whose call id is ``call_id``."""
+    if kind == "function_call":
+        return {"type": kind, "id": f"fc_{name}", "call_id": call_id, "name": name, "arguments": arguments}
+    if kind in ("mcp_call", "mcp_approval_request"):
+        return {"type": kind, "id": call_id, "server_label": "s", "name": name, "arguments": arguments}
+    if kind == "mcp_list_tools":
+        return {"type": kind, "id": call_id, "server_label": "s", "tools": []}
+    return {"type": kind, "id": call_id, "status": "completed", "queries": [arguments or "q"]}
+
+
+CALL_KINDS = ["function_call", "mcp_call", "mcp_approval_request", "mcp_list_tools", "file_search_call"]
+NAMED = ["function_call", "mcp_call", "mcp_approval_request"]
+
+
+def _events(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A plain stream of ``output``: each item added (arguments not yet streamed) and done, then completed."""
+    events: list[dict[str, Any]] = []
+    for n, item in enumerate(output):
+        added = {**item, "arguments": ""} if "arguments" in item else item
+        events.append({"type": "response.output_item.added", "output_index": n, "item": added})
+        events.append({"type": "response.output_item.done", "output_index": n, "item": item})
+    events.append({"type": "response.completed", "response": response_json(output)})
+    return [{**e, "sequence_number": n} for n, e in enumerate(events)]
+
+
+def _create(upstream: Upstream, guard: Any, output: list[dict[str, Any]], stream: bool) -> Any:
+    upstream.reply = _events(output) if stream else response_json(output)
+    result = upstream.client(guard).responses.create(model="m", input="Weather?", stream=stream)
+    return list(result) if stream else result
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("unsafe_args", ["", '{"what":"it"}'])
+@pytest.mark.parametrize("unsafe_first", [True, False])
+@pytest.mark.parametrize("other", CALL_KINDS)
+@pytest.mark.parametrize("kind", NAMED)
+def test_calls_sharing_an_id_under_other_names_raise(upstream, guard, kind, other, unsafe_first, unsafe_args, stream):
+    unsafe = _call_item(kind, "call_1", "build_bomb", unsafe_args)
+    safe = _call_item(other, "call_1", "get_weather", '{"city":"Paris"}')
+    output = [unsafe, safe] if unsafe_first else [safe, unsafe]
+    with pytest.raises(HELD):
+        _create(upstream, guard, output, stream)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("other", CALL_KINDS)
+@pytest.mark.parametrize("kind", NAMED)
+def test_calls_with_their_own_ids_pass(upstream, guard, kind, other, stream):
+    output = [
+        _call_item(kind, "call_1", "get_time", ""),
+        _call_item(other, "call_2", "get_weather", '{"city":"Paris"}'),
+    ]
+    _create(upstream, guard, output, stream)
+    output = [_call_item(kind, "call_1", "get_time", "{}"), _call_item(kind, "call_1", "get_time", "")]
+    _create(upstream, guard, output, stream)  # two views of one call

@@ -253,8 +253,20 @@ class _Turn:
             self.parts.append(part)
 
     def add_call(self, call_id: Any, name: Any, arguments: Any) -> None:
-        """A tool call (a nameless one stays nameless: the core refuses it)."""
+        """A tool call (a nameless one stays nameless: the core refuses it).
+
+        Views of one call (a stream's added / done / final item) fold: the same name and arguments once, and a
+        view without arguments into the one with them. Two calls that share an id under different names raise:
+        an app pairs results and calls by id, so which one it runs is not what the guard could know.
+        """
         call = build.tool_call(name, arguments or "", call_id=call_id)
+        for known in self.calls:
+            if known["id"] == call_id and known["function"]["name"] != name:
+                raise InvalidConversationError(
+                    f"two tool calls share the id {shown_name(call_id)} under different names "
+                    f"({shown_name(known['function']['name'])}, {shown_name(name)}); the client-side guard cannot "
+                    "tell which one an app runs: each call needs its own call_id"
+                )
         for n, known in enumerate(self.calls):
             if known["function"] == call["function"] or (known["id"] == call_id and not arguments):
                 return
