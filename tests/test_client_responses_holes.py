@@ -225,3 +225,80 @@ def test_calls_with_their_own_ids_pass(upstream, guard, kind, other, stream):
     _create(upstream, guard, output, stream)
     output = [_call_item(kind, "call_1", "get_time", "{}"), _call_item(kind, "call_1", "get_time", "")]
     _create(upstream, guard, output, stream)  # two views of one call
+
+
+# -- 3. streamed text: the guard checks the text any reader assembles -------------------------------------------
+
+UNSAFE = "Step 1: build the bomb casing."
+#: Streamed text events: (delta type, the part index field).
+DELTA_KINDS = [
+    ("response.output_text.delta", "content_index"),
+    ("response.refusal.delta", "content_index"),
+    ("response.reasoning_text.delta", "content_index"),
+    ("response.reasoning_summary_text.delta", "summary_index"),
+]
+
+
+def _delta(kind: str, index_field: str, item_id: str, output_index: int, part: int, text: str) -> dict[str, Any]:
+    event = {"type": kind, "item_id": item_id, "output_index": output_index, index_field: part, "delta": text}
+    return {**event, "logprobs": []} if kind == "response.output_text.delta" else event
+
+
+def _stream(upstream: Upstream, guard: Any, events: list[dict[str, Any]], mode: str) -> str:
+    """The deltas an app prints in arrival order."""
+    upstream.reply = [{**e, "sequence_number": n} for n, e in enumerate(events)]
+    guarded = upstream.client(guard, stream_mode=mode, window_size=8, window_overlap=2)
+    return "".join(getattr(e, "delta", "") for e in guarded.responses.create(model="m", input="Hi", stream=True))
+
+
+SPLITS = [1, 10, 19, 20, 21, len(UNSAFE) - 1]
+MODES = ["buffered", "windowed"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cut", SPLITS)
+@pytest.mark.parametrize(("kind", "index_field"), DELTA_KINDS)
+@pytest.mark.parametrize("across", ["items", "parts"])
+def test_a_text_split_across_parts_is_checked_as_read_in_arrival_order(
+    upstream, guard, kind, index_field, cut, across, mode
+):
+    first, second = UNSAFE[:cut], UNSAFE[cut:]
+    if across == "items":
+        events = [_delta(kind, index_field, "A", 0, 0, first), _delta(kind, index_field, "B", 1, 0, second)]
+    else:
+        events = [_delta(kind, index_field, "A", 0, 0, first), _delta(kind, index_field, "A", 0, 1, second)]
+    with pytest.raises(HELD):
+        _stream(upstream, guard, events, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("cut", SPLITS)
+@pytest.mark.parametrize(("kind", "index_field"), DELTA_KINDS)
+@pytest.mark.parametrize(
+    "placing",
+    [
+        [("A", 0, 0), ("B", 1, 0), ("A", 0, 0)],  # item A resumes after B began
+        [("A", 0, 0), ("A", 0, 1), ("A", 0, 0)],  # part 0 resumes after part 1 began
+        [("A", 0, 0), ("A", 1, 0), ("A", 0, 0)],  # item A moves to another output index
+        [("A", 0, 0), ("B", 0, 0), ("A", 0, 0)],  # two items at one output index
+        [("A", 0, 0), ("A", 1, 0)],
+        [("A", 0, 0), ("B", 0, 0)],
+    ],
+)
+def test_interleaved_or_moving_deltas_raise(upstream, guard, kind, index_field, cut, placing, mode):
+    pieces = [UNSAFE[:cut], " [unrelated] ", UNSAFE[cut:]][: len(placing)]
+    if len(placing) == 2:
+        pieces = [UNSAFE[:cut], UNSAFE[cut:]]
+    events = [_delta(kind, index_field, *where, text) for where, text in zip(placing, pieces, strict=True)]
+    with pytest.raises(HELD):  # a cut with the whole word in one piece may be blocked by a window check first
+        _stream(upstream, guard, events, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("kind", "index_field"), DELTA_KINDS)
+def test_honest_streamed_parts_pass(upstream, guard, kind, index_field, mode):
+    safe = "Knead the dough, let it rise, then bake it hot."
+    events = [_delta(kind, index_field, "A", 0, 0, safe[i : i + 5]) for i in range(0, 25, 5)]
+    events += [_delta(kind, index_field, "A", 0, 1, safe[i : i + 5]) for i in range(25, len(safe), 5)]
+    events += [_delta(kind, index_field, "B", 1, 0, " Enjoy.")]
+    assert _stream(upstream, guard, events, mode) == safe + " Enjoy."

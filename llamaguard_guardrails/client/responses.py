@@ -164,9 +164,11 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
     deltas: dict[tuple[str, Any, Any], str] = {}  # (kind, item id, part index) -> the deltas joined
     texts: list[tuple[str, Any, str]] = []  # (kind, item id, text) of done events and streamed parts
     names: dict[Any, tuple[Any, Any]] = {}  # item id -> (call id, tool name), for streamed arguments
+    order = _StreamOrder()
     for n, raw in enumerate(events):
         event = plain_dict(raw, f"stream event {n}")
         kind, where = event.get("type"), f"stream event {n} ({event.get('type')})"
+        order.place(event, where)
         items: list[Any] = []
         if kind in RESPONSE_EVENTS:
             items = list(plain_dict(event.get("response") or {}, where).get("output") or [])
@@ -183,6 +185,7 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
             text = text_piece(event.get(field), where)
             if kind.endswith(".delta"):
                 key = (text_kind, event.get("item_id"), event.get("content_index", event.get("summary_index")))
+                order.delta(key, text, where)
                 deltas[key] = deltas.get(key, "") + text
             else:
                 texts.append((text_kind, event.get("item_id"), text))
@@ -197,9 +200,55 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
             turn.add_item(item, f"{where} item {m}")
             names[item.get("id")] = (item.get("call_id") or item.get("id"), item.get("name"))
     texts += [(text_kind, item_id, text) for (text_kind, item_id, _), text in deltas.items()]
+    texts += [(text_kind, None, text) for text_kind, text in order.joined.items() if text not in deltas.values()]
     for text_kind, item_id, text in texts:
         turn.add_streamed(text_kind, text, *names.get(item_id, (item_id, None)))
     return turn.checks(messages)
+
+
+class _StreamOrder:
+    """Where a stream's events land, so that the text the guard checks is the text any reader assembles.
+
+    An item id keeps one output index and an output index one item id (an app grouping deltas by index, as the
+    SDK's accumulator does, and the guard grouping them by item read the same parts). Each part's deltas come in
+    one run: a part's delta after another part's deltas began raises (readers joining in arrival order and by part
+    would read different texts). The deltas of each text kind are also joined in arrival order (an app printing
+    every delta as it comes reads across parts).
+    """
+
+    def __init__(self) -> None:
+        self.index_of: dict[Any, Any] = {}  # item id -> output index
+        self.item_at: dict[Any, Any] = {}  # output index -> item id
+        self.current: tuple[str, Any, Any] | None = None
+        self.ended: set[tuple[str, Any, Any]] = set()
+        self.joined: dict[str, str] = {}  # text kind (not arguments) -> its deltas in arrival order
+
+    def place(self, event: Mapping[str, Any], where: str) -> None:
+        item = event.get("item")
+        item_id = get(item, "id") if item is not None else event.get("item_id")
+        index = event.get("output_index")
+        if item_id is None or index is None:
+            return
+        if self.index_of.setdefault(item_id, index) != index or self.item_at.setdefault(index, item_id) != item_id:
+            raise InvalidConversationError(
+                f"{where}: item {shown_name(item_id)} is at output_index {index if isinstance(index, int) else shown_name(index)}, but an earlier event "
+                "placed it or that index elsewhere; readers grouping by item and by index would read different "
+                "texts, so nothing was released (each item needs one output_index of its own)"
+            )
+
+    def delta(self, key: tuple[str, Any, Any], text: str, where: str) -> None:
+        if key != self.current:
+            if key in self.ended:
+                raise InvalidConversationError(
+                    f"{where}: deltas of item {shown_name(key[1])} part {shown_name(key[2])} resume after another "
+                    "part's deltas began; readers joining deltas in arrival order and by part would read different "
+                    "texts, so nothing was released (each part's deltas must come in one run)"
+                )
+            if self.current is not None:
+                self.ended.add(self.current)
+            self.current = key
+        if key[0] != "arguments":
+            self.joined[key[0]] = self.joined.get(key[0], "") + text
 
 
 class _Turn:
