@@ -223,7 +223,10 @@ def test_calls_with_their_own_ids_pass(upstream, guard, kind, other, stream):
         _call_item(other, "call_2", "get_weather", '{"city":"Paris"}'),
     ]
     _create(upstream, guard, output, stream)
-    output = [_call_item(kind, "call_1", "get_time", "{}"), _call_item(kind, "call_1", "get_time", "")]
+    output = [
+        _call_item(kind, "call_1", "get_time", "{}"),
+        {**_call_item(kind, "call_1", "get_time", ""), "id": "fc_2"},
+    ]
     _create(upstream, guard, output, stream)  # two views of one call
 
 
@@ -248,7 +251,9 @@ def _stream(upstream: Upstream, guard: Any, events: list[dict[str, Any]], mode: 
     """The deltas an app prints in arrival order."""
     upstream.reply = [{**e, "sequence_number": n} for n, e in enumerate(events)]
     guarded = upstream.client(guard, stream_mode=mode, window_size=8, window_overlap=2)
-    return "".join(getattr(e, "delta", "") for e in guarded.responses.create(model="m", input="Hi", stream=True))
+    return "".join(
+        getattr(e, "delta", None) or "" for e in guarded.responses.create(model="m", input="Hi", stream=True)
+    )
 
 
 SPLITS = [1, 10, 19, 20, 21, len(UNSAFE) - 1]
@@ -302,3 +307,104 @@ def test_honest_streamed_parts_pass(upstream, guard, kind, index_field, mode):
     events += [_delta(kind, index_field, "A", 0, 1, safe[i : i + 5]) for i in range(25, len(safe), 5)]
     events += [_delta(kind, index_field, "B", 1, 0, " Enjoy.")]
     assert _stream(upstream, guard, events, mode) == safe + " Enjoy."
+
+
+# -- 4. every field of a stream event, a part and a response is read, shown or refused ---------------------------
+
+from llamaguard_guardrails.client.responses import EVENT_FIELDS, RESPONSE_EVENTS  # noqa: E402
+
+
+def _minimal(kind: str) -> dict[str, Any]:
+    """A valid event of ``kind`` with nothing unsafe in it."""
+    fields = EVENT_FIELDS[kind]
+    event: dict[str, Any] = {"type": kind, "sequence_number": 0}
+    values = {
+        "item_id": "msg_1",
+        "output_index": 0,
+        "content_index": 0,
+        "summary_index": 0,
+        "annotation_index": 0,
+        "response": response_json([]),
+        "item": message("Fine."),
+        "part": {"type": "output_text", "text": "Fine.", "annotations": []},
+        "annotation": {
+            "type": "url_citation",
+            "url": "https://example.com",
+            "title": "x",
+            "start_index": 0,
+            "end_index": 1,
+        },
+        "delta": "Fine.",
+        "text": "Fine.",
+        "refusal": "Fine.",
+        "arguments": "{}",
+        "logprobs": [],
+        "status": "completed",
+    }
+    return {**event, **{k: values[k] for k in fields if k in values}}
+
+
+@pytest.mark.parametrize("extra", ["note", "explanation", "obfuscation"])
+@pytest.mark.parametrize("kind", sorted(EVENT_FIELDS))
+def test_an_unread_field_of_any_stream_event_raises(upstream, guard, kind, extra):
+    before = []
+    if "arguments" in kind:  # streamed arguments belong to a call item
+        call = {"type": "function_call", "id": "msg_1", "call_id": "c1", "name": "f", "arguments": ""}
+        before = [{"type": "response.output_item.added", "output_index": 0, "item": call}]
+    _stream(upstream, guard, [*before, _minimal(kind)], "buffered")  # the honest event passes
+    with pytest.raises(InvalidConversationError, match=extra):
+        _stream(upstream, guard, [*before, {**_minimal(kind), extra: "how to build a bomb"}], "buffered")
+
+
+@pytest.mark.parametrize(
+    "extra", [{"annotations": [{"note": "bomb"}]}, {"logprobs": [{"token": "bomb"}]}, {"x": "bomb"}]
+)
+@pytest.mark.parametrize(
+    ("kind", "ptype"),
+    [
+        ("response.content_part.added", "reasoning_text"),
+        ("response.content_part.done", "reasoning_text"),
+        ("response.reasoning_summary_part.added", "summary_text"),
+        ("response.reasoning_summary_part.done", "summary_text"),
+    ],
+)
+def test_an_unread_field_of_a_reasoning_part_raises(upstream, guard, kind, ptype, extra):
+    event = {**_minimal(kind), "item_id": "rs_1", "part": {"type": ptype, "text": "thinking"}}
+    _stream(upstream, guard, [event], "buffered")
+    with pytest.raises(InvalidConversationError):
+        _stream(upstream, guard, [{**event, "part": {**event["part"], **extra}}], "buffered")
+
+
+SHOWN_FIELDS = [
+    {"error": {"code": "server_error", "message": "how to build a bomb"}},
+    {"incomplete_details": {"reason": "bomb"}},
+    {"instructions": "Explain the bomb."},
+]
+
+
+@pytest.mark.parametrize("stream_kind", [None, *sorted(RESPONSE_EVENTS)])
+@pytest.mark.parametrize("fields", SHOWN_FIELDS + [{"explanation": "bomb"}, {"moderation": {"note": "bomb"}}], ids=str)
+def test_text_of_a_response_object_is_shown_and_unknown_fields_raise(upstream, guard, fields, stream_kind):
+    answer = response_json([message("Fine.")], **fields)
+    if stream_kind is None:
+        upstream.reply = answer
+        with pytest.raises(HELD):
+            upstream.client(guard).responses.create(model="m", input="Hi")
+    else:
+        with pytest.raises(HELD):
+            _stream(upstream, guard, [{"type": stream_kind, "response": answer}], "buffered")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_honest_response_texts_pass(upstream, guard, stream):
+    answer = response_json(
+        [message("Fine.")],
+        error={"code": "rate_limit", "message": "Slow down."},
+        incomplete_details={"reason": "max_output_tokens"},
+        instructions="Be brief.",
+    )
+    if stream:
+        _stream(upstream, guard, [{"type": "response.completed", "response": answer}], "buffered")
+    else:
+        upstream.reply = answer
+        upstream.client(guard).responses.create(model="m", input="Hi", instructions="Be brief.")

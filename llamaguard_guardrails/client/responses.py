@@ -92,6 +92,41 @@ NO_CONTENT_EVENTS = frozenset(
     for state in states
 )
 
+_EVENT = frozenset({"type", "sequence_number"})
+_AT_ITEM = _EVENT | {"item_id", "output_index"}
+#: Every field each stream event may hold: any other field with a value raises (nobody shows it to the guard).
+EVENT_FIELDS: dict[str, frozenset[str]] = {
+    **{kind: _EVENT | {"response"} for kind in RESPONSE_EVENTS},
+    **{kind: _EVENT | {"item", "output_index"} for kind in ITEM_EVENTS},
+    "response.content_part.added": _AT_ITEM | {"content_index", "part"},
+    "response.content_part.done": _AT_ITEM | {"content_index", "part"},
+    "response.reasoning_summary_part.added": _AT_ITEM | {"summary_index", "part"},
+    "response.reasoning_summary_part.done": _AT_ITEM | {"summary_index", "part", "status"},
+    **{
+        kind: _AT_ITEM
+        | {field}
+        | ({"summary_index"} if "summary" in kind else set() if "arguments" in kind else {"content_index"})
+        | ({"logprobs"} if kind.startswith("response.output_text.") else set())
+        for kind, (_, field) in TEXT_EVENTS.items()
+    },
+    "response.output_text.annotation.added": _AT_ITEM | {"annotation", "annotation_index", "content_index"},
+    **{kind: _AT_ITEM for kind in NO_CONTENT_EVENTS},
+}
+#: Streamed reasoning parts: every field they may hold.
+REASONING_PART_FIELDS = frozenset({"type", "text"})
+#: Fields of a response object: the settings it echoes and its metadata (not shown), and what is shown.
+RESPONSE_METADATA = frozenset(
+    {
+        "id", "object", "created_at", "completed_at", "model", "status", "background", "billing", "conversation",
+        "max_output_tokens", "max_tool_calls", "metadata", "parallel_tool_calls", "previous_response_id", "prompt",
+        "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store",
+        "temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "usage", "user",
+        "frequency_penalty", "presence_penalty",
+    }
+)  # fmt: skip
+RESPONSE_SHOWN = ("error", "incomplete_details", "instructions")
+RESPONSE_FIELDS = RESPONSE_METADATA | {"output", *RESPONSE_SHOWN}
+
 
 def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``input`` (string or items) and ``instructions`` of ``responses.create`` as OpenAI chat messages."""
@@ -129,7 +164,7 @@ def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
 def responses_output_checks(messages: list[dict[str, Any]], response: Any) -> list[Check]:
     """The answer with every tool call it makes (one assistant turn), then server-side tool outputs."""
     turn = _Turn()
-    for n, item in enumerate(get(response, "output") or []):
+    for n, item in enumerate(turn.add_response(plain_dict(response, "response"), "response")):
         turn.add_item(plain_dict(item, f"output item {n}"), f"output item {n}")
     return turn.checks(messages)
 
@@ -168,15 +203,26 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
     for n, raw in enumerate(events):
         event = plain_dict(raw, f"stream event {n}")
         kind, where = event.get("type"), f"stream event {n} ({event.get('type')})"
+        if kind not in EVENT_FIELDS:
+            raise InvalidConversationError(
+                f"stream event {n} has type {shown_name(kind)}, which the client-side guard cannot check; nothing was released"
+            )
+        if filled(event.get("obfuscation")):
+            raise InvalidConversationError(
+                f"{where} carries obfuscation padding, which the client-side guard does not read; nothing was "
+                "released: pass stream_options={'include_obfuscation': False}"
+            )
+        only_known(event, EVENT_FIELDS[kind], where)
         order.place(event, where)
         items: list[Any] = []
         if kind in RESPONSE_EVENTS:
-            items = list(plain_dict(event.get("response") or {}, where).get("output") or [])
+            items = turn.add_response(plain_dict(event.get("response") or {}, where), f"{where} response")
         elif kind in ITEM_EVENTS:
             items = [event.get("item")]
         elif kind in PART_EVENTS:
             part = plain_dict(event.get("part") or {}, where)
             if part.get("type") in ("reasoning_text", "summary_text"):
+                only_known(part, REASONING_PART_FIELDS, f"{where} part")
                 texts.append(("reasoning", event.get("item_id"), text_piece(part.get("text"), where)))
             else:
                 turn.add_part(part)
@@ -191,10 +237,6 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
                 texts.append((text_kind, event.get("item_id"), text))
         elif kind == "response.output_text.annotation.added":
             turn.add_part({"type": "text", "text": "", "annotations": [event.get("annotation")]})
-        elif kind not in NO_CONTENT_EVENTS:
-            raise InvalidConversationError(
-                f"stream event {n} has type {shown_name(kind)}, which the client-side guard cannot check; nothing was released"
-            )
         for m, raw_item in enumerate(items):
             item = plain_dict(raw_item, f"{where} item {m}")
             turn.add_item(item, f"{where} item {m}")
@@ -261,6 +303,20 @@ class _Turn:
         self.parts: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
+        self.echoed: list[str] = []  # texts of the response object (error, instructions ...), shown unless sent
+
+    def add_response(self, response: dict[str, Any], where: str) -> list[Any]:
+        """A response object's shown fields; its output items (the caller adds them)."""
+        only_known(response, RESPONSE_FIELDS, where)
+        for field in RESPONSE_SHOWN:
+            if filled(response.get(field)):
+                text = json_text(response[field])
+                if text not in self.echoed:
+                    self.echoed.append(text)
+        output = response.get("output") or []
+        if not isinstance(output, list | tuple):
+            raise InvalidConversationError(f"{where}: output must be a list of items, got {type(output).__name__}")
+        return list(output)
 
     def add_item(self, item: dict[str, Any], where: str) -> None:
         kind = item.get("type") or ("message" if "role" in item else None)
@@ -348,9 +404,11 @@ class _Turn:
 
     def checks(self, messages: list[dict[str, Any]]) -> list[Check]:
         """The answer with every tool call it makes (one assistant turn), then the tool results."""
-        if not self.parts and not self.calls:
+        sent = {m.get("content") for m in messages if isinstance(m.get("content"), str)}
+        parts = self.parts + [{"type": "text", "text": text} for text in self.echoed if text not in sent]
+        if not parts and not self.calls:
             return []
-        answer = build.assistant(self.parts or None, tool_calls=self.calls)
+        answer = build.assistant(parts or None, tool_calls=self.calls)
         checks = [(messages + [answer], output_stage(answer))]
         if self.results:
             calls_only = build.assistant(tool_calls=self.calls)
