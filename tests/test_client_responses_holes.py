@@ -408,3 +408,45 @@ def test_honest_response_texts_pass(upstream, guard, stream):
     else:
         upstream.reply = answer
         upstream.client(guard).responses.create(model="m", input="Hi", instructions="Be brief.")
+
+
+# -- 5. logprobs are the tokens of the checked text -------------------------------------------------------------
+
+
+def _lp(token: str, **extra: Any) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.1, "bytes": list(token.encode()), "top_logprobs": [], **extra}
+
+
+SAFE = "Knead and bake."
+BAD_LOGPROBS = [
+    [_lp("bomb")],  # tokens that are not the text
+    [_lp("Knead and bake"), _lp(". bomb")],
+    [_lp(SAFE, top_logprobs=[{"token": "bomb", "logprob": -1.0, "bytes": []}])],  # tokens not chosen
+    [{**_lp(SAFE), "bytes": list(b"bomb")}],  # bytes that are not the token
+    [_lp(SAFE, note="bomb")],  # a field nobody reads
+]
+
+
+@pytest.mark.parametrize("logprobs", BAD_LOGPROBS, ids=str)
+@pytest.mark.parametrize("where", ["output_text", "delta", "done", "part"])
+def test_logprobs_that_are_not_the_checked_text_raise(upstream, guard, where, logprobs):
+    def run(lps: list[dict[str, Any]]) -> Any:
+        if where == "output_text":
+            upstream.reply = response_json([message(SAFE, logprobs=lps)])
+            return upstream.client(guard).responses.create(model="m", input="Hi")
+        kind = {
+            "delta": "response.output_text.delta",
+            "done": "response.output_text.done",
+            "part": "response.content_part.done",
+        }[where]
+        event = _minimal(kind)
+        event.update({k: SAFE for k in ("delta", "text") if k in event})
+        if "logprobs" in EVENT_FIELDS[kind]:
+            event["logprobs"] = lps
+        if where == "part":
+            event["part"] = {"type": "output_text", "text": SAFE, "annotations": [], "logprobs": lps}
+        return _stream(upstream, guard, [event], "buffered")
+
+    run([_lp("Knead"), _lp(" and"), _lp(" bake"), _lp(".")])  # the honest tokens pass
+    with pytest.raises(InvalidConversationError, match="logprobs"):
+        run(logprobs)
