@@ -29,6 +29,30 @@ ITEM_FIELDS: dict[str, frozenset[str]] = {
     "file_search_call": frozenset({"type", "id", "status", "queries", "results"}),
     "web_search_call": frozenset({"type", "id", "status"}),
 }
+#: The types each item field may hold (by field, then by (item type, field)): a value of any other type is refused,
+#: since it could not be shown to the guard as it is sent.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "id": (str,),
+    "status": (str,),
+    "role": (str,),
+    "call_id": (str,),
+    "name": (str,),
+    "arguments": (str,),
+    "server_label": (str,),
+    "encrypted_content": (str,),
+    "output": (str,),
+    "error": (str,),
+    "content": (list,),
+    "summary": (list,),
+    "tools": (list,),
+    "queries": (list,),
+    "results": (list,),
+}
+ITEM_FIELD_TYPES: dict[tuple[str, str], tuple[type, ...]] = {
+    ("message", "content"): (str, list),
+    ("function_call_output", "output"): (str, list),
+}
 SEARCH_RESULT_FIELDS = frozenset({"attributes", "file_id", "filename", "score", "text"})
 RESPONSE_EVENTS = frozenset(
     {"response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed"}
@@ -68,21 +92,65 @@ NO_CONTENT_EVENTS = frozenset(
     for state in states
 )
 
+_EVENT = frozenset({"type", "sequence_number"})
+_AT_ITEM = _EVENT | {"item_id", "output_index"}
+#: Every field each stream event may hold: any other field with a value raises (nobody shows it to the guard).
+EVENT_FIELDS: dict[str, frozenset[str]] = {
+    **{kind: _EVENT | {"response"} for kind in RESPONSE_EVENTS},
+    **{kind: _EVENT | {"item", "output_index"} for kind in ITEM_EVENTS},
+    "response.content_part.added": _AT_ITEM | {"content_index", "part"},
+    "response.content_part.done": _AT_ITEM | {"content_index", "part"},
+    "response.reasoning_summary_part.added": _AT_ITEM | {"summary_index", "part"},
+    "response.reasoning_summary_part.done": _AT_ITEM | {"summary_index", "part", "status"},
+    **{
+        kind: _AT_ITEM
+        | {field}
+        | ({"summary_index"} if "summary" in kind else set() if "arguments" in kind else {"content_index"})
+        | ({"logprobs"} if kind.startswith("response.output_text.") else set())
+        for kind, (_, field) in TEXT_EVENTS.items()
+    },
+    "response.output_text.annotation.added": _AT_ITEM | {"annotation", "annotation_index", "content_index"},
+    **{kind: _AT_ITEM for kind in NO_CONTENT_EVENTS},
+}
+#: Streamed reasoning parts: every field they may hold.
+REASONING_PART_FIELDS = frozenset({"type", "text"})
+#: Fields of a response object: the settings it echoes and its metadata (not shown), and what is shown.
+RESPONSE_METADATA = frozenset(
+    {
+        "id", "object", "created_at", "completed_at", "model", "status", "background", "billing", "conversation",
+        "max_output_tokens", "max_tool_calls", "metadata", "parallel_tool_calls", "previous_response_id", "prompt",
+        "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store",
+        "temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "usage", "user",
+        "frequency_penalty", "presence_penalty",
+    }
+)  # fmt: skip
+RESPONSE_SHOWN = ("error", "incomplete_details", "instructions")
+RESPONSE_FIELDS = RESPONSE_METADATA | {"output", *RESPONSE_SHOWN}
+
 
 def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The ``input`` (string or items) and ``instructions`` of ``responses.create`` as OpenAI chat messages."""
     messages: list[dict[str, Any]] = []
     instructions, items = request.get("instructions"), request.get("input")
-    if isinstance(instructions, str) and instructions:
+    if instructions is not None and not isinstance(instructions, str):
+        raise InvalidConversationError(
+            f"responses.create got instructions= a {type(instructions).__name__}, which the client-side guard "
+            "does not show to the guard; nothing was sent: pass instructions as one string (or send the messages "
+            "as input items)"
+        )
+    if instructions:
         messages.append({"role": "system", "content": instructions})
     if isinstance(items, str):
         messages.append({"role": "user", "content": items})
         return messages
-    if items is None or isinstance(items, bytes | Mapping):
-        raise InvalidConversationError("responses.create needs input= a string or a list of input items")
+    if not isinstance(items, list | tuple):
+        raise InvalidConversationError(
+            f"responses.create needs input= a string or a list of input items, got {type(items).__name__}"
+        )
     for n, raw in enumerate(items):
         item = plain_dict(raw, f"input item {n}")
         if (item.get("type") or ("message" if "role" in item else None)) == "message":
+            _typed(item, "message", f"input item {n} (message)")
             messages.append({**item, "role": item.get("role", "user")})  # the core checks every key
             continue
         turn = _Turn()
@@ -96,7 +164,7 @@ def responses_request(request: Mapping[str, Any]) -> list[dict[str, Any]]:
 def responses_output_checks(messages: list[dict[str, Any]], response: Any) -> list[Check]:
     """The answer with every tool call it makes (one assistant turn), then server-side tool outputs."""
     turn = _Turn()
-    for n, item in enumerate(get(response, "output") or []):
+    for n, item in enumerate(turn.add_response(plain_dict(response, "response"), "response")):
         turn.add_item(plain_dict(item, f"output item {n}"), f"output item {n}")
     return turn.checks(messages)
 
@@ -131,42 +199,100 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
     deltas: dict[tuple[str, Any, Any], str] = {}  # (kind, item id, part index) -> the deltas joined
     texts: list[tuple[str, Any, str]] = []  # (kind, item id, text) of done events and streamed parts
     names: dict[Any, tuple[Any, Any]] = {}  # item id -> (call id, tool name), for streamed arguments
+    order = _StreamOrder()
     for n, raw in enumerate(events):
         event = plain_dict(raw, f"stream event {n}")
         kind, where = event.get("type"), f"stream event {n} ({event.get('type')})"
+        if kind not in EVENT_FIELDS:
+            raise InvalidConversationError(
+                f"stream event {n} has type {shown_name(kind)}, which the client-side guard cannot check; nothing was released"
+            )
+        if filled(event.get("obfuscation")):
+            raise InvalidConversationError(
+                f"{where} carries obfuscation padding, which the client-side guard does not read; nothing was "
+                "released: pass stream_options={'include_obfuscation': False}"
+            )
+        only_known(event, EVENT_FIELDS[kind], where)
+        order.place(event, where)
         items: list[Any] = []
         if kind in RESPONSE_EVENTS:
-            items = list(plain_dict(event.get("response") or {}, where).get("output") or [])
+            items = turn.add_response(plain_dict(event.get("response") or {}, where), f"{where} response")
         elif kind in ITEM_EVENTS:
             items = [event.get("item")]
         elif kind in PART_EVENTS:
             part = plain_dict(event.get("part") or {}, where)
             if part.get("type") in ("reasoning_text", "summary_text"):
+                only_known(part, REASONING_PART_FIELDS, f"{where} part")
                 texts.append(("reasoning", event.get("item_id"), text_piece(part.get("text"), where)))
             else:
                 turn.add_part(part)
         elif kind in TEXT_EVENTS:
             text_kind, field = TEXT_EVENTS[kind]
             text = text_piece(event.get(field), where)
+            if filled(event.get("logprobs")):
+                check_logprobs(event["logprobs"], text, where)
             if kind.endswith(".delta"):
                 key = (text_kind, event.get("item_id"), event.get("content_index", event.get("summary_index")))
+                order.delta(key, text, where)
                 deltas[key] = deltas.get(key, "") + text
             else:
                 texts.append((text_kind, event.get("item_id"), text))
         elif kind == "response.output_text.annotation.added":
             turn.add_part({"type": "text", "text": "", "annotations": [event.get("annotation")]})
-        elif kind not in NO_CONTENT_EVENTS:
-            raise InvalidConversationError(
-                f"stream event {n} has type {shown_name(kind)}, which the client-side guard cannot check; nothing was released"
-            )
         for m, raw_item in enumerate(items):
             item = plain_dict(raw_item, f"{where} item {m}")
             turn.add_item(item, f"{where} item {m}")
             names[item.get("id")] = (item.get("call_id") or item.get("id"), item.get("name"))
     texts += [(text_kind, item_id, text) for (text_kind, item_id, _), text in deltas.items()]
+    texts += [(text_kind, None, text) for text_kind, text in order.joined.items() if text not in deltas.values()]
     for text_kind, item_id, text in texts:
         turn.add_streamed(text_kind, text, *names.get(item_id, (item_id, None)))
     return turn.checks(messages)
+
+
+class _StreamOrder:
+    """Where a stream's events land, so that the text the guard checks is the text any reader assembles.
+
+    An item id keeps one output index and an output index one item id (an app grouping deltas by index, as the
+    SDK's accumulator does, and the guard grouping them by item read the same parts). Each part's deltas come in
+    one run: a part's delta after another part's deltas began raises (readers joining in arrival order and by part
+    would read different texts). The deltas of each text kind are also joined in arrival order (an app printing
+    every delta as it comes reads across parts).
+    """
+
+    def __init__(self) -> None:
+        self.index_of: dict[Any, Any] = {}  # item id -> output index
+        self.item_at: dict[Any, Any] = {}  # output index -> item id
+        self.current: tuple[str, Any, Any] | None = None
+        self.ended: set[tuple[str, Any, Any]] = set()
+        self.joined: dict[str, str] = {}  # text kind (not arguments) -> its deltas in arrival order
+
+    def place(self, event: Mapping[str, Any], where: str) -> None:
+        item = event.get("item")
+        item_id = get(item, "id") if item is not None else event.get("item_id")
+        index = event.get("output_index")
+        if item_id is None or index is None:
+            return
+        if self.index_of.setdefault(item_id, index) != index or self.item_at.setdefault(index, item_id) != item_id:
+            raise InvalidConversationError(
+                f"{where}: item {shown_name(item_id)} is at output_index {index if isinstance(index, int) else shown_name(index)}, but an earlier event "
+                "placed it or that index elsewhere; readers grouping by item and by index would read different "
+                "texts, so nothing was released (each item needs one output_index of its own)"
+            )
+
+    def delta(self, key: tuple[str, Any, Any], text: str, where: str) -> None:
+        if key != self.current:
+            if key in self.ended:
+                raise InvalidConversationError(
+                    f"{where}: deltas of item {shown_name(key[1])} part {shown_name(key[2])} resume after another "
+                    "part's deltas began; readers joining deltas in arrival order and by part would read different "
+                    "texts, so nothing was released (each part's deltas must come in one run)"
+                )
+            if self.current is not None:
+                self.ended.add(self.current)
+            self.current = key
+        if key[0] != "arguments":
+            self.joined[key[0]] = self.joined.get(key[0], "") + text
 
 
 class _Turn:
@@ -179,6 +305,20 @@ class _Turn:
         self.parts: list[dict[str, Any]] = []
         self.calls: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
+        self.echoed: list[str] = []  # texts of the response object (error, instructions ...), shown unless sent
+
+    def add_response(self, response: dict[str, Any], where: str) -> list[Any]:
+        """A response object's shown fields; its output items (the caller adds them)."""
+        only_known(response, RESPONSE_FIELDS, where)
+        for field in RESPONSE_SHOWN:
+            if filled(response.get(field)):
+                text = json_text(response[field])
+                if text not in self.echoed:
+                    self.echoed.append(text)
+        output = response.get("output") or []
+        if not isinstance(output, list | tuple):
+            raise InvalidConversationError(f"{where}: output must be a list of items, got {type(output).__name__}")
+        return list(output)
 
     def add_item(self, item: dict[str, Any], where: str) -> None:
         kind = item.get("type") or ("message" if "role" in item else None)
@@ -188,6 +328,7 @@ class _Turn:
                 f"{', '.join(ITEM_FIELDS)}"
             )
         only_known(item, ITEM_FIELDS[kind], f"{where} ({kind})")
+        _typed(item, kind, f"{where} ({kind})")
         if kind == "message":
             content = item.get("content")
             for part in [content] if isinstance(content, str) else content or []:
@@ -214,13 +355,27 @@ class _Turn:
                 self.add_result(item.get("id"), _search_results(item["results"], where))
 
     def add_part(self, part: dict[str, Any]) -> None:
+        if filled(part.get("logprobs")):
+            check_logprobs(part["logprobs"], part.get("text"), f"a {part.get('type')} part")
         key = _content_of(part)
         if set(key) - {"type"} and all(_content_of(known) != key for known in self.parts):
             self.parts.append(part)
 
     def add_call(self, call_id: Any, name: Any, arguments: Any) -> None:
-        """A tool call (a nameless one stays nameless: the core refuses it)."""
+        """A tool call (a nameless one stays nameless: the core refuses it).
+
+        Views of one call (a stream's added / done / final item) fold: the same name and arguments once, and a
+        view without arguments into the one with them. Two calls that share an id under different names raise:
+        an app pairs results and calls by id, so which one it runs is not what the guard could know.
+        """
         call = build.tool_call(name, arguments or "", call_id=call_id)
+        for known in self.calls:
+            if known["id"] == call_id and known["function"]["name"] != name:
+                raise InvalidConversationError(
+                    f"two tool calls share the id {shown_name(call_id)} under different names "
+                    f"({shown_name(known['function']['name'])}, {shown_name(name)}); the client-side guard cannot "
+                    "tell which one an app runs: each call needs its own call_id"
+                )
         for n, known in enumerate(self.calls):
             if known["function"] == call["function"] or (known["id"] == call_id and not arguments):
                 return
@@ -253,14 +408,65 @@ class _Turn:
 
     def checks(self, messages: list[dict[str, Any]]) -> list[Check]:
         """The answer with every tool call it makes (one assistant turn), then the tool results."""
-        if not self.parts and not self.calls:
+        sent = {m.get("content") for m in messages if isinstance(m.get("content"), str)}
+        parts = self.parts + [{"type": "text", "text": text} for text in self.echoed if text not in sent]
+        if not parts and not self.calls:
             return []
-        answer = build.assistant(self.parts or None, tool_calls=self.calls)
+        answer = build.assistant(parts or None, tool_calls=self.calls)
         checks = [(messages + [answer], output_stage(answer))]
         if self.results:
             calls_only = build.assistant(tool_calls=self.calls)
             checks.append((messages + [calls_only] + self.results, "tool_result"))
         return checks
+
+
+LOGPROB_FIELDS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
+
+
+def check_logprobs(logprobs: Any, text: Any, where: str) -> None:
+    """Raise unless ``logprobs`` are the tokens of ``text``, which the guard checks: their tokens join to it, and
+    no ``top_logprobs`` alternatives (tokens the model did not choose, never checked) are returned."""
+    if not isinstance(logprobs, list | tuple):
+        raise InvalidConversationError(f"{where}: logprobs must be a list, got {type(logprobs).__name__}")
+    tokens = []
+    for n, raw in enumerate(logprobs):
+        entry = plain_dict(raw, f"{where} logprobs[{n}]")
+        only_known(entry, LOGPROB_FIELDS, f"{where} logprobs[{n}]")
+        if filled(entry.get("top_logprobs")):
+            raise InvalidConversationError(
+                f"{where}: logprobs[{n}] holds top_logprobs, tokens the model did not choose, which the guard never "
+                "checked; nothing was released: request no top_logprobs"
+            )
+        raw_bytes = entry.get("bytes")
+        if filled(raw_bytes) and (
+            not isinstance(raw_bytes, list)
+            or not all(isinstance(b, int) and 0 <= b < 256 for b in raw_bytes)
+            or bytes(raw_bytes) != str(entry.get("token")).encode()
+        ):
+            raise InvalidConversationError(f"{where}: logprobs[{n}] bytes are not its token")
+        tokens.append(text_piece(entry.get("token"), f"{where} logprobs[{n}] token"))
+    if "".join(tokens) != (text or ""):
+        raise InvalidConversationError(
+            f"{where}: the logprobs' tokens do not join to the text the guard checked; nothing was released "
+            "(request no logprobs from this server)"
+        )
+
+
+def _typed(item: Mapping[str, Any], kind: str, where: str) -> None:
+    """Raise on an item field whose value has a type the guard does not read it as (a list of instructions, a
+    dict of arguments ...): it would be sent or returned as it is, unseen."""
+    for field, value in item.items():
+        if value is None:
+            continue
+        types = ITEM_FIELD_TYPES.get((kind, field)) or FIELD_TYPES.get(field)
+        if types is not None and not isinstance(value, types):
+            expected = " or ".join("a string" if t is str else "a list" for t in types)
+            raise InvalidConversationError(
+                f"{where}: field {shown_name(field)} holds a {type(value).__name__}, which the client-side guard "
+                f"cannot show as it is sent; it must be {expected}"
+            )
+    if kind == "file_search_call" and any(not isinstance(q, str) for q in item.get("queries") or []):
+        raise InvalidConversationError(f"{where}: every query must be a string")
 
 
 def _content_of(part: Mapping[str, Any]) -> dict[str, Any]:
