@@ -344,16 +344,27 @@ def _minimal(kind: str) -> dict[str, Any]:
     return {**event, **{k: values[k] for k in fields if k in values}}
 
 
-@pytest.mark.parametrize("extra", ["note", "explanation", "obfuscation"])
+def _arguments_item(kind: str) -> list[dict[str, Any]]:
+    """The item streamed arguments belong to (none for other events)."""
+    if "arguments" not in kind:
+        return []
+    call = {"type": "function_call", "id": "msg_1", "call_id": "c1", "name": "f", "arguments": ""}
+    return [{"type": "response.output_item.added", "output_index": 0, "item": call}]
+
+
+@pytest.mark.parametrize("extra", ["note", "explanation"])
 @pytest.mark.parametrize("kind", sorted(EVENT_FIELDS))
 def test_an_unread_field_of_any_stream_event_raises(upstream, guard, kind, extra):
-    before = []
-    if "arguments" in kind:  # streamed arguments belong to a call item
-        call = {"type": "function_call", "id": "msg_1", "call_id": "c1", "name": "f", "arguments": ""}
-        before = [{"type": "response.output_item.added", "output_index": 0, "item": call}]
+    before = _arguments_item(kind)
     _stream(upstream, guard, [*before, _minimal(kind)], "buffered")  # the honest event passes
     with pytest.raises(InvalidConversationError, match=extra):
         _stream(upstream, guard, [*before, {**_minimal(kind), extra: "how to build a bomb"}], "buffered")
+
+
+@pytest.mark.parametrize("kind", sorted(EVENT_FIELDS))
+def test_openai_obfuscation_padding_passes_on_any_event(upstream, guard, kind):
+    """OpenAI pads stream events with random characters by default: padding, not text of the answer."""
+    _stream(upstream, guard, [*_arguments_item(kind), {**_minimal(kind), "obfuscation": "x7Qp2"}], "buffered")
 
 
 @pytest.mark.parametrize(

@@ -89,15 +89,20 @@ def check_logprobs(pieces: list[Any], answer: Mapping[str, Any], where: str) -> 
                 raise InvalidConversationError(f"{where}: logprobs.{key} must be a list, got {type(entries).__name__}")
             lists.setdefault(key, []).extend(entries or [])
     for key, entries in lists.items():
-        if not entries:
-            continue
-        written = b"".join(_token_bytes(plain_dict(e, f"{where} logprob"), where) for e in entries)
-        text = answer.get(key) or ""
-        if not isinstance(text, str) or written != text.encode("utf-8"):
-            raise InvalidConversationError(
-                f"{where}: the tokens in logprobs.{key} are not the text of its {key}: the guard checked the text, "
-                "so tokens that differ from it cannot be released"
-            )
+        if entries:
+            check_tokens(entries, answer.get(key) or "", f"{where} logprobs.{key}")
+
+
+def check_tokens(entries: Any, text: Any, where: str) -> None:
+    """Raise unless the logprob ``entries`` are the tokens of ``text`` (their bytes joined are its UTF-8), none
+    listing alternatives: the guard checked the text, so tokens that differ from it cannot be released."""
+    if not isinstance(entries, list | tuple):
+        raise InvalidConversationError(f"{where}: logprobs must be a list, got {type(entries).__name__}")
+    written = b"".join(_token_bytes(plain_dict(e, f"{where} entry"), where) for e in entries)
+    if not isinstance(text, str) or written != text.encode("utf-8"):
+        raise InvalidConversationError(
+            f"{where}: the tokens of the logprobs are not the text the guard checked; nothing was released"
+        )
 
 
 def _token_bytes(entry: Mapping[str, Any], where: str) -> bytes:
@@ -109,18 +114,18 @@ def _token_bytes(entry: Mapping[str, Any], where: str) -> bytes:
         )
     token, raw = entry.get("token"), entry.get("bytes")
     if not isinstance(token, str):
-        raise InvalidConversationError(f"{where}: a logprob token must be a string, got {type(token).__name__}")
+        raise InvalidConversationError(f"{where}: a token of the logprobs must be a string, got {type(token).__name__}")
     if raw is None:
         return token.encode("utf-8")
     if not isinstance(raw, list) or not all(type(b) is int and 0 <= b < 256 for b in raw):
-        raise InvalidConversationError(f"{where}: a logprob's bytes must be a list of byte values")
+        raise InvalidConversationError(f"{where}: the bytes of a token of the logprobs must be a list of byte values")
     data = bytes(raw)
     try:
         shown = data.decode("utf-8") == token
     except UnicodeDecodeError:  # part of a character: the token may only spell its bytes
         shown = _BYTES_TOKEN.fullmatch(token) is not None
     if not shown:
-        raise InvalidConversationError(f"{where}: a logprob token is not the text of its bytes")
+        raise InvalidConversationError(f"{where}: a token of the logprobs is not the text of its bytes")
     return data
 
 
@@ -128,6 +133,7 @@ __all__ = [
     "ASSISTANT_TEXT",
     "Check",
     "check_logprobs",
+    "check_tokens",
     "choice_index",
     "filled",
     "get",

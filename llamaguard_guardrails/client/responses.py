@@ -15,7 +15,7 @@ from typing import Any
 from ..core import messages as build
 from ..core.errors import InvalidConversationError, shown_name
 from ..core.values import json_text, plain_dict
-from .fields import Check, filled, get, only_known, output_stage, text_piece
+from .fields import Check, check_tokens, filled, get, only_known, output_stage, text_piece
 
 #: Responses items by type: every field each may hold (what is shown to the guard, and ids / status).
 ITEM_FIELDS: dict[str, frozenset[str]] = {
@@ -80,6 +80,8 @@ TEXT_EVENTS: dict[str, tuple[str, str]] = {
     "response.function_call_arguments.done": ("arguments", "arguments"),
     "response.mcp_call.arguments.delta": ("arguments", "delta"),
     "response.mcp_call.arguments.done": ("arguments", "arguments"),
+    "response.mcp_call_arguments.delta": ("arguments", "delta"),  # the openai SDK's name of the same events
+    "response.mcp_call_arguments.done": ("arguments", "arguments"),
 }
 NO_CONTENT_EVENTS = frozenset(
     f"response.{tool}.{state}"
@@ -207,12 +209,9 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
             raise InvalidConversationError(
                 f"stream event {n} has type {shown_name(kind)}, which the client-side guard cannot check; nothing was released"
             )
-        if filled(event.get("obfuscation")):
-            raise InvalidConversationError(
-                f"{where} carries obfuscation padding, which the client-side guard does not read; nothing was "
-                "released: pass stream_options={'include_obfuscation': False}"
-            )
-        only_known(event, EVENT_FIELDS[kind], where)
+        # ``obfuscation``: random characters OpenAI pads delta events with (against length side channels), on by
+        # default; not text of the answer, like the ids beside it
+        only_known(event, EVENT_FIELDS[kind] | {"obfuscation"}, where)
         order.place(event, where)
         items: list[Any] = []
         if kind in RESPONSE_EVENTS:
@@ -230,7 +229,7 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
             text_kind, field = TEXT_EVENTS[kind]
             text = text_piece(event.get(field), where)
             if filled(event.get("logprobs")):
-                check_logprobs(event["logprobs"], text, where)
+                check_tokens(event["logprobs"], text, where)
             if kind.endswith(".delta"):
                 key = (text_kind, event.get("item_id"), event.get("content_index", event.get("summary_index")))
                 order.delta(key, text, where)
@@ -356,7 +355,7 @@ class _Turn:
 
     def add_part(self, part: dict[str, Any]) -> None:
         if filled(part.get("logprobs")):
-            check_logprobs(part["logprobs"], part.get("text"), f"a {part.get('type')} part")
+            check_tokens(part["logprobs"], part.get("text"), f"a {part.get('type')} part")
         key = _content_of(part)
         if set(key) - {"type"} and all(_content_of(known) != key for known in self.parts):
             self.parts.append(part)
@@ -418,38 +417,6 @@ class _Turn:
             calls_only = build.assistant(tool_calls=self.calls)
             checks.append((messages + [calls_only] + self.results, "tool_result"))
         return checks
-
-
-LOGPROB_FIELDS = frozenset({"token", "logprob", "bytes", "top_logprobs"})
-
-
-def check_logprobs(logprobs: Any, text: Any, where: str) -> None:
-    """Raise unless ``logprobs`` are the tokens of ``text``, which the guard checks: their tokens join to it, and
-    no ``top_logprobs`` alternatives (tokens the model did not choose, never checked) are returned."""
-    if not isinstance(logprobs, list | tuple):
-        raise InvalidConversationError(f"{where}: logprobs must be a list, got {type(logprobs).__name__}")
-    tokens = []
-    for n, raw in enumerate(logprobs):
-        entry = plain_dict(raw, f"{where} logprobs[{n}]")
-        only_known(entry, LOGPROB_FIELDS, f"{where} logprobs[{n}]")
-        if filled(entry.get("top_logprobs")):
-            raise InvalidConversationError(
-                f"{where}: logprobs[{n}] holds top_logprobs, tokens the model did not choose, which the guard never "
-                "checked; nothing was released: request no top_logprobs"
-            )
-        raw_bytes = entry.get("bytes")
-        if filled(raw_bytes) and (
-            not isinstance(raw_bytes, list)
-            or not all(isinstance(b, int) and 0 <= b < 256 for b in raw_bytes)
-            or bytes(raw_bytes) != str(entry.get("token")).encode()
-        ):
-            raise InvalidConversationError(f"{where}: logprobs[{n}] bytes are not its token")
-        tokens.append(text_piece(entry.get("token"), f"{where} logprobs[{n}] token"))
-    if "".join(tokens) != (text or ""):
-        raise InvalidConversationError(
-            f"{where}: the logprobs' tokens do not join to the text the guard checked; nothing was released "
-            "(request no logprobs from this server)"
-        )
 
 
 def _typed(item: Mapping[str, Any], kind: str, where: str) -> None:
