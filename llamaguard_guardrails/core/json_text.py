@@ -69,17 +69,38 @@ def _no_constant(name: str) -> Any:
     raise _Ambiguous(f"{name} is not a JSON value: send a number")
 
 
-def loads_unambiguous(text: str | bytes) -> Any:
-    """``json.loads`` for JSON that carries content: a repeated key in one object, ``NaN``/``Infinity`` or
-    nesting past the parser's limit raise ``json.JSONDecodeError`` saying what to change."""
+def loads_unambiguous(text: str | bytes, *, max_values: int | None = None) -> Any:
+    """``json.loads`` for JSON that carries content: a repeated key in one object, ``NaN``/``Infinity``, nesting
+    past the parser's limit, bytes that are not Unicode text, or (with ``max_values``) more values than that in all
+    raise ``json.JSONDecodeError`` saying what to change."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except _Ambiguous as exc:
         raise json.JSONDecodeError(str(exc), "", 0) from None
+    except UnicodeDecodeError as exc:
+        raise json.JSONDecodeError(f"the JSON is not UTF-8 text ({exc.reason} at byte {exc.start})", "", 0) from None
     except RecursionError:
         raise json.JSONDecodeError(
             f"the JSON is nested too deeply (Python reads {sys.getrecursionlimit()} levels at most)", "", 0
         ) from None
+    if max_values is not None and _count_values(value, max_values) > max_values:
+        raise json.JSONDecodeError(
+            f"the JSON holds more than {max_values} values (strings, numbers, lists, objects): split it", "", 0
+        )
+    return value
+
+
+def _count_values(value: Any, limit: int) -> int:
+    """How many values ``value`` holds (itself included), counted up to just past ``limit``."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def parse(text: str) -> Any:

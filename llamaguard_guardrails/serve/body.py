@@ -3,12 +3,14 @@
 A JSON object that repeats a key (``{"input": "<harmful>", "input": "bread"}``) is valid JSON whose meaning
 depends on the reader: Python keeps the last value, other parsers the first. Whatever reads the same body
 elsewhere (a gateway, a log, the application that forwards it) could act on a text the guard never saw. So a
-repeated key, ``NaN`` / ``Infinity`` (not JSON, though Python reads them) and nesting past Python's recursion
-limit are a 400 saying what to change, never a guess.
+repeated key, ``NaN`` / ``Infinity`` (not JSON, though Python reads them), nesting past Python's recursion
+limit, bytes that are not UTF-8, and more values than ``ServeSettings.max_json_values`` are a 400 saying what to
+change, never a guess.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,8 +23,11 @@ from ..core.json_text import loads_unambiguous
 
 class _StrictRequest(Request):
     async def json(self) -> Any:
+        """The body read off the event loop (a large one takes a while), bounded in values: each value costs the
+        request validation on the loop, and a bad one an error, so millions of them would stall every request."""
         if not hasattr(self, "_json"):
-            self._json = loads_unambiguous(await self.body())
+            limit = self.app.state.serve.settings.max_json_values
+            self._json = await asyncio.to_thread(loads_unambiguous, await self.body(), max_values=limit)
         return self._json
 
 

@@ -17,6 +17,8 @@ class ServeSettings:
     - ``api_keys``: bearer keys accepted (empty: no authentication).
     - ``max_body_bytes``: request body limit (413 beyond it).
     - ``max_inputs``: inputs of one ``/v1/moderations`` request, conversations of one batch request.
+    - ``max_json_values``: values (strings, numbers, lists, objects) in one request body: each costs validation
+      time on the event loop, so a body of millions of small values is refused before it is validated.
     - ``max_pending``: checks admitted at once, running or queued; a request that would exceed it gets 429
       with ``Retry-After``.
     - ``timeout_s``: deadline of each check (the server's; a request may ask for less, never more); past it 504.
@@ -27,6 +29,7 @@ class ServeSettings:
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = 16 * 2**20
     max_inputs: int = 64
+    max_json_values: int = 50_000
     max_pending: int = 512
     timeout_s: float = 30.0
     max_custom_categories: int = 8
@@ -34,7 +37,7 @@ class ServeSettings:
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_inputs", "max_pending", "retry_after_s"):
+        for name in ("max_body_bytes", "max_inputs", "max_json_values", "max_pending", "retry_after_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.timeout_s <= 0:

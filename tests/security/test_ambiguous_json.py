@@ -220,3 +220,31 @@ def test_a_policy_file_with_a_repeated_key_is_refused(tmp_path):
     path.write_text('{"threshold": 0.9, "threshold": 0.1}')
     with pytest.raises(InvalidPolicyError, match="appears twice"):
         load_policy(path)
+
+
+# -- bounded before validation -----------------------------------------------------------------------------------
+
+MANY_VALUES = {
+    "numbers for conversations": ("/v1/guard/classify_batch", lambda n: {"conversations": [1] * n}),
+    "numbers for messages": ("/v1/guard/classify", lambda n: {"messages": [1] * n}),
+    "content parts": ("/v1/guard/classify", lambda n: {"messages": [{"role": "user", "content": ["a"] * n}]}),
+    "messages": ("/v1/guard/classify", lambda n: {"messages": [{"role": "user", "content": "hi"}] * (n // 3)}),
+    "moderation inputs": ("/v1/moderations", lambda n: {"input": ["hi"] * n}),
+}
+
+
+@pytest.mark.parametrize("case", list(MANY_VALUES))
+def test_a_body_of_more_values_than_the_limit_is_refused_before_validation(server, case):
+    """Millions of small values would each cost validation (and an error) on the event loop: the bound
+    (``ServeSettings.max_json_values``) refuses them when the body is read, off the loop."""
+    endpoint, make = MANY_VALUES[case]
+    response = post(server, endpoint, json.dumps(make(300_000)))
+    assert response.status_code == 400 and "more than 50000 values" in response.json()["error"]["message"]
+    assert post(server, "/v1/moderations", '{"input": "still serving?"}').status_code == 200
+
+
+@pytest.mark.parametrize("raw", [b'{"input": "bo\xffmb"}', b'{"input": "\xc3"}', b'\xfe\xff\x00{'], ids=repr)
+def test_a_body_that_is_not_utf8_is_a_400_saying_so(server, raw):
+    response = httpx.post(f"{server.url}/v1/moderations", content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
