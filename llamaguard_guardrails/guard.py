@@ -30,6 +30,7 @@ from .core.errors import (
     GuardClosedError,
     GuardTimeoutError,
     InvalidConversationError,
+    InvalidPolicyError,
     ModelOutputError,
 )
 from .core.images import ImageLimits
@@ -98,6 +99,8 @@ class LlamaGuard:
         )
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llamaguard")
         self._closed = False
+        self._abandoned = 0  # checks whose caller left at their deadline (or was cancelled) and that still run
+        self._abandoned_lock = threading.Lock()
         self._close_lock = threading.Lock()
         load_identifier()  # languages of each verdict (core/depth.py): loaded here, not in a check's deadline
 
@@ -125,27 +128,24 @@ class LlamaGuard:
         try:
             return self._emit(self._result(future, policy.timeout_s))
         except concurrent.futures.TimeoutError:
-            future.cancel()  # an abandoned check finishes in the background but reports nothing
+            self._abandon(future)  # an abandoned check finishes in the background but reports nothing
             return self._emit(self._timed_out(policy, started))
 
     async def aclassify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
         """Async :meth:`classify`; all work runs off the event loop."""
         policy = policy or self.policy
         started = time.perf_counter()
-        self._check_open()
-        try:
-            work = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._classify, conversation, policy, started
-            )
-        except RuntimeError as exc:  # the pool was shut down by a concurrent close()
-            raise GuardClosedError(_CLOSED) from exc
+        future = self._submit(self._classify, conversation, policy, started)
+        work = asyncio.wrap_future(future)
         try:
             if policy.timeout_s is None:
-                return self._emit(await work)
-            return self._emit(await asyncio.wait_for(work, policy.timeout_s))
+                return self._emit(await asyncio.shield(work))
+            return self._emit(await asyncio.wait_for(asyncio.shield(work), policy.timeout_s))
         except TimeoutError:
+            self._abandon(future)
             return self._emit(self._timed_out(policy, started))
         except asyncio.CancelledError:
+            self._abandon(future)
             task = asyncio.current_task()
             if self._closed and not (task is not None and task.cancelling()):
                 raise GuardClosedError(_CLOSED) from None  # cancelled by close(), not by the caller
@@ -178,7 +178,7 @@ class LlamaGuard:
             verdicts = self._result(future, max(0.0, policy.timeout_s - (time.perf_counter() - started)))
         except concurrent.futures.TimeoutError:
             stop.set()  # the abandoned work stops at its next conversation or forward pass
-            future.cancel()
+            self._abandon(future)
             groups = built[: len(items)] + [None] * (len(items) - len(built))
             verdicts = [self._timed_out(policy, started, None if isinstance(g, BaseException) else g) for g in groups]
         return [self._emit(v, len(items)) for v in verdicts]
@@ -218,7 +218,7 @@ class LlamaGuard:
         self._check_open()
         try:
             prompts = self.build_prompts(conversation, policy)
-        except InvalidConversationError:
+        except (InvalidConversationError, InvalidPolicyError):  # bad input: the caller's to fix, never a verdict
             raise
         except Exception as exc:  # noqa: BLE001 - a tokenizer or image-processor failure is a guard failure
             return self._failure(exc, policy, started)
@@ -273,6 +273,8 @@ class LlamaGuard:
                 groups.append(self.build_prompts(item, policy))
             except InvalidConversationError as exc:
                 raise type(exc)(f"conversation {n}: {exc}") from exc
+            except InvalidPolicyError:
+                raise
             except Exception as exc:  # noqa: BLE001 - tokenizer or image-processor failure: fail mode
                 groups.append(exc)
         return groups
@@ -404,6 +406,24 @@ class LlamaGuard:
         if errors and self._closed:
             raise GuardClosedError(f"{_CLOSED} while the check ran ({errors[0]})")
         return verdicts
+
+    @property
+    def abandoned_checks(self) -> int:
+        """Checks whose caller stopped waiting (their deadline passed, or the caller was cancelled) and that still
+        run in the background: they hold the model as any check does, so a server counts them as busy."""
+        return self._abandoned
+
+    def _abandon(self, future: concurrent.futures.Future[Any]) -> None:
+        """Stop waiting for ``future``: cancelled if it has not started, else counted until it finishes."""
+        if future.cancel() or future.done():
+            return
+        with self._abandoned_lock:
+            self._abandoned += 1
+        future.add_done_callback(self._abandoned_finished)
+
+    def _abandoned_finished(self, _: concurrent.futures.Future[Any]) -> None:
+        with self._abandoned_lock:
+            self._abandoned -= 1
 
     def _check_open(self) -> None:
         if self._closed:

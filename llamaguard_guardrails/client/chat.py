@@ -19,8 +19,9 @@ from .fields import ASSISTANT_TEXT, Check, check_logprobs, choice_index, filled,
 
 #: The fields of a chat completion besides its choices: none holds content.
 COMPLETION_FIELDS = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier", "usage"})
-#: A streamed chunk's, with ``obfuscation`` (random characters OpenAI pads chunks with, not text of the answer).
-CHUNK_FIELDS = COMPLETION_FIELDS | {"obfuscation"}
+#: A streamed chunk's, with ``obfuscation`` (random characters OpenAI pads chunks with, not text of the answer)
+#: and ``sequence_number`` (Llama Stack's chunk counter).
+CHUNK_FIELDS = COMPLETION_FIELDS | {"obfuscation", "sequence_number"}
 #: Choice fields with no content of their own (``logprobs`` are checked to be the tokens of the text).
 CHOICE_METADATA = frozenset({"index", "finish_reason", "logprobs", "stop_reason"})
 #: The fields of an answer message: its role and what is shown to the guard.

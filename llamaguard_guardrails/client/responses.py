@@ -94,7 +94,7 @@ NO_CONTENT_EVENTS = frozenset(
     for state in states
 )
 
-_EVENT = frozenset({"type", "sequence_number"})
+_EVENT = frozenset({"type", "sequence_number", "response_id"})  # response_id: Llama Stack's, on every event
 _AT_ITEM = _EVENT | {"item_id", "output_index"}
 #: Every field each stream event may hold: any other field with a value raises (nobody shows it to the guard).
 EVENT_FIELDS: dict[str, frozenset[str]] = {
@@ -212,7 +212,8 @@ def responses_stream_checks(messages: list[dict[str, Any]], events: list[Any]) -
         # ``obfuscation``: random characters OpenAI pads delta events with (against length side channels), on by
         # default; not text of the answer, like the ids beside it
         only_known(event, EVENT_FIELDS[kind] | {"obfuscation"}, where)
-        order.place(event, where)
+        if kind in TEXT_EVENTS:  # where deltas land (Llama Stack reuses an output_index for a later whole item)
+            order.place(event, where)
         items: list[Any] = []
         if kind in RESPONSE_EVENTS:
             items = turn.add_response(plain_dict(event.get("response") or {}, where), f"{where} response")

@@ -100,10 +100,14 @@ class MicroBatcher:
                 return
 
     def _deliver(self, batch: list[_Item]) -> None:
+        """Score what was taken, ``max_batch`` prompts a forward pass at most: one check of many windows (a long
+        text) never becomes one pass of unbounded memory."""
         flat = [p for prompts, _ in batch for p in prompts]
         self.batch_sizes = [*self.batch_sizes[-255:], len(flat)]
         try:
-            results = self._score(flat)
+            results = []
+            for start in range(0, len(flat), self.max_batch):
+                results += self._score(flat[start : start + self.max_batch])
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
             for _, future in batch:
                 future.set_exception(exc)

@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 
 from .conversation import Block, Conversation, Role
 from .depth import Depth
-from .errors import InvalidConversationError
+from .errors import InvalidConversationError, InvalidPolicyError
 from .policy import Policy
 
 BEGIN_OF_TEXT = "<|begin_of_text|>"
@@ -283,8 +283,15 @@ class PromptBuilder:
         line_cost = len(self.encode_text(f"{role}: {MESSAGE_END}")) + 4  # a text line's frame, plus merge slack
         budget = max_tokens - overhead - line_cost
         if budget < 64:
+            if not shared_images:  # the template and the policy's categories alone fill the prompt
+                raise InvalidPolicyError(
+                    f"max_prompt_tokens={max_tokens} leaves no room for content: the prompt with this policy's "
+                    f"categories alone needs {overhead} tokens (raise max_prompt_tokens, or shorten or drop custom "
+                    "categories)"
+                )
             raise InvalidConversationError(
-                f"max_prompt_tokens={max_tokens} leaves no room for content (the prompt alone needs {overhead})"
+                f"max_prompt_tokens={max_tokens} leaves no room for content (the prompt with the last message's "
+                f"images alone needs {overhead}): send fewer or smaller images"
             )
         windows: list[list[tuple[int, str]]] = [[]]
         firsts: list[set[int]] = [set()]  # blocks whose first piece (and so images) is in each window

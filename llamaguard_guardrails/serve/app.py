@@ -64,6 +64,8 @@ def create_app(source: GuardSource, settings: ServeSettings | None = None, *, wa
     app loaded itself is closed.
     """
     settings = settings or ServeSettings()
+    if hasattr(source, "classify"):
+        refuse_local_paths(source)
     state = _State(settings)
 
     @contextlib.asynccontextmanager
@@ -84,6 +86,16 @@ def create_app(source: GuardSource, settings: ServeSettings | None = None, *, wa
     return Gate(app, settings.max_body_bytes)
 
 
+def refuse_local_paths(guard: Any) -> None:
+    """A served guard never opens a file a client names: one built with ``allow_local_image_paths=True`` (paths and
+    ``file://`` URLs in image strings) is refused before it serves anything."""
+    if getattr(guard, "allow_local_image_paths", False):
+        raise ValueError(
+            "this guard opens image paths and file:// URLs named in the content (allow_local_image_paths=True): "
+            "serving it would let any client read files on the server. Build the served guard without it"
+        )
+
+
 class _State:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
@@ -100,6 +112,7 @@ class _State:
     def load(self, source: GuardSource, warm: bool) -> None:
         try:
             guard = source if hasattr(source, "classify") else source()
+            refuse_local_paths(guard)
             self._restore = _observe_batches(guard, self.metrics)
             self.metrics.watch_kv_store(getattr(guard, "backend", None))
             if warm:
@@ -136,13 +149,15 @@ class _State:
 
     @contextlib.contextmanager
     def admit(self, count: int):
-        """Admit ``count`` checks, or 429 when the queue would exceed ``max_pending``."""
+        """Admit ``count`` checks, or 429 when the queue would exceed ``max_pending``. Checks whose requests ended
+        at their deadline (504) or whose clients left still hold the model until they finish: they count too."""
         limit = self.settings.max_pending
-        if self.pending + count > limit:
+        busy = self.pending + getattr(self.guard, "abandoned_checks", 0)
+        if busy + count > limit:
             self.metrics.errors.labels("queue_full").inc()
             raise ServeError(
                 429,
-                f"the server is busy ({self.pending} checks pending, limit {limit}): retry after "
+                f"the server is busy ({busy} checks pending, limit {limit}): retry after "
                 f"{self.settings.retry_after_s} s",
                 kind="rate_limit_error",
                 code="queue_full",
@@ -189,6 +204,8 @@ class _State:
         for n, outcome in enumerate(outcomes):
             if isinstance(outcome, InvalidConversationError):
                 raise ServeError(400, f"{where(n)}: {outcome}", kind="invalid_request_error", param=where(n))
+            if isinstance(outcome, InvalidPolicyError):
+                raise ServeError(400, str(outcome), kind="invalid_request_error", param="policy")
             if isinstance(outcome, GuardClosedError):
                 raise ServeError(503, f"{outcome}", kind="server_error", code="shutting_down")
             if isinstance(outcome, BaseException):

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from llamaguard_guardrails import InvalidConversationError
+from llamaguard_guardrails.core.errors import InvalidPolicyError
 from llamaguard_guardrails.core.prompt import EOT
 from llamaguard_guardrails.testing import keyword_rule
 
@@ -60,7 +60,7 @@ def assert_whole_prompt(guard, prompt) -> str:
 
 @pytest.mark.parametrize("total", [10_000, 50_000, 200_000])
 def test_long_history_keeps_the_last_message_and_reports_exactly_what_was_left_out(make_guard, total):
-    guard = make_guard(keyword_rule("bomb"))
+    guard = make_guard(keyword_rule("bomb"), max_batch=64)  # every window of the check in one pass (last_prompts)
     messages = history(total, "final question: how do I build a bomb?")
     tokens = len(guard.prompts.encode_text(" ".join(m["content"] for m in messages)))
     assert tokens >= total * 0.9
@@ -87,7 +87,7 @@ def test_long_history_keeps_the_last_message_and_reports_exactly_what_was_left_o
 
 @pytest.mark.parametrize("total", [10_000, 50_000, 200_000])
 def test_a_huge_message_is_windowed_and_markers_anywhere_are_classified(make_guard, total):
-    guard = make_guard(keyword_rule("bomb"))
+    guard = make_guard(keyword_rule("bomb"), max_batch=64)  # every window of the check in one pass (last_prompts)
     body = filler(total, total)
     text = f"FIRSTMARK {body[: len(body) // 2]} MIDDLEMARK {body[len(body) // 2 :]} LASTMARK"
     assert len(guard.prompts.encode_text(text)) >= total
@@ -257,6 +257,7 @@ def test_many_short_messages_cost_no_more_than_a_few_long_ones(make_guard):
 
 
 def test_a_budget_too_small_for_any_window_is_a_typed_error(make_guard):
-    guard = make_guard(max_prompt_tokens=200)  # the policy part of the prompt alone is longer
-    with pytest.raises(InvalidConversationError, match="leaves no room for content"):
+    """The policy part of the prompt alone is longer than the budget: the policy (or budget) is what to change."""
+    guard = make_guard(max_prompt_tokens=200)
+    with pytest.raises(InvalidPolicyError, match="leaves no room for content"):
         guard.classify("hello " * 500)

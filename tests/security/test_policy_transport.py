@@ -195,3 +195,15 @@ def test_a_bad_policy_names_the_policy_as_what_to_fix(served, policy):
     response = httpx.post(f"{served.url}/v1/guard/classify", json={"messages": "hi", "policy": policy})
     assert response.status_code == 400
     assert response.json()["error"]["param"].startswith("policy")
+
+
+def test_a_policy_that_leaves_no_room_for_content_is_a_policy_error(served, remote):
+    """Custom categories so long that the prompt has no room left: a 400 naming the policy, so ``from_server``
+    raises ``InvalidPolicyError`` as the in-process guard does."""
+    custom = {f"S{15 + n}": "\U0001d51f" * 1999 for n in range(8)}  # a math letter: several tokens each
+    response = httpx.post(
+        f"{served.url}/v1/guard/classify", json={"messages": "hi", "policy": {"custom_categories": custom}}
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == "policy"
+    with pytest.raises(InvalidPolicyError, match="leaves no room"):
+        remote.classify("hi", policy=Policy(custom_categories=custom))
