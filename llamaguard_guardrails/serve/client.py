@@ -480,12 +480,21 @@ def _inconsistency(verdict: Verdict, sent: _Sent) -> str | None:
     if not verdict.safe:
         if verdict.needs_review:
             return "blocked and in review at once"
-        # A window blocked it (at the threshold, with a kept category), or the policy's out_of_depth="block" did
-        # (only a verdict that was allowed, so with no category).
-        if not (p >= t and categories) and not (reasons and depth in ("block", None) and not categories):
-            return f"blocked with p={p} under threshold {t}, or with no category the policy keeps"
-        return None
-    if p >= t and not ignored:
+        if p >= t and categories:  # a window blocked it: the threshold reached, with a category the policy keeps
+            return None
+        if reasons and depth in ("block", None) and not categories:
+            # out_of_depth="block" blocked a verdict that was allowed: it must have been one
+            return _allowed_inconsistency(verdict, None)
+        return f"blocked with p={p} under threshold {t}, or with no category the policy keeps"
+    return _allowed_inconsistency(verdict, depth)
+
+
+def _allowed_inconsistency(verdict: Verdict, depth: str | None) -> str | None:
+    """Why an allowed (or in review) verdict cannot be the core's (see :func:`_inconsistency`), or ``None``.
+    ``depth``: the policy's ``out_of_depth`` (``None``: unknown, or already applied)."""
+    p, t, r = verdict.unsafe_probability, verdict.threshold, verdict.review_threshold
+    categories, ignored, reasons = verdict.categories, verdict.ignored_categories, bool(verdict.out_of_depth)
+    if p >= t and not ignored:  # a window at the threshold is allowed only when the policy cleared its categories
         return f"allowed with p={p} at or over threshold {t} and no category the policy excludes"
     if categories and not (verdict.needs_review and r is not None and p >= r):
         return f"allowed with categories {categories} outside review in the grey zone (review_threshold {r})"
