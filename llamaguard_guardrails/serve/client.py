@@ -24,15 +24,18 @@ import base64
 import io
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from .. import tracing
+from ..core.categories import CATEGORY_CODE, category_name
 from ..core.conversation import Conversation
 from ..core.decision import failure_verdict, raise_unless_allowed
 from ..core.errors import (
@@ -44,6 +47,7 @@ from ..core.errors import (
     InvalidPolicyError,
 )
 from ..core.images import MAX_IMAGE_BYTES
+from ..core.json_text import loads_unambiguous
 from ..core.policy import DEFAULT_POLICY, Policy
 from ..core.verdict import Verdict
 from ..enforce import OnVerdict, report
@@ -131,18 +135,18 @@ class RemoteGuard:
 
     def classify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
         """The server's verdict on the last message of ``conversation`` (see ``LlamaGuard.classify``)."""
-        body, sources = self._body(conversation, policy)
+        body, sent = self._body(conversation, policy)
         policy = policy or self.policy
         started = time.perf_counter()
         try:
             answer = self._post(lambda: self._http.post("/v1/guard/classify", content=body, **self._call(policy)))
         except ServerError as exc:
             return self._emit(self._failed(exc, policy, started))
-        return self._emit(self._verdict(answer, policy, started, sources))
+        return self._emit(self._verdict(answer, policy, started, sent))
 
     async def aclassify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
         """Async :meth:`classify` (its own connection per call: safe on any event loop)."""
-        body, sources = self._body(conversation, policy)
+        body, sent = self._body(conversation, policy)
         policy = policy or self.policy
         started = time.perf_counter()
         try:
@@ -150,7 +154,7 @@ class RemoteGuard:
                 answer = await self._apost(lambda: http.post("/v1/guard/classify", content=body, **self._call(policy)))
         except ServerError as exc:
             return self._emit(self._failed(exc, policy, started))
-        return self._emit(self._verdict(answer, policy, started, sources))
+        return self._emit(self._verdict(answer, policy, started, sent))
 
     def classify_batch(
         self,
@@ -161,6 +165,7 @@ class RemoteGuard:
         progress: bool = False,
     ) -> list[Verdict]:
         """One verdict per conversation, in order (``batch_size`` conversations per request)."""
+        chosen = self._chosen(policy)
         requested = self._policy(policy)
         policy = policy or self.policy
         items = list(conversations)
@@ -175,10 +180,11 @@ class RemoteGuard:
                 answer = self._post(
                     lambda body=body: self._http.post("/v1/guard/classify_batch", content=body, **self._call(policy))
                 )
-                results = answer.get("verdicts")
-                if not isinstance(results, list) or len(results) != len(chunk):
-                    raise ServerError(f"the server answered {len(results or [])} verdicts for {len(chunk)}")
-                verdicts += [self._verdict(v, policy, started, src) for v, (_, src) in zip(results, prepared)]
+                results = _verdict_list(answer, len(chunk))
+                verdicts += [
+                    self._verdict(v, policy, started, _Sent.of(wire, src, chosen))
+                    for v, (wire, src) in zip(results, prepared)
+                ]
             except ServerError as exc:
                 verdicts += [self._failed(exc, policy, started) for _ in chunk]
         return [self._emit(v) for v in verdicts]
@@ -214,16 +220,21 @@ class RemoteGuard:
     def _model(self) -> dict[str, str]:
         return {"model": self.model} if self.model else {}
 
-    def _body(self, conversation: Any, policy: Policy | None) -> tuple[bytes, list[int] | None]:
+    def _body(self, conversation: Any, policy: Policy | None) -> tuple[bytes, _Sent]:
         if self._closed:
             raise GuardClosedError(f"{_CLOSED}: create a new one to check content")
         wire, sources = _prepare(conversation, "conversation")
-        return _dumps({"messages": wire, **self._policy(policy), **self._model()}), sources
+        body = _dumps({"messages": wire, **self._policy(policy), **self._model()})
+        return body, _Sent.of(wire, sources, self._chosen(policy))
+
+    def _chosen(self, policy: Policy | None) -> Policy | None:
+        """The policy a request sends: the call's policy, else this guard's if one was given, else none (the
+        server's own policy applies)."""
+        return policy or self._own_policy
 
     def _policy(self, policy: Policy | None) -> dict[str, Any]:
-        """The policy field of a request: the call's policy, else this guard's if one was given, else none (the
-        server's own policy applies)."""
-        chosen = policy or self._own_policy
+        """The policy field of a request (see :meth:`_chosen`)."""
+        chosen = self._chosen(policy)
         return {} if chosen is None else {"policy": _policy_json(chosen)}
 
     def _call(self, policy: Policy) -> dict[str, Any]:
@@ -260,19 +271,23 @@ class RemoteGuard:
             await asyncio.sleep(_retry_after(response))
         raise AssertionError("unreachable")
 
-    def _verdict(
-        self, answer: dict[str, Any], policy: Policy, started: float, sources: list[int] | None = None
-    ) -> Verdict:
+    def _verdict(self, answer: Any, policy: Policy, started: float, sent: _Sent) -> Verdict:
         """The server's verdict, unchanged but for the latency (this client's round trip) and, for a parsed
-        :class:`Conversation`, its message indices; an undecided one (``error`` set) gets this policy's fail mode."""
+        :class:`Conversation`, its message indices. An answer this client cannot trust gets this policy's fail mode:
+        an undecided verdict (``error`` set), one that is malformed (a field missing or unknown, a loose type), or
+        one that is not the core's decision on what was sent (see :func:`_read_verdict`, :func:`_inconsistency`)."""
         try:
-            verdict = Verdict.model_validate({k: v for k, v in answer.items() if k != "status"})
-            if sources is not None:
-                verdict = _renumbered(verdict, sources)
-        except (ValueError, IndexError) as exc:
-            return self._failed(ServerError(f"the guard server sent a malformed verdict: {exc}"), policy, started)
+            verdict = _read_verdict(answer)
+        except ServerError as exc:
+            return self._failed(exc, policy, started)
         if verdict.error is not None:
             return self._failed(ServerError(verdict.error), policy, started)
+        problem = _inconsistency(verdict, sent)
+        if problem is not None:
+            message = f"the guard server sent a verdict that is not a decision on what was sent: {problem}"
+            return self._failed(ServerError(message), policy, started)
+        if sent.sources is not None:
+            verdict = _renumbered(verdict, sent.sources)
         return verdict.model_copy(update={"latency_ms": (time.perf_counter() - started) * 1000})
 
     def _failed(self, exc: ServerError, policy: Policy, started: float) -> Verdict:
@@ -336,6 +351,162 @@ def _renumbered(verdict: Verdict, sources: list[int]) -> Verdict:
         "omitted_messages": sorted({sources[i] for i in verdict.omitted_messages}),
     }
     return verdict.model_copy(update=update)
+
+
+# -- the answer ------------------------------------------------------------------------------------------
+
+#: The fields of a verdict on the wire: every field of :class:`Verdict` the server writes (``verdict_json``), each
+#: required (a field left out would take the model's default, a decision nobody made), plus ``status``.
+VERDICT_FIELDS = frozenset(name for name, field in Verdict.model_fields.items() if not field.exclude)
+_STATUS = "status"
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What a request sent for one conversation, so what a verdict on it must say: the checked message (its role
+    and index in the messages sent: the last one), how many messages, their source indices for a parsed
+    :class:`Conversation`, and the policy sent (``None``: the server's own applies, which this client does not
+    know)."""
+
+    role: str | None  # None: this client cannot tell which message the server checks (it must refuse the request)
+    index: int
+    sources: list[int] | None
+    policy: Policy | None
+
+    @classmethod
+    def of(cls, wire: Any, sources: list[int] | None, policy: Policy | None) -> _Sent:
+        if isinstance(wire, str):  # one user message
+            return cls("User", 0, sources, policy)
+        if isinstance(wire, list) and wire and isinstance(wire[-1], dict):
+            # The core's mapping: an assistant message is the Agent's; every other role (user, system, developer,
+            # tool, function) is User input. Every message gives at least one block, so the last is the one checked.
+            role = "Agent" if wire[-1].get("role") == "assistant" else "User"
+            return cls(role, len(wire) - 1, sources, policy)
+        return cls(None, -1, sources, policy)
+
+
+def _verdict_list(answer: dict[str, Any], expected: int) -> list[Any]:
+    """The ``verdicts`` of a batch answer: a list of one item per conversation sent, and nothing else."""
+    unknown = sorted(set(answer) - {"verdicts"})
+    if unknown:
+        raise ServerError(f"the guard server's batch answer has fields this client does not read: {unknown}")
+    results = answer.get("verdicts")
+    if not isinstance(results, list):
+        raise ServerError(f"the guard server answered a batch with no list of verdicts ({type(results).__name__})")
+    if len(results) != expected:
+        raise ServerError(f"the server answered {len(results)} verdicts for {expected}")
+    return results
+
+
+def _read_verdict(answer: Any) -> Verdict:
+    """A verdict object as the server writes it: every field present, none unknown, strict types (``"yes"`` is not a
+    bool, ``1`` not a bool, ``1.0`` not an index), ``status`` (when present) and ``error_code`` agreeing with
+    ``error``. Anything else raises :class:`ServerError`."""
+    if not isinstance(answer, dict):
+        raise ServerError(f"the guard server sent a verdict that is not a JSON object ({type(answer).__name__})")
+    missing = sorted(VERDICT_FIELDS - set(answer))
+    unknown = sorted(set(answer) - VERDICT_FIELDS - {_STATUS})
+    if missing or unknown:
+        what = "; ".join(
+            f"{kind} fields {names}" for kind, names in (("missing", missing), ("unknown", unknown)) if names
+        )
+        raise ServerError(f"the guard server sent a malformed verdict: {what}")
+    try:
+        verdict = Verdict.model_validate({k: v for k, v in answer.items() if k != _STATUS}, strict=True)
+    except ValueError as exc:
+        raise ServerError(f"the guard server sent a malformed verdict: {exc}") from None
+    if _STATUS in answer and answer[_STATUS] != verdict.status:
+        raise ServerError(f"the guard server sent a verdict whose status is not {verdict.status!r}")
+    if (verdict.error is None) != (verdict.error_code is None):
+        raise ServerError("the guard server sent a verdict with only one of error and error_code")
+    return verdict
+
+
+def _inconsistency(verdict: Verdict, sent: _Sent) -> str | None:
+    """Why a decided verdict (``error`` unset) cannot be the core's decision on what was sent, or ``None``.
+
+    The rules are those of :mod:`~llamaguard_guardrails.core.decision` (each a necessary condition, so a verdict
+    the core makes always passes): the verdict is on the last message sent, under the policy sent; a block needs
+    the threshold reached with a category the policy keeps (or an out-of-depth block); an allowed verdict at or
+    over the threshold needs a window the policy cleared (only excluded categories); categories on a safe verdict
+    need review; review needs the grey zone (or out-of-depth review); omitted messages are earlier ones, each
+    checked in a history window.
+    """
+    policy = sent.policy
+    p, t, r = verdict.unsafe_probability, verdict.threshold, verdict.review_threshold
+    reasons = bool(verdict.out_of_depth)
+    depth = policy.out_of_depth if policy is not None else None  # None: the server's policy, unknown here
+    if sent.role is None:
+        return "this client cannot tell which message of what it sent is checked"
+    if (verdict.checked_role, verdict.checked_message_index) != (sent.role, sent.index):
+        return (
+            f"it checks {verdict.checked_role} message {verdict.checked_message_index}, not the last message sent "
+            f"({sent.role} message {sent.index})"
+        )
+    omitted = verdict.omitted_messages
+    if omitted != sorted(set(omitted)) or any(not 0 <= i < sent.index for i in omitted):
+        return f"omitted_messages {omitted} are not distinct earlier messages, in order"
+    if verdict.windows < 1 or verdict.history_windows < 0 or bool(omitted) != (verdict.history_windows > 0):
+        return (
+            f"{verdict.windows} windows and {verdict.history_windows} history windows for "
+            f"{len(omitted)} omitted messages"
+        )
+    if verdict.prompt_tokens < 0 or not (math.isfinite(verdict.latency_ms) and verdict.latency_ms >= 0):
+        return "a negative token count or latency"
+    if policy is not None:
+        if t != policy.threshold or r != policy.review_threshold:
+            return (
+                f"threshold {t} / review_threshold {r}, not the policy's {policy.threshold} / {policy.review_threshold}"
+            )
+        kept = policy.categories(has_images=False)
+        if any(c not in kept for c in verdict.categories):
+            return f"categories {verdict.categories} are not all kept by the policy"
+        if any(c not in policy.excluded_categories for c in verdict.ignored_categories):
+            return f"ignored_categories {verdict.ignored_categories} are not all excluded by the policy"
+        names = [category_name(c, policy.custom_names) for c in verdict.categories]
+        if verdict.category_names != names:
+            return "category_names are not the policy's names of the categories"
+    else:
+        if not 0.0 <= t <= 1.0 or (r is not None and not 0.0 <= r < t):
+            return f"threshold {t} / review_threshold {r} is no policy's"
+        codes = verdict.categories + verdict.ignored_categories
+        if any(not CATEGORY_CODE.match(c) for c in codes):
+            return "a category that is not a category code"
+        if len(verdict.category_names) != len(verdict.categories):
+            return "category_names do not name the categories"
+    categories, ignored = verdict.categories, verdict.ignored_categories
+    if len(set(categories)) != len(categories) or len(set(ignored)) != len(ignored) or set(categories) & set(ignored):
+        return "a category repeated, or both violated and ignored"
+    if not verdict.safe:
+        if verdict.needs_review:
+            return "blocked and in review at once"
+        if p >= t and categories:  # a window blocked it: the threshold reached, with a category the policy keeps
+            return None
+        if reasons and depth in ("block", None) and not categories:
+            # out_of_depth="block" blocked a verdict that was allowed: it must have been one
+            return _allowed_inconsistency(verdict, None)
+        return f"blocked with p={p} under threshold {t}, or with no category the policy keeps"
+    return _allowed_inconsistency(verdict, depth)
+
+
+def _allowed_inconsistency(verdict: Verdict, depth: str | None) -> str | None:
+    """Why an allowed (or in review) verdict cannot be the core's (see :func:`_inconsistency`), or ``None``.
+    ``depth``: the policy's ``out_of_depth`` (``None``: unknown, or already applied)."""
+    p, t, r = verdict.unsafe_probability, verdict.threshold, verdict.review_threshold
+    categories, ignored, reasons = verdict.categories, verdict.ignored_categories, bool(verdict.out_of_depth)
+    if p >= t and not ignored:  # a window at the threshold is allowed only when the policy cleared its categories
+        return f"allowed with p={p} at or over threshold {t} and no category the policy excludes"
+    if categories and not (verdict.needs_review and r is not None and p >= r):
+        return f"allowed with categories {categories} outside review in the grey zone (review_threshold {r})"
+    if verdict.needs_review:
+        if not (r is not None and p >= r) and not (reasons and depth in ("review", None)):
+            return f"in review with p={p} outside the grey zone (review_threshold {r})"
+        return None
+    if r is not None and p >= r and not ignored:
+        return f"allowed with p={p} in the grey zone from {r} and no category the policy excludes"
+    if reasons and depth in ("review", "block"):
+        return f"allowed while out of depth ({verdict.out_of_depth}) under out_of_depth={depth!r}"
+    return None
 
 
 def _wire(value: Any, where: str) -> Any:
@@ -402,8 +573,8 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     """The JSON of a 200; a 400 raises the typed error ``LlamaGuard.classify`` raises; any other status is a
     :class:`ServerError` (the caller's fail mode)."""
     if response.status_code == 200:
-        try:
-            answer = response.json()
+        try:  # a repeated key has no one meaning (this client would keep the last, another reader the first)
+            answer = loads_unambiguous(response.content)
         except ValueError as exc:
             raise ServerError(f"the guard server answered with invalid JSON: {response.text[:200]!r}") from exc
         if not isinstance(answer, dict):
