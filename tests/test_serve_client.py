@@ -217,3 +217,29 @@ def test_a_parsed_conversation_is_sent_block_by_block_with_its_own_indices(remot
     assert (
         remote.classify_batch([parsed])[0].checked_message_index == guard.classify(conversation).checked_message_index
     )
+
+
+@pytest.mark.parametrize(
+    ("models", "ready"),
+    [
+        ('{"data": [{"id": 1}]}', '{"status": "ready"}'),
+        ('["llama-guard-4"]', '{"status": "ready"}'),
+        ('{"data": [{"name": "x"}]}', '{"status": "ready"}'),
+        ('{"data": [], "data": [{"id": "x"}]}', '{"status": "ready"}'),
+        ('{"data": [{"id": "llama-guard-4"}]}', '{"test_model": "no"}'),
+        ('{"data": [{"id": "llama-guard-4"}]}', "not json"),
+    ],
+)
+def test_a_server_that_does_not_answer_as_a_guard_server_fails_at_construction(models, ready):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    app = Starlette(
+        routes=[
+            Route("/v1/models", lambda request: Response(models, media_type="application/json")),
+            Route("/ready", lambda request: Response(ready, media_type="application/json")),
+        ]
+    )
+    with BackgroundServer(app) as fake, pytest.raises(ServerError, match="did not answer as a guard server"):
+        LlamaGuard.from_server(fake.url)

@@ -113,12 +113,18 @@ class RemoteGuard:
             raise ServerError(f"cannot reach the guard server at {self.url}: {exc}") from exc
         if response.status_code != 200:
             raise ServerError(f"the guard server at {self.url} answered {response.status_code}: {_message(response)}")
-        names = [m["id"] for m in response.json().get("data", [])]
+        try:
+            names = [m["id"] for m in loads_unambiguous(response.content).get("data", [])]
+            ready = loads_unambiguous(self._http.get("/ready").content)
+            test_model = ready.get("test_model", False)
+        except (ValueError, TypeError, KeyError, AttributeError, httpx.HTTPError) as exc:
+            raise ServerError(f"{self.url} did not answer as a guard server does ({type(exc).__name__})") from exc
+        if not all(isinstance(n, str) for n in names) or not isinstance(test_model, bool):
+            raise ServerError(f"{self.url} did not answer as a guard server does (model names, readiness)")
         if self.model is not None and self.model not in names:
             raise ServerError(f"the guard server at {self.url} does not serve {self.model!r}; it serves {names}")
         self.model_name = f"server:{self.url}:{(names or ['?'])[0]}"
-        ready = self._http.get("/ready").json()
-        self.is_test_model = bool(ready.get("test_model", False))
+        self.is_test_model = test_model
 
     # -- what only a local guard has ------------------------------------------------------------
 
