@@ -124,6 +124,8 @@ RESPONSE_METADATA = frozenset(
         "prompt_cache_key", "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier", "store",
         "temperature", "text", "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "usage", "user",
         "frequency_penalty", "presence_penalty",
+        # openai 3.63: cache settings and diagnostics, and hosted tools' token counts (no text of the answer)
+        "prompt_cache_options", "prompt_cache_diagnostics", "tool_usage",
     }
 )  # fmt: skip
 RESPONSE_SHOWN = ("error", "incomplete_details", "instructions")
