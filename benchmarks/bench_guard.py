@@ -36,12 +36,11 @@ import time
 from pathlib import Path
 
 import torch
-from run_meta import run_meta
+from run_meta import bench_model, run_meta
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends import forward
 from llamaguard_guardrails.backends.transformers import TransformersBackend
-from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
 RESULTS = Path(__file__).parent / "results"
 SHORT = [{"role": "user", "content": "How do I bake sourdough bread at home?"}]
@@ -546,11 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
-    size = "tiny" if args.quick else "bench"
-    model_dir = Path(args.model) if args.model else cache_dir() / f"bench-model-{size}"
-    if not (model_dir / "config.json").exists():
-        print(f"building the {size} random-weight test model in {model_dir} ...", file=sys.stderr)
-        make_test_model(model_dir, size=size)
+    model_dir, size = bench_model(args.model, args.quick)
     repeats, rss_checks, concurrency = (3, 200, 16) if args.quick else (20, 2000, 16)
     results = bench(model_dir, repeats, rss_checks, concurrency, args.compile_rows)
     results["meta"] = run_meta(model_dir, size, args.quick)

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from run_meta import bench_model
+
 RESULTS = Path(__file__).parent / "results"
 TOPICS = [
     "How do I bake sourdough bread?",
@@ -125,15 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from llamaguard_guardrails.test_model import cache_dir, make_test_model
-
-    model = args.model
-    if model is None:
-        size = "tiny" if args.quick else "bench"
-        model = cache_dir() / f"bench-model-{size}"
-        if not (model / "config.json").exists():
-            print(f"writing the {size} test model to {model}")
-            make_test_model(model, size=size)
+    model, _ = bench_model(args.model, args.quick)
     rows = 32 if args.quick else args.rows
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,14 +33,13 @@ from pathlib import Path
 
 import httpx
 import torch
-from run_meta import run_meta
+from run_meta import bench_model, run_meta
 
 from llamaguard_guardrails import LlamaGuard, Policy
 from llamaguard_guardrails.backends.transformers import TransformersBackend
 from llamaguard_guardrails.serve.app import create_app
 from llamaguard_guardrails.serve.background import BackgroundServer
 from llamaguard_guardrails.serve.settings import ServeSettings
-from llamaguard_guardrails.test_model import cache_dir, make_test_model
 
 RESULTS = Path(__file__).parent / "results"
 PASS = Policy(threshold=1.0)  # the safe path (most checks): no category line is decoded
@@ -203,11 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
-    size = "tiny" if args.quick else "bench"
-    model_dir = Path(args.model) if args.model else cache_dir() / f"bench-model-{size}"
-    if not (model_dir / "config.json").exists():
-        print(f"building the {size} random-weight test model in {model_dir} ...", file=sys.stderr)
-        make_test_model(model_dir, size=size)
+    model_dir, size = bench_model(args.model, args.quick)
     repeats, n = (2, 8) if args.quick else (5, 24)
     base = LlamaGuard.from_pretrained(model_dir)
     local, served, plain = guard_on(base), guard_on(base), guard_on(base, prefix_caching=False)
