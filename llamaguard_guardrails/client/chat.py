@@ -15,7 +15,7 @@ from typing import Any
 from ..core.conversation import MESSAGE_CONTENT_KEYS
 from ..core.errors import InvalidConversationError, shown_name
 from ..core.values import plain_dict
-from .fields import ASSISTANT_TEXT, Check, check_logprobs, choice_index, filled, only_known, output_stage, text_piece
+from .fields import ASSISTANT_TEXT, Check, answer_choices, check_logprobs, filled, only_known, output_stage, text_piece
 
 #: The fields of a chat completion besides its choices: none holds content.
 COMPLETION_FIELDS = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier", "usage"})
@@ -98,18 +98,9 @@ def _answer_checks(messages: list[dict[str, Any]], answers: list[dict[str, Any]]
 
 
 def _choices(obj: Any, where: str, key: str, request: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The choices of a completion (``key="message"``) or chunk (``"delta"``), each one the request asked for; an
-    answer that is not an object (a body that was not JSON), or holds a field nobody reads, raises."""
-    answer = plain_dict(obj, where)
-    only_known(answer, (CHUNK_FIELDS if key == "delta" else COMPLETION_FIELDS) | {"choices"}, where)
-    raw = answer.get("choices") or []
-    if not isinstance(raw, list):
-        raise InvalidConversationError(f"{where}: choices must be a list, got {type(raw).__name__}")
-    choices = [plain_dict(c, f"{where} choice {n}") for n, c in enumerate(raw)]
-    for n, choice in enumerate(choices):
-        only_known(choice, CHOICE_METADATA | {key}, f"{where} choice {n}")
-        choice_index(choice, request, f"{where} choice {n}")
-    return choices
+    """The choices of a completion (``key="message"``) or chunk (``"delta"``): see ``fields.answer_choices``."""
+    fields = CHUNK_FIELDS if key == "delta" else COMPLETION_FIELDS
+    return answer_choices(obj, where, fields, CHOICE_METADATA | {key}, request)
 
 
 def _add_delta(answer: dict[str, Any], delta: dict[str, Any]) -> None:

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import InvalidConversationError
-from ..core.values import plain_dict
-from .fields import Check, choice_index, filled, only_known, text_piece
+from .fields import Check, answer_choices, filled, text_piece
 
 CHOICE_FIELDS = frozenset({"index", "text", "finish_reason", "logprobs", "stop_reason"})
 #: The fields of a completion (and of a streamed one's chunks) besides its choices: none holds content.
@@ -60,19 +59,11 @@ def _add_choices(texts: dict[int, str], obj: Any, where: str, request: Mapping[s
 def _texts(obj: Any, where: str, request: Mapping[str, Any]) -> list[tuple[int, str]]:
     """(index, text) of each choice; an answer that is not an object, an unknown field, a choice the request did not
     ask for, or ``logprobs`` (the request cannot ask for them here: their tokens could differ from the text) raise."""
-    answer = plain_dict(obj, where)
-    only_known(answer, COMPLETION_FIELDS | {"choices"}, where)
-    raw = answer.get("choices") or []
-    if not isinstance(raw, list):
-        raise InvalidConversationError(f"{where}: choices must be a list, got {type(raw).__name__}")
     out = []
-    for n, item in enumerate(raw):
-        choice = plain_dict(item, f"{where} choice {n}")
-        only_known(choice, CHOICE_FIELDS, f"{where} choice {n}")
+    for n, choice in enumerate(answer_choices(obj, where, COMPLETION_FIELDS, CHOICE_FIELDS, request)):
         if filled(choice.get("logprobs")):
             raise InvalidConversationError(f"{where} choice {n}: logprobs the request did not ask for")
-        index = choice_index(choice, request, f"{where} choice {n}")
-        out.append((index, text_piece(choice.get("text"), f"{where} choice {n} text")))
+        out.append((choice.get("index") or 0, text_piece(choice.get("text"), f"{where} choice {n} text")))
     return out
 
 

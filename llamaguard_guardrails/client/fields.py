@@ -56,6 +56,24 @@ def only_known(mapping: Mapping[str, Any], known: frozenset[str] | set[str], whe
     reject_unknown_fields(mapping, known, where, "request or answer the client-side guard reads")
 
 
+def answer_choices(
+    obj: Any, where: str, fields: frozenset[str], choice_fields: frozenset[str], request: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The choices of a chat or completions answer (or chunk), each one the request asked for (``choice_index``);
+    an answer that is not an object (a body that was not JSON), or a field outside ``fields`` (the answer's) or
+    ``choice_fields`` (a choice's), raises."""
+    answer = plain_dict(obj, where)
+    only_known(answer, fields | {"choices"}, where)
+    raw = answer.get("choices") or []
+    if not isinstance(raw, list):
+        raise InvalidConversationError(f"{where}: choices must be a list, got {type(raw).__name__}")
+    choices = [plain_dict(c, f"{where} choice {n}") for n, c in enumerate(raw)]
+    for n, choice in enumerate(choices):
+        only_known(choice, choice_fields, f"{where} choice {n}")
+        choice_index(choice, request, f"{where} choice {n}")
+    return choices
+
+
 def choice_index(choice: Mapping[str, Any], request: Mapping[str, Any], where: str) -> int:
     """A choice's ``index``, one of the ``n`` answers the request asked for (an app reading ``choices[0]`` of each
     chunk would join the text of an index it did not ask for with the first answer's)."""
@@ -132,6 +150,7 @@ def _token_bytes(entry: Mapping[str, Any], where: str) -> bytes:
 __all__ = [
     "ASSISTANT_TEXT",
     "Check",
+    "answer_choices",
     "check_logprobs",
     "check_tokens",
     "choice_index",
