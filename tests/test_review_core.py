@@ -62,8 +62,14 @@ def test_an_unreadable_category_line_in_the_grey_zone_goes_to_a_human(marked):
     assert verdict.outcome == "review" and verdict.categories == []
 
 
-def test_the_guards_failure_is_never_a_review(marked):
-    verdict = marked.classify("x [p=0.3]", policy=Policy(review_threshold=0.2, timeout_s=1e-9))
+def test_the_guards_failure_is_never_a_review(test_model_dir):
+    # a model step far slower than the deadline, so the deadline is missed whatever the machine's load
+    slow = scripted_guard(test_model_dir, marker_category, probability=marker_probability, cache_size=0)
+    slow.backend.delay_s = 3.0
+    try:
+        verdict = slow.classify("x [p=0.3]", policy=Policy(review_threshold=0.2, timeout_s=0.05))
+    finally:
+        slow.close()
     assert verdict.error and verdict.outcome == "block"
 
 

@@ -83,9 +83,16 @@ def test_a_batch_records_one_span_per_check_with_its_size(marked, spans):
     assert [s.attributes["llamaguard.batch_size"] for s in guard_spans(spans)] == [3, 3, 3]
 
 
-def test_a_guard_failure_is_an_error_span(marked, spans):
-    verdict = marked.classify("x", policy=Policy(timeout_s=1e-9))
-    # (a check abandoned at its deadline by an earlier test may still end on a busy machine: pick this one's span)
+def test_a_guard_failure_is_an_error_span(test_model_dir, spans):
+    # A model step slower than the deadline by far: a 1e-9 s deadline on the fast scripted step could still be met
+    # when the worker thread ran the whole check before the caller's wait began (seen on a busy machine).
+    slow = scripted_guard(test_model_dir, marker_category, cache_size=0, model_name="test/llama-guard")
+    slow.backend.delay_s = 3.0
+    try:
+        verdict = slow.classify("x", policy=Policy(timeout_s=0.05))
+    finally:
+        slow.close()
+    assert verdict.error is not None and not verdict.safe
     (span,) = [s for s in guard_spans(spans) if s.attributes.get("llamaguard.error") == verdict.error]
     assert span.status.status_code == StatusCode.ERROR and span.attributes["error.type"] == "GuardTimeoutError"
     assert span.attributes["llamaguard.error"] == verdict.error
