@@ -228,3 +228,29 @@ def test_two_doubtful_calls_in_one_turn_pause_together_and_resume_by_interrupt_i
         m.tool_call_id: m.status for m in agent.get_state(config).values["messages"] if isinstance(m, ToolMessage)
     }
     assert statuses == {"c1": "success", "c2": "error"}
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    ("decision", "expected"),
+    [
+        ({"type": "approve"}, [("tool_call", "review")]),
+        ({"type": "reject", "message": "no"}, [("tool_call", "review")]),
+        (
+            {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": "me@x", "body": SAFE_BODY}}},
+            [("tool_call", "review"), ("tool_call", "allow")],
+        ),
+    ],
+    ids=["approve", "reject", "edit"],
+)
+def test_a_paused_check_is_reported_once_though_the_resumed_run_replays_it(marked, asynchronous, decision, expected):
+    """LangGraph replays the paused node on resume (the check runs again to reach the ``interrupt``): the audit hook
+    sees the doubtful call's verdict once, when the run pauses, and an edited call's new verdict."""
+    seen: list[tuple[str, str]] = []
+    agent, config = agent_for(
+        marked, GREY_BODY, on_verdict=lambda verdict, stage: seen.append((stage, verdict.outcome))
+    )
+    run(agent, ask(), config, asynchronous)
+    assert [s for s in seen if s[0] == "tool_call"] == [("tool_call", "review")]
+    run(agent, Command(resume={"decisions": [decision]}), config, asynchronous)
+    assert [s for s in seen if s[0] == "tool_call"] == expected

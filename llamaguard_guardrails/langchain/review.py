@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import ToolMessage
+from langgraph.errors import GraphInterrupt
 from langgraph.types import interrupt
 
 from ..core.verdict import Verdict
@@ -164,8 +165,7 @@ def reviewed_tool_steps(
         (verdict,) = yield classify(call)
         approved = False
         if pauses(verdict, interrupt_blocks=interrupt_blocks):
-            report(verdict, STAGE, middleware.on_verdict)
-            decision = read_decision(interrupt(review_request(call, verdict)), call)
+            decision = read_decision(_pause(call, verdict, middleware.on_verdict), call)
             if decision["type"] == "reject":
                 return rejected_message(call, decision, verdict)
             approved = decision["type"] == "approve"
@@ -197,6 +197,16 @@ def reviewed_tool_steps(
         check_result=middleware.checks["tool_result"],
     )
     return _with_notice(result, call) if edited else result
+
+
+def _pause(call: dict[str, Any], verdict: Verdict, on_verdict: Any) -> Any:
+    """The resume value for a paused call. The verdict is reported when the run pauses, not when the resumed run
+    replays the node (the check runs again to reach the ``interrupt``, which then returns the human's answer)."""
+    try:
+        return interrupt(review_request(call, verdict))
+    except GraphInterrupt:
+        report(verdict, STAGE, on_verdict)
+        raise
 
 
 def _human_wrote_it(verdict: Verdict, stage: str) -> bool:
