@@ -23,6 +23,13 @@ ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 CELL_TIMEOUT_S = 300
 
 
+@pytest.fixture(autouse=True)
+def _kernel_temp_dir(monkeypatch, tmp_path):
+    """The kernel's ``tempfile`` folders (the quickstart's own test model, ~130 MB) go under pytest's temporary
+    folder, which pytest prunes, not into the system's /tmp, where one was left by every run."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def execute(name: str) -> nbformat.NotebookNode:
     """Run every cell of ``notebooks/NAME``; a failing cell raises ``CellExecutionError`` with its traceback."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
