@@ -400,12 +400,21 @@ def _content(content: Any, where: str, *, required: bool) -> _Parts:
             f"{where}: content must be a string or a list of parts, got {type(content).__name__}"
         )
     texts: list[str] = []
+    plain: list[str] = []  # the message's text, part by part: shown as ONE text, where its first part was
+    plain_at: list[int] = []
     images: list[Image.Image] = []
     calls: list[tuple[int, Mapping[str, Any]]] = []
+
+    def add_plain(text: str) -> None:
+        if not plain:
+            plain_at.append(len(texts))
+            texts.append("")
+        plain.append(text)
+
     for n, part in enumerate(content):
         part_where = f"{where} part {n}"
         if isinstance(part, str):
-            texts.append(part)
+            add_plain(part)
         elif not isinstance(part, Mapping):
             raise InvalidConversationError(f"{part_where}: a content part must be a dict or a string")
         elif not isinstance(part.get("type"), str | None):
@@ -417,7 +426,12 @@ def _content(content: Any, where: str, *, required: bool) -> _Parts:
             _only(part, _part_keys("image"), part_where, "image part")
             images.extend(read_image_part(_image_ref(part, part_where), part_where))  # every frame
         else:
-            texts += _part_texts(part, part_where)
+            text, others = _part_texts(part, part_where)
+            if text is not None:
+                add_plain(text)
+            texts += others
+    if plain:
+        texts[plain_at[0]] = "".join(plain)
     if not texts and not images and not calls:
         if required:
             raise InvalidConversationError(f"{where} has an empty content list")
@@ -427,8 +441,10 @@ def _content(content: Any, where: str, *, required: bool) -> _Parts:
     return _Parts(tuple(texts), tuple(images), tuple(calls))
 
 
-def _part_texts(part: Mapping[str, Any], where: str) -> list[str]:
-    """The texts of a text-like part (text, refusal, reasoning, thinking); anything else is an error."""
+def _part_texts(part: Mapping[str, Any], where: str) -> tuple[str | None, list[str]]:
+    """A text-like part's (text, other texts): the text of a text or refusal part, which a model reads joined with
+    the message's other text parts, and texts shown on their own lines (annotations, reasoning, thinking).
+    Anything else is an error."""
     kind = part.get("type")
     if kind in _TEXT_PART_TYPES or (kind is None and "text" in part):
         kind = "text"
@@ -444,12 +460,12 @@ def _part_texts(part: Mapping[str, Any], where: str) -> list[str]:
         if not isinstance(part.get("text"), str):
             raise InvalidConversationError(f"{where}: text part needs a string 'text'")
         annotations = part.get("annotations")
-        return [part["text"]] + (_annotations(annotations, where) if annotations is not None else [])
+        return part["text"], (_annotations(annotations, where) if annotations is not None else [])
     if kind == "refusal":
-        return [_string(part.get("refusal"), f"{where} refusal")]
+        return _string(part.get("refusal"), f"{where} refusal"), []
     if kind == "thinking":
-        return [REASONING_PREFIX + _string(part.get("thinking"), f"{where} thinking")]
-    return [REASONING_PREFIX + text for text in _reasoning_texts(part, where)]
+        return None, [REASONING_PREFIX + _string(part.get("thinking"), f"{where} thinking")]
+    return None, [REASONING_PREFIX + text for text in _reasoning_texts(part, where)]
 
 
 def _part_keys(kind: str) -> frozenset[str]:
