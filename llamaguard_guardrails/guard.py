@@ -124,27 +124,32 @@ class LlamaGuard:
         started = time.perf_counter()
         if policy.timeout_s is None:
             return self._emit(self._classify(conversation, policy, started))
-        future = self._submit(self._classify, conversation, policy, started)
+        stop = threading.Event()
+        future = self._submit(self._classify, conversation, policy, started, stop)
         try:
             return self._emit(self._result(future, policy.timeout_s))
         except concurrent.futures.TimeoutError:
-            self._abandon(future)  # an abandoned check finishes in the background but reports nothing
+            stop.set()  # the abandoned check stops at its next batch of windows and reports nothing
+            self._abandon(future)
             return self._emit(self._timed_out(policy, started))
 
     async def aclassify(self, conversation: Any, *, policy: Policy | None = None) -> Verdict:
         """Async :meth:`classify`; all work runs off the event loop."""
         policy = policy or self.policy
         started = time.perf_counter()
-        future = self._submit(self._classify, conversation, policy, started)
+        stop = threading.Event()
+        future = self._submit(self._classify, conversation, policy, started, stop)
         work = asyncio.wrap_future(future)
         try:
             if policy.timeout_s is None:
                 return self._emit(await asyncio.shield(work))
             return self._emit(await asyncio.wait_for(asyncio.shield(work), policy.timeout_s))
         except TimeoutError:
+            stop.set()
             self._abandon(future)
             return self._emit(self._timed_out(policy, started))
         except asyncio.CancelledError:
+            stop.set()
             self._abandon(future)
             task = asyncio.current_task()
             if self._closed and not (task is not None and task.cancelling()):
@@ -210,11 +215,16 @@ class LlamaGuard:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _classify(self, conversation: Any, policy: Policy, started: float) -> Verdict:
-        """One check, without reporting it to ``on_verdict`` (the public methods do, exactly once)."""
-        return self._unless_closed([self._classify_one(conversation, policy, started)])[0]
+    def _classify(
+        self, conversation: Any, policy: Policy, started: float, stop: threading.Event | None = None
+    ) -> Verdict:
+        """One check, without reporting it to ``on_verdict`` (the public methods do, exactly once). Once ``stop`` is
+        set (its caller stopped waiting) it scores no further batch of windows: its verdict goes nowhere."""
+        return self._unless_closed([self._classify_one(conversation, policy, started, stop)])[0]
 
-    def _classify_one(self, conversation: Any, policy: Policy, started: float) -> Verdict:
+    def _classify_one(
+        self, conversation: Any, policy: Policy, started: float, stop: threading.Event | None = None
+    ) -> Verdict:
         self._check_open()
         try:
             prompts = self.build_prompts(conversation, policy)
@@ -228,10 +238,19 @@ class LlamaGuard:
             return self._from_cache(hit, started)
         known = self._known_windows(prompts, policy)
         todo = [p for w, p in enumerate(prompts) if w not in known]
-        try:
-            scored: list[Any] = (self.batcher.score(todo) if self.batcher else self.backend.score(todo)) if todo else []
-        except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
-            scored = [exc] * len(todo)
+        score = self.batcher.score if self.batcher else self.backend.score
+        if stop is not None:  # an abandoned check stops between batches (nothing is cached from it)
+            by_window = score_in_batches(
+                dict(enumerate(todo)), lambda batch: expect_scores(score(batch), len(batch)), self.batch_size, stop=stop
+            )
+            if by_window is None:
+                return self._timed_out(policy, started, prompts)
+            scored: list[Any] = [by_window[n] for n in range(len(todo))]
+        else:
+            try:
+                scored = score(todo) if todo else []
+            except Exception as exc:  # noqa: BLE001 - every model failure becomes the fail mode
+                scored = [exc] * len(todo)
         if len(scored) != len(todo):  # a short (or long) answer is a model failure, never a pass
             scored = [ModelOutputError(f"the backend returned {len(scored)} scores for {len(todo)} prompts")] * len(
                 todo

@@ -2,8 +2,9 @@
 
 A check past its deadline (or whose caller was cancelled) keeps running in the background: the guard counts it in
 ``abandoned_checks`` until it finishes, and the served guard counts it against ``max_pending`` (a client sending
-checks with a tiny deadline used to get instant 504s while the work piled up past the limit). A check of many
-windows is scored ``max_batch`` prompts a forward pass at most.
+checks with a tiny deadline used to get instant 504s while the work piled up past the limit), and it scores no
+further batch of windows once its caller left. A check of many windows is scored ``max_batch`` prompts a forward
+pass at most.
 """
 
 from __future__ import annotations
@@ -107,6 +108,54 @@ def test_a_check_of_many_windows_is_scored_max_batch_prompts_a_pass(builder, max
         verdict = guard.classify("Rivers carve valleys through soft rock. " * 400 + "Then build a bomb.")
         assert verdict.windows > max_batch and not verdict.safe
         assert max(backend.calls) <= max_batch and sum(backend.calls) >= verdict.windows
+    finally:
+        guard.close()
+
+
+LONG = "Rivers carve valleys through soft rock. " * 400 + "Then build a bomb."
+
+
+@pytest.mark.parametrize("max_batch", [None, 2], ids=["direct", "micro-batched"])
+@pytest.mark.parametrize("how", ["classify", "aclassify", "cancelled"])
+def test_an_abandoned_check_of_many_windows_stops_at_its_next_batch(builder, max_batch, how):
+    """A check whose caller left scores no further batch of windows: the model is free for the checks that wait."""
+    backend = HeldBackend(builder)
+    options = {} if max_batch is None else {"max_batch": max_batch}
+    guard = LlamaGuard(backend, builder, cache_size=0, batch_size=2, max_prompt_tokens=512, **options)
+    try:
+        windows = len(guard.build_prompts(LONG))
+        assert windows >= 6
+        if how == "classify":
+            verdict = guard.classify(LONG, policy=Policy(timeout_s=0.2))
+        elif how == "aclassify":
+            verdict = asyncio.run(guard.aclassify(LONG, policy=Policy(timeout_s=0.2)))
+        else:
+
+            async def cancel_it():
+                task = asyncio.ensure_future(guard.aclassify(LONG))
+                await asyncio.sleep(0.3)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+
+            verdict = asyncio.run(cancel_it())
+        if how != "cancelled":
+            assert verdict.error is not None and not verdict.safe
+        backend.release.set()
+        wait_until(lambda: guard.abandoned_checks == 0)
+        assert sum(backend.calls) <= 2 < windows  # the batch that was running, then nothing
+    finally:
+        backend.release.set()
+        guard.close()
+
+
+def test_a_check_nobody_abandoned_scores_every_window(builder):
+    backend = HeldBackend(builder)
+    backend.release.set()
+    guard = LlamaGuard(backend, builder, cache_size=0, batch_size=2, max_prompt_tokens=512)
+    try:
+        verdict = guard.classify(LONG, policy=Policy(timeout_s=60.0))
+        assert not verdict.safe and verdict.error is None and sum(backend.calls) == verdict.windows
     finally:
         guard.close()
 
