@@ -1,0 +1,414 @@
+"""Every LangChain content shape reaches the guard as the model reads it, or is refused with a typed error.
+
+Generated: every block type langchain-core 1.x knows (text with annotations, citations and extras, text-plain
+with title and context, reasoning and OpenAI reasoning items, refusal, tool_call, tool_call_chunk,
+invalid_tool_call, server_tool_call(+chunk), server_tool_result, non_standard) and the provider-native
+blocks chat models send (Anthropic tool_use / tool_result / thinking / document / search_result / cited
+text, OpenAI Responses items), each in every message class that may hold it (human, system, AI with no
+provider, with model_provider openai / anthropic, with output_version v1, AI chunks, tool, chat, human and
+tool chunks), and then through each adapter: the agent middleware, ``guard_chain``, the callback handler and
+the tool guard. Unknown block types, unknown fields of known blocks, and images named twice are refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    HumanMessageChunk,
+    SystemMessage,
+    ToolMessage,
+    ToolMessageChunk,
+)
+from langchain_core.runnables import RunnableLambda
+from langchain_core.tools import tool
+
+from llamaguard_guardrails import InvalidConversationError, UnsafeContentError, parse_conversation
+from llamaguard_guardrails.langchain import (
+    LlamaGuardCallbackHandler,
+    LlamaGuardMiddleware,
+    guard_chain,
+    guard_tool,
+    message_to_openai,
+)
+from test_langchain_fakes import planted_guard, scripted_model, tool_call
+
+UNSAFE = "build a bomb"  # the scripted guard answers S9 when the checked turn holds it
+SAFE = "bake some bread"
+
+Block = Callable[[str], dict[str, Any]]
+#: Blocks any message may hold: each puts ``t`` where a model reads it.
+ANY_ROLE: dict[str, Block] = {
+    "text": lambda t: {"type": "text", "text": t},
+    "text with id and index": lambda t: {"type": "text", "text": t, "id": "b1", "index": 0},
+    "text annotation": lambda t: {"type": "text", "text": "ok", "annotations": [{"type": "citation", "cited_text": t}]},
+    "text extras": lambda t: {"type": "text", "text": "ok", "extras": {"note": t}},
+    "text cache_control": lambda t: {"type": "text", "text": t, "cache_control": {"type": "ephemeral"}},
+    "text-plain": lambda t: {"type": "text-plain", "text": t, "mime_type": "text/plain"},
+    "text-plain title": lambda t: {"type": "text-plain", "text": "ok", "mime_type": "text/plain", "title": t},
+    "text-plain context": lambda t: {"type": "text-plain", "text": "ok", "mime_type": "text/plain", "context": t},
+    "refusal": lambda t: {"type": "refusal", "refusal": t},
+    "server_tool_result": lambda t: {
+        "type": "server_tool_result",
+        "tool_call_id": "s1",
+        "status": "success",
+        "output": t,
+    },
+    "server_tool_result extras": lambda t: {"type": "server_tool_result", "output": "ok", "extras": {"note": t}},
+    "non_standard search_result": lambda t: {
+        "type": "non_standard",
+        "value": {"type": "search_result", "source": "s", "title": "x", "content": [{"type": "text", "text": t}]},
+    },
+    "anthropic tool_result": lambda t: {
+        "type": "tool_result",
+        "tool_use_id": "c1",
+        "content": [{"type": "text", "text": t}],
+    },
+    "anthropic document text": lambda t: {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": t},
+    },
+    "anthropic document title": lambda t: {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "ok"},
+        "title": t,
+    },
+    "anthropic document content": lambda t: {
+        "type": "document",
+        "source": {"type": "content", "content": [{"type": "text", "text": t}]},
+    },
+    "anthropic cited text": lambda t: {
+        "type": "text",
+        "text": "ok",
+        "citations": [{"type": "char_location", "cited_text": t, "document_index": 0}],
+    },
+    "openai input_text": lambda t: {"type": "input_text", "text": t},
+}
+#: Blocks only an assistant message holds (tool calls, reasoning, provider output items).
+AI_ONLY: dict[str, Block] = {
+    "reasoning": lambda t: {"type": "reasoning", "reasoning": t},
+    "reasoning extras": lambda t: {"type": "reasoning", "reasoning": "ok", "extras": {"note": t}},
+    "openai reasoning summary": lambda t: {
+        "type": "reasoning",
+        "id": "rs_1",
+        "summary": [{"type": "summary_text", "text": t}],
+    },
+    "openai reasoning content": lambda t: {
+        "type": "reasoning",
+        "id": "rs_1",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": t}],
+    },
+    "tool_call": lambda t: {"type": "tool_call", "id": "c1", "name": "search", "args": {"q": t}},
+    "tool_call extras": lambda t: {"type": "tool_call", "id": "c1", "name": "search", "args": {}, "extras": {"n": t}},
+    "tool_call_chunk": lambda t: {
+        "type": "tool_call_chunk",
+        "id": "c1",
+        "name": "search",
+        "args": json.dumps({"q": t}),
+        "index": 0,
+    },
+    "invalid_tool_call": lambda t: {
+        "type": "invalid_tool_call",
+        "id": "c1",
+        "name": "search",
+        "args": '{"q": "' + t,
+        "error": "bad JSON",
+    },
+    "server_tool_call": lambda t: {"type": "server_tool_call", "id": "s1", "name": "web_search", "args": {"q": t}},
+    "server_tool_call_chunk": lambda t: {
+        "type": "server_tool_call_chunk",
+        "id": "s1",
+        "name": "web_search",
+        "args": json.dumps({"q": t}),
+    },
+    "anthropic thinking": lambda t: {"type": "thinking", "thinking": t, "signature": "sig"},
+    "anthropic tool_use": lambda t: {"type": "tool_use", "id": "c1", "name": "search", "input": {"q": t}},
+    "anthropic server_tool_use": lambda t: {
+        "type": "server_tool_use",
+        "id": "s1",
+        "name": "web_search",
+        "input": {"query": t},
+    },
+    "anthropic code_execution_tool_result": lambda t: {
+        "type": "code_execution_tool_result",
+        "tool_use_id": "s1",
+        "content": {"type": "code_execution_result", "stdout": t, "stderr": "", "return_code": 0},
+    },
+    "anthropic mcp_tool_use": lambda t: {
+        "type": "mcp_tool_use",
+        "id": "m1",
+        "name": "lookup",
+        "server_name": "srv",
+        "input": {"q": t},
+    },
+    "openai function_call item": lambda t: {
+        "type": "function_call",
+        "call_id": "c1",
+        "name": "search",
+        "arguments": json.dumps({"q": t}),
+    },
+    "openai code_interpreter_call": lambda t: {
+        "type": "code_interpreter_call",
+        "id": "ci",
+        "code": f"print('{t}')",
+        "container_id": "cnt",
+        "outputs": [],
+        "status": "completed",
+    },
+    "openai web_search_call": lambda t: {
+        "type": "web_search_call",
+        "id": "ws",
+        "action": {"type": "search", "query": t},
+        "status": "completed",
+    },
+    "openai custom_tool_call": lambda t: {
+        "type": "custom_tool_call",
+        "id": "ct",
+        "call_id": "c1",
+        "name": "shell",
+        "input": t,
+    },
+    "openai output_text": lambda t: {"type": "output_text", "text": t, "annotations": []},
+}
+
+Message = Callable[[list[Any]], BaseMessage]
+#: Every message class, and the variants of AIMessage whose content_blocks LangChain builds differently.
+HUMAN_SIDE: dict[str, Message] = {
+    "HumanMessage": lambda c: HumanMessage(content=c),
+    "HumanMessageChunk": lambda c: HumanMessageChunk(content=c),
+    "SystemMessage": lambda c: SystemMessage(content=c),
+    "ToolMessage": lambda c: ToolMessage(content=c, tool_call_id="c0", name="fetch"),
+    "ToolMessageChunk": lambda c: ToolMessageChunk(content=c, tool_call_id="c0"),
+    "ChatMessage(user)": lambda c: ChatMessage(content=c, role="user"),
+}
+AI_SIDE: dict[str, Message] = {
+    "AIMessage": lambda c: AIMessage(content=c),
+    "AIMessage(openai)": lambda c: AIMessage(content=c, response_metadata={"model_provider": "openai"}),
+    "AIMessage(anthropic)": lambda c: AIMessage(content=c, response_metadata={"model_provider": "anthropic"}),
+    "AIMessage(v1)": lambda c: AIMessage(content=c, response_metadata={"output_version": "v1"}),
+    "AIMessageChunk": lambda c: AIMessageChunk(content=c),
+    "ChatMessage(assistant)": lambda c: ChatMessage(content=c, role="assistant"),
+}
+
+
+def cases() -> Iterator[tuple[str, str, Block, Message]]:
+    for block_name, block in {**ANY_ROLE, **AI_ONLY}.items():
+        classes = AI_SIDE if block_name in AI_ONLY else {**HUMAN_SIDE, **AI_SIDE}
+        for class_name, make in classes.items():
+            yield block_name, class_name, block, make
+
+
+CASES = list(cases())
+IDS = [f"{block}-{cls}" for block, cls, _, _ in CASES]
+
+
+def rendered(message: BaseMessage) -> str:
+    """Everything the guard's model reads of ``message`` (after a user turn), as one text."""
+    conversation = parse_conversation([{"role": "user", "content": "q"}, message_to_openai(message)])
+    return "\n".join(text for _, block in conversation.blocks()[1:] for text in block.texts)
+
+
+# -- every shape x every message class -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("block_name, class_name, block, make", CASES, ids=IDS)
+def test_every_block_in_every_message_class_reaches_the_guard(block_name, class_name, block, make):
+    message = make([{"type": "text", "text": "Before."}, block(UNSAFE)])
+    assert UNSAFE in rendered(message)
+    assert UNSAFE not in rendered(make([{"type": "text", "text": "Before."}, block(SAFE)]))
+
+
+#: Raw keys that carry no text for a model (ids, formats, signatures, the parse error LangChain wrote).
+METADATA = {"type", "id", "index", "call_id", "tool_use_id", "tool_call_id", "status", "signature", "error"}
+METADATA |= {"mime_type", "media_type", "cache_control", "container_id", "document_index"}
+
+
+def raw_texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key not in METADATA:
+                yield from raw_texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from raw_texts(item)
+
+
+@pytest.mark.parametrize("block_name, class_name, block, make", CASES, ids=IDS)
+def test_every_text_of_the_raw_content_is_shown(block_name, class_name, block, make):
+    """Not only the planted phrase: every name, argument and text a provider receives is in what the guard reads."""
+    content = [block(UNSAFE)]
+    shown = rendered(make(content))
+    decoded = shown.encode().decode("unicode_escape", errors="ignore") if "\\" in shown else shown
+    for text in raw_texts(content):
+        assert text in shown or text in decoded, f"{text!r} not shown in {shown!r}"
+
+
+def test_the_message_tool_calls_are_shown_whatever_its_content_blocks_hold():
+    """A translator (model_provider) or v1 content builds content_blocks without ``tool_calls``: a chat model
+    sends them anyway, and a tool runs them."""
+    call = tool_call("search", {"q": UNSAFE}, "c1")
+    metadata: list[dict[str, Any]] = [{}, {"model_provider": "openai"}, {"model_provider": "anthropic"}]
+    metadata += [{"output_version": "v1"}, {"model_provider": "google_genai"}, {"model_provider": "bedrock_converse"}]
+    for response_metadata in metadata:
+        for content in ("ok", [{"type": "text", "text": "ok"}], []):
+            message = AIMessage(content=content, tool_calls=[call], response_metadata=response_metadata)
+            assert f'[tool call: search] {{"q": "{UNSAFE}"}}' in rendered(message), response_metadata
+    both = AIMessage(content=[{**call, "type": "tool_call"}], tool_calls=[call])
+    assert len(message_to_openai(both)["tool_calls"]) == 1  # the same call is shown once
+    edited = AIMessage(
+        content=[{"type": "tool_use", "id": "c1", "name": "search", "input": {"q": "bread"}}],
+        tool_calls=[call],
+        response_metadata={"model_provider": "anthropic"},
+    )
+    assert UNSAFE in rendered(edited)  # a call edited after the model answered (human in the loop) is shown
+
+
+# -- what the guard cannot show is refused ---------------------------------------------------------------------
+
+REFUSED: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown type": ({"type": "my_widget", "text": "ok", "payload": UNSAFE}, "'my_widget' content block"),
+    "untyped dict": ({"payload": UNSAFE}, "untyped content block"),
+    "unknown non_standard value": ({"type": "non_standard", "value": {"type": "x", "q": UNSAFE}}, "'x' content"),
+    "image named twice": ({"type": "image", "base64": "AAAA", "url": "data:image/png;base64,BBBB"}, "exactly one"),
+    "audio": ({"type": "audio", "base64": "AAAA", "mime_type": "audio/wav"}, "'audio'"),
+    "video": ({"type": "video", "url": "https://x/v.mp4"}, "'video'"),
+    "file": ({"type": "file", "base64": "AAAA", "mime_type": "application/pdf"}, "'file'"),
+    "text-plain by url": ({"type": "text-plain", "url": "https://x/a.txt", "mime_type": "text/plain"}, "inline text"),
+    "image in a tool_result": (
+        {"type": "tool_result", "tool_use_id": "c", "content": [{"type": "image", "source": {"type": "base64"}}]},
+        "'image' block",
+    ),
+    "document by url": ({"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, "block"),
+    "encrypted extras": ({"type": "reasoning", "reasoning": "", "extras": {"encrypted_content": "gAAA"}}, "encrypt"),
+}
+#: Fields no standard block has: refused, or (where a provider's translator moves them into ``extras``) shown.
+UNKNOWN_FIELDS: dict[str, dict[str, Any]] = {
+    "text": {"type": "text", "text": "ok", "note": UNSAFE},
+    "reasoning": {"type": "reasoning", "reasoning": "ok", "note": UNSAFE},
+    "refusal": {"type": "refusal", "refusal": "no", "note": UNSAFE},
+    "tool_call": {"type": "tool_call", "id": "c", "name": "s", "args": {}, "input": UNSAFE},
+    "server_tool_call": {"type": "server_tool_call", "id": "s", "name": "s", "args": {}, "input": UNSAFE},
+    "server_tool_result": {"type": "server_tool_result", "tool_call_id": "s", "output": "ok", "note": UNSAFE},
+    "image": {"type": "image", "base64": "AAAA", "caption": UNSAFE},
+    "text-plain": {"type": "text-plain", "text": "ok", "mime_type": "text/plain", "summary": UNSAFE},
+}
+
+
+@pytest.mark.parametrize("class_name, make", list({**HUMAN_SIDE, **AI_SIDE}.items()))
+@pytest.mark.parametrize("block, error", list(REFUSED.values()), ids=list(REFUSED))
+def test_blocks_the_guard_cannot_show_are_refused_with_a_typed_error(block, error, class_name, make):
+    with pytest.raises(InvalidConversationError, match=error):
+        rendered(make([{"type": "text", "text": "ok"}, block]))
+
+
+@pytest.mark.parametrize("class_name, make", list(AI_SIDE.items()))
+@pytest.mark.parametrize("block", list(UNKNOWN_FIELDS.values()), ids=list(UNKNOWN_FIELDS))
+def test_unknown_fields_of_known_blocks_are_never_dropped(block, class_name, make):
+    unknown = next(key for key, value in block.items() if value == UNSAFE)
+    try:
+        shown = rendered(make([{"type": "text", "text": "ok"}, block]))
+    except InvalidConversationError as error:
+        assert repr(unknown) in str(error)
+    else:
+        assert UNSAFE in shown
+
+
+@pytest.mark.parametrize("class_name, make", list(HUMAN_SIDE.items()))
+@pytest.mark.parametrize("block", [b for k, b in UNKNOWN_FIELDS.items() if "tool" not in k], ids=lambda b: b["type"])
+def test_unknown_fields_of_known_blocks_are_refused(block, class_name, make):
+    with pytest.raises(InvalidConversationError, match="which the guard does not know"):
+        rendered(make([{"type": "text", "text": "ok"}, block]))
+
+
+# -- through every adapter -------------------------------------------------------------------------------------
+
+#: One shape per kind of carrier, through each adapter (the conversion is shared; this proves the wiring).
+ADAPTER_BLOCKS = [
+    "text annotation",
+    "text extras",
+    "text-plain title",
+    "anthropic tool_result",
+    "anthropic cited text",
+    "non_standard search_result",
+]
+AI_ADAPTER_BLOCKS = ["openai reasoning summary", "tool_call extras", "openai function_call item", "invalid_tool_call"]
+
+
+@pytest.fixture
+def lg(test_model_dir):
+    guard = planted_guard(test_model_dir)
+    guard.backend.seen.clear()
+    return guard
+
+
+def human_turn(name: str, text: str) -> list[BaseMessage]:
+    return [HumanMessage("Hello."), HumanMessage(content=[{"type": "text", "text": "Read:"}, ANY_ROLE[name](text)])]
+
+
+def ai_answer(name: str, text: str) -> AIMessage:
+    return AIMessage(content=[{"type": "text", "text": "Here."}, {**AI_ONLY, **ANY_ROLE}[name](text)], id="a1")
+
+
+@pytest.mark.parametrize("name", ADAPTER_BLOCKS)
+def test_input_blocks_through_the_middleware_guard_chain_and_callbacks(lg, name):
+    adapters = {
+        "middleware": lambda messages: create_agent(
+            scripted_model("Fine."), middleware=[LlamaGuardMiddleware(lg, on_block="raise")]
+        ).invoke({"messages": messages}),
+        "guard_chain": lambda messages: guard_chain(RunnableLambda(lambda _: "Fine."), lg).invoke(messages),
+        "callbacks": lambda messages: scripted_model("Fine.").invoke(
+            messages, config={"callbacks": [LlamaGuardCallbackHandler(lg)]}
+        ),
+    }
+    for adapter, run in adapters.items():
+        run(human_turn(name, SAFE))
+        with pytest.raises(UnsafeContentError, match="at input") as info:
+            run(human_turn(name, UNSAFE))
+        assert info.value.verdict.categories == ["S9"], adapter
+
+
+@pytest.mark.parametrize("name", ADAPTER_BLOCKS + AI_ADAPTER_BLOCKS)
+def test_answer_blocks_through_the_middleware_guard_chain_and_callbacks(lg, name):
+    ask = [HumanMessage("Tell me.")]
+    adapters = {
+        "middleware": lambda answer: create_agent(
+            scripted_model(answer), middleware=[LlamaGuardMiddleware(lg, on_block="raise")]
+        ).invoke({"messages": ask}),
+        "guard_chain": lambda answer: guard_chain(RunnableLambda(lambda _: answer), lg).invoke(ask),
+        "callbacks": lambda answer: scripted_model(answer).invoke(
+            ask, config={"callbacks": [LlamaGuardCallbackHandler(lg)]}
+        ),
+    }
+    for adapter, run in adapters.items():
+        if adapter == "middleware" and name in AI_ADAPTER_BLOCKS and "call" in name:
+            continue  # an answer holding tool calls makes the agent run tools; the tool guard covers those
+        run(ai_answer(name, SAFE))
+        with pytest.raises(UnsafeContentError, match="at output") as info:
+            run(ai_answer(name, UNSAFE))
+        assert info.value.verdict.categories == ["S9"], adapter
+
+
+@pytest.mark.parametrize("name", ADAPTER_BLOCKS)
+def test_tool_result_blocks_through_the_tool_guard(lg, name):
+    @tool
+    def fetch(url: str) -> list:
+        """Fetch a page as content blocks."""
+        return [{"type": "text", "text": "Page:"}, ANY_ROLE[name](UNSAFE if "evil" in url else SAFE)]
+
+    guarded = guard_tool(fetch, lg, on_block="raise")
+    guarded.invoke(tool_call("fetch", {"url": "https://good.example"}))
+    with pytest.raises(UnsafeContentError, match="at tool_result") as info:
+        guarded.invoke(tool_call("fetch", {"url": "https://evil.example"}))
+    assert info.value.verdict.categories == ["S9"]
