@@ -412,3 +412,26 @@ def test_tool_result_blocks_through_the_tool_guard(lg, name):
     with pytest.raises(UnsafeContentError, match="at tool_result") as info:
         guarded.invoke(tool_call("fetch", {"url": "https://evil.example"}))
     assert info.value.verdict.categories == ["S9"]
+
+
+#: Fields of a streamed text part beside its text: a windowed stream checks only the text of plain-text chunks.
+STREAMED_TEXT_FIELDS = {
+    "annotations": {"annotations": [{"type": "citation", "title": UNSAFE}]},
+    "extras": {"extras": {"note": UNSAFE}},
+    "citations": {"citations": [{"type": "char_location", "cited_text": UNSAFE}]},
+}
+
+
+@pytest.mark.parametrize("mode", ["windowed", "buffered"])
+@pytest.mark.parametrize("field", list(STREAMED_TEXT_FIELDS.values()), ids=list(STREAMED_TEXT_FIELDS))
+def test_a_streamed_text_parts_other_fields_are_checked_before_release(lg, field, mode):
+    def answer(_: Any) -> Iterator[AIMessageChunk]:
+        for n in range(6):
+            yield AIMessageChunk(content=[{"type": "text", "text": f"word{n} " * 5, **(field if n == 1 else {})}])
+
+    chain = guard_chain(RunnableLambda(answer), lg, stream_mode=mode, window_size=20, window_overlap=5)
+    released: list[Any] = []
+    with pytest.raises(UnsafeContentError, match="at output"):
+        for chunk in chain.stream("Tell me."):
+            released.append(chunk)
+    assert not any(UNSAFE in str(chunk.content) for chunk in released)

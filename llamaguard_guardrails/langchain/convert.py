@@ -213,7 +213,8 @@ def tool_result_message(name: str, result: Any, call_id: str | None = None) -> O
 
 def text_of(value: Any) -> str | None:
     """The plain text of a streamed chunk, or ``None`` when it carries anything but text (a tool call,
-    reasoning or a refusal in ``additional_kwargs``, a name, images, a dict ...)."""
+    reasoning or a refusal in ``additional_kwargs``, a name, images, a text part's annotations or extras, a
+    dict ...): a windowed stream checks only this text of a plain-text chunk before releasing it."""
     if isinstance(value, str):
         return value
     if isinstance(value, BaseMessage):
@@ -227,7 +228,7 @@ def text_of(value: Any) -> str | None:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            elif _plain_text_part(part):
                 texts.append(part["text"])
             else:
                 return None
@@ -236,6 +237,16 @@ def text_of(value: Any) -> str | None:
 
 
 # -- internals -------------------------------------------------------------------------------------
+
+
+def _plain_text_part(part: Any) -> bool:
+    """A text part holding only its text (annotations, extras, citations ... are checked with the whole message)."""
+    return (
+        isinstance(part, Mapping)
+        and part.get("type") == "text"
+        and isinstance(part.get("text"), str)
+        and all(key in ("type", "text", "id", "index") or not value for key, value in part.items())
+    )
 
 
 def _role(message: BaseMessage) -> str:
