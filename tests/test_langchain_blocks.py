@@ -435,3 +435,16 @@ def test_a_streamed_text_parts_other_fields_are_checked_before_release(lg, field
         for chunk in chain.stream("Tell me."):
             released.append(chunk)
     assert not any(UNSAFE in str(chunk.content) for chunk in released)
+
+
+def test_past_the_search_budget_blocks_are_shown_whole_never_dropped(monkeypatch):
+    """The raw-text check searches long texts for short ones within a budget (linear time); past it a block
+    is shown whole, so every shape still reaches the guard."""
+    from llamaguard_guardrails.langchain import _blocks
+
+    monkeypatch.setattr(_blocks, "SEARCH_BUDGET", 0)
+    for block_name, class_name, block, make in CASES:
+        shown = rendered(make([{"type": "text", "text": "Before."}, block(UNSAFE)]))
+        assert UNSAFE in shown, (block_name, class_name)
+    many = HumanMessage(content=[{"type": "text", "text": "x", "extras": {f"k{n}": f"v{n}" for n in range(3000)}}])
+    assert "v2999" in rendered(many)

@@ -113,6 +113,11 @@ RAW_METADATA = frozenset(
 )
 
 
+#: Characters :func:`unshown_blocks` may scan looking for texts shown inside longer ones (a text inside a JSON
+#: rendering); past it a block is shown whole instead, so the check stays linear in the message's size.
+SEARCH_BUDGET = 20_000_000
+
+
 def standard_blocks(blocks: Sequence[Any], where: str) -> list[dict[str, Any]]:
     """``content_blocks`` made safe to read: strings as text blocks, blocks of an unknown type as ``non_standard``
     (``output_version="v1"`` content is returned by LangChain unchecked), anything else an error."""
@@ -220,27 +225,47 @@ def _dicts(value: Any) -> Iterator[Mapping[str, Any]]:
             yield from _dicts(item)
 
 
-def unshown_blocks(content: Any, converted: Mapping[str, Any]) -> list[tuple[int, Any]]:
+def unshown_blocks(content: Any, converted: Mapping[str, Any], parts: Sequence[Any] = ()) -> list[tuple[int, Any]]:
     """The raw content blocks holding a text that ``converted`` (the message the guard reads) does not hold.
 
     Every string under a non-metadata key of a raw block must appear in the converted message (a data URL's
     base64 payload counts as its image); a block that fails this was left out somewhere on the way (a
-    translator, a field no one knew) and must be shown whole.
+    translator, a field no one knew) and must be shown whole. ``parts``: the content parts before they were
+    joined into one text, so that a text part is found by equality (a search in the joined text for each
+    of many parts would take time quadratic in their number).
     """
     if not isinstance(content, list):
         return []
     seen = list(_strings(converted, parse_json=True))
-    exact = set(seen)
+    exact = set(seen) | set(_strings(list(parts), parse_json=False))
     corpus = "\x00".join(seen)
+    budget = [SEARCH_BUDGET]
+
+    def shown(leaf: str) -> bool:
+        if not leaf or leaf in exact or _payload(leaf) in exact:
+            return True
+        budget[0] -= len(corpus)
+        return budget[0] >= 0 and _payload(leaf) in corpus  # past the budget: not found, so shown whole
+
     missing = []
     for n, block in enumerate(content):
         if isinstance(block, str):
             leaves: list[str] = [block]
+        elif _rendered_whole(block, exact):
+            continue
         else:
             leaves = list(_raw_strings(block))
-        if any(leaf and leaf not in exact and _payload(leaf) not in corpus for leaf in leaves):
+        if not all(shown(leaf) for leaf in leaves):
             missing.append((n, block))
     return missing
+
+
+def _rendered_whole(block: Any, exact: set[str]) -> bool:
+    """True when the block was shown as its JSON (a provider block): every text of it is there."""
+    try:
+        return isinstance(block, Mapping) and json_text(block) in exact
+    except InvalidConversationError:
+        return False
 
 
 def _payload(text: str) -> str:

@@ -153,7 +153,7 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
     if calls and role != "assistant":
         raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")
     out = _message(message, role, parts, calls, refusal)
-    unshown = _blocks_mod.unshown_blocks(message.content, out)
+    unshown = _blocks_mod.unshown_blocks(message.content, out, parts)
     if unshown:  # a raw block a translator (or a field no one knew) left out: shown whole
         parts += [{"type": "text", "text": f"[content block {n}] {_shown(block)}"} for n, block in unshown]
         out = _message(message, role, parts, calls, refusal)
