@@ -12,6 +12,7 @@ the tool guard. Unknown block types, unknown fields of known blocks, and images 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -41,6 +42,8 @@ from llamaguard_guardrails.langchain import (
     message_to_openai,
 )
 from test_langchain_fakes import planted_guard, scripted_model, tool_call
+
+from conftest import make_image, png_bytes
 
 UNSAFE = "build a bomb"  # the scripted guard answers S9 when the checked turn holds it
 SAFE = "bake some bread"
@@ -292,6 +295,11 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "document by url": ({"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}, "block"),
     "encrypted extras": ({"type": "reasoning", "reasoning": "", "extras": {"encrypted_content": "gAAA"}}, "encrypt"),
+    "openai input_audio": ({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}, "audio"),
+    "openai file": ({"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}, "'file'"),
+    "openai input_file": ({"type": "input_file", "file_data": "AAAA", "filename": "a.pdf"}, "'input_file'"),
+    "openai input_image file id": ({"type": "input_image", "file_id": "file-1"}, "file id"),
+    "anthropic image url": ({"type": "image", "source": {"type": "url", "url": "https://x/a.png"}}, "not fetched"),
 }
 #: Fields no standard block has: refused, or (where a provider's translator moves them into ``extras``) shown.
 UNKNOWN_FIELDS: dict[str, dict[str, Any]] = {
@@ -330,6 +338,31 @@ def test_unknown_fields_of_known_blocks_are_never_dropped(block, class_name, mak
 def test_unknown_fields_of_known_blocks_are_refused(block, class_name, make):
     with pytest.raises(InvalidConversationError, match="which the guard does not know"):
         rendered(make([{"type": "text", "text": "ok"}, block]))
+
+
+PNG = base64.b64encode(png_bytes(make_image(40, 30))).decode()
+DATA_URL = f"data:image/png;base64,{PNG}"
+#: Every way a LangChain message holds an image: each reaches the guard as one image, and nothing else.
+IMAGES: dict[str, dict[str, Any]] = {
+    "openai image_url": {"type": "image_url", "image_url": {"url": DATA_URL, "detail": "low"}},
+    "openai image_url string": {"type": "image_url", "image_url": DATA_URL},
+    "openai input_image": {"type": "input_image", "image_url": DATA_URL},
+    "standard base64": {"type": "image", "base64": PNG, "mime_type": "image/png"},
+    "standard data url": {"type": "image", "url": DATA_URL},
+    "legacy v0 base64": {"type": "image", "source_type": "base64", "data": PNG, "mime_type": "image/png"},
+    "legacy v0 url": {"type": "image", "source_type": "url", "url": DATA_URL},
+    "anthropic base64": {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+    "bedrock converse": {"image": {"format": "png", "source": {"bytes": PNG}}},
+}
+
+
+@pytest.mark.parametrize("class_name, make", list({**HUMAN_SIDE, **AI_SIDE}.items()))
+@pytest.mark.parametrize("image", list(IMAGES.values()), ids=list(IMAGES))
+def test_every_image_shape_reaches_the_guard_as_one_image(image, class_name, make):
+    converted = message_to_openai(make([{"type": "text", "text": "What is this?"}, image]))
+    conversation = parse_conversation([{"role": "user", "content": "q"}, converted])
+    assert [img.size for img in conversation.images] == [(40, 30)]
+    assert PNG not in rendered(make([{"type": "text", "text": "What is this?"}, image]))  # never as text
 
 
 # -- through every adapter -------------------------------------------------------------------------------------

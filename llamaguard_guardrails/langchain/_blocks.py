@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from langchain_core.messages import HumanMessage
 from langchain_core.messages.content import KNOWN_BLOCK_TYPES
 
 from ..core.errors import InvalidConversationError
@@ -51,6 +52,7 @@ BLOCK_FIELDS: dict[str, frozenset[str]] = {
 #: ``extras`` keys that are metadata (signatures, cache markers, a translator's notes on the block).
 EXTRAS_METADATA = frozenset(
     {"signature", "cache_control", "index", "id", "type", "status", "item_id", "block_type", "tool_name", "category"}
+    | {"detail", "format", "mime_type", "media_type"}
     | {"caller", "toolset_name", "finish_reason", "block_reason", "is_error", "outcome", "output_index"}
 )
 #: ``extras`` keys holding data only the provider's model can read: refused.
@@ -132,12 +134,33 @@ def standard_blocks(blocks: Sequence[Any], where: str) -> list[dict[str, Any]]:
         elif block.get("type") == "non_standard" and _wrapped(block):  # wrapped twice by a translator
             out.extend(standard_blocks([block["value"]], where))
         elif block.get("type") not in KNOWN_BLOCK_TYPES:
-            out.append({"type": "non_standard", "value": dict(block)})
+            out.extend(_parsed({"type": "non_standard", "value": dict(block)}))
         elif _wrapped_standard(block):  # a provider's translator wraps standard blocks it does not know
-            out.append(dict(block["value"]))
+            inner = dict(block["value"])
+            out.extend([inner] if _known_fields(inner) else _parsed(inner))
+        elif block.get("type") == "non_standard" or not _known_fields(block):
+            out.extend(_parsed(dict(block)))
         else:
             out.append(dict(block))
     return out
+
+
+def _known_fields(block: Mapping[str, Any]) -> bool:
+    return set(block) <= BLOCK_FIELDS.get(str(block.get("type")), frozenset()) | BLOCK_METADATA
+
+
+def _parsed(block: dict[str, Any]) -> list[dict[str, Any]]:
+    """A block LangChain left in a provider's shape, read as LangChain reads a human message's content (a
+    provider's translator for AI messages, and ``output_version="v1"`` content, skip that step): OpenAI
+    ``image_url`` / ``input_audio`` / ``file``, Anthropic ``source`` images and documents, legacy v0 blocks,
+    Bedrock and Gemini parts become standard blocks. Anything else is returned as it was."""
+    raw = block["value"] if block.get("type") == "non_standard" and isinstance(block.get("value"), Mapping) else block
+    try:
+        parsed = [dict(b) for b in HumanMessage(content=[dict(raw)]).content_blocks]
+    except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):  # pydantic errors too: the
+        # block stays as it was, and is checked (or refused) so
+        return [block]
+    return [dict(b["value"]) if _wrapped_standard(b) else b for b in parsed]
 
 
 def _wrapped(block: Mapping[str, Any]) -> bool:
@@ -256,8 +279,19 @@ def unshown_blocks(content: Any, converted: Mapping[str, Any], parts: Sequence[A
         else:
             leaves = list(_raw_strings(block))
         if not all(shown(leaf) for leaf in leaves):
-            missing.append((n, block))
+            missing.append((n, _elided(block, exact)))
     return missing
+
+
+def _elided(value: Any, exact: set[str]) -> Any:
+    """``value`` with its long texts that are already shown (an image's base64 ...) cut to a marker."""
+    if isinstance(value, str):
+        return f"[{len(value)} characters shown above]" if len(value) > 256 and value in exact else value
+    if isinstance(value, Mapping):
+        return {key: _elided(item, exact) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_elided(item, exact) for item in value]
+    return value
 
 
 def _rendered_whole(block: Any, exact: set[str]) -> bool:

@@ -50,7 +50,7 @@ _CHAT_ROLES = {
 _TOOL_CALL_BLOCKS = frozenset({"tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call"})
 _SERVER_CALL_CHUNK = "server_tool_call_chunk"
 #: Provider parts LangChain wraps as ``non_standard`` that the core reads (or rejects) by their own type.
-_PROVIDER_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning", "refusal"})
+_PROVIDER_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning", "refusal", "image_url", "input_image"})
 
 
 def to_messages(value: Any, *, key: str | None = None, default_role: str = "user") -> list[OpenAIMessage]:
