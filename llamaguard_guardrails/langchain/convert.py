@@ -13,7 +13,6 @@ raises :class:`InvalidConversationError` instead of being skipped.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +29,7 @@ from langchain_core.messages import (
 )
 from langchain_core.prompt_values import PromptValue
 
+from ..core import json_text as json_pairs
 from ..core import messages as build
 from ..core.errors import InvalidConversationError, InvalidImageError
 from ..core.values import json_text
@@ -114,13 +114,13 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
     kwargs.pop("__openai_role__", None)  # read by _role
     reasoning_content = kwargs.pop("reasoning_content", None)
     parts: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
+    calls = _Calls()
     for n, block in enumerate(_blocks(message)):
         where = f"{type(message).__name__} content block {n}"
         kind = block.get("type")
         _blocks_mod.check_fields(block, where)
         if kind in _TOOL_CALL_BLOCKS or kind == _SERVER_CALL_CHUNK:
-            _add_call(calls, _tool_call(block, len(calls), where))
+            calls.add(_tool_call(block, len(calls), where))
         elif kind == "reasoning" and isinstance(reasoning_content, str) and block.get("reasoning") == reasoning_content:
             pass  # LangChain's copy of additional_kwargs["reasoning_content"], shown below
         else:
@@ -135,9 +135,9 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
     streamed = "tool_call_chunk" if isinstance(message, AIMessageChunk) else "tool_call"  # may lack a name yet
     for field, kind in (("tool_calls", streamed), ("tool_call_chunks", "tool_call_chunk")):
         for n, call in enumerate(getattr(message, field, None) or []):
-            _add_call(calls, _tool_call({**call, "type": kind}, len(calls), f"{field}[{n}]"))
+            calls.add(_tool_call({**call, "type": kind}, len(calls), f"{field}[{n}]"))
     for n, invalid in enumerate(getattr(message, "invalid_tool_calls", None) or []):
-        _add_call(calls, _tool_call({**invalid, "type": "invalid_tool_call"}, len(calls), f"invalid tool call {n}"))
+        calls.add(_tool_call({**invalid, "type": "invalid_tool_call"}, len(calls), f"invalid tool call {n}"))
     refusal = kwargs.pop("refusal", None)
     _add_legacy_calls(calls, kwargs.pop("tool_calls", None), kwargs.pop("function_call", None))
     if reasoning_content is not None:
@@ -393,22 +393,30 @@ def _tool_call(block: Mapping[str, Any], n: int, where: str | None = None) -> di
     return build.tool_call(name, block.get("args"), call_id=str(call_id))
 
 
-def _add_call(calls: list[dict[str, Any]], call: dict[str, Any]) -> None:
-    """Add ``call`` unless the same call (id, name and arguments, as JSON values) is already there."""
-    if not any(c["id"] == call["id"] and _call_value(c) == _call_value(call) for c in calls):
-        calls.append(call)
+class _Calls(list[dict[str, Any]]):
+    """A message's tool calls, each once: the same call (id, name, arguments as JSON pairs) given twice, e.g. in
+    ``tool_calls`` and as a content block, is shown once (found by key, so many calls cost linear time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: set[tuple[str, str, str]] = set()
+
+    def add(self, call: dict[str, Any]) -> None:
+        key = (str(call["id"]), str(call["function"]["name"]), _arguments_key(call["function"]["arguments"]))
+        if key not in self._keys:
+            self._keys.add(key)
+            self.append(call)
 
 
-def _call_value(call: Mapping[str, Any]) -> tuple[Any, Any]:
-    """(name, arguments) of a built call, its JSON arguments read (a streamed chunk's text equals its parse)."""
-    arguments = call["function"]["arguments"]
+def _arguments_key(arguments: Any) -> str:
+    """JSON arguments as their pairs (repeated keys and order kept, spacing not): a chunk's text equals its parse."""
     try:
-        return call["function"]["name"], json.loads(arguments)
-    except (TypeError, ValueError, RecursionError):
-        return call["function"]["name"], arguments
+        return "json:" + json_pairs.render(json_pairs.parse(arguments))
+    except (TypeError, ValueError, RecursionError, InvalidConversationError):
+        return "text:" + str(arguments)
 
 
-def _add_legacy_calls(calls: list[dict[str, Any]], tool_calls: Any, function_call: Any) -> None:
+def _add_legacy_calls(calls: _Calls, tool_calls: Any, function_call: Any) -> None:
     """``additional_kwargs["tool_calls"]`` / ``["function_call"]``: what OpenAI-style providers send back."""
     raw = tool_calls if tool_calls is not None else []
     if not isinstance(raw, (list, tuple)):
@@ -422,7 +430,7 @@ def _add_legacy_calls(calls: list[dict[str, Any]], tool_calls: Any, function_cal
             raise InvalidConversationError(f"{where} must be a dict with a function name")
         arguments = function.get("arguments", function.get("args", ""))
         call_id = entry.get("id") or f"function_call_{len(calls)}"
-        _add_call(calls, build.tool_call(function["name"], arguments, call_id=str(call_id)))
+        calls.add(build.tool_call(function["name"], arguments, call_id=str(call_id)))
 
 
 def _compact(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
