@@ -12,6 +12,7 @@ the tool guard. Unknown block types, unknown fields of known blocks, and images 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +36,7 @@ from langchain_core.tools import tool
 
 from llamaguard_guardrails import InvalidConversationError, UnsafeContentError, parse_conversation
 from llamaguard_guardrails.langchain import (
+    AsyncLlamaGuardCallbackHandler,
     LlamaGuardCallbackHandler,
     LlamaGuardMiddleware,
     guard_chain,
@@ -276,6 +278,12 @@ def test_the_message_tool_calls_are_shown_whatever_its_content_blocks_hold():
         response_metadata={"model_provider": "anthropic"},
     )
     assert UNSAFE in rendered(edited)  # a call edited after the model answered (human in the loop) is shown
+    repeated = AIMessageChunk(
+        content="",
+        tool_call_chunks=[{"name": "search", "args": '{"q": "' + UNSAFE + '", "q": "bread"}', "id": "c1", "index": 0}],
+    )
+    assert repeated.tool_calls[0]["args"] == {"q": "bread"}  # LangChain's parse keeps the last value only
+    assert UNSAFE in rendered(repeated)  # a parser that keeps the first reads this: the chunk is shown too
 
 
 # -- what the guard cannot show is refused ---------------------------------------------------------------------
@@ -367,17 +375,6 @@ def test_every_image_shape_reaches_the_guard_as_one_image(image, class_name, mak
 
 # -- through every adapter -------------------------------------------------------------------------------------
 
-#: One shape per kind of carrier, through each adapter (the conversion is shared; this proves the wiring).
-ADAPTER_BLOCKS = [
-    "text annotation",
-    "text extras",
-    "text-plain title",
-    "anthropic tool_result",
-    "anthropic cited text",
-    "non_standard search_result",
-]
-AI_ADAPTER_BLOCKS = ["openai reasoning summary", "tool_call extras", "openai function_call item", "invalid_tool_call"]
-
 
 @pytest.fixture
 def lg(test_model_dir):
@@ -386,64 +383,82 @@ def lg(test_model_dir):
     return guard
 
 
+@tool
+def search(q: str = "", query: str = "") -> str:
+    """Search the web."""
+    return "Nothing found."
+
+
 def human_turn(name: str, text: str) -> list[BaseMessage]:
     return [HumanMessage("Hello."), HumanMessage(content=[{"type": "text", "text": "Read:"}, ANY_ROLE[name](text)])]
 
 
 def ai_answer(name: str, text: str) -> AIMessage:
-    return AIMessage(content=[{"type": "text", "text": "Here."}, {**AI_ONLY, **ANY_ROLE}[name](text)], id="a1")
+    return AIMessage(content=[{"type": "text", "text": "Here."}, {**AI_ONLY, **ANY_ROLE}[name](text)])
 
 
-@pytest.mark.parametrize("name", ADAPTER_BLOCKS)
-def test_input_blocks_through_the_middleware_guard_chain_and_callbacks(lg, name):
-    adapters = {
-        "middleware": lambda messages: create_agent(
-            scripted_model("Fine."), middleware=[LlamaGuardMiddleware(lg, on_block="raise")]
-        ).invoke({"messages": messages}),
-        "guard_chain": lambda messages: guard_chain(RunnableLambda(lambda _: "Fine."), lg).invoke(messages),
-        "callbacks": lambda messages: scripted_model("Fine.").invoke(
-            messages, config={"callbacks": [LlamaGuardCallbackHandler(lg)]}
-        ),
-    }
-    for adapter, run in adapters.items():
-        run(human_turn(name, SAFE))
-        with pytest.raises(UnsafeContentError, match="at input") as info:
-            run(human_turn(name, UNSAFE))
-        assert info.value.verdict.categories == ["S9"], adapter
+Run = Callable[[Any, Any], Any]
 
 
-@pytest.mark.parametrize("name", ADAPTER_BLOCKS + AI_ADAPTER_BLOCKS)
-def test_answer_blocks_through_the_middleware_guard_chain_and_callbacks(lg, name):
-    ask = [HumanMessage("Tell me.")]
-    adapters = {
-        "middleware": lambda answer: create_agent(
-            scripted_model(answer), middleware=[LlamaGuardMiddleware(lg, on_block="raise")]
-        ).invoke({"messages": ask}),
-        "guard_chain": lambda answer: guard_chain(RunnableLambda(lambda _: answer), lg).invoke(ask),
-        "callbacks": lambda answer: scripted_model(answer).invoke(
-            ask, config={"callbacks": [LlamaGuardCallbackHandler(lg)]}
-        ),
-    }
-    for adapter, run in adapters.items():
-        if adapter == "middleware" and name in AI_ADAPTER_BLOCKS and "call" in name:
-            continue  # an answer holding tool calls makes the agent run tools; the tool guard covers those
-        run(ai_answer(name, SAFE))
-        with pytest.raises(UnsafeContentError, match="at output") as info:
-            run(ai_answer(name, UNSAFE))
-        assert info.value.verdict.categories == ["S9"], adapter
+def agent(lg: Any, answer: Any) -> Any:
+    model = scripted_model(answer, "Done.")
+    return create_agent(model, tools=[search], middleware=[LlamaGuardMiddleware(lg, on_block="raise")])
 
 
-@pytest.mark.parametrize("name", ADAPTER_BLOCKS)
-def test_tool_result_blocks_through_the_tool_guard(lg, name):
+#: Each adapter, sync and async, as ``run(guard, messages_in, answer)``.
+ADAPTERS: dict[str, Callable[[Any, list[BaseMessage], Any], Any]] = {
+    "middleware": lambda lg, messages, answer: agent(lg, answer).invoke({"messages": messages}),
+    "middleware async": lambda lg, messages, answer: asyncio.run(agent(lg, answer).ainvoke({"messages": messages})),
+    "guard_chain": lambda lg, messages, answer: guard_chain(RunnableLambda(lambda _: answer), lg).invoke(messages),
+    "guard_chain async": lambda lg, messages, answer: asyncio.run(
+        guard_chain(RunnableLambda(lambda _: answer), lg).ainvoke(messages)
+    ),
+    "callbacks": lambda lg, messages, answer: scripted_model(answer).invoke(
+        messages, config={"callbacks": [LlamaGuardCallbackHandler(lg)]}
+    ),
+    "callbacks async": lambda lg, messages, answer: asyncio.run(
+        scripted_model(answer).ainvoke(messages, config={"callbacks": [AsyncLlamaGuardCallbackHandler(lg)]})
+    ),
+}
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+@pytest.mark.parametrize("name", list(ANY_ROLE))
+def test_every_input_block_through_every_adapter(lg, name, adapter):
+    run = ADAPTERS[adapter]
+    run(lg, human_turn(name, SAFE), "Fine.")
+    with pytest.raises(UnsafeContentError, match="at input") as info:
+        run(lg, human_turn(name, UNSAFE), "Fine.")
+    assert info.value.verdict.categories == ["S9"]
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+@pytest.mark.parametrize("name", list(ANY_ROLE) + list(AI_ONLY))
+def test_every_answer_block_through_every_adapter(lg, name, adapter):
+    run = ADAPTERS[adapter]
+    run(lg, [HumanMessage("Tell me.")], ai_answer(name, SAFE))
+    with pytest.raises(UnsafeContentError, match="at output") as info:
+        run(lg, [HumanMessage("Tell me.")], ai_answer(name, UNSAFE))
+    assert info.value.verdict.categories == ["S9"]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["invoke", "ainvoke"])
+@pytest.mark.parametrize("name", list(ANY_ROLE))
+def test_every_tool_result_block_through_the_tool_guard(lg, name, asynchronous):
     @tool
     def fetch(url: str) -> list:
         """Fetch a page as content blocks."""
         return [{"type": "text", "text": "Page:"}, ANY_ROLE[name](UNSAFE if "evil" in url else SAFE)]
 
     guarded = guard_tool(fetch, lg, on_block="raise")
-    guarded.invoke(tool_call("fetch", {"url": "https://good.example"}))
+
+    def call(url: str) -> Any:
+        request = tool_call("fetch", {"url": url})
+        return asyncio.run(guarded.ainvoke(request)) if asynchronous else guarded.invoke(request)
+
+    call("https://good.example")
     with pytest.raises(UnsafeContentError, match="at tool_result") as info:
-        guarded.invoke(tool_call("fetch", {"url": "https://evil.example"}))
+        call("https://evil.example")
     assert info.value.verdict.categories == ["S9"]
 
 
