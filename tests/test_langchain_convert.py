@@ -104,9 +104,10 @@ def test_unreadable_content_is_an_error_never_dropped():
         to_messages([])
 
 
-def test_unknown_provider_blocks_are_checked_as_text():
-    message = HumanMessage(content=[{"type": "custom_thing", "text": "hidden words"}])
-    assert message_to_openai(message)["content"] == "hidden words"
+def test_unknown_provider_blocks_are_refused_not_read_as_their_text_alone():
+    message = HumanMessage(content=[{"type": "custom_thing", "text": "shown words", "payload": "hidden words"}])
+    with pytest.raises(InvalidConversationError, match="'custom_thing' content block"):
+        message_to_openai(message)
 
 
 def test_system_and_reasoning_content_is_kept():

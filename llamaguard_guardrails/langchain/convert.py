@@ -18,6 +18,7 @@ from typing import Any
 
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     ChatMessage,
     FunctionMessage,
@@ -28,9 +29,11 @@ from langchain_core.messages import (
 )
 from langchain_core.prompt_values import PromptValue
 
+from ..core import json_text as json_pairs
 from ..core import messages as build
 from ..core.errors import InvalidConversationError, InvalidImageError
 from ..core.values import json_text
+from . import _blocks as _blocks_mod
 
 OpenAIMessage = dict[str, Any]
 
@@ -47,7 +50,7 @@ _CHAT_ROLES = {
 _TOOL_CALL_BLOCKS = frozenset({"tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call"})
 _SERVER_CALL_CHUNK = "server_tool_call_chunk"
 #: Provider parts LangChain wraps as ``non_standard`` that the core reads (or rejects) by their own type.
-_PROVIDER_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning", "refusal"})
+_PROVIDER_PARTS = frozenset({"thinking", "redacted_thinking", "reasoning", "refusal", "image_url", "input_image"})
 
 
 def to_messages(value: Any, *, key: str | None = None, default_role: str = "user") -> list[OpenAIMessage]:
@@ -111,21 +114,30 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
     kwargs.pop("__openai_role__", None)  # read by _role
     reasoning_content = kwargs.pop("reasoning_content", None)
     parts: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
+    calls = _Calls()
     for n, block in enumerate(_blocks(message)):
         where = f"{type(message).__name__} content block {n}"
         kind = block.get("type")
+        _blocks_mod.check_fields(block, where)
         if kind in _TOOL_CALL_BLOCKS or kind == _SERVER_CALL_CHUNK:
-            calls.append(_tool_call(block, len(calls)))
+            calls.add(_tool_call(block, len(calls), where))
         elif kind == "reasoning" and isinstance(reasoning_content, str) and block.get("reasoning") == reasoning_content:
-            continue  # LangChain's copy of additional_kwargs["reasoning_content"], shown below
+            pass  # LangChain's copy of additional_kwargs["reasoning_content"], shown below
         else:
             part = _part(block, where)
             if part is not None:
                 parts.append(part)
+        extras = _blocks_mod.extras_text(block, where)
+        if extras is not None:
+            parts.append({"type": "text", "text": extras})
+    # The message's own tool calls: a chat model sends them whatever its content blocks hold (a provider's
+    # translator, or output_version="v1" content, builds content_blocks without them).
+    streamed = "tool_call_chunk" if isinstance(message, AIMessageChunk) else "tool_call"  # may lack a name yet
+    for field, kind in (("tool_calls", streamed), ("tool_call_chunks", "tool_call_chunk")):
+        for n, call in enumerate(getattr(message, field, None) or []):
+            calls.add(_tool_call({**call, "type": kind}, len(calls), f"{field}[{n}]"))
     for n, invalid in enumerate(getattr(message, "invalid_tool_calls", None) or []):
-        _add_call(calls, _tool_call({**invalid, "type": "invalid_tool_call"}, len(calls), f"invalid tool call {n}"))
-    out: OpenAIMessage = {"role": role}
+        calls.add(_tool_call({**invalid, "type": "invalid_tool_call"}, len(calls), f"invalid tool call {n}"))
     refusal = kwargs.pop("refusal", None)
     _add_legacy_calls(calls, kwargs.pop("tool_calls", None), kwargs.pop("function_call", None))
     if reasoning_content is not None:
@@ -138,17 +150,29 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
             "remove it or transcribe it to text before the guard"
         )
     parts += [{"type": "text", "text": f"[{key}] {_shown(value)}"} for key, value in kwargs.items() if value]
+    if calls and role != "assistant":
+        raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")
+    out = _message(message, role, parts, calls, refusal)
+    unshown = _blocks_mod.unshown_blocks(message.content, out, parts)
+    if unshown:  # a raw block a translator (or a field no one knew) left out: shown whole
+        parts += [{"type": "text", "text": f"[content block {n}] {_shown(block)}"} for n, block in unshown]
+        out = _message(message, role, parts, calls, refusal)
+    return out
+
+
+def _message(
+    message: BaseMessage, role: str, parts: list[dict[str, Any]], calls: list[dict[str, Any]], refusal: Any
+) -> OpenAIMessage:
+    out: OpenAIMessage = {"role": role}
     if refusal is not None:
         if role != "assistant":
-            parts.append({"type": "text", "text": f"[refusal] {_shown(refusal)}"})
+            parts = [*parts, {"type": "text", "text": f"[refusal] {_shown(refusal)}"}]
         elif isinstance(refusal, str):
             out["refusal"] = refusal
         else:
             raise InvalidConversationError(
                 f"additional_kwargs['refusal'] must be a string, got {type(refusal).__name__}"
             )
-    if calls and role != "assistant":
-        raise InvalidConversationError(f"a {type(message).__name__} cannot carry tool calls")
     if calls:
         out["tool_calls"] = calls
         out["content"] = _compact(parts) if parts else None
@@ -189,7 +213,8 @@ def tool_result_message(name: str, result: Any, call_id: str | None = None) -> O
 
 def text_of(value: Any) -> str | None:
     """The plain text of a streamed chunk, or ``None`` when it carries anything but text (a tool call,
-    reasoning or a refusal in ``additional_kwargs``, a name, images, a dict ...)."""
+    reasoning or a refusal in ``additional_kwargs``, a name, images, a text part's annotations or extras, a
+    dict ...): a windowed stream checks only this text of a plain-text chunk before releasing it."""
     if isinstance(value, str):
         return value
     if isinstance(value, BaseMessage):
@@ -203,7 +228,7 @@ def text_of(value: Any) -> str | None:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            elif _plain_text_part(part):
                 texts.append(part["text"])
             else:
                 return None
@@ -212,6 +237,16 @@ def text_of(value: Any) -> str | None:
 
 
 # -- internals -------------------------------------------------------------------------------------
+
+
+def _plain_text_part(part: Any) -> bool:
+    """A text part holding only its text (annotations, extras, citations ... are checked with the whole message)."""
+    return (
+        isinstance(part, Mapping)
+        and part.get("type") == "text"
+        and isinstance(part.get("text"), str)
+        and all(key in ("type", "text", "id", "index") or not value for key, value in part.items())
+    )
 
 
 def _role(message: BaseMessage) -> str:
@@ -238,9 +273,10 @@ def _role(message: BaseMessage) -> str:
 
 def _blocks(message: BaseMessage) -> list[dict[str, Any]]:
     try:
-        return list(message.content_blocks)
+        blocks = list(message.content_blocks)
     except Exception as exc:
         raise InvalidConversationError(f"cannot read the content of a {type(message).__name__}: {exc}") from exc
+    return _blocks_mod.standard_blocks(blocks, type(message).__name__)
 
 
 def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
@@ -249,9 +285,13 @@ def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         text = block.get("text")
         if not isinstance(text, str):
             raise InvalidConversationError(f"{where}: a {kind} block without inline text cannot be checked")
-        annotations = block.get("annotations")
+        if kind == "text-plain":  # a document's title and context reach the model with its text
+            text = "\n".join(f"[{key}] {_shown(block[key])}" for key in ("title", "context") if block.get(key)) + (
+                "\n" + text if block.get("title") or block.get("context") else text
+            )
+        annotations = [*_listed(block.get("annotations"), where), *_listed(block.get("citations"), where)]
         if annotations:
-            return {"type": "text", "text": text, "annotations": list(annotations)}
+            return {"type": "text", "text": text, "annotations": annotations}
         return {"type": "text", "text": text} if text else None
     if kind == "reasoning":
         return _reasoning_block(block, where)
@@ -270,9 +310,7 @@ def _part(block: Mapping[str, Any], where: str) -> dict[str, Any] | None:
         value = block.get("value")
         if isinstance(value, Mapping) and value.get("type") in _PROVIDER_PARTS:
             return dict(value)  # the core reads (or rejects) thinking, redacted_thinking ... parts itself
-        if isinstance(value, Mapping) and isinstance(value.get("text"), str):
-            return {"type": "text", "text": value["text"]}
-        return {"type": "text", "text": json_text(value)}
+        return {"type": "text", "text": _blocks_mod.provider_block_text(value, where)}
     raise InvalidConversationError(
         f"{where}: Llama Guard 4 cannot check {kind!r} content (it reads text and images); "
         "remove it or transcribe it to text before the guard"
@@ -288,9 +326,24 @@ def _reasoning_block(block: Mapping[str, Any], where: str) -> dict[str, Any] | N
             "only one that can. Remove it before the guard"
         )
     text = block.get("reasoning")
+    raw = {key: block[key] for key in ("summary", "content") if block.get(key)}  # an OpenAI reasoning item's text
+    if raw:  # the core reads (or rejects) a reasoning item's summary and content lists
+        return {"type": "reasoning", **({"reasoning": _string_reasoning(text, where)} if text else {}), **raw}
     if text is None:
         return None  # an empty reasoning item (OpenAI sends ids without a summary)
     return _reasoning_part(text, where)
+
+
+def _string_reasoning(text: Any, where: str) -> str:
+    return _reasoning_part(text, where)["reasoning"]
+
+
+def _listed(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise InvalidConversationError(f"{where}: annotations / citations must be a list")
+    return list(value)
 
 
 def _reasoning_part(text: Any, where: str) -> dict[str, Any]:
@@ -311,6 +364,12 @@ def _reasoning_parts(reasoning: Any) -> list[dict[str, Any]]:
 
 
 def _image_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
+    sources = [key for key in ("base64", "url", "file_id") if block.get(key)]
+    if len(sources) > 1:  # OpenAI's converter sends the url, another may send the base64: the guard must see it
+        raise InvalidImageError(
+            f"{where}: an image block names {len(sources)} images ({', '.join(sources)}); a model reads one of "
+            "them, so send exactly one"
+        )
     if isinstance(block.get("base64"), str):
         return build.image_part(block["base64"])
     if isinstance(block.get("url"), str):
@@ -334,13 +393,30 @@ def _tool_call(block: Mapping[str, Any], n: int, where: str | None = None) -> di
     return build.tool_call(name, block.get("args"), call_id=str(call_id))
 
 
-def _add_call(calls: list[dict[str, Any]], call: dict[str, Any]) -> None:
-    """Add ``call`` unless the same call (id, name and arguments) is already there."""
-    if not any(c["id"] == call["id"] and c["function"] == call["function"] for c in calls):
-        calls.append(call)
+class _Calls(list[dict[str, Any]]):
+    """A message's tool calls, each once: the same call (id, name, arguments as JSON pairs) given twice, e.g. in
+    ``tool_calls`` and as a content block, is shown once (found by key, so many calls cost linear time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: set[tuple[str, str, str]] = set()
+
+    def add(self, call: dict[str, Any]) -> None:
+        key = (str(call["id"]), str(call["function"]["name"]), _arguments_key(call["function"]["arguments"]))
+        if key not in self._keys:
+            self._keys.add(key)
+            self.append(call)
 
 
-def _add_legacy_calls(calls: list[dict[str, Any]], tool_calls: Any, function_call: Any) -> None:
+def _arguments_key(arguments: Any) -> str:
+    """JSON arguments as their pairs (repeated keys and order kept, spacing not): a chunk's text equals its parse."""
+    try:
+        return "json:" + json_pairs.render(json_pairs.parse(arguments))
+    except (TypeError, ValueError, RecursionError, InvalidConversationError):
+        return "text:" + str(arguments)
+
+
+def _add_legacy_calls(calls: _Calls, tool_calls: Any, function_call: Any) -> None:
     """``additional_kwargs["tool_calls"]`` / ``["function_call"]``: what OpenAI-style providers send back."""
     raw = tool_calls if tool_calls is not None else []
     if not isinstance(raw, (list, tuple)):
@@ -354,7 +430,7 @@ def _add_legacy_calls(calls: list[dict[str, Any]], tool_calls: Any, function_cal
             raise InvalidConversationError(f"{where} must be a dict with a function name")
         arguments = function.get("arguments", function.get("args", ""))
         call_id = entry.get("id") or f"function_call_{len(calls)}"
-        _add_call(calls, build.tool_call(function["name"], arguments, call_id=str(call_id)))
+        calls.add(build.tool_call(function["name"], arguments, call_id=str(call_id)))
 
 
 def _compact(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
