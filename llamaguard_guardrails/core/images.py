@@ -109,6 +109,8 @@ _LOCAL_REFUSED = (
 # Image modes with more than 8 bits per sample: scaled to 8 bits, never clipped.
 _WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+
 
 class ImageReader:
     """Reads the image parts of one conversation, charging each to the conversation's budget (:class:`ImageLimits`)."""
@@ -339,16 +341,20 @@ def renders(image: Image.Image) -> list[Image.Image]:
     it cannot know which one the model gets: transparency composited on white (a light viewer, Hugging Face's
     ``convert_to_rgb``), on black (a dark-mode viewer) and ignored (Pillow's ``convert("RGB")``, stb_image /
     llama.cpp: the colours under transparent pixels); 16/32-bit and float greyscale scaled to 8 bits (a viewer)
-    and clipped (Pillow's conversion, so every pipeline built on it). The first is :func:`viewer_rgb`'s. EXIF
-    orientation is applied to each.
+    and clipped (Pillow's conversion, so every pipeline built on it); an EXIF orientation applied (a viewer) and
+    ignored (a pipeline handed the decoded image: the model reads text the guard saw mirrored or upside down the
+    right way round). The first is :func:`viewer_rgb`'s.
     """
     upright = ImageOps.exif_transpose(image)  # a detached copy, decoded
-    sources = [_wide_to_8bit(upright), upright] if upright.mode in _WIDE_MODES else [upright]
+    views = [upright]
+    if image.getexif().get(_ORIENTATION, 1) in range(2, 9):
+        views.append(image.copy())
     shown: list[Image.Image] = []
-    for source in sources:
-        for picture in _backgrounds(source):
-            if not any(_same(picture, other) for other in shown):
-                shown.append(picture)
+    for view in views:
+        for source in [_wide_to_8bit(view), view] if view.mode in _WIDE_MODES else [view]:
+            for picture in _backgrounds(source):
+                if not any(_same(picture, other) for other in shown):
+                    shown.append(picture)
     return shown
 
 
