@@ -63,6 +63,13 @@ def palette_all_transparent(_: str) -> Image.Image:
     return image
 
 
+def transparent_colour(mode: str) -> Image.Image:
+    """White text on a black that is the image's transparent colour (PNG tRNS for RGB or L): blank on white."""
+    image = Image.fromarray(((secret() > 127) * 255).astype(np.uint8)).convert(mode)  # two colours only
+    image.info["transparency"] = (0, 0, 0) if mode == "RGB" else 0
+    return image
+
+
 def sixteen_bit_low(_: str) -> Image.Image:
     """16-bit greyscale with the picture in values 0..255: black to a viewer (1/257), plain to Pillow (clipped)."""
     return Image.fromarray(secret().astype(np.uint16))
@@ -86,8 +93,9 @@ def encode(image: Image.Image, fmt: str, frames: int) -> bytes:
     """``image`` saved as ``fmt``; with 2 frames, after a plain frame (the hidden picture in the second)."""
     buffer = io.BytesIO()
     options = {"lossless": True} if fmt == "WEBP" else {}
-    if "exif" in image.info:
-        options["exif"] = image.info["exif"]
+    for key in ("exif", "transparency"):
+        if key in image.info:
+            options[key] = image.info[key]
     if frames == 1:
         image.save(buffer, format=fmt, **options)
     else:
@@ -107,6 +115,7 @@ HIDE: dict[str, tuple[Callable[[str], Image.Image], tuple[tuple[str, str], ...]]
     "drawn in alpha": (drawn_in_alpha, (("PNG", "RGBA"), ("PNG", "LA"), ("WEBP", "RGBA"), ("TIFF", "RGBA"))),
     "almost transparent": (almost_transparent, (("PNG", "RGBA"), ("PNG", "LA"), ("TIFF", "RGBA"))),
     "palette, every colour transparent": (palette_all_transparent, (("PNG", "P"),)),
+    "transparent colour": (transparent_colour, (("PNG", "RGB"), ("PNG", "L"))),
     "16-bit low values": (sixteen_bit_low, (("PNG", "I;16"), ("TIFF", "I;16"))),
     **{
         # (Pillow turns a TIFF upright as it decodes it, so every Pillow pipeline agrees there.)
@@ -114,7 +123,7 @@ HIDE: dict[str, tuple[Callable[[str], Image.Image], tuple[tuple[str, str], ...]]
         for o in range(2, 9)
     },
 }
-BLANK_TO_A_LIGHT_VIEWER = ("under transparent pixels", "drawn in alpha", "almost transparent", "palette")
+BLANK_TO_A_LIGHT_VIEWER = ("under", "drawn", "almost", "palette", "transparent colour")
 
 CASES = [
     (hide, fmt, mode, frames)
