@@ -110,6 +110,7 @@ _LOCAL_REFUSED = (
 _WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 _ORIENTATION = 0x0112  # the EXIF orientation tag
+_MIRRORED_OR_UPSIDE_DOWN = frozenset({2, 3, 4, 5, 7})  # orientations whose stored picture a model also gets
 
 
 class ImageReader:
@@ -341,13 +342,15 @@ def renders(image: Image.Image) -> list[Image.Image]:
     it cannot know which one the model gets: transparency composited on white (a light viewer, Hugging Face's
     ``convert_to_rgb``), on black (a dark-mode viewer) and ignored (Pillow's ``convert("RGB")``, stb_image /
     llama.cpp: the colours under transparent pixels); 16/32-bit and float greyscale scaled to 8 bits (a viewer)
-    and clipped (Pillow's conversion, so every pipeline built on it); an EXIF orientation applied (a viewer) and
-    ignored (a pipeline handed the decoded image: the model reads text the guard saw mirrored or upside down the
-    right way round). The first is :func:`viewer_rgb`'s.
+    and clipped (Pillow's conversion, so every pipeline built on it); an EXIF orientation that mirrors or turns
+    the picture upside down applied (a viewer) and ignored (a pipeline handed the decoded image: the model reads
+    the right way round a text the guard saw mirrored or upside down). A quarter turn (orientations 6 and 8, what
+    a camera writes for every portrait photo) is only applied: sideways text stays legible, and a second picture
+    of every such photo would halve how many fit in a prompt. The first picture is :func:`viewer_rgb`'s.
     """
     upright = ImageOps.exif_transpose(image)  # a detached copy, decoded
     views = [upright]
-    if image.getexif().get(_ORIENTATION, 1) in range(2, 9):
+    if image.getexif().get(_ORIENTATION, 1) in _MIRRORED_OR_UPSIDE_DOWN:
         views.append(image.copy())
     shown: list[Image.Image] = []
     for view in views:
