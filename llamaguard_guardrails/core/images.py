@@ -17,7 +17,8 @@ external program, and each extra decoder is attack surface no chat image needs.
 **The same pixels a viewer sees.** EXIF orientation is applied; transparency is composited onto
 white exactly as Hugging Face's ``convert_to_rgb`` does; 16-bit and 32-bit greyscale is scaled to
 8 bits instead of being clipped; every frame of an animation or page of a multi-page TIFF becomes
-its own image, in order.
+its own image, in order. Where viewers and model pipelines disagree (transparency, wide greyscale),
+each of their pictures is an image too (:func:`renders`): the guard cannot know which one the model gets.
 
 **Bounds, per conversation and per image** (:class:`ImageLimits`; defaults below, configurable with
 ``LlamaGuard(image_limits=...)``). Llama Guard 4 sees at most 16 tiles of 336 px per image (about 1.8
@@ -107,6 +108,9 @@ _LOCAL_REFUSED = (
 
 # Image modes with more than 8 bits per sample: scaled to 8 bits, never clipped.
 _WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+_MIRRORED_OR_UPSIDE_DOWN = frozenset({2, 3, 4, 5, 7})  # orientations whose stored picture a model also gets
 
 
 class ImageReader:
@@ -291,15 +295,12 @@ def _decode(data: bytes, where: str, max_frames: int, budget: ImageReader) -> li
 
 
 def _frames(image: Image.Image, where: str, max_frames: int, budget: ImageReader) -> list[Image.Image]:
-    """Every frame as a viewer's RGB image; sizes and counts are checked before a frame is decoded."""
+    """Every frame's renders (:func:`renders`); sizes and counts are checked before a frame is decoded, and a frame's
+    extra renders are counted against the conversation's images and pixels."""
     try:
         count = getattr(image, "n_frames", 1)
         if count > max(max_frames, 0):
-            raise TooManyImagesError(
-                f"{where}: {count} more image(s) would exceed the limit of {budget.limits.max_images} images per "
-                "conversation (each frame of an animation and each page of a TIFF counts); send fewer images or "
-                "frames, or check the conversation in parts"
-            )
+            raise _too_many(count, budget, where)
         start = image.tell() if count > 1 else 0
         charged, frames, pixels = count * image.width * image.height, [], 0
         budget.charge_pixels(charged, charged, count, image, where)  # from the header alone
@@ -310,7 +311,13 @@ def _frames(image: Image.Image, where: str, max_frames: int, budget: ImageReader
             if pixels > charged:  # a larger page than the first: charged before it is decoded
                 budget.charge_pixels(pixels, pixels - charged, count, image, where)
                 charged = pixels
-            frames.append(viewer_rgb(image))
+            shown = renders(image)
+            if len(shown) > 1:  # decoders disagree: every picture counts as an image of the conversation
+                if len(frames) + len(shown) + count - index - 1 > max(max_frames, 0):
+                    raise _too_many(len(frames) + len(shown) + count - index - 1, budget, where)
+                extra = sum(one.width * one.height for one in shown[1:])
+                budget.charge_pixels(charged, extra, count, image, where)
+            frames.extend(shown)
         if count > 1:
             image.seek(start)  # a caller's PIL image is left on the frame it was on
         return frames
@@ -320,20 +327,62 @@ def _frames(image: Image.Image, where: str, max_frames: int, budget: ImageReader
         raise InvalidImageError(f"{where}: image could not be decoded ({type(exc).__name__}: {exc})") from exc
 
 
+def _too_many(count: int, budget: ImageReader, where: str) -> TooManyImagesError:
+    return TooManyImagesError(
+        f"{where}: {count} more image(s) would exceed the limit of {budget.limits.max_images} images per "
+        "conversation (each frame of an animation, each page of a TIFF and each picture of a transparent or "
+        "16-bit image counts); send fewer images or frames, or check the conversation in parts"
+    )
+
+
+def renders(image: Image.Image) -> list[Image.Image]:
+    """Every distinct RGB picture that a viewer or a model's image pipeline makes of the current frame of ``image``.
+
+    An opaque 8-bit image has one. Where decoders disagree about the pixels, the guard is shown each picture, since
+    it cannot know which one the model gets: transparency composited on white (a light viewer, Hugging Face's
+    ``convert_to_rgb``), on black (a dark-mode viewer) and ignored (Pillow's ``convert("RGB")``, stb_image /
+    llama.cpp: the colours under transparent pixels); 16/32-bit and float greyscale scaled to 8 bits (a viewer)
+    and clipped (Pillow's conversion, so every pipeline built on it); an EXIF orientation that mirrors or turns
+    the picture upside down applied (a viewer) and ignored (a pipeline handed the decoded image: the model reads
+    the right way round a text the guard saw mirrored or upside down). A quarter turn (orientations 6 and 8, what
+    a camera writes for every portrait photo) is only applied: sideways text stays legible, and a second picture
+    of every such photo would halve how many fit in a prompt. The first picture is :func:`viewer_rgb`'s.
+    """
+    upright = ImageOps.exif_transpose(image)  # a detached copy, decoded
+    views = [upright]
+    if image.getexif().get(_ORIENTATION, 1) in _MIRRORED_OR_UPSIDE_DOWN:
+        views.append(image.copy())
+    shown: list[Image.Image] = []
+    for view in views:
+        for source in [_wide_to_8bit(view), view] if view.mode in _WIDE_MODES else [view]:
+            for picture in _backgrounds(source):
+                if not any(_same(picture, other) for other in shown):
+                    shown.append(picture)
+    return shown
+
+
+def _backgrounds(image: Image.Image) -> list[Image.Image]:
+    """``image`` as RGB: alone when opaque; else composited on white, on black, and with transparency ignored."""
+    if not (set(image.getbands()) & {"A", "a"} or image.info.get("transparency") is not None):
+        return [image.convert("RGB")]
+    rgba = image.convert("RGBA")
+    if rgba.getchannel("A").getextrema() == (255, 255):
+        return [rgba.convert("RGB")]
+    on = [Image.alpha_composite(Image.new("RGBA", rgba.size, (v, v, v, 255)), rgba).convert("RGB") for v in (255, 0)]
+    return [*on, rgba.convert("RGB")]  # the colours, alpha dropped
+
+
+def _same(one: Image.Image, other: Image.Image) -> bool:
+    return one.size == other.size and np.array_equal(np.asarray(one), np.asarray(other))
+
+
 def viewer_rgb(image: Image.Image) -> Image.Image:
-    """The current frame of ``image`` as the RGB picture a viewer shows.
+    """The current frame of ``image`` as the RGB picture a (light) viewer shows: the first of :func:`renders`.
 
     EXIF orientation applied; more than 8 bits per sample scaled to 8 (not clipped); transparency
     composited onto white exactly as ``transformers.image_transforms.convert_to_rgb`` does.
     """
-    image = ImageOps.exif_transpose(image)  # a detached copy, decoded
-    if image.mode in _WIDE_MODES:
-        image = _wide_to_8bit(image)
-    if "A" in image.getbands() or image.info.get("transparency") is not None:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+    return renders(image)[0]
 
 
 def _wide_to_8bit(image: Image.Image) -> Image.Image:
