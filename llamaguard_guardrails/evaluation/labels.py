@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.categories import CATEGORY_CODE
 from ..core.json_text import loads_unambiguous
-from ..scale.records import DatasetError, file_format, jsonl_lines
+from ..scale.records import MAX_LINE_BYTES, DatasetError, file_format, jsonl_lines, parquet_batch_rows
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,16 @@ def _parquet_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]
         raise DatasetError(f"{path} has no 'unsafe' label column (columns: {names})")
     columns = [c for c in ("id", "unsafe", "categories") if c in names]
     line = 0
-    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-        data = batch.to_pydict()
-        for i in range(batch.num_rows):
-            line += 1
-            labels = {name: data[name][i] for name in columns}
-            if isinstance(labels.get("categories"), str):
-                labels["categories"] = _json_or_text(labels["categories"])
-            yield check_labels(line, labels.get("id"), labels, known)
+    for group in range(parquet.num_row_groups):
+        rows = parquet_batch_rows(parquet.metadata.row_group(group), columns, MAX_LINE_BYTES)
+        for batch in parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns):
+            data = batch.to_pydict()
+            for i in range(batch.num_rows):
+                line += 1
+                labels = {name: data[name][i] for name in columns}
+                if isinstance(labels.get("categories"), str):
+                    labels["categories"] = _json_or_text(labels["categories"])
+                yield check_labels(line, labels.get("id"), labels, known)
 
 
 def _json_or_text(value: str) -> Any:
