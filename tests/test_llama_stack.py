@@ -536,6 +536,12 @@ def test_provider_errors_are_clean_4xx_and_keep_the_connection(client, safety_se
             r"remote image URLs are not fetched",
         ),
         "empty moderation": (lambda: tracked.moderations.create(input=[], model="lg-pass"), r"input is empty"),
+        "no room": (
+            lambda: tracked.shields.register(
+                shield_id="z", params={"custom_categories": {f"S{n}": "word " * 399 for n in range(15, 100)}}
+            ),
+            r"leaves no room",
+        ),
         "too many inputs": (lambda: tracked.moderations.create(input=["hi"] * 65, model="lg-pass"), r"max_inputs"),
     }
     for name, (bad, match) in cases.items():

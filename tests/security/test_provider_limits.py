@@ -26,6 +26,7 @@ from llamaguard_guardrails.llama_stack import LlamaGuardProviderConfig, LlamaGua
 from llamaguard_guardrails.llama_stack.provider.impl import (
     RequestTooLargeError,
     ShieldBusyError,
+    ShieldParamsError,
 )
 from llamaguard_guardrails.testing import keyword_rule
 
@@ -211,3 +212,49 @@ def test_concurrent_requests_share_max_pending(make_guard):
     refused, admitted = run(scenario())
     assert isinstance(refused, ShieldBusyError)
     assert admitted.violation is None
+
+
+# -- a shield's policy is validated as the core validates it ----------------------------------------------------
+
+NO_ROOM = {
+    "many categories": {"custom_categories": {f"S{n}": "word " * 399 for n in range(15, 100)}},
+    "few long categories": {
+        "custom_categories": {f"S{n}": " ".join(f"w{i}" for i in range(330)) for n in range(15, 35)}
+    },
+}
+
+
+@pytest.mark.parametrize("params", list(NO_ROOM))
+def test_a_shield_whose_policy_leaves_no_room_is_refused_at_registration(make_guard, params):
+    """Custom categories that fill the prompt passed registration; every check of the shield then raised a plain
+    InvalidPolicyError, which llama-stack answers with a logged traceback on a closed connection."""
+    impl = provider(make_guard(), NO_ROOM[params])
+    with pytest.raises(ShieldParamsError, match="leaves no room") as raised:
+        run(impl.register_shield(run(impl._shield("lg"))))
+    assert raised.value.status_code == 400 and str(raised.value).startswith("shield 'lg':")
+
+
+@pytest.mark.parametrize("params", list(NO_ROOM))
+@pytest.mark.parametrize("entry", ["run_shield", "run_moderation"])
+def test_a_stored_shield_whose_policy_leaves_no_room_is_a_clean_400_at_every_check(make_guard, params, entry):
+    """A shield registered before the model was loaded (``load_on_startup: false``, or kept across a restart) is
+    checked at each call: a clean 400, never a pass and never the catch-all."""
+    guard = make_guard()
+    impl = provider(guard, NO_ROOM[params])
+    call = {
+        "run_shield": lambda: impl.run_shield(
+            RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "bomb"}])
+        ),
+        "run_moderation": lambda: impl.run_moderation(RunModerationRequest(input=["bomb", "x"], model="lg-model")),
+    }[entry]
+    with pytest.raises(ShieldParamsError, match="leaves no room") as raised:
+        run(call())
+    assert raised.value.status_code == 400
+    assert guard.backend.calls == []
+
+
+def test_a_shield_whose_policy_fits_registers_and_checks(make_guard):
+    impl = provider(make_guard(), {"custom_categories": {"S15": "Medical advice."}, "threshold": 0.4})
+    run(impl.register_shield(run(impl._shield("lg"))))
+    request = RunShieldRequest(shield_id="lg", messages=[{"role": "user", "content": "bomb"}])
+    assert run(impl.run_shield(request)).violation.metadata["violation_type"] == ["S9"]

@@ -140,8 +140,12 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
     # -- shields ----------------------------------------------------------------------------------
 
     async def register_shield(self, shield: Shield) -> None:
-        """Validate the shield's params now, so a bad shield is refused with a clear 400."""
-        self._policy(shield)
+        """Validate the shield's params now, so a bad shield is refused with a clear 400: as values, and, once the
+        model is loaded, against its prompt (custom categories that leave no room for content)."""
+        policy = self._policy(shield)
+        if self._guard is not None:
+            with _bad_request_is_400(shield):
+                await asyncio.to_thread(self._guard.build_prompts, [{"role": "user", "content": "x"}], policy)
 
     def _policy(self, shield: Shield) -> Policy:
         try:
@@ -243,7 +247,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001 - a guard that cannot load follows the fail mode
             return failure_verdict(exc, policy)
-        with _bad_conversation_is_400():
+        with _bad_request_is_400():
             return await guard.aclassify(messages, policy=policy)
 
     async def _classify_many(self, texts: Sequence[str], policy: Policy) -> list[Verdict]:
@@ -254,7 +258,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001
             return [failure_verdict(exc, policy) for _ in texts]
-        with _bad_conversation_is_400():
+        with _bad_request_is_400():
             if len(texts) > 1 and policy.timeout_s is None:
                 return await asyncio.to_thread(guard.classify_batch, list(texts), policy=policy)
             return list(await asyncio.gather(*(guard.aclassify(t, policy=policy) for t in texts)))
@@ -315,11 +319,17 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
 
 
 @contextmanager
-def _bad_conversation_is_400() -> Iterator[None]:
-    """Re-raise the core's ``InvalidConversationError`` as a :class:`ShieldConversationError` (a clean 400)."""
+def _bad_request_is_400(shield: Shield | None = None) -> Iterator[None]:
+    """Re-raise the core's ``InvalidConversationError`` as a :class:`ShieldConversationError` and its
+    ``InvalidPolicyError`` (a shield's policy the model's prompt cannot hold) as a :class:`ShieldParamsError`:
+    clean 400s on a connection kept open, where llama-stack's catch-all logs a traceback and closes it."""
     try:
         yield
-    except ShieldConversationError:
+    except RequestError:
         raise
     except InvalidConversationError as exc:
         raise ShieldConversationError(str(exc)) from exc
+    except InvalidPolicyError as exc:
+        raise ShieldParamsError(
+            f"shield {shield.identifier!r}: {exc}" if shield else f"the shield's policy: {exc}"
+        ) from exc
