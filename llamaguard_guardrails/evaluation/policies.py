@@ -68,6 +68,19 @@ def named_policies(policies: Policies) -> list[tuple[str, Policy]]:
     return unique_names(items)
 
 
+def policy_files(policies: Policies) -> list[str]:
+    """The JSON files among ``policies`` (in any of the shapes :func:`named_policies` takes), as given."""
+    if isinstance(policies, str | os.PathLike):
+        return [os.fspath(policies)]
+    if policies is None or isinstance(policies, Policy):
+        return []
+    if isinstance(policies, Mapping):
+        values = [] if _is_field_dict(policies) else list(policies.values())
+    else:
+        values = list(policies)
+    return [os.fspath(v) for v in values if isinstance(v, str | os.PathLike)]
+
+
 def _is_field_dict(value: Mapping[str, Any]) -> bool:
     return all(k in Policy.model_fields for k in value)
 
