@@ -299,3 +299,63 @@ def test_parquet_is_decoded_in_batches_of_about_one_row_limit(tmp_path, cell_byt
     assert len(records) == 600
     assert all((r.error is None) == (cell_bytes < limit) for r in records)
     assert max(decoded) <= max(limit, cell_bytes) + 8 * 1024 + 4096  # one limit a batch (offsets aside), or one row
+
+
+# -- labelled rows (evaluate): a hostile label is that row's problem, never the run's --------------------------
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+BIG_NUMBER = "1" * 5000  # past Python's 4,300-digit limit for int(): a ValueError, not a JSONDecodeError
+LABEL_BOMBS = {
+    "number past the digit limit in unsafe": '{"messages": [], "unsafe": ' + BIG_NUMBER + "}",
+    "number past the digit limit elsewhere": '{"messages": [], "unsafe": true, "n": ' + BIG_NUMBER + "}",
+    "nested too deeply": '{"messages": [], "unsafe": true, "x": ' + DEEP_JSON + "}",
+    "repeated key": '{"messages": [], "unsafe": true, "unsafe": false}',
+    "NaN": '{"messages": [], "unsafe": NaN}',
+    "long categories": json.dumps({"messages": [], "unsafe": True, "categories": "S9 " * 100_000}),
+}
+PARQUET_CATEGORY_BOMBS = {"number past the digit limit": "[" + BIG_NUMBER + "]", "nested too deeply": DEEP_JSON}
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("bad", list(LABEL_BOMBS))
+def test_a_hostile_jsonl_label_is_a_problem_row_in_place(tmp_path, bad, position, monkeypatch):
+    """A number past Python's digit limit raised a plain ValueError that failed the whole evaluation."""
+    from llamaguard_guardrails.evaluation.labels import read_labels
+
+    monkeypatch.setattr(records_module, "MAX_LINE_BYTES", 64 * 1024 * 1024)  # read each line: not over the limit
+
+    lines = [json.dumps({"messages": GOOD[0], "unsafe": False}), json.dumps({"messages": GOOD[1], "unsafe": True})]
+    lines.insert(position, LABEL_BOMBS[bad])
+    source = tmp_path / "labelled.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    labels = read_labels(source, {"S9"})
+    assert [label.line for label in labels] == [1, 2, 3]
+    assert [label.problem is not None for label in labels] == [i == position for i in range(3)]
+    assert [label.unsafe for i, label in enumerate(labels) if i != position] == [False, True]
+    assert len(labels[position].problem) < 400  # names the problem, does not copy the value
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("bad", list(PARQUET_CATEGORY_BOMBS))
+def test_a_hostile_parquet_label_is_a_problem_row_in_place(tmp_path, bad, position):
+    import pyarrow.parquet as pq
+
+    from llamaguard_guardrails.evaluation.labels import read_labels
+
+    categories = ['["S9"]', "[]"]
+    categories.insert(position, PARQUET_CATEGORY_BOMBS[bad])
+    table = pa.table({"messages": ["[]"] * 3, "unsafe": [True] * 3, "categories": categories})
+    pq.write_table(table, tmp_path / "labelled.parquet")
+    labels = read_labels(tmp_path / "labelled.parquet", {"S9"})
+    assert [label.problem is not None for label in labels] == [i == position for i in range(3)]
+    assert len(labels[position].problem) < 400
+
+
+def test_a_policy_file_with_a_number_past_the_digit_limit_is_an_invalid_policy(tmp_path):
+    from llamaguard_guardrails import InvalidPolicyError
+    from llamaguard_guardrails.evaluation.policies import load_policy
+
+    path = tmp_path / "policy.json"
+    path.write_text('{"threshold": ' + BIG_NUMBER + "}")
+    with pytest.raises(InvalidPolicyError, match="policy file"):
+        load_policy(path)

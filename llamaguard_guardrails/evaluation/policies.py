@@ -6,7 +6,6 @@ depend on the threshold (see :mod:`.run`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         data = loads_unambiguous(read_bounded(path, "policy file").decode("utf-8"))
     except DatasetError as exc:
         raise InvalidPolicyError(str(exc)) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a number past Python's digit limit
         raise InvalidPolicyError(f"policy file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidPolicyError(
