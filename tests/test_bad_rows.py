@@ -221,3 +221,141 @@ def test_vllm_engine_fails_only_the_row_whose_output_is_unreadable(monkeypatch, 
     verdicts = guard.classify_batch(texts, policy=Policy(), batch_size=3)
     assert [v.status for v in verdicts] == ["error" if n == position else "safe" for n in range(3)]
     assert "VLLMResponseError" in verdicts[position].error and not verdicts[position].safe
+
+
+# -- cells that cost more than their look: nested past the parser, text in structs, compressed Parquet ------------
+
+
+def deeply_nested(depth: int = 5000) -> list[Any]:
+    root: list[Any] = []
+    node = root
+    for _ in range(depth):
+        node.append([])
+        node = node[0]
+    return root
+
+
+STRUCT_OVERSIZED = [{"role": "user", "content": "bread " * LIMIT}]  # message structs (no JSON text) over the limit
+CELL_BOMBS: dict[str, Any] = {"nested too deeply": deeply_nested(), "oversized structs": STRUCT_OVERSIZED}
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("bad", list(CELL_BOMBS))
+@pytest.mark.parametrize("kind", ["dict", "pandas"])
+def test_guard_predictor_gives_a_cell_bomb_an_invalid_row_in_place(predictor, kind, bad, position):
+    """A cell nested past Python's recursion limit failed the whole batch (RecursionError) before any row was read;
+    message structs had no row limit at all (only JSON text had)."""
+    rows, expected = batch_with(CELL_BOMBS[bad], position)
+    cells = [as_cell(r) if i != position else r for i, r in enumerate(rows)]
+    out = predictor(batch_in(kind, cells))
+    assert out.column("id").to_pylist() == [0, 1, 2]
+    assert_rows(out.column("status").to_pylist(), expected, out.column("error").to_pylist())
+    assert "limit" in out.column("error").to_pylist()[position] or "nested" in out.column("error").to_pylist()[position]
+
+
+def write_parquet(path: Path, cells: list[Any], **options: Any) -> Path:
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"messages": cells, "id": list(range(len(cells)))}), path, **options)
+    return path
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("shape", ["json text", "structs"])
+def test_moderate_applies_its_row_limit_to_parquet_cells(factory, tmp_path, shape, position, monkeypatch):
+    """``max_line_bytes`` bounded JSONL lines only: a Parquet cell over it (JSON text or message structs) was
+    checked whole. Now it is an invalid row in its place, with the limit the run was given."""
+    monkeypatch.setattr(records_module, "MAX_LINE_BYTES", 64 * 1024 * 1024)  # the default: the run's limit decides
+    big = [{"role": "user", "content": "bread " * LIMIT}]
+    rows, expected = batch_with(big, position)
+    cells = [json.dumps(r) for r in rows] if shape == "json text" else rows
+    source = write_parquet(tmp_path / "in.parquet", cells, compression="zstd")
+    moderate(source, tmp_path / "out.jsonl", guard_factory=factory, max_line_bytes=LIMIT, progress=False)
+    out = read_rows(tmp_path / "out.jsonl")
+    assert [r["line"] for r in out] == [1, 2, 3] and [r["id"] for r in out] == [0, 1, 2]
+    assert_rows([r["status"] for r in out], expected, [r["error"] for r in out])
+    assert "limit" in out[position]["error"]
+
+
+@pytest.mark.parametrize("cell_bytes", [10, 1_000, 100_000, 3_000_000])
+def test_parquet_is_decoded_in_batches_of_about_one_row_limit(tmp_path, cell_bytes, monkeypatch):
+    """Compressed, dictionary-encoded Parquet decodes to far more than its size (here 600 equal rows of
+    ``cell_bytes`` each, one dictionary value): a batch decodes to one row limit at most, or to one row."""
+    import pyarrow.parquet as pq
+
+    limit = 64 * 1024
+    cells = [json.dumps([{"role": "user", "content": "a" * cell_bytes}])] * 600
+    source = write_parquet(tmp_path / "in.parquet", cells, compression="zstd", row_group_size=600)
+    decoded: list[int] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for batch in iter_batches(self, *args, **kwargs):
+            decoded.append(batch.nbytes)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    records = list(records_module.read_records(source, max_line_bytes=limit))
+    assert len(records) == 600
+    assert all((r.error is None) == (cell_bytes < limit) for r in records)
+    assert max(decoded) <= max(limit, cell_bytes) + 8 * 1024 + 4096  # one limit a batch (offsets aside), or one row
+
+
+# -- labelled rows (evaluate): a hostile label is that row's problem, never the run's --------------------------
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+BIG_NUMBER = "1" * 5000  # past Python's 4,300-digit limit for int(): a ValueError, not a JSONDecodeError
+LABEL_BOMBS = {
+    "number past the digit limit in unsafe": '{"messages": [], "unsafe": ' + BIG_NUMBER + "}",
+    "number past the digit limit elsewhere": '{"messages": [], "unsafe": true, "n": ' + BIG_NUMBER + "}",
+    "nested too deeply": '{"messages": [], "unsafe": true, "x": ' + DEEP_JSON + "}",
+    "repeated key": '{"messages": [], "unsafe": true, "unsafe": false}',
+    "NaN": '{"messages": [], "unsafe": NaN}',
+    "long categories": json.dumps({"messages": [], "unsafe": True, "categories": "S9 " * 100_000}),
+}
+PARQUET_CATEGORY_BOMBS = {"number past the digit limit": "[" + BIG_NUMBER + "]", "nested too deeply": DEEP_JSON}
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("bad", list(LABEL_BOMBS))
+def test_a_hostile_jsonl_label_is_a_problem_row_in_place(tmp_path, bad, position, monkeypatch):
+    """A number past Python's digit limit raised a plain ValueError that failed the whole evaluation."""
+    from llamaguard_guardrails.evaluation.labels import read_labels
+
+    monkeypatch.setattr(records_module, "MAX_LINE_BYTES", 64 * 1024 * 1024)  # read each line: not over the limit
+
+    lines = [json.dumps({"messages": GOOD[0], "unsafe": False}), json.dumps({"messages": GOOD[1], "unsafe": True})]
+    lines.insert(position, LABEL_BOMBS[bad])
+    source = tmp_path / "labelled.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    labels = read_labels(source, {"S9"})
+    assert [label.line for label in labels] == [1, 2, 3]
+    assert [label.problem is not None for label in labels] == [i == position for i in range(3)]
+    assert [label.unsafe for i, label in enumerate(labels) if i != position] == [False, True]
+    assert len(labels[position].problem) < 400  # names the problem, does not copy the value
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("bad", list(PARQUET_CATEGORY_BOMBS))
+def test_a_hostile_parquet_label_is_a_problem_row_in_place(tmp_path, bad, position):
+    import pyarrow.parquet as pq
+
+    from llamaguard_guardrails.evaluation.labels import read_labels
+
+    categories = ['["S9"]', "[]"]
+    categories.insert(position, PARQUET_CATEGORY_BOMBS[bad])
+    table = pa.table({"messages": ["[]"] * 3, "unsafe": [True] * 3, "categories": categories})
+    pq.write_table(table, tmp_path / "labelled.parquet")
+    labels = read_labels(tmp_path / "labelled.parquet", {"S9"})
+    assert [label.problem is not None for label in labels] == [i == position for i in range(3)]
+    assert len(labels[position].problem) < 400
+
+
+def test_a_policy_file_with_a_number_past_the_digit_limit_is_an_invalid_policy(tmp_path):
+    from llamaguard_guardrails import InvalidPolicyError
+    from llamaguard_guardrails.evaluation.policies import load_policy
+
+    path = tmp_path / "policy.json"
+    path.write_text('{"threshold": ' + BIG_NUMBER + "}")
+    with pytest.raises(InvalidPolicyError, match="policy file"):
+        load_policy(path)

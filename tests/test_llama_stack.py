@@ -536,6 +536,13 @@ def test_provider_errors_are_clean_4xx_and_keep_the_connection(client, safety_se
             r"remote image URLs are not fetched",
         ),
         "empty moderation": (lambda: tracked.moderations.create(input=[], model="lg-pass"), r"input is empty"),
+        "no room": (
+            lambda: tracked.shields.register(
+                shield_id="z", params={"custom_categories": {f"S{n}": "word " * 399 for n in range(15, 100)}}
+            ),
+            r"leaves no room",
+        ),
+        "too many inputs": (lambda: tracked.moderations.create(input=["hi"] * 65, model="lg-pass"), r"max_inputs"),
     }
     for name, (bad, match) in cases.items():
         for _ in range(3):
@@ -544,6 +551,20 @@ def test_provider_errors_are_clean_4xx_and_keep_the_connection(client, safety_se
             except AssertionError as exc:
                 raise AssertionError(f"{name}: {exc}") from exc
     assert "Traceback" not in safety_server.log.read_text()[log_start:]
+
+
+def test_requests_past_the_providers_limits_are_refused_before_the_model(client, safety_server):
+    """What one request may cost is bounded (max_inputs, max_request_chars), on a connection kept open."""
+    big = "a" * (16 * 2**20 + 1)
+    with httpx.Client(base_url=safety_server.url, timeout=60) as http:
+        shield = http.post(
+            "/v1/safety/run-shield", json={"shield_id": "lg-pass", "messages": [{"role": "user", "content": big}]}
+        )
+        assert shield.status_code == 413 and "max_request_chars" in shield.text
+        moderation = http.post("/v1/moderations", json={"input": [big[: 9 * 2**20]] * 2, "model": "lg-pass"})
+        assert moderation.status_code == 413 and "max_request_chars" in moderation.text
+        assert http.post("/v1/moderations", json={"input": "hi", "model": "lg-pass"}).status_code == 200
+    assert client.safety.run_shield(shield_id="lg-pass", messages=[{"role": "user", "content": "hi"}]).violation is None
 
 
 @pytest.mark.xfail(strict=True, reason="llama-stack 0.7.3's router refuses unknown shields with a plain ValueError")

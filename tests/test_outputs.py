@@ -82,12 +82,23 @@ def test_evaluate_report_never_overwrites_an_input(files, target, how, capsys):
     assert snapshot(files) == before
 
 
+POLICY_SHAPES = {
+    "path": lambda p: p,
+    "text": str,
+    "list": lambda p: [str(p), {"threshold": 0.6}],
+    "named": lambda p: {"strict": p, "loose": {"threshold": 0.7}},
+}
+
+
+@pytest.mark.parametrize("shape", list(POLICY_SHAPES))
 @pytest.mark.parametrize("how", ALIASES)
-@pytest.mark.parametrize("target", ["labelled", "verdicts"])
-def test_report_to_json_and_plots_never_overwrite_an_input(files, target, how):
+@pytest.mark.parametrize("target", ["labelled", "verdicts", "policy"])
+def test_report_to_json_and_plots_never_overwrite_an_input(files, target, how, shape):
+    """The policy files an evaluation read were not among a report's inputs: ``to_json`` wrote over them."""
     from llamaguard_guardrails.evaluation import evaluate
 
-    report = evaluate(files["labelled"], verdicts=files["verdicts"], progress=False)
+    policies = POLICY_SHAPES[shape](files["policy"])
+    report = evaluate(files["labelled"], verdicts=files["verdicts"], policies=policies, progress=False)
     before = snapshot(files)
     with pytest.raises(DatasetError, match="is the input file"):
         report.to_json(alias(files[target], how))
@@ -96,6 +107,16 @@ def test_report_to_json_and_plots_never_overwrite_an_input(files, target, how):
     (plots / "pr_curve.png").symlink_to(files[target])  # a plot's file name that is an input
     with pytest.raises(DatasetError, match="is the input file"):
         report.save_plots(plots)
+    assert snapshot(files) == before
+
+
+def test_evaluate_plots_never_overwrite_a_policy_file(files, capsys):
+    plots = files["policy"].parent / "plots"
+    plots.mkdir()
+    (plots / "pr_curve.png").symlink_to(files["policy"])
+    before = snapshot(files)
+    assert evaluate_cli(files, "--plots", str(plots)) == 2
+    assert "is the input file" in capsys.readouterr().err
     assert snapshot(files) == before
 
 

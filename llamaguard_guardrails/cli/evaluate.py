@@ -62,6 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(
         args.input, policies=policies, target_fpr=args.target_fpr, **common.engine_options(args), **source
     )
+    report = report.model_copy(update={"policy_files": [*report.policy_files, *args.policy]})  # never written over
     print(report.table())
     if args.report:
         report.to_json(args.report, rows=args.report_rows)

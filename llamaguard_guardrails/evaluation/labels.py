@@ -10,8 +10,8 @@ listed in the report, never dropped and never counted as safe or unsafe.
 
 from __future__ import annotations
 
-import json
 import os
+import reprlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.categories import CATEGORY_CODE
 from ..core.json_text import loads_unambiguous
-from ..scale.records import DatasetError, file_format, jsonl_lines
+from ..scale.records import MAX_LINE_BYTES, DatasetError, describe_error, file_format, jsonl_lines, parquet_batch_rows
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ def _jsonl_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]:
 def _jsonl_row(line: int, raw: bytes, known: Collection[str]) -> LabelledRow:
     try:
         value = loads_unambiguous(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return LabelledRow(line, problem=f"not a JSON line: {exc}" if raw.strip() else "empty line")
+    except Exception as exc:  # noqa: BLE001 - bad UTF-8 or JSON, a number past Python's digit limit, nesting: this row
+        return LabelledRow(line, problem=f"not a JSON line: {describe_error(exc)}" if raw.strip() else "empty line")
     if not isinstance(value, Mapping):
         return LabelledRow(line, problem="no labels: a labelled row is an object with 'messages' and 'unsafe'")
     return check_labels(line, value.get("id"), value, known)
@@ -65,16 +65,16 @@ def check_labels(line: int, id_: Any, labels: Mapping[str, Any], known: Collecti
     if unsafe is None:
         return LabelledRow(line, id_, problem="no 'unsafe' label (true or false)")
     if not isinstance(unsafe, bool):
-        return LabelledRow(line, id_, problem=f"the 'unsafe' label must be true or false, got {unsafe!r}")
+        return LabelledRow(line, id_, problem=f"the 'unsafe' label must be true or false, got {_short(unsafe)}")
     categories = labels.get("categories")
     if categories is None:
         return LabelledRow(line, id_, unsafe)
     if isinstance(categories, str) or not isinstance(categories, list | tuple):
         return LabelledRow(
-            line, id_, problem=f"'categories' must be a list of codes such as ['S9'], got {categories!r}"
+            line, id_, problem=f"'categories' must be a list of codes such as ['S9'], got {_short(categories)}"
         )
     if not all(isinstance(c, str) for c in categories):
-        return LabelledRow(line, id_, problem=f"'categories' must hold codes as text, got {list(categories)!r}")
+        return LabelledRow(line, id_, problem=f"'categories' must hold codes as text, got {_short(list(categories))}")
     codes = tuple(dict.fromkeys(c.strip() for c in categories))
     unknown = [c for c in codes if not CATEGORY_CODE.match(c) or c not in known]
     if unknown:
@@ -82,6 +82,12 @@ def check_labels(line: int, id_: Any, labels: Mapping[str, Any], known: Collecti
     if codes and not unsafe:
         return LabelledRow(line, id_, problem=f"a row labelled safe has categories {list(codes)}")
     return LabelledRow(line, id_, unsafe, codes or None)
+
+
+def _short(value: Any, most: int = 80) -> str:
+    """``repr(value)``, cut to ``most`` characters: a problem names the value, it does not copy a hostile one."""
+    text = reprlib.repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _known_text(known: Collection[str]) -> str:
@@ -105,18 +111,20 @@ def _parquet_labels(path: Path, known: Collection[str]) -> Iterator[LabelledRow]
         raise DatasetError(f"{path} has no 'unsafe' label column (columns: {names})")
     columns = [c for c in ("id", "unsafe", "categories") if c in names]
     line = 0
-    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-        data = batch.to_pydict()
-        for i in range(batch.num_rows):
-            line += 1
-            labels = {name: data[name][i] for name in columns}
-            if isinstance(labels.get("categories"), str):
-                labels["categories"] = _json_or_text(labels["categories"])
-            yield check_labels(line, labels.get("id"), labels, known)
+    for group in range(parquet.num_row_groups):
+        rows = parquet_batch_rows(parquet.metadata.row_group(group), columns, MAX_LINE_BYTES)
+        for batch in parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns):
+            data = batch.to_pydict()
+            for i in range(batch.num_rows):
+                line += 1
+                labels = {name: data[name][i] for name in columns}
+                if isinstance(labels.get("categories"), str):
+                    labels["categories"] = _json_or_text(labels["categories"])
+                yield check_labels(line, labels.get("id"), labels, known)
 
 
 def _json_or_text(value: str) -> Any:
     try:
         return loads_unambiguous(value)
-    except json.JSONDecodeError:
-        return value  # reported as not a list
+    except Exception:  # noqa: BLE001 - not JSON (or a number past the digit limit): reported as not a list
+        return value

@@ -6,7 +6,6 @@ depend on the threshold (see :mod:`.run`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         data = loads_unambiguous(read_bounded(path, "policy file").decode("utf-8"))
     except DatasetError as exc:
         raise InvalidPolicyError(str(exc)) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a number past Python's digit limit
         raise InvalidPolicyError(f"policy file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidPolicyError(
@@ -66,6 +65,19 @@ def named_policies(policies: Policies) -> list[tuple[str, Policy]]:
     if not items:
         raise InvalidPolicyError("no policy to evaluate")
     return unique_names(items)
+
+
+def policy_files(policies: Policies) -> list[str]:
+    """The JSON files among ``policies`` (in any of the shapes :func:`named_policies` takes), as given."""
+    if isinstance(policies, str | os.PathLike):
+        return [os.fspath(policies)]
+    if policies is None or isinstance(policies, Policy):
+        return []
+    if isinstance(policies, Mapping):
+        values = [] if _is_field_dict(policies) else list(policies.values())
+    else:
+        values = list(policies)
+    return [os.fspath(v) for v in values if isinstance(v, str | os.PathLike)]
 
 
 def _is_field_dict(value: Mapping[str, Any]) -> bool:

@@ -138,6 +138,7 @@ class EvaluationReport(_Model):
 
     source: str
     verdicts: str | None = None
+    policy_files: list[str] = Field(default_factory=list, description="the policy files read (never written over)")
     engine: str | None = None
     test_model: bool | None = Field(default=None, description="the random-weight test model ran (None: not known)")
     rows: int
@@ -154,7 +155,7 @@ class EvaluationReport(_Model):
 
     def to_json(self, path: str | os.PathLike[str] | None = None, *, rows: bool = False) -> str:
         """The report as strict JSON (``rows=True`` adds every scored row; an undefined metric is ``null``, never
-        NaN); written atomically to ``path`` when given, which must not be the report's input or verdicts file."""
+        NaN); written atomically to ``path`` when given, which must not be one of the files the report was made from."""
         data = self.model_dump(mode="json")
         if rows:
             for entry, report in zip(data["policies"], self.policies):
@@ -167,7 +168,7 @@ class EvaluationReport(_Model):
 
     def inputs(self) -> list[str]:
         """The files this report was made from (a report or plot is never written over one of them)."""
-        return [p for p in (self.source, self.verdicts) if p]
+        return [p for p in (self.source, self.verdicts, *self.policy_files) if p]
 
     def to_frame(self) -> Any:
         """One pandas row per policy (the headline metrics)."""

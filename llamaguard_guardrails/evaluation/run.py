@@ -26,7 +26,7 @@ from ..scale.local_engine import PretrainedFactory
 from ..scale.records import DatasetError, id_text, read_rows
 from . import metrics
 from .labels import LabelledRow, read_labels
-from .policies import Policies, named_policies, pass_key
+from .policies import Policies, named_policies, pass_key, policy_files
 from .report import EvaluationReport, PolicyReport, RowProblem, ScoredRow
 
 if TYPE_CHECKING:
@@ -326,6 +326,7 @@ def evaluate(
     return EvaluationReport(
         source=str(data),
         verdicts=None if verdicts is None else str(verdicts),
+        policy_files=policy_files(policies),
         engine=None if verdicts is not None else engine,
         rows=len(labels),
         test_model=_any_test_model(passes.values()),

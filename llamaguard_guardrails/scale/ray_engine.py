@@ -89,10 +89,29 @@ def _columns(batch: Any) -> dict[str, list[Any]]:
     if isinstance(batch, pa.Table):
         return {name: batch.column(name).to_pylist() for name in batch.column_names}
     if hasattr(batch, "to_dict") and hasattr(batch, "columns"):  # pandas
-        return {str(name): [_plain(v) for v in batch[name].tolist()] for name in batch.columns}
+        return {str(name): [_plain_cell(v) for v in batch[name].tolist()] for name in batch.columns}
     if isinstance(batch, Mapping):
-        return {str(name): [_plain(v) for v in column] for name, column in batch.items()}
+        return {str(name): [_plain_cell(v) for v in column] for name, column in batch.items()}
     raise TypeError(f"GuardPredictor takes a pyarrow Table, a pandas DataFrame or a dict of columns, not {type(batch)}")
+
+
+class _Unreadable:
+    """A cell that cannot be made plain Python (nested too deeply, a failing ``tolist``): that row's problem."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.error = describe_error(exc)
+
+    def __repr__(self) -> str:
+        return f"<unreadable cell: {self.error}>"
+
+
+def _plain_cell(value: Any) -> Any:
+    """One cell as plain Python; a cell that cannot be read is an :class:`_Unreadable` in its place, so it fails
+    only its own row (never the batch)."""
+    try:
+        return _plain(value)
+    except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, a hostile tolist(): this row only
+        return _Unreadable(exc)
 
 
 def _arrow_column(values: list[Any]) -> pa.Array:
@@ -188,10 +207,9 @@ def _record(line: int, value: Any, error: str | None) -> Record:
     """A ``messages`` cell as a Record, read as a Parquet cell is (JSON text or lists of message structs)."""
     if error is not None:
         return Record(line, error=error)
-    try:
-        value = _plain(value)
-    except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
-        return Record(line, error=describe_error(exc))
+    value = _plain_cell(value)
+    if isinstance(value, _Unreadable):
+        return Record(line, error=value.error)
     return parquet_record(line, value)
 
 

@@ -146,7 +146,7 @@ def read_records(path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE
         except OSError as exc:
             raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
         return _read_jsonl(handle, max_line_bytes)
-    return _read_parquet(_parquet_file(path))
+    return _read_parquet(_parquet_file(path), max_line_bytes)
 
 
 def _check_input(path: Path) -> None:
@@ -199,32 +199,51 @@ def _parquet_file(path: Path) -> Any:
     return parquet
 
 
-def _read_parquet(parquet: Any) -> Iterator[Record]:
+def _read_parquet(parquet: Any, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Record]:
     columns = ["messages"] + (["id"] if "id" in parquet.schema_arrow.names else [])
     line = 0
-    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-        data = batch.to_pydict()
-        ids = data.get("id", [None] * batch.num_rows)
-        for value, id_ in zip(data["messages"], ids):
-            line += 1
-            yield parquet_record(line, value, id_)
+    for group in range(parquet.num_row_groups):
+        rows = parquet_batch_rows(parquet.metadata.row_group(group), columns, max_line_bytes)
+        for batch in parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns):
+            data = batch.to_pydict()
+            ids = data.get("id", [None] * batch.num_rows)
+            for value, id_ in zip(data["messages"], ids):
+                line += 1
+                yield parquet_record(line, value, id_, max_bytes=max_line_bytes)
 
 
-def parquet_record(line: int, value: Any, id_: Any = None) -> Record:
+def parquet_batch_rows(group: Any, columns: list[str], max_line_bytes: int, most: int = 1024) -> int:
+    """Rows to decode at a time from one row group, so that a batch decodes to ``max_line_bytes`` at most (or to
+    one row, when the group is larger).
+
+    Compressed and dictionary-encoded Parquet decodes to far more than its file size (a 3 KB file held a 70 MB
+    cell; one dictionary value can fill every row), and the data a row decodes to is known only once decoded. Any
+    one cell decodes to at most the group's declared (uncompressed, still encoded) size of its columns, since every
+    value is stored there, so ``max_line_bytes // declared`` rows decode to ``max_line_bytes`` at most.
+    """
+    declared = sum(
+        group.column(i).total_uncompressed_size
+        for i in range(group.num_columns)
+        if group.column(i).path_in_schema.split(".")[0] in columns
+    )
+    return max(1, min(most, max_line_bytes // max(declared, 1)))
+
+
+def parquet_record(line: int, value: Any, id_: Any = None, *, max_bytes: int | None = None) -> Record:
     """A :class:`Record` from a Parquet ``messages`` cell (JSON text, or message structs) and its ``id``.
 
-    The ``id`` column is kept whatever the cell holds; JSON text longer than :data:`MAX_LINE_BYTES` is an
-    invalid row, as a JSONL line is. Never raises.
+    The ``id`` column is kept whatever the cell holds; a cell over ``max_bytes`` (default :data:`MAX_LINE_BYTES`)
+    is an invalid row, as a JSONL line is: JSON text by its UTF-8 size, message structs by the UTF-8 size of
+    their strings. Never raises.
     """
+    limit = MAX_LINE_BYTES if max_bytes is None else max_bytes
     if value is None:
         return Record(line, id_, None, "the messages cell is null")
     if isinstance(value, str):
         if not value.strip():
             return Record(line, id_, None, "the messages cell is empty")
-        if len(value) > MAX_LINE_BYTES // 4 and (size := len(value.encode("utf-8", "surrogatepass"))) > MAX_LINE_BYTES:
-            return Record(
-                line, id_, None, f"the messages cell is {size} bytes long, over the {MAX_LINE_BYTES}-byte limit"
-            )
+        if len(value) > limit // 4 and (size := len(value.encode("utf-8", "surrogatepass"))) > limit:
+            return Record(line, id_, None, f"the messages cell is {size} bytes long, over the {limit}-byte limit")
         try:
             value = loads_unambiguous(value)
         except json.JSONDecodeError as exc:
@@ -233,10 +252,30 @@ def parquet_record(line: int, value: Any, id_: Any = None) -> Record:
             return Record(line, id_, None, describe_error(exc))
         return record_from_value(line, value, id_)
     try:
+        if structure_bytes(value, limit) > limit:
+            return Record(line, id_, None, f"the messages cell holds more than {limit} bytes of text (the row limit)")
         value = _drop_nulls(value)
     except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
         return Record(line, id_, None, describe_error(exc))
     return record_from_value(line, value, id_)
+
+
+def structure_bytes(value: Any, limit: int) -> int:
+    """The UTF-8 bytes of every string (and the length of every bytes value) in lists and dicts, keys included,
+    counted without recursion; counting stops once past ``limit``."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+        elif isinstance(item, bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return total
 
 
 def _drop_nulls(value: Any) -> Any:

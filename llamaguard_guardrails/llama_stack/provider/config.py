@@ -26,6 +26,8 @@ class LlamaGuardProviderConfig(BaseModel):
     ``review_threshold``, ``out_of_depth``) form the default policy; a shield's ``params`` override them. A shield
     cannot pause for a human: a verdict in the grey zone is refused, with ``metadata["outcome"] == "review"`` so
     the application can route it to one.
+    What one request may cost is bounded (:mod:`.limits`): ``max_inputs`` moderation inputs, ``max_request_chars``
+    characters of text, ``max_pending`` checks at once and ``max_timeout_s`` per check.
     ``prefix_caching``, ``cache_conversations`` and ``prefix_cache_mb`` set the KV reuse (see
     ``LlamaGuard.from_pretrained``). ``allow_local_image_paths`` (default off) lets clients name
     image files on the server's disk; leave it off unless every client is trusted. ``image_limits`` bounds
@@ -63,6 +65,19 @@ class LlamaGuardProviderConfig(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     review_threshold: float | None = Field(default=None, ge=0.0, lt=1.0, description="grey zone for a human")
     out_of_depth: Literal["allow", "review", "block"] = "allow"
+    max_inputs: int = Field(default=64, ge=1, description="inputs of one moderations request")
+    max_request_chars: int = Field(
+        default=16 * 2**20,
+        ge=1,
+        description="characters of every string of one request together (its messages, data URLs included, or "
+        "its moderation inputs)",
+    )
+    max_pending: int = Field(default=512, ge=1, description="checks admitted at once, running or queued (else 429)")
+    max_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="deadline of every check; timeout_s (the provider's or a shield's) may be shorter, never longer",
+    )
     user_message: str = DEFAULT_USER_MESSAGE
     error_user_message: str = ERROR_USER_MESSAGE
 
@@ -84,7 +99,7 @@ class LlamaGuardProviderConfig(BaseModel):
             raise ValueError(f"image_limits takes {', '.join(ImageLimits.__dataclass_fields__)}: {exc}") from exc
         return value
 
-    @field_validator("threshold", "timeout_s", "review_threshold", mode="before")
+    @field_validator("threshold", "timeout_s", "review_threshold", "max_timeout_s", mode="before")
     @classmethod
     def _not_a_bool(cls, value: Any) -> Any:
         """``threshold: true`` is not 1.0 (strings from ``${env.X}`` substitution are still read as numbers)."""

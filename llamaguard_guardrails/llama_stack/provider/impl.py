@@ -43,6 +43,7 @@ from ...core.verdict import Verdict
 from ...enforce import Refusal, enforce
 from ...guard import LlamaGuard
 from .config import LlamaGuardProviderConfig, shield_policy
+from .limits import Admission, text_size
 
 log = get_logger(name=__name__, category="safety")
 
@@ -52,9 +53,9 @@ class RequestError(HTTPException):
 
     status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         Exception.__init__(self, message)
-        HTTPException.__init__(self, self.status, message)
+        HTTPException.__init__(self, status or self.status, message, headers)
 
     def __str__(self) -> str:
         return str(self.detail)
@@ -66,6 +67,16 @@ class ShieldParamsError(RequestError, InvalidPolicyError):
 
 class ShieldConversationError(RequestError, InvalidConversationError):
     """The messages or moderation inputs cannot be checked as given (400)."""
+
+
+class RequestTooLargeError(RequestError, InvalidConversationError):
+    """A request past the provider's ``max_inputs`` (400) or ``max_request_chars`` (413)."""
+
+
+class ShieldBusyError(RequestError, GuardError, ValueError):
+    """More checks than ``max_pending`` would be running or queued (429, with ``Retry-After``)."""
+
+    status = 429
 
 
 class ShieldNotFoundError(RequestError, GuardError, ValueError):
@@ -88,6 +99,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
         self.default_policy = config.policy()
         self._guard = guard
         self._lock = asyncio.Lock()
+        self._admission = Admission(config.max_pending)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -128,14 +140,48 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
     # -- shields ----------------------------------------------------------------------------------
 
     async def register_shield(self, shield: Shield) -> None:
-        """Validate the shield's params now, so a bad shield is refused with a clear 400."""
-        self._policy(shield)
+        """Validate the shield's params now, so a bad shield is refused with a clear 400: as values, and, once the
+        model is loaded, against its prompt (custom categories that leave no room for content)."""
+        policy = self._policy(shield)
+        if self._guard is not None:
+            with _bad_request_is_400(shield):
+                await asyncio.to_thread(self._guard.build_prompts, [{"role": "user", "content": "x"}], policy)
 
     def _policy(self, shield: Shield) -> Policy:
         try:
             return shield_policy(self.default_policy, shield.params)
         except ValueError as exc:
             raise ShieldParamsError(f"shield {shield.identifier!r}: {exc}") from exc
+
+    def _bounded(self, policy: Policy) -> Policy:
+        """``policy`` with its deadline capped at ``max_timeout_s`` (no deadline, or a longer one, is the cap)."""
+        cap = self.config.max_timeout_s
+        return policy.model_copy(update={"timeout_s": min(policy.timeout_s or cap, cap)})
+
+    def _check_size(self, value: Any, what: str) -> None:
+        limit = self.config.max_request_chars
+        if text_size(value, limit) > limit:
+            raise RequestTooLargeError(
+                f"the {what} hold more than {limit} characters (the provider's max_request_chars): send less text "
+                "or smaller images per request",
+                status=413,
+            )
+
+    @contextmanager
+    def _admit(self, count: int) -> Iterator[None]:
+        """Admit ``count`` checks, or :class:`ShieldBusyError` (429) when more than ``max_pending`` would run."""
+        admission = self._admission
+        if not admission.admits(count, self._guard):
+            raise ShieldBusyError(
+                f"the safety provider is busy ({admission.busy(self._guard)} checks pending, max_pending "
+                f"{admission.limit}): retry later",
+                headers={"Retry-After": "1"},
+            )
+        admission.pending += count
+        try:
+            yield
+        finally:
+            admission.pending -= count
 
     async def unregister_shield(self, identifier: str) -> None:
         """Nothing is cached per shield: shields are looked up at call time."""
@@ -153,8 +199,10 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
     async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
         """Classify the last message of ``request.messages`` in the context of the earlier ones."""
         shield = await self._shield(request.shield_id)
-        policy = self._policy(shield)
-        verdict = await self._classify(list(request.messages), policy)  # the core reads dicts and models alike
+        policy = self._bounded(self._policy(shield))
+        self._check_size(request.messages, "messages")
+        with self._admit(1):
+            verdict = await self._classify(list(request.messages), policy)  # the core reads dicts and models alike
         return RunShieldResponse(violation=self._violation(verdict, shield))
 
     async def run_moderation(self, request: RunModerationRequest) -> ModerationObject:
@@ -162,9 +210,16 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
         inputs = [request.input] if isinstance(request.input, str) else list(request.input)
         if not inputs:
             raise ShieldConversationError("moderation input is empty: pass a string or a non-empty list of strings")
+        if len(inputs) > self.config.max_inputs:
+            raise RequestTooLargeError(
+                f"moderation input holds {len(inputs)} strings; this provider accepts at most {self.config.max_inputs} "
+                "per request (max_inputs): split it"
+            )
+        self._check_size(inputs, "moderation inputs")
         shield = await self._shield_for_model(request.model)
-        policy = self._policy(shield) if shield else self.default_policy
-        verdicts = await self._classify_many(inputs, policy)
+        policy = self._bounded(self._policy(shield) if shield else self.default_policy)
+        with self._admit(len(inputs)):
+            verdicts = await self._classify_many(inputs, policy)
         extra = {"shield_id": shield.identifier} if shield else {}
         return ModerationObject(
             id=f"modr-{uuid.uuid4().hex}",
@@ -192,7 +247,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001 - a guard that cannot load follows the fail mode
             return failure_verdict(exc, policy)
-        with _bad_conversation_is_400():
+        with _bad_request_is_400():
             return await guard.aclassify(messages, policy=policy)
 
     async def _classify_many(self, texts: Sequence[str], policy: Policy) -> list[Verdict]:
@@ -203,7 +258,7 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001
             return [failure_verdict(exc, policy) for _ in texts]
-        with _bad_conversation_is_400():
+        with _bad_request_is_400():
             if len(texts) > 1 and policy.timeout_s is None:
                 return await asyncio.to_thread(guard.classify_batch, list(texts), policy=policy)
             return list(await asyncio.gather(*(guard.aclassify(t, policy=policy) for t in texts)))
@@ -264,11 +319,17 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
 
 
 @contextmanager
-def _bad_conversation_is_400() -> Iterator[None]:
-    """Re-raise the core's ``InvalidConversationError`` as a :class:`ShieldConversationError` (a clean 400)."""
+def _bad_request_is_400(shield: Shield | None = None) -> Iterator[None]:
+    """Re-raise the core's ``InvalidConversationError`` as a :class:`ShieldConversationError` and its
+    ``InvalidPolicyError`` (a shield's policy the model's prompt cannot hold) as a :class:`ShieldParamsError`:
+    clean 400s on a connection kept open, where llama-stack's catch-all logs a traceback and closes it."""
     try:
         yield
-    except ShieldConversationError:
+    except RequestError:
         raise
     except InvalidConversationError as exc:
         raise ShieldConversationError(str(exc)) from exc
+    except InvalidPolicyError as exc:
+        raise ShieldParamsError(
+            f"shield {shield.identifier!r}: {exc}" if shield else f"the shield's policy: {exc}"
+        ) from exc
