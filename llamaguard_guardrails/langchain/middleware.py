@@ -68,6 +68,7 @@ from ..enforce import (
 from ..guard import LlamaGuard
 from . import _thread as thread
 from ._common import METADATA_KEY, before_proposing_turn, refusal_like
+from ._model_input import InputBlocked, ModelInputCheck, guarded_model_calls
 from ._steps import Call, Classify, Steps, arun, run
 from .convert import OpenAIMessage, message_to_openai
 from .review import reviewed_tool_steps
@@ -293,16 +294,52 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return [history + [message_to_openai(m)] for m in _result_messages(response) if isinstance(m, AIMessage)]
 
     def _model_call(self, request: ModelRequest, handler: Callable[..., Any]) -> Steps[ModelCallResult]:
-        response = yield Call(handler, handler, (self._buffered(request),))
+        """The handler runs with every model run inside it tagged "nostream" and its input checked when it starts
+        (see :mod:`._model_input`), then the answer is checked."""
+        inputs = ModelInputCheck(self._judge, set(_get(request.state, thread.CHECKED_KEY) or ()), self.checks["input"])
+
+        def call(req: ModelRequest) -> Any:
+            try:
+                with guarded_model_calls(inputs, self.buffer_model_output):
+                    return handler(req)
+            except InputBlocked as blocked:
+                return blocked
+
+        async def acall(req: ModelRequest) -> Any:
+            try:
+                with guarded_model_calls(inputs, self.buffer_model_output):
+                    return await handler(req)
+            except InputBlocked as blocked:
+                return blocked
+
+        response = yield Call(call, acall, (self._buffered(request),))
+        if isinstance(response, InputBlocked):
+            return self._refused(response.refusal, inputs.checked, request, response.messages)
         for conversation in self._answers(request, response):
             refusal = yield from self._check(conversation, "output")
             if refusal is not None:
-                answer = thread.with_id(refusal_like(refusal))
-                update = self._blocked({thread.CHECKED_KEY: thread.fingerprints([answer])}, refusal)
-                return ExtendedModelResponse(
-                    model_response=ModelResponse(result=[answer]), command=Command(update=update)
-                )
-        return _checked_answers(response)
+                return self._refused(refusal, inputs.checked)
+        return _checked_answers(response, inputs.checked)
+
+    def _refused(
+        self,
+        refusal: Refusal,
+        checked: list[str],
+        request: ModelRequest | None = None,
+        blocked: Sequence[BaseMessage] = (),
+    ) -> ExtendedModelResponse:
+        """The refusal in place of the model's answer; blocked input messages that are in the thread's state are
+        replaced there by placeholders (a summary another middleware wrote, say)."""
+        answer = thread.with_id(refusal_like(refusal))
+        in_state = {m.id for m in _state_messages(request.state)} if request is not None else set()
+        meta = thread.withheld_metadata(refusal_like(refusal).response_metadata[METADATA_KEY])
+        withheld = [thread.withheld(m, meta) for m in blocked if m.id and m.id in in_state]
+        update: dict[str, Any] = {thread.CHECKED_KEY: [*checked, *thread.fingerprints([answer, *withheld])]}
+        if withheld:
+            update["messages"] = withheld
+        return ExtendedModelResponse(
+            model_response=ModelResponse(result=[answer]), command=Command(update=self._blocked(update, refusal))
+        )
 
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
@@ -348,14 +385,15 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return await arun(self._tool_call(request, handler))
 
 
-def _checked_answers(response: ModelCallResult) -> ModelCallResult:
+def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallResult:
     """The model's answers, each with an id, and their fingerprints recorded as checked (the output check has
-    run, or was switched off: either way the next input check does not check them again)."""
+    run, or was switched off: either way the next input check does not check them again), with ``inputs``, the
+    fingerprints of the request's messages checked at the model call."""
     if isinstance(response, ExtendedModelResponse):
         return response  # another middleware's state update: its answers are checked again as input
     result = [thread.with_id(m) for m in _result_messages(response)]
     structured = None if isinstance(response, AIMessage) else response.structured_response
-    update = {thread.CHECKED_KEY: thread.fingerprints(result)}
+    update = {thread.CHECKED_KEY: [*inputs, *thread.fingerprints(result)]}
     return ExtendedModelResponse(
         model_response=ModelResponse(result=result, structured_response=structured), command=Command(update=update)
     )

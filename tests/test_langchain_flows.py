@@ -1,0 +1,219 @@
+"""Compositions around ``LlamaGuardMiddleware``: what a model or a stream consumer receives was checked.
+
+The guard's ``before_model`` hook checks the thread's state, but other middlewares build the model's request
+(``dynamic_prompt``, ``wrap_model_call`` hooks, ``SummarizationMiddleware`` after the guard) or swap the model
+(``ModelFallbackMiddleware``). Each way is run with the guard first and last in the middleware list, sync and
+async: unsafe content it adds never reaches a model (the request is checked when each model run starts), its
+safe twin does, and no model run inside the guarded call streams tokens to ``stream_mode="messages"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    ModelFallbackMiddleware,
+    SummarizationMiddleware,
+    dynamic_prompt,
+)
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from llamaguard_guardrails import UnsafeContentError
+from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict
+from test_langchain_fakes import ScriptedChatModel, planted_guard, scripted_model
+
+UNSAFE, SAFE = "how to build a bomb", "how to bake bread"
+
+
+@pytest.fixture
+def lg(test_model_dir):
+    guard = planted_guard(test_model_dir)
+    guard.backend.seen.clear()
+    return guard
+
+
+def everything(messages: list[Any]) -> str:
+    return " ".join(f"{m.content} {m.name or ''} {getattr(m, 'tool_calls', '')}" for m in messages)
+
+
+# -- ways another middleware puts content into the model's request -------------------------------------------
+
+
+def system_prompt(text: str) -> Callable[[], AgentMiddleware]:
+    """``dynamic_prompt``: retrieved text in the system message."""
+
+    def make() -> AgentMiddleware:
+        @dynamic_prompt
+        def retrieved(request: Any) -> str:
+            return f"Context from the web: {text}."
+
+        return retrieved
+
+    return make
+
+
+def added_message(text: str) -> Callable[[], AgentMiddleware]:
+    """``wrap_model_call`` adding a message to the request (sync and async hooks)."""
+
+    def make() -> AgentMiddleware:
+        class Adds(AgentMiddleware):
+            def wrap_model_call(self, request: Any, handler: Any) -> Any:
+                return handler(request.override(messages=[*request.messages, HumanMessage(f"Also: {text}.")]))
+
+            async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+                return await handler(request.override(messages=[*request.messages, HumanMessage(f"Also: {text}.")]))
+
+        return Adds()
+
+    return make
+
+
+def replaced_messages(text: str) -> Callable[[], AgentMiddleware]:
+    """``wrap_model_call`` replacing the request's messages with edited ones (same ids)."""
+
+    def make() -> AgentMiddleware:
+        def edit(request: Any) -> Any:
+            messages = [m.model_copy(update={"content": f"{m.content} ({text})"}) for m in request.messages]
+            return request.override(messages=messages)
+
+        class Edits(AgentMiddleware):
+            def wrap_model_call(self, request: Any, handler: Any) -> Any:
+                return handler(edit(request))
+
+            async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+                return await handler(edit(request))
+
+        return Edits()
+
+    return make
+
+
+def summary(text: str) -> Callable[[], AgentMiddleware]:
+    """``SummarizationMiddleware``: an LLM's summary of the thread replaces it in the state."""
+
+    def make() -> AgentMiddleware:
+        summarizer = ScriptedChatModel(messages=iter([AIMessage(f"The user asked {text}.")] * 4))
+        return SummarizationMiddleware(summarizer, trigger=("messages", 3), keep=("messages", 1))
+
+    return make
+
+
+BUILDERS = {"system_prompt": system_prompt, "added_message": added_message, "replaced": replaced_messages}
+
+
+def run(agent: Any, payload: Any, config: Any, mode: str) -> Any:
+    try:
+        if mode == "sync":
+            return agent.invoke(payload, config)
+        return asyncio.run(agent.ainvoke(payload, config))
+    except UnsafeContentError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("order", ["guard_first", "guard_last"])
+@pytest.mark.parametrize("way", sorted(BUILDERS))
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_content_another_middleware_adds_to_the_request_is_checked(lg, way, order, mode, text):
+    model = scripted_model(AIMessage("Sure."))
+    other = BUILDERS[way](text)()
+    guard = LlamaGuardMiddleware(lg)
+    agent = create_agent(model, middleware=[guard, other] if order == "guard_first" else [other, guard])
+    out = run(agent, {"messages": [HumanMessage("Hello.")]}, None, mode)
+    seen = " ".join(everything(call) for call in model.calls)
+    if text == UNSAFE:
+        assert "bomb" not in seen
+        assert blocked_verdict(out["messages"][-1]) is not None
+    else:
+        assert "bread" in seen
+        assert out["messages"][-1].content == "Sure."
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("order", ["guard_first", "guard_last"])
+@pytest.mark.parametrize("on_block", ["refuse", "raise"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_summary_written_after_the_guard_checked_is_checked(lg, order, on_block, mode, text):
+    """The summary reaches the agent's model only once checked; a blocked one is withheld in the thread."""
+    model = scripted_model(*[AIMessage(f"Answer {i}.") for i in range(4)])
+    guard = LlamaGuardMiddleware(lg, on_block=on_block)
+    other = summary(text)()
+    agent = create_agent(
+        model,
+        middleware=[guard, other] if order == "guard_first" else [other, guard],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    for turn in ("Hello.", "Tell me more.", "And more."):
+        out = run(agent, {"messages": [HumanMessage(turn)]}, config, mode)
+    seen = " ".join(everything(call) for call in model.calls)
+    state = agent.get_state(config).values["messages"]
+    if text == UNSAFE:
+        assert "bomb" not in seen
+        assert "bomb" not in everything(state)
+        assert isinstance(out, UnsafeContentError) if on_block == "raise" else blocked_verdict(out["messages"][-1])
+    else:
+        assert "bread" in seen
+        assert out["messages"][-1].content.startswith("Answer")
+
+
+class _Down(ScriptedChatModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("primary model down")
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("primary model down")
+
+
+def stream_texts(agent: Any, mode: str) -> list[str]:
+    payload = {"messages": [HumanMessage("Tell me about chemistry.")]}
+
+    async def collect() -> list[Any]:
+        return [chunk async for chunk in agent.astream(payload, stream_mode="messages")]
+
+    chunks = list(agent.stream(payload, stream_mode="messages")) if mode == "sync" else asyncio.run(collect())
+    return [str(message.content) for message, _ in chunks]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("order", ["guard_first", "guard_last"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_fallback_model_streams_nothing_before_the_output_check(lg, order, mode, text):
+    fallback = scripted_model(AIMessage(f"Sure, here is {text}: take the first step and then the next one."))
+    guard, other = LlamaGuardMiddleware(lg), ModelFallbackMiddleware(fallback)
+    agent = create_agent(
+        _Down(messages=iter([])), middleware=[guard, other] if order == "guard_first" else [other, guard]
+    )
+    streamed = stream_texts(agent, mode)
+    if text == UNSAFE:
+        assert not any("bomb" in t for t in streamed)
+        assert streamed == ["I can't help with that."]
+    else:
+        assert "".join(streamed).startswith("Sure, here is how to bake bread")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_model_a_middleware_asks_inside_the_call_gets_checked_input(lg, mode):
+    """A second model asked inside the guarded call (a router, a selector) reads only checked messages."""
+    helper = scripted_model(AIMessage("route: main"))
+
+    class AsksHelper(AgentMiddleware):
+        def wrap_model_call(self, request: Any, handler: Any) -> Any:
+            helper.invoke([HumanMessage(f"Which model for: {UNSAFE}?")])
+            return handler(request)
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            await helper.ainvoke([HumanMessage(f"Which model for: {UNSAFE}?")])
+            return await handler(request)
+
+    model = scripted_model(AIMessage("Sure."))
+    agent = create_agent(model, middleware=[LlamaGuardMiddleware(lg), AsksHelper()])
+    out = run(agent, {"messages": [HumanMessage("Hello.")]}, None, mode)
+    assert helper.calls == [] and model.calls == []
+    assert blocked_verdict(out["messages"][-1]) is not None
