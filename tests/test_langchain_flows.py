@@ -217,3 +217,28 @@ def test_a_model_a_middleware_asks_inside_the_call_gets_checked_input(lg, mode):
     out = run(agent, {"messages": [HumanMessage("Hello.")]}, None, mode)
     assert helper.calls == [] and model.calls == []
     assert blocked_verdict(out["messages"][-1]) is not None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("entry", ["turn", "update_state"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_middleware_before_the_guard_reads_only_checked_messages(lg, entry, mode, text):
+    """New messages are checked when the run starts (``before_agent``), before another middleware's
+    ``before_model`` hook sends them to its own model (a summarizer placed before the guard)."""
+    summarizer = ScriptedChatModel(messages=iter([AIMessage("A summary.")] * 4))
+    other = SummarizationMiddleware(summarizer, trigger=("messages", 3), keep=("messages", 1))
+    model = scripted_model(*[AIMessage(f"Answer {i}.") for i in range(4)])
+    agent = create_agent(model, middleware=[other, LlamaGuardMiddleware(lg)], checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    run(agent, {"messages": [HumanMessage("Hello.")]}, config, mode)
+    new = [HumanMessage(f"Tell me {text}."), HumanMessage("Please."), HumanMessage("Now.")]
+    if entry == "update_state":
+        agent.update_state(config, {"messages": new})
+        new = [HumanMessage("Go on.")]
+    out = run(agent, {"messages": new}, config, mode)
+    read = " ".join(everything(call) for call in [*summarizer.calls, *model.calls])
+    if text == UNSAFE:
+        assert "bomb" not in read
+        assert blocked_verdict(out["messages"][-1]) is not None
+    else:
+        assert "bread" in " ".join(everything(call) for call in summarizer.calls)

@@ -198,12 +198,25 @@ class LlamaGuardMiddleware(AgentMiddleware):
 
     # -- run start and end ----------------------------------------------------------------------------
 
-    def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        """Forget a block raised at the end of the thread's last run (an ``after_agent`` raise keeps no writes)."""
-        return {thread.BLOCK_KEY: None} if _get(state, thread.BLOCK_KEY) else None
+    def _before_agent(self, state: Any) -> Steps[dict[str, Any] | None]:
+        """Forget a block raised at the end of the thread's last run (an ``after_agent`` raise keeps no writes),
+        then check what entered the thread since (a new turn, ``update_state``): before any ``before_model`` hook
+        of another middleware reads it (a ``SummarizationMiddleware`` before the guard sends it to its model)."""
+        stale = bool(_get(state, thread.BLOCK_KEY))
+        if stale:
+            state = {**state, thread.BLOCK_KEY: None} if isinstance(state, dict) else state
+        update = yield from self._before_model(state)
+        if stale:
+            update = {thread.BLOCK_KEY: None, **(update or {})}
+        return update
 
+    @hook_config(can_jump_to=["end"])
+    def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        return run(self._before_agent(state))
+
+    @hook_config(can_jump_to=["end"])
     async def abefore_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        return self.before_agent(state, runtime)
+        return await arun(self._before_agent(state))
 
     def after_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
         """Under ``on_block="raise"``: raise the run's block, now that the state is clean and nothing else runs."""
