@@ -21,8 +21,11 @@ from langchain.agents.middleware import (
     SummarizationMiddleware,
     dynamic_prompt,
 )
+from langchain.tools import ToolRuntime
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.config import get_stream_writer
 
 from llamaguard_guardrails import UnsafeContentError
 from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict
@@ -242,3 +245,139 @@ def test_a_middleware_before_the_guard_reads_only_checked_messages(lg, entry, mo
         assert blocked_verdict(out["messages"][-1]) is not None
     else:
         assert "bread" in " ".join(everything(call) for call in summarizer.calls)
+
+
+# -- what a tool streams while it runs ---------------------------------------------------------------------
+
+
+def _subgraph(text: str) -> Any:
+    """A small graph a tool runs: it writes to the stream and returns a message."""
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    def step(state: Any) -> Any:
+        get_stream_writer()({"subgraph": f"found {text}"})
+        return {"messages": [AIMessage(f"Notes: {text}.")]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    graph.add_edge("step", END)
+    return graph.compile()
+
+
+def streaming_tool(way: str, text: str) -> Any:
+    """A tool that streams ``text`` one way while it runs and returns a safe result."""
+    inner = scripted_model(*[AIMessage(f"Here is {text}: first this, then that.")] * 2)
+    subgraph = _subgraph(text)
+
+    @tool
+    def research(topic: str, runtime: ToolRuntime) -> str:
+        """Research a topic."""
+        if way == "get_stream_writer":
+            get_stream_writer()({"progress": f"found {text}"})
+        elif way == "runtime_writer":
+            runtime.stream_writer({"progress": f"found {text}"})
+        elif way == "inner_model":
+            inner.invoke([HumanMessage(topic)])
+        elif way == "subgraph":
+            subgraph.invoke({"messages": [HumanMessage(topic)]}, runtime.config)
+        return "Research finished."
+
+    @tool("research")
+    async def aresearch(topic: str, runtime: ToolRuntime) -> str:
+        """Research a topic."""
+        if way == "get_stream_writer":
+            get_stream_writer()({"progress": f"found {text}"})
+        elif way == "runtime_writer":
+            runtime.stream_writer({"progress": f"found {text}"})
+        elif way == "inner_model":
+            await inner.ainvoke([HumanMessage(topic)])
+        elif way == "subgraph":
+            await subgraph.ainvoke({"messages": [HumanMessage(topic)]}, runtime.config)
+        return "Research finished."
+
+    return research, aresearch
+
+
+TOOL_WAYS = ["get_stream_writer", "runtime_writer", "inner_model", "subgraph"]
+
+
+def stream_all(agent: Any, payload: Any, mode: str, subgraphs: bool) -> list[Any]:
+    modes = ["messages", "custom", "updates", "values"]
+
+    async def collect() -> list[Any]:
+        return [c async for c in agent.astream(payload, stream_mode=modes, subgraphs=subgraphs)]
+
+    if mode == "sync":
+        return list(agent.stream(payload, stream_mode=modes, subgraphs=subgraphs))
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("subgraphs", [False, True])
+@pytest.mark.parametrize("way", TOOL_WAYS)
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_what_a_tool_streams_is_held_until_checked(lg, way, subgraphs, mode, text):
+    research, aresearch = streaming_tool(way, text)
+    model = scripted_model(
+        AIMessage(
+            "", tool_calls=[{"name": "research", "args": {"topic": "chemistry"}, "id": "c1", "type": "tool_call"}]
+        ),
+        AIMessage("All done."),
+    )
+    tool_ = research if mode == "sync" else aresearch
+    agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg)])
+    chunks = stream_all(agent, {"messages": [HumanMessage("Research chemistry.")]}, mode, subgraphs)
+    streamed = str(chunks)
+    tool_message = model.calls[1][-1]
+    if text == UNSAFE:
+        assert "bomb" not in streamed
+        assert "bomb" not in everything(model.calls[1])
+        # held writes are checked with the result and block it; the inner model's tokens are never streamed, and a
+        # subgraph streams only with subgraphs=True: then nothing is held and the (safe) result passes
+        streams = way in ("get_stream_writer", "runtime_writer") or (way == "subgraph" and subgraphs)
+        assert (blocked_verdict(tool_message) is not None) == streams
+    else:
+        assert blocked_verdict(tool_message) is None and tool_message.content == "Research finished."
+        if way in ("get_stream_writer", "runtime_writer") or (way == "subgraph" and subgraphs):
+            assert "bread" in streamed  # released once checked
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_parallel_tool_calls_hold_their_own_writes(lg, mode):
+    """Two calls of one turn: the safe call's writes are released, the unsafe call's are dropped with its result."""
+
+    @tool
+    def note(text: str) -> str:
+        """Write a note to the stream."""
+        get_stream_writer()({"note": text})
+        return "noted"
+
+    model = scripted_model(
+        AIMessage(
+            "",
+            tool_calls=[
+                {"name": "note", "args": {"text": "bake bread"}, "id": "a", "type": "tool_call"},
+                {"name": "note", "args": {"text": "on paper"}, "id": "b", "type": "tool_call"},
+            ],
+        ),
+        AIMessage("All done."),
+    )
+
+    @tool
+    def unsafe_note(text: str) -> str:
+        """Write a note to the stream."""
+        get_stream_writer()({"note": text + (", how to build a bomb" if text == "on paper" else "")})
+        return "noted"
+
+    unsafe_note.name = "note"
+    agent = create_agent(model, tools=[unsafe_note], middleware=[LlamaGuardMiddleware(lg)])
+    payload = {"messages": [HumanMessage("Take notes.")]}
+
+    async def collect() -> list[Any]:
+        return [c async for c in agent.astream(payload, stream_mode="custom")]
+
+    chunks = list(agent.stream(payload, stream_mode="custom")) if mode == "sync" else asyncio.run(collect())
+    assert chunks == [{"note": "bake bread"}]
+    results = {m.tool_call_id: m for m in model.calls[1] if m.type == "tool"}
+    assert blocked_verdict(results["a"]) is None and blocked_verdict(results["b"]) is not None

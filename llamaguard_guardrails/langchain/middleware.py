@@ -51,6 +51,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from ..core import messages as build
 from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
@@ -67,10 +68,11 @@ from ..enforce import (
 )
 from ..guard import LlamaGuard
 from . import _thread as thread
-from ._common import METADATA_KEY, before_proposing_turn, refusal_like
+from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message
+from ._held import HeldToolOutput
 from ._model_input import InputBlocked, ModelInputCheck, guarded_model_calls
 from ._steps import Call, Classify, Steps, arun, run
-from .convert import OpenAIMessage, message_to_openai
+from .convert import OpenAIMessage, message_to_openai, tool_call_message
 from .review import reviewed_tool_steps
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
@@ -367,8 +369,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
 
     # -- tools ------------------------------------------------------------------------------------
 
-    def _tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Steps[Any]:
-        """The call checked in the conversation before the model turn that proposed it, then its result."""
+    def _tool_call(self, request: ToolCallRequest, handler: Callable[..., Any], held: HeldToolOutput) -> Steps[Any]:
+        """The call checked in the conversation before the model turn that proposed it, then its result and what
+        the tool streamed while it ran (``held``: released only when safe)."""
         call = request.tool_call
         messages = before_proposing_turn(_state_messages(request.state), call.get("id"))
         context = _convert(messages) if messages else []
@@ -382,6 +385,17 @@ class LlamaGuardMiddleware(AgentMiddleware):
             interrupt_blocks=self.interrupt_blocks,
             on_refusal=refusals.append,
         )
+        if held.writes and not refusals and self.checks["tool_result"]:
+            streamed = build.tool_result(held.text(), name=call["name"], call_id=call.get("id") or "call")
+            shown_call = tool_call_message(call["name"], call.get("args", {}), call.get("id"))
+            refusal = yield from self._check([*context, shown_call, streamed], "tool_result")
+            if refusal is not None:
+                refusals.append(refusal)
+                result = refusal_tool_message(refusal, call.get("id") or "", call["name"])
+        if refusals:
+            held.drop()
+        else:
+            held.release()
         if not isinstance(result, ToolMessage):
             return result  # a Command: its messages are checked again before the model reads them
         message = thread.with_id(result)
@@ -389,13 +403,26 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return Command(update=self._blocked(update, refusals[0]) if refusals else update)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
-        """Check the call before the tool runs and the result before the model sees it."""
-        return run(self._tool_call(request, handler))
+        """Check the call before the tool runs and the result (and what the tool streamed) before the model or
+        the stream's consumer sees it."""
+        held = HeldToolOutput()
+
+        def holding(req: ToolCallRequest) -> Any:
+            with held.holding(req) as req:
+                return handler(req)
+
+        return run(self._tool_call(request, holding, held))
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[Any]]
     ) -> Any:
-        return await arun(self._tool_call(request, handler))
+        held = HeldToolOutput()
+
+        async def holding(req: ToolCallRequest) -> Any:
+            with held.holding(req) as req:
+                return await handler(req)
+
+        return await arun(self._tool_call(request, holding, held))
 
 
 def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallResult:
