@@ -381,3 +381,61 @@ def test_parallel_tool_calls_hold_their_own_writes(lg, mode):
     assert chunks == [{"note": "bake bread"}]
     results = {m.tool_call_id: m for m in model.calls[1] if m.type == "tool"}
     assert blocked_verdict(results["a"]) is None and blocked_verdict(results["b"]) is not None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["human", "ai_after", "ai_before"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_every_message_a_middleware_puts_into_the_response_is_checked(lg, kind, mode, text):
+    """A middleware inside the guard returns more than the model's answer: each message is checked in order."""
+
+    def extend(response: Any) -> Any:
+        extra = HumanMessage(f"Note: {text}.") if kind == "human" else AIMessage(f"PS: {text}.")
+        result = [*response.result, extra] if kind != "ai_before" else [extra, *response.result]
+        return response.__class__(result=result, structured_response=response.structured_response)
+
+    class Extends(AgentMiddleware):
+        def wrap_model_call(self, request: Any, handler: Any) -> Any:
+            return extend(handler(request))
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            return extend(await handler(request))
+
+    agent = create_agent(scripted_model(AIMessage("Hello.")), middleware=[LlamaGuardMiddleware(lg), Extends()])
+    out = run(agent, {"messages": [HumanMessage("Hi.")]}, None, mode)
+    if text == UNSAFE:
+        assert "bomb" not in everything(out["messages"])
+        assert blocked_verdict(out["messages"][-1]) is not None
+    else:
+        assert "bread" in everything(out["messages"])
+
+
+@pytest.mark.parametrize("stage", ["answer", "tool_result", "tool_write"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_astream_events_excluding_nostream_shows_only_checked_content(lg, stage, text):
+    """``astream_events(..., exclude_tags=["nostream"])``: the guarded model's and tools' own runs are left out;
+    what remains (the nodes' outputs) was checked."""
+
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a page."""
+        if stage == "tool_write":
+            get_stream_writer()({"progress": f"page says {text}"})
+            return "Fetched."
+        return f"The page says {text}."
+
+    call = {"name": "fetch", "args": {"url": "https://x.example"}, "id": "c1", "type": "tool_call"}
+    answers = (
+        [AIMessage(f"Sure: {text}.")] if stage == "answer" else [AIMessage("", tool_calls=[call]), AIMessage("Ok.")]
+    )
+    agent = create_agent(scripted_model(*answers), tools=[fetch], middleware=[LlamaGuardMiddleware(lg)])
+
+    async def events() -> list[Any]:
+        payload = {"messages": [HumanMessage("Fetch the page.")]}
+        return [e async for e in agent.astream_events(payload, version="v2", exclude_tags=["nostream"])]
+
+    shown = str([e.get("data") for e in asyncio.run(events())])
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    elif stage != "tool_write":  # custom writes are not events
+        assert "bread" in shown

@@ -301,12 +301,17 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return request.override(model=tagged)
 
     def _answers(self, request: ModelRequest, response: ModelCallResult) -> list[list[OpenAIMessage]]:
-        """One conversation per AI message of the response: the request's messages, then that answer."""
+        """One conversation per message of the response (each after the request's messages and the ones before
+        it): the answers, and any other message a middleware inside the guard put into the response."""
         if not self.checks["output"]:
             return []
         context = [request.system_message, *request.messages] if request.system_message else list(request.messages)
         history = _convert(context)
-        return [history + [message_to_openai(m)] for m in _result_messages(response) if isinstance(m, AIMessage)]
+        conversations = []
+        for message in _result_messages(response):
+            history = [*history, message_to_openai(message)]
+            conversations.append(history)
+        return conversations
 
     def _model_call(self, request: ModelRequest, handler: Callable[..., Any]) -> Steps[ModelCallResult]:
         """The handler runs with every model run inside it tagged "nostream" and its input checked when it starts
