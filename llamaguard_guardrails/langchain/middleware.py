@@ -51,6 +51,7 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
+from ..core import messages as build
 from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
 from ..core.verdict import Verdict
@@ -67,9 +68,11 @@ from ..enforce import (
 )
 from ..guard import LlamaGuard
 from . import _thread as thread
-from ._common import METADATA_KEY, before_proposing_turn, refusal_like
+from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message
+from ._held import HeldToolOutput
+from ._model_input import InputBlocked, ModelInputCheck, guarded_model_calls
 from ._steps import Call, Classify, Steps, arun, run
-from .convert import OpenAIMessage, message_to_openai
+from .convert import OpenAIMessage, message_to_openai, tool_call_message
 from .review import reviewed_tool_steps
 
 log = logging.getLogger("llamaguard_guardrails.langchain")
@@ -197,12 +200,25 @@ class LlamaGuardMiddleware(AgentMiddleware):
 
     # -- run start and end ----------------------------------------------------------------------------
 
-    def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        """Forget a block raised at the end of the thread's last run (an ``after_agent`` raise keeps no writes)."""
-        return {thread.BLOCK_KEY: None} if _get(state, thread.BLOCK_KEY) else None
+    def _before_agent(self, state: Any) -> Steps[dict[str, Any] | None]:
+        """Forget a block raised at the end of the thread's last run (an ``after_agent`` raise keeps no writes),
+        then check what entered the thread since (a new turn, ``update_state``): before any ``before_model`` hook
+        of another middleware reads it (a ``SummarizationMiddleware`` before the guard sends it to its model)."""
+        stale = bool(_get(state, thread.BLOCK_KEY))
+        if stale:
+            state = {**state, thread.BLOCK_KEY: None} if isinstance(state, dict) else state
+        update = yield from self._before_model(state)
+        if stale:
+            update = {thread.BLOCK_KEY: None, **(update or {})}
+        return update
 
+    @hook_config(can_jump_to=["end"])
+    def before_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
+        return run(self._before_agent(state))
+
+    @hook_config(can_jump_to=["end"])
     async def abefore_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
-        return self.before_agent(state, runtime)
+        return await arun(self._before_agent(state))
 
     def after_agent(self, state: Any, runtime: Runtime) -> dict[str, Any] | None:
         """Under ``on_block="raise"``: raise the run's block, now that the state is clean and nothing else runs."""
@@ -285,24 +301,65 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return request.override(model=tagged)
 
     def _answers(self, request: ModelRequest, response: ModelCallResult) -> list[list[OpenAIMessage]]:
-        """One conversation per AI message of the response: the request's messages, then that answer."""
+        """One conversation per message of the response (each after the request's messages and the ones before
+        it): the answers, and any other message a middleware inside the guard put into the response."""
         if not self.checks["output"]:
             return []
         context = [request.system_message, *request.messages] if request.system_message else list(request.messages)
         history = _convert(context)
-        return [history + [message_to_openai(m)] for m in _result_messages(response) if isinstance(m, AIMessage)]
+        conversations = []
+        for message in _result_messages(response):
+            history = [*history, message_to_openai(message)]
+            conversations.append(history)
+        return conversations
 
     def _model_call(self, request: ModelRequest, handler: Callable[..., Any]) -> Steps[ModelCallResult]:
-        response = yield Call(handler, handler, (self._buffered(request),))
+        """The handler runs with every model run inside it tagged "nostream" and its input checked when it starts
+        (see :mod:`._model_input`), then the answer is checked."""
+        inputs = ModelInputCheck(self._judge, set(_get(request.state, thread.CHECKED_KEY) or ()), self.checks["input"])
+
+        def call(req: ModelRequest) -> Any:
+            try:
+                with guarded_model_calls(inputs, self.buffer_model_output):
+                    return handler(req)
+            except InputBlocked as blocked:
+                return blocked
+
+        async def acall(req: ModelRequest) -> Any:
+            try:
+                with guarded_model_calls(inputs, self.buffer_model_output):
+                    return await handler(req)
+            except InputBlocked as blocked:
+                return blocked
+
+        response = yield Call(call, acall, (self._buffered(request),))
+        if isinstance(response, InputBlocked):
+            return self._refused(response.refusal, inputs.checked, request, response.messages)
         for conversation in self._answers(request, response):
             refusal = yield from self._check(conversation, "output")
             if refusal is not None:
-                answer = thread.with_id(refusal_like(refusal))
-                update = self._blocked({thread.CHECKED_KEY: thread.fingerprints([answer])}, refusal)
-                return ExtendedModelResponse(
-                    model_response=ModelResponse(result=[answer]), command=Command(update=update)
-                )
-        return _checked_answers(response)
+                return self._refused(refusal, inputs.checked)
+        return _checked_answers(response, inputs.checked)
+
+    def _refused(
+        self,
+        refusal: Refusal,
+        checked: list[str],
+        request: ModelRequest | None = None,
+        blocked: Sequence[BaseMessage] = (),
+    ) -> ExtendedModelResponse:
+        """The refusal in place of the model's answer; blocked input messages that are in the thread's state are
+        replaced there by placeholders (a summary another middleware wrote, say)."""
+        answer = thread.with_id(refusal_like(refusal))
+        in_state = {m.id for m in _state_messages(request.state)} if request is not None else set()
+        meta = thread.withheld_metadata(refusal_like(refusal).response_metadata[METADATA_KEY])
+        withheld = [thread.withheld(m, meta) for m in blocked if m.id and m.id in in_state]
+        update: dict[str, Any] = {thread.CHECKED_KEY: [*checked, *thread.fingerprints([answer, *withheld])]}
+        if withheld:
+            update["messages"] = withheld
+        return ExtendedModelResponse(
+            model_response=ModelResponse(result=[answer]), command=Command(update=self._blocked(update, refusal))
+        )
 
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
@@ -317,8 +374,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
 
     # -- tools ------------------------------------------------------------------------------------
 
-    def _tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Steps[Any]:
-        """The call checked in the conversation before the model turn that proposed it, then its result."""
+    def _tool_call(self, request: ToolCallRequest, handler: Callable[..., Any], held: HeldToolOutput) -> Steps[Any]:
+        """The call checked in the conversation before the model turn that proposed it, then its result and what
+        the tool streamed while it ran (``held``: released only when safe)."""
         call = request.tool_call
         messages = before_proposing_turn(_state_messages(request.state), call.get("id"))
         context = _convert(messages) if messages else []
@@ -332,6 +390,17 @@ class LlamaGuardMiddleware(AgentMiddleware):
             interrupt_blocks=self.interrupt_blocks,
             on_refusal=refusals.append,
         )
+        if held.writes and not refusals and self.checks["tool_result"]:
+            streamed = build.tool_result(held.text(), name=call["name"], call_id=call.get("id") or "call")
+            shown_call = tool_call_message(call["name"], call.get("args", {}), call.get("id"))
+            refusal = yield from self._check([*context, shown_call, streamed], "tool_result")
+            if refusal is not None:
+                refusals.append(refusal)
+                result = refusal_tool_message(refusal, call.get("id") or "", call["name"])
+        if refusals:
+            held.drop()
+        else:
+            held.release()
         if not isinstance(result, ToolMessage):
             return result  # a Command: its messages are checked again before the model reads them
         message = thread.with_id(result)
@@ -339,23 +408,37 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return Command(update=self._blocked(update, refusals[0]) if refusals else update)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
-        """Check the call before the tool runs and the result before the model sees it."""
-        return run(self._tool_call(request, handler))
+        """Check the call before the tool runs and the result (and what the tool streamed) before the model or
+        the stream's consumer sees it."""
+        held = HeldToolOutput()
+
+        def holding(req: ToolCallRequest) -> Any:
+            with held.holding(req) as req:
+                return handler(req)
+
+        return run(self._tool_call(request, holding, held))
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[Any]]
     ) -> Any:
-        return await arun(self._tool_call(request, handler))
+        held = HeldToolOutput()
+
+        async def holding(req: ToolCallRequest) -> Any:
+            with held.holding(req) as req:
+                return await handler(req)
+
+        return await arun(self._tool_call(request, holding, held))
 
 
-def _checked_answers(response: ModelCallResult) -> ModelCallResult:
+def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallResult:
     """The model's answers, each with an id, and their fingerprints recorded as checked (the output check has
-    run, or was switched off: either way the next input check does not check them again)."""
+    run, or was switched off: either way the next input check does not check them again), with ``inputs``, the
+    fingerprints of the request's messages checked at the model call."""
     if isinstance(response, ExtendedModelResponse):
         return response  # another middleware's state update: its answers are checked again as input
     result = [thread.with_id(m) for m in _result_messages(response)]
     structured = None if isinstance(response, AIMessage) else response.structured_response
-    update = {thread.CHECKED_KEY: thread.fingerprints(result)}
+    update = {thread.CHECKED_KEY: [*inputs, *thread.fingerprints(result)]}
     return ExtendedModelResponse(
         model_response=ModelResponse(result=result, structured_response=structured), command=Command(update=update)
     )

@@ -1,0 +1,143 @@
+"""What a tool streams while it runs is held until its result is checked.
+
+A tool of a LangGraph agent can reach the stream's consumer before ``LlamaGuardMiddleware`` checks its result:
+``get_stream_writer()`` / ``runtime.stream_writer`` writes go out at once (``stream_mode="custom"``), a chat
+model the tool calls streams its tokens (``stream_mode="messages"``), and a graph the tool runs streams its own
+chunks (``subgraphs=True``). So while a tool runs under the middleware (:meth:`HeldToolOutput.holding`):
+
+- its runs are tagged ``"nostream"`` (LangGraph's messages stream skips the tokens of models it calls);
+- its stream writer, the graph stream it hands to subgraphs and LangGraph's messages-stream callback are replaced
+  by ones that hold every write.
+
+After the tool returns, :meth:`HeldToolOutput.text` is what the guard is shown of the held writes (each one as a
+line of JSON, messages as the guard shows them); the middleware checks it with the result and then
+:meth:`HeldToolOutput.release` hands the writes on, in order, or drops them with a blocked result.
+
+It patches the config dict the ``ToolNode`` hands the tool (``request.runtime.config``, the dict its tool run
+receives), and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.messages import BaseMessage
+from langgraph._internal._constants import CONF, CONFIG_KEY_RUNTIME, CONFIG_KEY_STREAM
+from langgraph.constants import TAG_NOSTREAM
+from langgraph.pregel._messages import StreamMessagesHandler
+from langgraph.pregel.protocol import StreamProtocol
+
+from ..core.errors import InvalidConversationError
+from .convert import message_to_openai
+
+_MISSING = object()
+
+
+class HeldToolOutput:
+    """The writes a tool made to the stream while it ran, each with the writer that releases it."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[Callable[[Any], Any], Any]] = []
+        self._lock = threading.Lock()
+
+    def _hold(self, writer: Callable[[Any], Any]) -> Callable[[Any], None]:
+        def hold(value: Any) -> None:
+            with self._lock:
+                self.writes.append((writer, value))
+
+        return hold
+
+    @contextlib.contextmanager
+    def holding(self, request: Any) -> Iterator[Any]:
+        """``request`` (a ``ToolCallRequest``) set up to hold what its tool streams; the config restored after."""
+        runtime = request.runtime
+        config = getattr(runtime, "config", None)
+        if not isinstance(config, dict):
+            yield request
+            return
+        saved = {key: config.get(key, _MISSING) for key in ("tags", CONF, "callbacks")}
+        conf = dict(config.get(CONF) or {})
+        node_runtime = conf.get(CONFIG_KEY_RUNTIME)
+        if node_runtime is not None and callable(getattr(node_runtime, "stream_writer", None)):
+            conf[CONFIG_KEY_RUNTIME] = node_runtime.override(stream_writer=self._hold(node_runtime.stream_writer))
+        stream = conf.get(CONFIG_KEY_STREAM)
+        if isinstance(stream, StreamProtocol):
+            conf[CONFIG_KEY_STREAM] = StreamProtocol(self._hold(stream), stream.modes)
+        config["tags"] = [*(config.get("tags") or []), TAG_NOSTREAM]
+        config[CONF] = conf
+        callbacks = config.get("callbacks")
+        if isinstance(callbacks, BaseCallbackManager):
+            config["callbacks"] = self._held_callbacks(callbacks)
+        if callable(getattr(runtime, "stream_writer", None)) and dataclasses.is_dataclass(runtime):
+            request = request.override(
+                runtime=dataclasses.replace(runtime, stream_writer=self._hold(runtime.stream_writer))
+            )
+        try:
+            yield request
+        finally:
+            for key, value in saved.items():
+                if value is _MISSING:
+                    config.pop(key, None)
+                else:
+                    config[key] = value
+
+    def _held_callbacks(self, manager: BaseCallbackManager) -> BaseCallbackManager:
+        """``manager`` with LangGraph's messages-stream handler replaced by a copy that holds what it emits (the
+        messages a graph's nodes return, when the tool runs a graph)."""
+        copies: dict[int, Any] = {}
+
+        def held(handler: Any) -> Any:
+            if not isinstance(handler, StreamMessagesHandler):
+                return handler
+            if id(handler) not in copies:
+                twin = copy.copy(handler)  # shares what it has seen and the runs it follows
+                twin.stream = self._hold(handler.stream)
+                copies[id(handler)] = twin
+            return copies[id(handler)]
+
+        manager = manager.copy()
+        manager.handlers = [held(h) for h in manager.handlers]
+        manager.inheritable_handlers = [held(h) for h in manager.inheritable_handlers]
+        return manager
+
+    def text(self) -> str:
+        """The held writes as the guard is shown them: one line each, messages in the shape the guard reads."""
+        return "\n".join(json.dumps(_shown(value), ensure_ascii=False, default=_default) for _, value in self.writes)
+
+    def release(self) -> None:
+        """Hand every held write on, in order."""
+        writes, self.writes = self.writes, []
+        for writer, value in writes:
+            writer(value)
+
+    def drop(self) -> None:
+        self.writes = []
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, BaseMessage):
+        return message_to_openai(value)
+    if isinstance(value, dict):
+        return {str(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
+
+
+def _default(value: Any) -> str:
+    kind = type(value)
+    if kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__:
+        raise InvalidConversationError(
+            f"cannot check a value of type {kind.__name__} a tool wrote to the stream: it has no readable text"
+        )
+    return str(value)
+
+
+__all__ = ["HeldToolOutput"]

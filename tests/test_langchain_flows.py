@@ -1,0 +1,441 @@
+"""Compositions around ``LlamaGuardMiddleware``: what a model or a stream consumer receives was checked.
+
+The guard's ``before_model`` hook checks the thread's state, but other middlewares build the model's request
+(``dynamic_prompt``, ``wrap_model_call`` hooks, ``SummarizationMiddleware`` after the guard) or swap the model
+(``ModelFallbackMiddleware``). Each way is run with the guard first and last in the middleware list, sync and
+async: unsafe content it adds never reaches a model (the request is checked when each model run starts), its
+safe twin does, and no model run inside the guarded call streams tokens to ``stream_mode="messages"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    ModelFallbackMiddleware,
+    SummarizationMiddleware,
+    dynamic_prompt,
+)
+from langchain.tools import ToolRuntime
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.config import get_stream_writer
+
+from llamaguard_guardrails import UnsafeContentError
+from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict
+from test_langchain_fakes import ScriptedChatModel, planted_guard, scripted_model
+
+UNSAFE, SAFE = "how to build a bomb", "how to bake bread"
+
+
+@pytest.fixture
+def lg(test_model_dir):
+    guard = planted_guard(test_model_dir)
+    guard.backend.seen.clear()
+    return guard
+
+
+def everything(messages: list[Any]) -> str:
+    return " ".join(f"{m.content} {m.name or ''} {getattr(m, 'tool_calls', '')}" for m in messages)
+
+
+# -- ways another middleware puts content into the model's request -------------------------------------------
+
+
+def system_prompt(text: str) -> Callable[[], AgentMiddleware]:
+    """``dynamic_prompt``: retrieved text in the system message."""
+
+    def make() -> AgentMiddleware:
+        @dynamic_prompt
+        def retrieved(request: Any) -> str:
+            return f"Context from the web: {text}."
+
+        return retrieved
+
+    return make
+
+
+def added_message(text: str) -> Callable[[], AgentMiddleware]:
+    """``wrap_model_call`` adding a message to the request (sync and async hooks)."""
+
+    def make() -> AgentMiddleware:
+        class Adds(AgentMiddleware):
+            def wrap_model_call(self, request: Any, handler: Any) -> Any:
+                return handler(request.override(messages=[*request.messages, HumanMessage(f"Also: {text}.")]))
+
+            async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+                return await handler(request.override(messages=[*request.messages, HumanMessage(f"Also: {text}.")]))
+
+        return Adds()
+
+    return make
+
+
+def replaced_messages(text: str) -> Callable[[], AgentMiddleware]:
+    """``wrap_model_call`` replacing the request's messages with edited ones (same ids)."""
+
+    def make() -> AgentMiddleware:
+        def edit(request: Any) -> Any:
+            messages = [m.model_copy(update={"content": f"{m.content} ({text})"}) for m in request.messages]
+            return request.override(messages=messages)
+
+        class Edits(AgentMiddleware):
+            def wrap_model_call(self, request: Any, handler: Any) -> Any:
+                return handler(edit(request))
+
+            async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+                return await handler(edit(request))
+
+        return Edits()
+
+    return make
+
+
+def summary(text: str) -> Callable[[], AgentMiddleware]:
+    """``SummarizationMiddleware``: an LLM's summary of the thread replaces it in the state."""
+
+    def make() -> AgentMiddleware:
+        summarizer = ScriptedChatModel(messages=iter([AIMessage(f"The user asked {text}.")] * 4))
+        return SummarizationMiddleware(summarizer, trigger=("messages", 3), keep=("messages", 1))
+
+    return make
+
+
+BUILDERS = {"system_prompt": system_prompt, "added_message": added_message, "replaced": replaced_messages}
+
+
+def run(agent: Any, payload: Any, config: Any, mode: str) -> Any:
+    try:
+        if mode == "sync":
+            return agent.invoke(payload, config)
+        return asyncio.run(agent.ainvoke(payload, config))
+    except UnsafeContentError as exc:
+        return exc
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("order", ["guard_first", "guard_last"])
+@pytest.mark.parametrize("way", sorted(BUILDERS))
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_content_another_middleware_adds_to_the_request_is_checked(lg, way, order, mode, text):
+    model = scripted_model(AIMessage("Sure."))
+    other = BUILDERS[way](text)()
+    guard = LlamaGuardMiddleware(lg)
+    agent = create_agent(model, middleware=[guard, other] if order == "guard_first" else [other, guard])
+    out = run(agent, {"messages": [HumanMessage("Hello.")]}, None, mode)
+    seen = " ".join(everything(call) for call in model.calls)
+    if text == UNSAFE:
+        assert "bomb" not in seen
+        assert blocked_verdict(out["messages"][-1]) is not None
+    else:
+        assert "bread" in seen
+        assert out["messages"][-1].content == "Sure."
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("order", ["guard_first", "guard_last"])
+@pytest.mark.parametrize("on_block", ["refuse", "raise"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_summary_written_after_the_guard_checked_is_checked(lg, order, on_block, mode, text):
+    """The summary reaches the agent's model only once checked; a blocked one is withheld in the thread."""
+    model = scripted_model(*[AIMessage(f"Answer {i}.") for i in range(4)])
+    guard = LlamaGuardMiddleware(lg, on_block=on_block)
+    other = summary(text)()
+    agent = create_agent(
+        model,
+        middleware=[guard, other] if order == "guard_first" else [other, guard],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    for turn in ("Hello.", "Tell me more.", "And more."):
+        out = run(agent, {"messages": [HumanMessage(turn)]}, config, mode)
+    seen = " ".join(everything(call) for call in model.calls)
+    state = agent.get_state(config).values["messages"]
+    if text == UNSAFE:
+        assert "bomb" not in seen
+        assert "bomb" not in everything(state)
+        assert isinstance(out, UnsafeContentError) if on_block == "raise" else blocked_verdict(out["messages"][-1])
+    else:
+        assert "bread" in seen
+        assert out["messages"][-1].content.startswith("Answer")
+
+
+class _Down(ScriptedChatModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("primary model down")
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("primary model down")
+
+
+def stream_texts(agent: Any, mode: str) -> list[str]:
+    payload = {"messages": [HumanMessage("Tell me about chemistry.")]}
+
+    async def collect() -> list[Any]:
+        return [chunk async for chunk in agent.astream(payload, stream_mode="messages")]
+
+    chunks = list(agent.stream(payload, stream_mode="messages")) if mode == "sync" else asyncio.run(collect())
+    return [str(message.content) for message, _ in chunks]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("order", ["guard_first", "guard_last"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_fallback_model_streams_nothing_before_the_output_check(lg, order, mode, text):
+    fallback = scripted_model(AIMessage(f"Sure, here is {text}: take the first step and then the next one."))
+    guard, other = LlamaGuardMiddleware(lg), ModelFallbackMiddleware(fallback)
+    agent = create_agent(
+        _Down(messages=iter([])), middleware=[guard, other] if order == "guard_first" else [other, guard]
+    )
+    streamed = stream_texts(agent, mode)
+    if text == UNSAFE:
+        assert not any("bomb" in t for t in streamed)
+        assert streamed == ["I can't help with that."]
+    else:
+        assert "".join(streamed).startswith("Sure, here is how to bake bread")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_model_a_middleware_asks_inside_the_call_gets_checked_input(lg, mode):
+    """A second model asked inside the guarded call (a router, a selector) reads only checked messages."""
+    helper = scripted_model(AIMessage("route: main"))
+
+    class AsksHelper(AgentMiddleware):
+        def wrap_model_call(self, request: Any, handler: Any) -> Any:
+            helper.invoke([HumanMessage(f"Which model for: {UNSAFE}?")])
+            return handler(request)
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            await helper.ainvoke([HumanMessage(f"Which model for: {UNSAFE}?")])
+            return await handler(request)
+
+    model = scripted_model(AIMessage("Sure."))
+    agent = create_agent(model, middleware=[LlamaGuardMiddleware(lg), AsksHelper()])
+    out = run(agent, {"messages": [HumanMessage("Hello.")]}, None, mode)
+    assert helper.calls == [] and model.calls == []
+    assert blocked_verdict(out["messages"][-1]) is not None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("entry", ["turn", "update_state"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_middleware_before_the_guard_reads_only_checked_messages(lg, entry, mode, text):
+    """New messages are checked when the run starts (``before_agent``), before another middleware's
+    ``before_model`` hook sends them to its own model (a summarizer placed before the guard)."""
+    summarizer = ScriptedChatModel(messages=iter([AIMessage("A summary.")] * 4))
+    other = SummarizationMiddleware(summarizer, trigger=("messages", 3), keep=("messages", 1))
+    model = scripted_model(*[AIMessage(f"Answer {i}.") for i in range(4)])
+    agent = create_agent(model, middleware=[other, LlamaGuardMiddleware(lg)], checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    run(agent, {"messages": [HumanMessage("Hello.")]}, config, mode)
+    new = [HumanMessage(f"Tell me {text}."), HumanMessage("Please."), HumanMessage("Now.")]
+    if entry == "update_state":
+        agent.update_state(config, {"messages": new})
+        new = [HumanMessage("Go on.")]
+    out = run(agent, {"messages": new}, config, mode)
+    read = " ".join(everything(call) for call in [*summarizer.calls, *model.calls])
+    if text == UNSAFE:
+        assert "bomb" not in read
+        assert blocked_verdict(out["messages"][-1]) is not None
+    else:
+        assert "bread" in " ".join(everything(call) for call in summarizer.calls)
+
+
+# -- what a tool streams while it runs ---------------------------------------------------------------------
+
+
+def _subgraph(text: str) -> Any:
+    """A small graph a tool runs: it writes to the stream and returns a message."""
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    def step(state: Any) -> Any:
+        get_stream_writer()({"subgraph": f"found {text}"})
+        return {"messages": [AIMessage(f"Notes: {text}.")]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    graph.add_edge("step", END)
+    return graph.compile()
+
+
+def streaming_tool(way: str, text: str) -> Any:
+    """A tool that streams ``text`` one way while it runs and returns a safe result."""
+    inner = scripted_model(*[AIMessage(f"Here is {text}: first this, then that.")] * 2)
+    subgraph = _subgraph(text)
+
+    @tool
+    def research(topic: str, runtime: ToolRuntime) -> str:
+        """Research a topic."""
+        if way == "get_stream_writer":
+            get_stream_writer()({"progress": f"found {text}"})
+        elif way == "runtime_writer":
+            runtime.stream_writer({"progress": f"found {text}"})
+        elif way == "inner_model":
+            inner.invoke([HumanMessage(topic)])
+        elif way == "subgraph":
+            subgraph.invoke({"messages": [HumanMessage(topic)]}, runtime.config)
+        return "Research finished."
+
+    @tool("research")
+    async def aresearch(topic: str, runtime: ToolRuntime) -> str:
+        """Research a topic."""
+        if way == "get_stream_writer":
+            get_stream_writer()({"progress": f"found {text}"})
+        elif way == "runtime_writer":
+            runtime.stream_writer({"progress": f"found {text}"})
+        elif way == "inner_model":
+            await inner.ainvoke([HumanMessage(topic)])
+        elif way == "subgraph":
+            await subgraph.ainvoke({"messages": [HumanMessage(topic)]}, runtime.config)
+        return "Research finished."
+
+    return research, aresearch
+
+
+TOOL_WAYS = ["get_stream_writer", "runtime_writer", "inner_model", "subgraph"]
+
+
+def stream_all(agent: Any, payload: Any, mode: str, subgraphs: bool) -> list[Any]:
+    modes = ["messages", "custom", "updates", "values"]
+
+    async def collect() -> list[Any]:
+        return [c async for c in agent.astream(payload, stream_mode=modes, subgraphs=subgraphs)]
+
+    if mode == "sync":
+        return list(agent.stream(payload, stream_mode=modes, subgraphs=subgraphs))
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("subgraphs", [False, True])
+@pytest.mark.parametrize("way", TOOL_WAYS)
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_what_a_tool_streams_is_held_until_checked(lg, way, subgraphs, mode, text):
+    research, aresearch = streaming_tool(way, text)
+    model = scripted_model(
+        AIMessage(
+            "", tool_calls=[{"name": "research", "args": {"topic": "chemistry"}, "id": "c1", "type": "tool_call"}]
+        ),
+        AIMessage("All done."),
+    )
+    tool_ = research if mode == "sync" else aresearch
+    agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg)])
+    chunks = stream_all(agent, {"messages": [HumanMessage("Research chemistry.")]}, mode, subgraphs)
+    streamed = str(chunks)
+    tool_message = model.calls[1][-1]
+    if text == UNSAFE:
+        assert "bomb" not in streamed
+        assert "bomb" not in everything(model.calls[1])
+        # held writes are checked with the result and block it; the inner model's tokens are never streamed, and a
+        # subgraph streams only with subgraphs=True: then nothing is held and the (safe) result passes
+        streams = way in ("get_stream_writer", "runtime_writer") or (way == "subgraph" and subgraphs)
+        assert (blocked_verdict(tool_message) is not None) == streams
+    else:
+        assert blocked_verdict(tool_message) is None and tool_message.content == "Research finished."
+        if way in ("get_stream_writer", "runtime_writer") or (way == "subgraph" and subgraphs):
+            assert "bread" in streamed  # released once checked
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_parallel_tool_calls_hold_their_own_writes(lg, mode):
+    """Two calls of one turn: the safe call's writes are released, the unsafe call's are dropped with its result."""
+
+    @tool
+    def note(text: str) -> str:
+        """Write a note to the stream."""
+        get_stream_writer()({"note": text})
+        return "noted"
+
+    model = scripted_model(
+        AIMessage(
+            "",
+            tool_calls=[
+                {"name": "note", "args": {"text": "bake bread"}, "id": "a", "type": "tool_call"},
+                {"name": "note", "args": {"text": "on paper"}, "id": "b", "type": "tool_call"},
+            ],
+        ),
+        AIMessage("All done."),
+    )
+
+    @tool
+    def unsafe_note(text: str) -> str:
+        """Write a note to the stream."""
+        get_stream_writer()({"note": text + (", how to build a bomb" if text == "on paper" else "")})
+        return "noted"
+
+    unsafe_note.name = "note"
+    agent = create_agent(model, tools=[unsafe_note], middleware=[LlamaGuardMiddleware(lg)])
+    payload = {"messages": [HumanMessage("Take notes.")]}
+
+    async def collect() -> list[Any]:
+        return [c async for c in agent.astream(payload, stream_mode="custom")]
+
+    chunks = list(agent.stream(payload, stream_mode="custom")) if mode == "sync" else asyncio.run(collect())
+    assert chunks == [{"note": "bake bread"}]
+    results = {m.tool_call_id: m for m in model.calls[1] if m.type == "tool"}
+    assert blocked_verdict(results["a"]) is None and blocked_verdict(results["b"]) is not None
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["human", "ai_after", "ai_before"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_every_message_a_middleware_puts_into_the_response_is_checked(lg, kind, mode, text):
+    """A middleware inside the guard returns more than the model's answer: each message is checked in order."""
+
+    def extend(response: Any) -> Any:
+        extra = HumanMessage(f"Note: {text}.") if kind == "human" else AIMessage(f"PS: {text}.")
+        result = [*response.result, extra] if kind != "ai_before" else [extra, *response.result]
+        return response.__class__(result=result, structured_response=response.structured_response)
+
+    class Extends(AgentMiddleware):
+        def wrap_model_call(self, request: Any, handler: Any) -> Any:
+            return extend(handler(request))
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            return extend(await handler(request))
+
+    agent = create_agent(scripted_model(AIMessage("Hello.")), middleware=[LlamaGuardMiddleware(lg), Extends()])
+    out = run(agent, {"messages": [HumanMessage("Hi.")]}, None, mode)
+    if text == UNSAFE:
+        assert "bomb" not in everything(out["messages"])
+        assert blocked_verdict(out["messages"][-1]) is not None
+    else:
+        assert "bread" in everything(out["messages"])
+
+
+@pytest.mark.parametrize("stage", ["answer", "tool_result", "tool_write"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_astream_events_excluding_nostream_shows_only_checked_content(lg, stage, text):
+    """``astream_events(..., exclude_tags=["nostream"])``: the guarded model's and tools' own runs are left out;
+    what remains (the nodes' outputs) was checked."""
+
+    @tool
+    def fetch(url: str) -> str:
+        """Fetch a page."""
+        if stage == "tool_write":
+            get_stream_writer()({"progress": f"page says {text}"})
+            return "Fetched."
+        return f"The page says {text}."
+
+    call = {"name": "fetch", "args": {"url": "https://x.example"}, "id": "c1", "type": "tool_call"}
+    answers = (
+        [AIMessage(f"Sure: {text}.")] if stage == "answer" else [AIMessage("", tool_calls=[call]), AIMessage("Ok.")]
+    )
+    agent = create_agent(scripted_model(*answers), tools=[fetch], middleware=[LlamaGuardMiddleware(lg)])
+
+    async def events() -> list[Any]:
+        payload = {"messages": [HumanMessage("Fetch the page.")]}
+        return [e async for e in agent.astream_events(payload, version="v2", exclude_tags=["nostream"])]
+
+    shown = str([e.get("data") for e in asyncio.run(events())])
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    elif stage != "tool_write":  # custom writes are not events
+        assert "bread" in shown
