@@ -25,9 +25,10 @@ each of their pictures is an image too (:func:`renders`): the guard cannot know 
 megapixels); anything larger is only scaled down, so the defaults leave a wide margin and no more:
 :data:`MAX_PIXELS` pixels per image (all its frames together), :data:`MAX_TOTAL_PIXELS` pixels over all
 images of a conversation, :data:`MAX_IMAGE_BYTES` bytes of encoded image data per conversation and at most
-:data:`MAX_IMAGES` images (each frame counts; over that, :class:`TooManyImagesError`). Sizes and frame counts
-are read from the headers and the encoded size from the text's length before anything is decoded, so a
-request is refused before it decodes anything beyond its budget. Every decoding failure is an
+:data:`MAX_IMAGES` images (each frame, and each picture of :func:`renders`, counts; over that,
+:class:`TooManyImagesError`). Sizes and frame counts are read from the headers and the encoded size from the
+text's length before anything is decoded, so a request is refused before it decodes anything beyond its budget
+(a frame's extra pictures are charged before each is made). Every decoding failure is an
 :class:`InvalidImageError`.
 """
 
