@@ -25,9 +25,10 @@ each of their pictures is an image too (:func:`renders`): the guard cannot know 
 megapixels); anything larger is only scaled down, so the defaults leave a wide margin and no more:
 :data:`MAX_PIXELS` pixels per image (all its frames together), :data:`MAX_TOTAL_PIXELS` pixels over all
 images of a conversation, :data:`MAX_IMAGE_BYTES` bytes of encoded image data per conversation and at most
-:data:`MAX_IMAGES` images (each frame counts; over that, :class:`TooManyImagesError`). Sizes and frame counts
-are read from the headers and the encoded size from the text's length before anything is decoded, so a
-request is refused before it decodes anything beyond its budget. Every decoding failure is an
+:data:`MAX_IMAGES` images (each frame, and each picture of :func:`renders`, counts; over that,
+:class:`TooManyImagesError`). Sizes and frame counts are read from the headers and the encoded size from the
+text's length before anything is decoded, so a request is refused before it decodes anything beyond its budget
+(a frame's extra pictures are charged before each is made). Every decoding failure is an
 :class:`InvalidImageError`.
 """
 
@@ -35,9 +36,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -311,12 +313,11 @@ def _frames(image: Image.Image, where: str, max_frames: int, budget: ImageReader
             if pixels > charged:  # a larger page than the first: charged before it is decoded
                 budget.charge_pixels(pixels, pixels - charged, count, image, where)
                 charged = pixels
-            shown = renders(image)
-            if len(shown) > 1:  # decoders disagree: every picture counts as an image of the conversation
-                if len(frames) + len(shown) + count - index - 1 > max(max_frames, 0):
-                    raise _too_many(len(frames) + len(shown) + count - index - 1, budget, where)
-                extra = sum(one.width * one.height for one in shown[1:])
-                budget.charge_pixels(charged, extra, count, image, where)
+            shown = renders(
+                image, charge=functools.partial(budget.charge_pixels, charged, count=count, image=image, where=where)
+            )
+            if len(frames) + len(shown) + count - index - 1 > max(max_frames, 0):  # extra pictures are images too
+                raise _too_many(len(frames) + len(shown) + count - index - 1, budget, where)
             frames.extend(shown)
         if count > 1:
             image.seek(start)  # a caller's PIL image is left on the frame it was on
@@ -335,7 +336,7 @@ def _too_many(count: int, budget: ImageReader, where: str) -> TooManyImagesError
     )
 
 
-def renders(image: Image.Image) -> list[Image.Image]:
+def renders(image: Image.Image, charge: Callable[[int], None] | None = None) -> list[Image.Image]:
     """Every distinct RGB picture that a viewer or a model's image pipeline makes of the current frame of ``image``.
 
     An opaque 8-bit image has one. Where decoders disagree about the pixels, the guard is shown each picture, since
@@ -347,29 +348,42 @@ def renders(image: Image.Image) -> list[Image.Image]:
     the right way round a text the guard saw mirrored or upside down). A quarter turn (orientations 6 and 8, what
     a camera writes for every portrait photo) is only applied: sideways text stays legible, and a second picture
     of every such photo would halve how many fit in a prompt. The first picture is :func:`viewer_rgb`'s.
+
+    ``charge(pixels)`` is called before each picture after the first is made (it may raise to refuse it).
     """
-    upright = ImageOps.exif_transpose(image)  # a detached copy, decoded
-    views = [upright]
-    if image.getexif().get(_ORIENTATION, 1) in _MIRRORED_OR_UPSIDE_DOWN:
-        views.append(image.copy())
     shown: list[Image.Image] = []
-    for view in views:
-        for source in [_wide_to_8bit(view), view] if view.mode in _WIDE_MODES else [view]:
-            for picture in _backgrounds(source):
-                if not any(_same(picture, other) for other in shown):
-                    shown.append(picture)
+    for picture in _candidates(image, lambda: charge(image.width * image.height) if charge and shown else None):
+        if not any(_same(picture, other) for other in shown):
+            shown.append(picture)
     return shown
 
 
-def _backgrounds(image: Image.Image) -> list[Image.Image]:
+def _candidates(image: Image.Image, before_next: Callable[[], None]) -> Iterator[Image.Image]:
+    """The pictures of :func:`renders`, made one at a time (``before_next`` is called before each)."""
+    views = [ImageOps.exif_transpose(image)]  # a detached copy, decoded
+    if image.getexif().get(_ORIENTATION, 1) in _MIRRORED_OR_UPSIDE_DOWN:
+        views.append(image)  # as stored
+    for view in views:
+        for source in [_wide_to_8bit(view), view] if view.mode in _WIDE_MODES else [view]:
+            yield from _backgrounds(source, before_next)
+
+
+def _backgrounds(image: Image.Image, before_next: Callable[[], None]) -> Iterator[Image.Image]:
     """``image`` as RGB: alone when opaque; else composited on white, on black, and with transparency ignored."""
     if not (set(image.getbands()) & {"A", "a"} or image.info.get("transparency") is not None):
-        return [image.convert("RGB")]
+        before_next()
+        yield image.convert("RGB")
+        return
     rgba = image.convert("RGBA")
     if rgba.getchannel("A").getextrema() == (255, 255):
-        return [rgba.convert("RGB")]
-    on = [Image.alpha_composite(Image.new("RGBA", rgba.size, (v, v, v, 255)), rgba).convert("RGB") for v in (255, 0)]
-    return [*on, rgba.convert("RGB")]  # the colours, alpha dropped
+        before_next()
+        yield rgba.convert("RGB")
+        return
+    for level in (255, 0):
+        before_next()
+        yield Image.alpha_composite(Image.new("RGBA", rgba.size, (level, level, level, 255)), rgba).convert("RGB")
+    before_next()
+    yield rgba.convert("RGB")  # the colours, alpha dropped
 
 
 def _same(one: Image.Image, other: Image.Image) -> bool:

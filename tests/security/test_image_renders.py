@@ -5,7 +5,9 @@ composite transparency on white, a dark-mode viewer on black, Pillow's ``convert
 stb_image in llama.cpp) drops it and shows the colours under transparent pixels, and Pillow (so every pipeline on
 it, ``convert_to_rgb`` included) clips 16-bit greyscale where a viewer scales it. The guard showed only the
 light viewer's picture, so text hidden under fully transparent pixels, drawn in the alpha channel of a white image,
-or written in the low values of a 16-bit PNG reached a model while the guard saw a blank image. Generated here:
+behind a PNG's transparent colour or written in the low values of a 16-bit PNG reached a model while the guard saw a
+blank image, and a word stored the right way round under a mirroring or upside-down EXIF orientation reached the
+guard mirrored (a pipeline handed the decoded image ignores the tag). Generated here:
 each way to hide a picture, in each container that can carry it, read by each decoder: every decoder's picture of
 every frame is one of the guard's pictures, and the hidden picture differs from the light viewer's (so each case
 matters). Opaque 8-bit images still cost one picture a frame, and extra pictures count against the budgets.
@@ -178,6 +180,21 @@ def test_every_decoders_picture_reaches_the_guard(builder, hide, fmt, mode, fram
     assert revealed  # some decoder shows what the light viewer does not: the case matters
     if hide.startswith(BLANK_TO_A_LIGHT_VIEWER):
         assert np.asarray(light_viewer[-1]).std() < 1.0
+
+
+def test_the_model_input_of_a_hidden_picture_is_not_a_blank_images(guard):
+    """Through the guard: the hidden word's image holds a picture a blank image does not (its tiles were a blank white
+    image's, so it also shared a blank image's verdict-cache and KV entries)."""
+    blank = Image.new("RGBA", (W, H), (255, 255, 255, 0))
+
+    def digests(image: Image.Image) -> set[bytes]:
+        url = data_url(encode(image, "PNG", 1))
+        (prompt,) = guard.build_prompts(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+        )
+        return set(prompt.image_digests)
+
+    assert digests(under_transparent_pixels("RGBA")) - digests(blank)
 
 
 OPAQUE = {
