@@ -71,8 +71,8 @@ def _no_constant(name: str) -> Any:
 
 def loads_unambiguous(text: str | bytes, *, max_values: int | None = None) -> Any:
     """``json.loads`` for JSON that carries content: a repeated key in one object, ``NaN``/``Infinity``, nesting
-    past the parser's limit, bytes that are not Unicode text, or (with ``max_values``) more values than that in all
-    raise ``json.JSONDecodeError`` saying what to change."""
+    past the parser's limit, an integer of more digits than Python converts, bytes that are not Unicode text, or
+    (with ``max_values``) more values than that in all raise ``json.JSONDecodeError`` saying what to change."""
     try:
         value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except _Ambiguous as exc:
@@ -83,6 +83,10 @@ def loads_unambiguous(text: str | bytes, *, max_values: int | None = None) -> An
         raise json.JSONDecodeError(
             f"the JSON is nested too deeply (Python reads {sys.getrecursionlimit()} levels at most)", "", 0
         ) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # an integer literal longer than Python converts (sys.get_int_max_str_digits())
+        raise json.JSONDecodeError(f"the JSON holds a number too long to read ({exc})", "", 0) from None
     if max_values is not None and _count_values(value, max_values) > max_values:
         raise json.JSONDecodeError(
             f"the JSON holds more than {max_values} values (strings, numbers, lists, objects): split it", "", 0

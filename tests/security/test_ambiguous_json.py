@@ -159,6 +159,24 @@ def test_runaway_nesting_is_refused(server, depth):
     assert post(server, "/v1/moderations", '{"input": "still serving?"}').status_code == 200
 
 
+@pytest.mark.parametrize("where", ["top", "message", "policy"])
+def test_an_integer_too_long_to_read_is_a_json_error_and_a_400(server, where):
+    """Python refuses to convert an integer of over 4,300 digits with a plain ``ValueError``: every reader gets the
+    ``JSONDecodeError`` it handles, and the server a 400."""
+    number = "9" * 5_000
+    with pytest.raises(json.JSONDecodeError, match="number too long"):
+        loads('{"a": ' + number + "}")
+    body = {
+        "top": '{"input": "hi", "n": ' + number + "}",
+        "message": '{"messages": [{"role": "user", "content": "hi", "n": ' + number + "}]}",
+        "policy": '{"messages": "hi", "policy": {"threshold": ' + number + "}}",
+    }[where]
+    endpoint = "/v1/moderations" if where == "top" else "/v1/guard/classify"
+    response = post(server, endpoint, body)
+    assert response.status_code == 400 and "number too long" in response.json()["error"]["message"]
+    assert post(server, "/v1/moderations", '{"input": "still serving?"}').status_code == 200
+
+
 def test_loads_reads_plain_json_as_json_does():
     text = '{"a": [1, 2.5, "\\u0062omb", {"b": null, "c": true}], "d": {}}'
     assert loads(text) == json.loads(text) and loads(text.encode()) == json.loads(text)
