@@ -258,8 +258,10 @@ class LlamaGuardSafetyImpl(Safety, ShieldsProtocolPrivate):
             guard = await self.load_guard()
         except Exception as exc:  # noqa: BLE001
             return [failure_verdict(exc, policy) for _ in texts]
-        with _bad_request_is_400():  # each input its own deadline (the policy always has one: see _bounded)
-            return list(await asyncio.gather(*(guard.aclassify(t, policy=policy) for t in texts)))
+        with _bad_request_is_400():  # batched forward passes; the deadline (always set: see _bounded) bounds them all
+            if len(texts) == 1:
+                return [await guard.aclassify(texts[0], policy=policy)]
+            return await asyncio.to_thread(guard.classify_batch, list(texts), policy=policy)
 
     # -- results ----------------------------------------------------------------------------------
 
