@@ -28,7 +28,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 
 from llamaguard_guardrails import UnsafeContentError
-from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict
+from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict, guard_tools
 from test_langchain_fakes import ScriptedChatModel, planted_guard, scripted_model
 
 UNSAFE, SAFE = "how to build a bomb", "how to bake bread"
@@ -313,11 +313,12 @@ def stream_all(agent: Any, payload: Any, mode: str, subgraphs: bool) -> list[Any
     return asyncio.run(collect())
 
 
+@pytest.mark.parametrize("guarded", ["middleware", "guard_tools", "both"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("subgraphs", [False, True])
 @pytest.mark.parametrize("way", TOOL_WAYS)
 @pytest.mark.parametrize("text", [UNSAFE, SAFE])
-def test_what_a_tool_streams_is_held_until_checked(lg, way, subgraphs, mode, text):
+def test_what_a_tool_streams_is_held_until_checked(lg, way, subgraphs, mode, text, guarded):
     research, aresearch = streaming_tool(way, text)
     model = scripted_model(
         AIMessage(
@@ -326,7 +327,12 @@ def test_what_a_tool_streams_is_held_until_checked(lg, way, subgraphs, mode, tex
         AIMessage("All done."),
     )
     tool_ = research if mode == "sync" else aresearch
-    agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg)])
+    if guarded == "middleware":
+        agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg)])
+    elif guarded == "guard_tools":
+        agent = create_agent(model, tools=guard_tools([tool_], lg))
+    else:
+        agent = create_agent(model, tools=guard_tools([tool_], lg), middleware=[LlamaGuardMiddleware(lg)])
     chunks = stream_all(agent, {"messages": [HumanMessage("Research chemistry.")]}, mode, subgraphs)
     streamed = str(chunks)
     tool_message = model.calls[1][-1]

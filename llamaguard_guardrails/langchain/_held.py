@@ -54,15 +54,8 @@ class HeldToolOutput:
 
         return hold
 
-    @contextlib.contextmanager
-    def holding(self, request: Any) -> Iterator[Any]:
-        """``request`` (a ``ToolCallRequest``) set up to hold what its tool streams; the config restored after."""
-        runtime = request.runtime
-        config = getattr(runtime, "config", None)
-        if not isinstance(config, dict):
-            yield request
-            return
-        saved = {key: config.get(key, _MISSING) for key in ("tags", CONF, "callbacks")}
+    def patch(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The entries of a run's ``config`` to replace so that the run holds what it streams (see the module)."""
         conf = dict(config.get(CONF) or {})
         node_runtime = conf.get(CONFIG_KEY_RUNTIME)
         if node_runtime is not None and callable(getattr(node_runtime, "stream_writer", None)):
@@ -70,15 +63,24 @@ class HeldToolOutput:
         stream = conf.get(CONFIG_KEY_STREAM)
         if isinstance(stream, StreamProtocol):
             conf[CONFIG_KEY_STREAM] = StreamProtocol(self._hold(stream), stream.modes)
-        config["tags"] = [*(config.get("tags") or []), TAG_NOSTREAM]
-        config[CONF] = conf
+        patched: dict[str, Any] = {"tags": [*(config.get("tags") or []), TAG_NOSTREAM], CONF: conf}
         callbacks = config.get("callbacks")
         if isinstance(callbacks, BaseCallbackManager):
-            config["callbacks"] = self._held_callbacks(callbacks)
-        if callable(getattr(runtime, "stream_writer", None)) and dataclasses.is_dataclass(runtime):
-            request = request.override(
-                runtime=dataclasses.replace(runtime, stream_writer=self._hold(runtime.stream_writer))
-            )
+            patched["callbacks"] = self._held_callbacks(callbacks)
+        return patched
+
+    @contextlib.contextmanager
+    def holding(self, request: Any) -> Iterator[Any]:
+        """``request`` (a ``ToolCallRequest``) set up to hold what its tool streams. The ``ToolNode`` runs the tool
+        with the config dict of ``request.runtime``, so that dict is patched, and restored afterwards."""
+        runtime = request.runtime
+        config = getattr(runtime, "config", None)
+        if not isinstance(config, dict):
+            yield request
+            return
+        saved = {key: config.get(key, _MISSING) for key in ("tags", CONF, "callbacks")}
+        config.update(self.patch(config))
+        request = request.override(runtime=self._held_runtime(runtime))
         try:
             yield request
         finally:
@@ -87,6 +89,28 @@ class HeldToolOutput:
                     config.pop(key, None)
                 else:
                     config[key] = value
+
+    def held_input(self, tool_input: Any) -> Any:
+        """``tool_input`` (arguments, or a ``ToolCall`` and its ``args``) with each injected ``ToolRuntime``'s
+        stream writer holding its writes."""
+        if not isinstance(tool_input, dict):
+            return tool_input
+        if tool_input.get("type") == "tool_call" and isinstance(tool_input.get("args"), dict):
+            return {**tool_input, "args": self.held_input(tool_input["args"])}
+        return {key: self._held_runtime(value, with_config=True) for key, value in tool_input.items()}
+
+    def _held_runtime(self, value: Any, with_config: bool = False) -> Any:
+        """A ``ToolRuntime`` whose stream writer holds (and, ``with_config``, whose config holds too: a graph the
+        tool runs with it)."""
+        if not (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+            return value
+        if not callable(getattr(value, "stream_writer", None)):
+            return value
+        changes: dict[str, Any] = {"stream_writer": self._hold(value.stream_writer)}
+        config = getattr(value, "config", None)
+        if with_config and isinstance(config, dict):
+            changes["config"] = {**config, **self.patch(config)}
+        return dataclasses.replace(value, **changes)
 
     def _held_callbacks(self, manager: BaseCallbackManager) -> BaseCallbackManager:
         """``manager`` with LangGraph's messages-stream handler replaced by a copy that holds what it emits (the
