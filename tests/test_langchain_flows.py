@@ -22,13 +22,14 @@ from langchain.agents.middleware import (
     dynamic_prompt,
 )
 from langchain.tools import ToolRuntime
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 
 from llamaguard_guardrails import UnsafeContentError
-from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict, guard_tools
+from llamaguard_guardrails.langchain import LlamaGuardMiddleware, blocked_verdict, guard_chain, guard_tools
 from test_langchain_fakes import ScriptedChatModel, planted_guard, scripted_model
 
 UNSAFE, SAFE = "how to build a bomb", "how to bake bread"
@@ -445,3 +446,90 @@ def test_astream_events_excluding_nostream_shows_only_checked_content(lg, stage,
         assert "bomb" not in shown
     elif stage != "tool_write":  # custom writes are not events
         assert "bread" in shown
+
+
+# -- application callback handlers ----------------------------------------------------------------------------
+
+
+class UI(BaseCallbackHandler):
+    """An application handler that shows tokens and answers as they come (a chat UI's streaming handler)."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.shown.append(token)
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.shown += [g.text for gens in response.generations for g in gens]
+
+
+class AsyncUI(AsyncCallbackHandler):
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.shown.append(token)
+
+    async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.shown += [g.text for gens in response.generations for g in gens]
+
+
+def chain_entry(guarded: Any, entry: str, config: Any) -> None:
+    if entry == "invoke":
+        guarded.invoke("Tell me about chemistry.", config)
+    elif entry == "ainvoke":
+        asyncio.run(guarded.ainvoke("Tell me about chemistry.", config))
+    elif entry == "stream":
+        list(guarded.stream("Tell me about chemistry.", config))
+    elif entry == "astream":
+
+        async def consume() -> None:
+            async for _ in guarded.astream("Tell me about chemistry.", config):
+                pass
+
+        asyncio.run(consume())
+    elif entry == "batch":
+        guarded.batch(["Tell me about chemistry."], config)
+    else:
+        asyncio.run(guarded.abatch(["Tell me about chemistry."], config))
+
+
+def agent_entry(agent: Any, entry: str, config: Any) -> None:
+    payload = {"messages": [HumanMessage("Tell me about chemistry.")]}
+    if entry == "invoke":
+        agent.invoke(payload, config)
+    elif entry == "ainvoke":
+        asyncio.run(agent.ainvoke(payload, config))
+    elif entry == "stream":
+        list(agent.stream(payload, config, stream_mode="messages"))
+    else:
+
+        async def consume() -> None:
+            async for _ in agent.astream(payload, config, stream_mode="messages"):
+                pass
+
+        asyncio.run(consume())
+
+
+@pytest.mark.parametrize("handler", [UI, AsyncUI])
+@pytest.mark.parametrize(
+    "where",
+    [f"chain-{e}" for e in ("invoke", "ainvoke", "stream", "astream", "batch", "abatch")]
+    + [f"agent-{e}" for e in ("invoke", "ainvoke", "stream", "astream")],
+)
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_callback_handlers_see_a_guarded_run_only_once_checked(lg, where, handler, text):
+    ui = handler()
+    model = scripted_model(*[AIMessage(f"Sure: here is {text}, step by step.")] * 2)
+    kind, entry = where.split("-")
+    config = {"callbacks": [ui]}
+    if kind == "chain":
+        chain_entry(guard_chain(model, lg, on_block="refuse"), entry, config)
+    else:
+        agent_entry(create_agent(model, middleware=[LlamaGuardMiddleware(lg)]), entry, config)
+    shown = "".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    else:
+        assert "bread" in shown  # released after the check

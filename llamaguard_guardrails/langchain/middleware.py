@@ -71,6 +71,7 @@ from . import _thread as thread
 from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message
 from ._held import HeldToolOutput
 from ._model_input import InputBlocked, ModelInputCheck, guarded_model_calls
+from ._observers import ObserverHold, Release
 from ._steps import Call, Classify, Steps, arun, run
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
 from .review import reviewed_tool_steps
@@ -317,28 +318,32 @@ class LlamaGuardMiddleware(AgentMiddleware):
         """The handler runs with every model run inside it tagged "nostream" and its input checked when it starts
         (see :mod:`._model_input`), then the answer is checked."""
         inputs = ModelInputCheck(self._judge, set(_get(request.state, thread.CHECKED_KEY) or ()), self.checks["input"])
+        hold = ObserverHold()
 
         def call(req: ModelRequest) -> Any:
             try:
-                with guarded_model_calls(inputs, self.buffer_model_output):
+                with guarded_model_calls(inputs, hold, self.buffer_model_output):
                     return handler(req)
             except InputBlocked as blocked:
                 return blocked
 
         async def acall(req: ModelRequest) -> Any:
             try:
-                with guarded_model_calls(inputs, self.buffer_model_output):
+                with guarded_model_calls(inputs, hold, self.buffer_model_output):
                     return await handler(req)
             except InputBlocked as blocked:
                 return blocked
 
         response = yield Call(call, acall, (self._buffered(request),))
         if isinstance(response, InputBlocked):
+            hold.drop()
             return self._refused(response.refusal, inputs.checked, request, response.messages)
         for conversation in self._answers(request, response):
             refusal = yield from self._check(conversation, "output")
             if refusal is not None:
+                hold.drop()
                 return self._refused(refusal, inputs.checked)
+        yield Release(hold)
         return _checked_answers(response, inputs.checked)
 
     def _refused(
