@@ -533,3 +533,35 @@ def test_callback_handlers_see_a_guarded_run_only_once_checked(lg, where, handle
         assert "bomb" not in shown
     else:
         assert "bread" in shown  # released after the check
+
+
+class ToolUI(UI):
+    def on_tool_end(self, output: Any, **kwargs: Any) -> None:
+        self.shown.append(str(output))
+
+
+@pytest.mark.parametrize("guarded", ["middleware", "guard_tools"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_callback_handlers_see_a_tool_run_only_once_its_result_is_checked(lg, guarded, mode, text):
+    """The tool's own run (its raw result at ``on_tool_end``) and a model it calls reach handlers after the check."""
+    ui = ToolUI()
+    inner = scripted_model(*[AIMessage(f"Notes: {text}.")] * 2)
+
+    @tool
+    def research(topic: str) -> str:
+        """Research a topic."""
+        return str(inner.invoke([HumanMessage(topic)]).content)
+
+    call = {"name": "research", "args": {"topic": "chemistry"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("All done."))
+    if guarded == "middleware":
+        agent = create_agent(model, tools=[research], middleware=[LlamaGuardMiddleware(lg)])
+    else:
+        agent = create_agent(model, tools=guard_tools([research], lg))
+    agent_entry(agent, "invoke" if mode == "sync" else "ainvoke", {"callbacks": [ui]})
+    shown = " ".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    else:
+        assert "bread" in shown

@@ -7,7 +7,7 @@ chunks (``subgraphs=True``). So while a tool runs under the middleware (:meth:`H
 
 - its runs are tagged ``"nostream"`` (LangGraph's messages stream skips the tokens of models it calls);
 - its stream writer, the graph stream it hands to subgraphs and LangGraph's messages-stream callback are replaced
-  by ones that hold every write.
+  by ones that hold every write, and the application's callback handlers by stand-ins (:mod:`._observers`).
 
 After the tool returns, :meth:`HeldToolOutput.text` is what the guard is shown of the held writes (each one as a
 line of JSON, messages as the guard shows them); the middleware checks it with the result and then
@@ -35,6 +35,7 @@ from langgraph.pregel._messages import StreamMessagesHandler
 from langgraph.pregel.protocol import StreamProtocol
 
 from ..core.errors import InvalidConversationError
+from ._observers import ObserverHold
 from .convert import message_to_openai
 
 _MISSING = object()
@@ -45,6 +46,8 @@ class HeldToolOutput:
 
     def __init__(self) -> None:
         self.writes: list[tuple[Callable[[Any], Any], Any]] = []
+        self.observers = ObserverHold()
+        """The events of the application's callback handlers (the tool's own run included: its raw result)."""
         self._lock = threading.Lock()
 
     def _hold(self, writer: Callable[[Any], Any]) -> Callable[[Any], None]:
@@ -126,7 +129,7 @@ class HeldToolOutput:
                 copies[id(handler)] = twin
             return copies[id(handler)]
 
-        manager = manager.copy()
+        manager = self.observers.held(manager)
         manager.handlers = [held(h) for h in manager.handlers]
         manager.inheritable_handlers = [held(h) for h in manager.inheritable_handlers]
         return manager
@@ -136,13 +139,14 @@ class HeldToolOutput:
         return "\n".join(json.dumps(_shown(value), ensure_ascii=False, default=_default) for _, value in self.writes)
 
     def release(self) -> None:
-        """Hand every held write on, in order."""
+        """Hand every held write on, in order (the callback events: :attr:`observers`)."""
         writes, self.writes = self.writes, []
         for writer, value in writes:
             writer(value)
 
     def drop(self) -> None:
         self.writes = []
+        self.observers.drop()
 
 
 def _shown(value: Any) -> Any:

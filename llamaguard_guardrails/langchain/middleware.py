@@ -406,6 +406,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
             held.drop()
         else:
             held.release()
+            yield Release(held.observers)
         if not isinstance(result, ToolMessage):
             return result  # a Command: its messages are checked again before the model reads them
         message = thread.with_id(result)

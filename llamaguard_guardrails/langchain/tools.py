@@ -31,6 +31,7 @@ from ..guard import LlamaGuard
 from . import _steps
 from ._common import refusal_tool_message, tool_steps
 from ._held import HeldToolOutput
+from ._observers import Release
 from ._steps import Call, Steps, check
 from .convert import OpenAIMessage, tool_call_message
 
@@ -131,6 +132,7 @@ class GuardedTool(BaseTool):
             held.drop()
         else:
             held.release()
+            yield Release(held.observers)
         return result
 
     # -- running ----------------------------------------------------------------------------------
