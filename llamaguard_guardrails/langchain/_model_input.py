@@ -55,8 +55,9 @@ class ModelInputCheck(BaseCallbackHandler):
     llamaguard_check = True  # runs live (see ._observers)
     run_inline = False  # under an async run LangChain runs it in a worker thread: the event loop is not blocked
 
-    def __init__(self, judge: Judge, known: set[str], enabled: bool = True) -> None:
+    def __init__(self, judge: Judge, known: set[str], enabled: bool = True, key: bytes = b"") -> None:
         self.judge = judge
+        self.key = key
         self.known = set(known)
         self.enabled = enabled
         self.checked: list[str] = []
@@ -72,7 +73,7 @@ class ModelInputCheck(BaseCallbackHandler):
     def _check(self, conversation: Sequence[BaseMessage]) -> None:
         if not self.enabled:
             return
-        prints = [thread.fingerprint(m) for m in conversation]
+        prints = [thread.fingerprint(m, self.key) for m in conversation]
         new = [i for i, fp in enumerate(prints) if fp is None or fp not in self.known]
         if not new:
             return

@@ -32,6 +32,7 @@ answers never enter the state: the refusal stands in their place. Every hook has
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -118,6 +119,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         on_review: decides a verdict in review at stages that cannot pause (input, output, tool result): ``True``
             lets it through; without it that content is held back. A tool call in review pauses the run for a
             human instead (``on_block="interrupt"``: every blocked tool call too); see :mod:`.review`.
+        record_key: the secret that keys the thread's record of checked messages (default: random per instance,
+            so a message is checked again by another process). Give the processes serving one thread the same
+            key; whoever writes the thread's state cannot forge the record without it.
     """
 
     state_schema = GuardState
@@ -141,7 +145,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         buffer_model_output: bool = True,
         on_verdict: OnVerdict | None = None,
         on_review: OnReview | None = None,
+        record_key: bytes | None = None,
     ) -> None:
+        self.record_key = record_key if record_key is not None else secrets.token_bytes(32)
         self.interrupt_blocks = on_block == "interrupt"  # tool calls go to a human (langchain/review.py)
         self.on_block = "refuse" if self.interrupt_blocks else block_action(on_block)
         self.on_review = on_review
@@ -237,12 +243,18 @@ class LlamaGuardMiddleware(AgentMiddleware):
         messages = list(_state_messages(state))
         redacted = thread.redact_blocked_calls(messages)
         if _get(state, thread.BLOCK_KEY):  # blocked earlier in this run (raise): nothing more runs
-            return {"messages": redacted, thread.CHECKED_KEY: thread.fingerprints(redacted), "jump_to": "end"}
+            return {
+                "messages": redacted,
+                thread.CHECKED_KEY: thread.fingerprints(redacted, self.record_key),
+                "jump_to": "end",
+            }
         by_id = {m.id: m for m in redacted}
         messages = [by_id.get(m.id, m) for m in messages]
-        checked = set(_get(state, thread.CHECKED_KEY) or ()) | set(thread.fingerprints(redacted))
+        checked = set(_get(state, thread.CHECKED_KEY) or ()) | set(thread.fingerprints(redacted, self.record_key))
         new = (
-            [i for i, m in enumerate(messages) if thread.fingerprint(m) not in checked] if self.checks["input"] else []
+            [i for i, m in enumerate(messages) if thread.fingerprint(m, self.record_key) not in checked]
+            if self.checks["input"]
+            else []
         )
         refusals = yield from self._judge([_convert(messages[: i + 1]) for i in new], "input")
         blocked = {i: r for i, r in zip(new, refusals) if r is not None}
@@ -256,7 +268,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
             written.append(thread.with_id(refusal_like(first)))
         if not written and not new:
             return None
-        update: dict[str, Any] = {thread.CHECKED_KEY: thread.fingerprints([*passed, *written])}
+        update: dict[str, Any] = {thread.CHECKED_KEY: thread.fingerprints([*passed, *written], self.record_key)}
         if written:
             update["messages"] = written
         if blocked:
@@ -317,7 +329,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
     def _model_call(self, request: ModelRequest, handler: Callable[..., Any]) -> Steps[ModelCallResult]:
         """The handler runs with every model run inside it tagged "nostream" and its input checked when it starts
         (see :mod:`._model_input`), then the answer is checked."""
-        inputs = ModelInputCheck(self._judge, set(_get(request.state, thread.CHECKED_KEY) or ()), self.checks["input"])
+        known = set(_get(request.state, thread.CHECKED_KEY) or ())
+        inputs = ModelInputCheck(self._judge, known, self.checks["input"], self.record_key)
         hold = ObserverHold()
 
         def call(req: ModelRequest) -> Any:
@@ -344,7 +357,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
                 hold.drop()
                 return self._refused(refusal, inputs.checked)
         yield Release(hold)
-        return _checked_answers(response, inputs.checked)
+        return _checked_answers(response, inputs.checked, self.record_key)
 
     def _refused(
         self,
@@ -359,7 +372,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         in_state = {m.id for m in _state_messages(request.state)} if request is not None else set()
         meta = thread.withheld_metadata(refusal_like(refusal).response_metadata[METADATA_KEY])
         withheld = [thread.withheld(m, meta) for m in blocked if m.id and m.id in in_state]
-        update: dict[str, Any] = {thread.CHECKED_KEY: [*checked, *thread.fingerprints([answer, *withheld])]}
+        update: dict[str, Any] = {
+            thread.CHECKED_KEY: [*checked, *thread.fingerprints([answer, *withheld], self.record_key)]
+        }
         if withheld:
             update["messages"] = withheld
         return ExtendedModelResponse(
@@ -410,7 +425,10 @@ class LlamaGuardMiddleware(AgentMiddleware):
         if not isinstance(result, ToolMessage):
             return result  # a Command: its messages are checked again before the model reads them
         message = thread.with_id(result)
-        update: dict[str, Any] = {"messages": [message], thread.CHECKED_KEY: thread.fingerprints([message])}
+        update: dict[str, Any] = {
+            "messages": [message],
+            thread.CHECKED_KEY: thread.fingerprints([message], self.record_key),
+        }
         return Command(update=self._blocked(update, refusals[0]) if refusals else update)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
@@ -436,7 +454,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         return await arun(self._tool_call(request, holding, held))
 
 
-def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallResult:
+def _checked_answers(response: ModelCallResult, inputs: list[str], key: bytes) -> ModelCallResult:
     """The model's answers, each with an id, and their fingerprints recorded as checked (the output check has
     run, or was switched off: either way the next input check does not check them again), with ``inputs``, the
     fingerprints of the request's messages checked at the model call."""
@@ -444,7 +462,7 @@ def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallR
         return response  # another middleware's state update: its answers are checked again as input
     result = [thread.with_id(m) for m in _result_messages(response)]
     structured = None if isinstance(response, AIMessage) else response.structured_response
-    update = {thread.CHECKED_KEY: [*inputs, *thread.fingerprints(result)]}
+    update = {thread.CHECKED_KEY: [*inputs, *thread.fingerprints(result, key)]}
     return ExtendedModelResponse(
         model_response=ModelResponse(result=result, structured_response=structured), command=Command(update=update)
     )
