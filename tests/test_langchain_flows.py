@@ -617,3 +617,36 @@ def test_processes_sharing_a_record_key_check_each_message_once(lg):
     second = create_agent(model, middleware=[LlamaGuardMiddleware(lg, record_key=key)], checkpointer=saver)
     second.invoke({"messages": [HumanMessage("And?")]}, config)
     assert len(lg.backend.seen) == seen + 2  # only the new turn and its answer
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("on_block", ["refuse", "raise"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_model_a_tool_calls_reads_only_checked_content(lg, mode, on_block, text):
+    """A tool that fetches a page and has a model summarise it: the page reaches that model only once checked."""
+    inner = scripted_model(*[AIMessage("A short summary.")] * 2)
+
+    @tool
+    def summarize(url: str) -> str:
+        """Fetch a page and summarise it."""
+        return str(inner.invoke([HumanMessage(f"Summarise: the page explains {text}.")]).content)
+
+    @tool("summarize")
+    async def asummarize(url: str) -> str:
+        """Fetch a page and summarise it."""
+        return str((await inner.ainvoke([HumanMessage(f"Summarise: the page explains {text}.")])).content)
+
+    call = {"name": "summarize", "args": {"url": "https://x.example"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("All done."))
+    tool_ = summarize if mode == "sync" else asummarize
+    agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg, on_block=on_block)])
+    out = run(agent, {"messages": [HumanMessage("Summarise the page.")]}, None, mode)
+    read = " ".join(everything(c) for c in inner.calls)
+    if text == UNSAFE:
+        assert "bomb" not in read
+        if on_block == "raise":
+            assert isinstance(out, UnsafeContentError) and out.stage == "tool_result"
+        else:
+            assert blocked_verdict(model.calls[1][-1]) is not None
+    else:
+        assert "bread" in read and model.calls[1][-1].content == "A short summary."

@@ -24,7 +24,7 @@ import copy
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
@@ -44,8 +44,12 @@ _MISSING = object()
 class HeldToolOutput:
     """The writes a tool made to the stream while it ran, each with the writer that releases it."""
 
-    def __init__(self) -> None:
+    def __init__(self, checks: Sequence[Any] = ()) -> None:
+        self.checks = list(checks)
+        """Callback handlers that check the tool's runs live (the input of a model the tool calls)."""
         self.writes: list[tuple[Callable[[Any], Any], Any]] = []
+        self.blocked: Any = None
+        """The refusal when a check in :attr:`checks` stopped the tool (set by the middleware)."""
         self.observers = ObserverHold()
         """The events of the application's callback handlers (the tool's own run included: its raw result)."""
         self._lock = threading.Lock()
@@ -70,6 +74,10 @@ class HeldToolOutput:
         callbacks = config.get("callbacks")
         if isinstance(callbacks, BaseCallbackManager):
             patched["callbacks"] = self._held_callbacks(callbacks)
+            for check in self.checks:
+                patched["callbacks"].add_handler(check, inherit=True)
+        elif self.checks:
+            patched["callbacks"] = [*(callbacks or []), *self.checks]
         return patched
 
     @contextlib.contextmanager

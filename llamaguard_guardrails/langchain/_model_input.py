@@ -55,9 +55,12 @@ class ModelInputCheck(BaseCallbackHandler):
     llamaguard_check = True  # runs live (see ._observers)
     run_inline = False  # under an async run LangChain runs it in a worker thread: the event loop is not blocked
 
-    def __init__(self, judge: Judge, known: set[str], enabled: bool = True, key: bytes = b"") -> None:
+    def __init__(
+        self, judge: Judge, known: set[str], enabled: bool = True, key: bytes = b"", stage: str = "input"
+    ) -> None:
         self.judge = judge
         self.key = key
+        self.stage = stage
         self.known = set(known)
         self.enabled = enabled
         self.checked: list[str] = []
@@ -78,7 +81,7 @@ class ModelInputCheck(BaseCallbackHandler):
         if not new:
             return
         shown = [message_to_openai(m) for m in conversation]
-        refusals = run(self.judge([shown[: i + 1] for i in new], "input"))
+        refusals = run(self.judge([shown[: i + 1] for i in new], self.stage))
         blocked = [conversation[i] for i, r in zip(new, refusals) if r is not None]
         if blocked:
             raise InputBlocked(next(r for r in refusals if r is not None), blocked)

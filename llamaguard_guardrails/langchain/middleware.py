@@ -410,6 +410,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
             interrupt_blocks=self.interrupt_blocks,
             on_refusal=refusals.append,
         )
+        if held.blocked is not None:
+            refusals.append(held.blocked)
         if held.writes and not refusals and self.checks["tool_result"]:
             streamed = build.tool_result(held.text(), name=call["name"], call_id=call.get("id") or "call")
             shown_call = tool_call_message(call["name"], call.get("args", {}), call.get("id"))
@@ -434,24 +436,43 @@ class LlamaGuardMiddleware(AgentMiddleware):
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
         """Check the call before the tool runs and the result (and what the tool streamed) before the model or
         the stream's consumer sees it."""
-        held = HeldToolOutput()
+        held = self._held(request)
 
         def holding(req: ToolCallRequest) -> Any:
-            with held.holding(req) as req:
-                return handler(req)
+            try:
+                with held.holding(req) as req:
+                    return handler(req)
+            except InputBlocked as blocked:
+                return self._tool_input_blocked(held, blocked, req)
 
         return run(self._tool_call(request, holding, held))
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[Any]]
     ) -> Any:
-        held = HeldToolOutput()
+        held = self._held(request)
 
         async def holding(req: ToolCallRequest) -> Any:
-            with held.holding(req) as req:
-                return await handler(req)
+            try:
+                with held.holding(req) as req:
+                    return await handler(req)
+            except InputBlocked as blocked:
+                return self._tool_input_blocked(held, blocked, req)
 
         return await arun(self._tool_call(request, holding, held))
+
+    def _held(self, request: ToolCallRequest) -> HeldToolOutput:
+        """What holds the tool's streams while it runs, with a live check of what a model the tool calls reads
+        (a page the tool fetched reaches that model only once checked, under the tool-result policy)."""
+        known = set(_get(request.state, thread.CHECKED_KEY) or ())
+        check = ModelInputCheck(self._judge, known, self.checks["tool_result"], self.record_key, stage="tool_result")
+        return HeldToolOutput(checks=[check])
+
+    def _tool_input_blocked(self, held: HeldToolOutput, blocked: InputBlocked, request: ToolCallRequest) -> ToolMessage:
+        """The error tool message for a tool whose model was about to read blocked content (the tool stops there)."""
+        held.blocked = blocked.refusal
+        call = request.tool_call
+        return refusal_tool_message(blocked.refusal, call.get("id") or "", call["name"])
 
 
 def _checked_answers(response: ModelCallResult, inputs: list[str], key: bytes) -> ModelCallResult:
