@@ -4,13 +4,16 @@
 
 Four checks, each with its own policy, all on one shared guard:
 
-- **input** (``before_model``): every message of the thread's state the guard has not checked, whatever its
+- **input** (``before_agent`` and ``before_model``): every message of the thread's state the guard has not checked, whatever its
   role (a new user turn, several messages, AI or tool messages added with ``update_state``, a tool call edited
   by a resumed interrupt), each in the context before it, before the model runs. What was checked is kept in a
   private state key (see :mod:`._thread`), so each message is checked once across runs of a checkpointed
   thread. Blocked: each blocked message is replaced in the state, under its id, by a fixed-text placeholder,
   and the run ends with a refusal ``AIMessage`` after it (``jump_to="end"``); the model is never called, and
-  later turns (and later checks) read the placeholder, never the content.
+  later turns (and later checks) read the placeholder, never the content. The record is keyed with
+  ``record_key``, so whoever writes the state cannot mark content as checked. The model's *request* is checked
+  again when each model run inside the model call starts (:mod:`._model_input`): what other middlewares add
+  (a dynamic prompt, messages, a summary, a fallback model) reaches no model unchecked.
 - **output** (``wrap_model_call``): the model's answer, including the tool calls it proposes and
   provider-side tool calls in its content (``server_tool_call`` blocks such as a hosted code
   interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag and
@@ -21,7 +24,12 @@ Four checks, each with its own policy, all on one shared guard:
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
   run; the model gets an error ``ToolMessage`` instead, and the call's arguments are emptied in the state.
 - **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
-  state update of a ``Command``). Blocked: the model gets an error ``ToolMessage`` instead of the result.
+  state update of a ``Command``), with what the tool streamed while it ran (held until then, see
+  :mod:`._held`); a model the tool calls reads only checked input. Blocked: the model gets an error
+  ``ToolMessage`` instead of the result.
+
+Callback handlers of the application see the model's and the tools' runs only once they are checked
+(:mod:`._observers`).
 
 ``on_block="raise"`` does all of that (so the thread's state is clean) and then ends the run and raises
 :class:`UnsafeContentError` (from ``after_agent``), whatever the stage; nothing runs after a block. Blocked
