@@ -11,7 +11,8 @@ inside it, whichever model and whoever built its input,
   check; a fallback model streams nothing either), and
 - has each input message the guard has not checked (its fingerprint, see :mod:`._thread`, is not recorded)
   checked in the context before it when the run starts, in a callback that raises :class:`InputBlocked`
-  (a ``BaseException``: no retry or fallback middleware catches it) before the model runs.
+  (a ``BaseException``: no retry or fallback middleware catches it) before the model runs;
+- reaches the application's observing callback handlers only once the answer is checked (:mod:`._observers`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from langgraph.constants import TAG_NOSTREAM
 
 from ..enforce import Refusal
 from . import _thread as thread
+from ._observers import ObserverHold
 from ._steps import Steps, run
 from .convert import OpenAIMessage, message_to_openai
 
@@ -50,10 +52,15 @@ class ModelInputCheck(BaseCallbackHandler):
     """
 
     raise_error = True
+    llamaguard_check = True  # runs live (see ._observers)
     run_inline = False  # under an async run LangChain runs it in a worker thread: the event loop is not blocked
 
-    def __init__(self, judge: Judge, known: set[str], enabled: bool = True) -> None:
+    def __init__(
+        self, judge: Judge, known: set[str], enabled: bool = True, key: bytes = b"", stage: str = "input"
+    ) -> None:
         self.judge = judge
+        self.key = key
+        self.stage = stage
         self.known = set(known)
         self.enabled = enabled
         self.checked: list[str] = []
@@ -69,12 +76,12 @@ class ModelInputCheck(BaseCallbackHandler):
     def _check(self, conversation: Sequence[BaseMessage]) -> None:
         if not self.enabled:
             return
-        prints = [thread.fingerprint(m) for m in conversation]
+        prints = [thread.fingerprint(m, self.key) for m in conversation]
         new = [i for i, fp in enumerate(prints) if fp is None or fp not in self.known]
         if not new:
             return
         shown = [message_to_openai(m) for m in conversation]
-        refusals = run(self.judge([shown[: i + 1] for i in new], "input"))
+        refusals = run(self.judge([shown[: i + 1] for i in new], self.stage))
         blocked = [conversation[i] for i, r in zip(new, refusals) if r is not None]
         if blocked:
             raise InputBlocked(next(r for r in refusals if r is not None), blocked)
@@ -85,12 +92,12 @@ class ModelInputCheck(BaseCallbackHandler):
 
 
 @contextlib.contextmanager
-def guarded_model_calls(check: ModelInputCheck, nostream: bool = True) -> Iterator[None]:
-    """Run what is inside with every model run's input checked by ``check`` and (``nostream``) tagged
-    ``"nostream"``: both are set on the config that LangChain hands every run started inside (the context's child
+def guarded_model_calls(check: ModelInputCheck, hold: ObserverHold, nostream: bool = True) -> Iterator[None]:
+    """Run what is inside with every model run's input checked by ``check``, its observing callback handlers held
+    by ``hold`` (see :mod:`._observers`) and (``nostream``) tagged ``"nostream"``: all are set on the config that LangChain hands every run started inside (the context's child
     config)."""
     parent = var_child_runnable_config.get() or {}
-    callbacks = parent.get("callbacks")
+    callbacks = hold.held(parent.get("callbacks"))  # observers see the runs once the answer is checked
     if isinstance(callbacks, BaseCallbackManager):
         callbacks = callbacks.copy()
         callbacks.add_handler(check, inherit=True)

@@ -129,13 +129,14 @@ class GuardRunnable(RunnableSerializable[Any, Any]):
 
     def _guard_output(
         self, chunks: Any, context: list[OpenAIMessage], key: str | None, policy: Policy | None
-    ) -> Steps[None]:
-        """Release the chunks of ``chunks`` only once checked (see :mod:`.stream`); a block ends the stream."""
+    ) -> Steps[bool]:
+        """Release the chunks of ``chunks`` only once checked (see :mod:`.stream`); a block ends the stream.
+        ``True`` when everything was released, ``False`` after a block."""
         window = StreamWindow(self.stream_mode, self.window_size, self.window_overlap)
         while (chunk := (yield Pull(chunks))) is not END:
             if not (yield from self._release(window.add(chunk), context, key, policy, chunk)):
-                return
-        yield from self._release(window.finish(), context, key, policy, window.sample())
+                return False
+        return (yield from self._release(window.finish(), context, key, policy, window.sample()))
 
     def _release(
         self, checks: list[WindowCheck], context: list[OpenAIMessage], key: str | None, policy: Policy | None, like: Any

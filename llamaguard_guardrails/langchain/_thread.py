@@ -5,8 +5,9 @@ A thread's state outlives a run (a checkpointer keeps it), and anything can add 
 user turn, several messages, ``update_state`` with AI or tool messages, a resumed interrupt that edits a
 tool call. So the middleware does not guess what is new from the last message's role: it records a
 *fingerprint* of every message it checked (or wrote) in a private state key, :data:`CHECKED_KEY`, and checks
-every message whose fingerprint is not there. A fingerprint is the message's id and a digest of what the guard
-is shown of it (:func:`~.convert.message_to_openai`), so a message edited in place under the same id is new.
+every message whose fingerprint is not there. A fingerprint is the message's id and a keyed digest (HMAC with the
+middleware's secret) of what the guard is shown of it (:func:`~.convert.message_to_openai`), so a message edited
+in place under the same id is new, and a fingerprint written into the state by anyone else matches nothing.
 
 Blocked content leaves the state: each blocked message is replaced, under its own id (LangGraph's
 ``add_messages`` replaces in place), by :func:`withheld`, a fixed-text placeholder of the same kind that keeps
@@ -19,6 +20,7 @@ content. ``guard_chain`` does the same with conversations that come back from a 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Sequence
@@ -40,15 +42,20 @@ WITHHELD_TOOL = "withheld"
 """The tool name a withheld AI message's tool calls keep (their ids stay, so tool messages still pair)."""
 
 
-def fingerprint(message: BaseMessage) -> str | None:
-    """The message's id and a digest of what the guard is shown of it; ``None`` when the guard cannot read it
-    (never recorded, so it is checked, and its check raises the typed error)."""
+def fingerprint(message: BaseMessage, key: bytes = b"") -> str | None:
+    """The message's id and a digest of what the guard is shown of it, keyed with ``key`` (HMAC-SHA-256); ``None``
+    when the guard cannot read it (never recorded, so it is checked, and its check raises the typed error).
+
+    The middleware keys its record with a secret (``LlamaGuardMiddleware(record_key=...)``, random by default):
+    whoever can write a thread's state (``update_state``, a LangGraph server's thread API) cannot compute the
+    fingerprint of content it adds, so it cannot mark that content as checked."""
     try:
         shown = message_to_openai(message)
         text = json.dumps(shown, sort_keys=True, ensure_ascii=False, default=_digest)
     except (GuardError, TypeError, ValueError, RecursionError):
         return None
-    return f"{message.id}:{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+    digest = hmac.new(key, f"{message.id}\n{text}".encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return f"{message.id}:{digest.hexdigest()[:32]}"
 
 
 def _digest(value: Any) -> str:
@@ -62,8 +69,8 @@ def _digest(value: Any) -> str:
     raise TypeError(f"no stable digest for {type(value).__name__}")
 
 
-def fingerprints(messages: Sequence[BaseMessage]) -> list[str]:
-    return [fp for fp in map(fingerprint, messages) if fp is not None]
+def fingerprints(messages: Sequence[BaseMessage], key: bytes = b"") -> list[str]:
+    return [fp for fp in (fingerprint(m, key) for m in messages) if fp is not None]
 
 
 def with_id(message: BaseMessage) -> BaseMessage:

@@ -52,6 +52,7 @@ class _GuardCallbacks:
 
     raise_error = True
     run_inline = True
+    llamaguard_check = True  # a check: runs live inside guarded runs (never held like an observer)
 
     def __init__(
         self,

@@ -4,13 +4,16 @@
 
 Four checks, each with its own policy, all on one shared guard:
 
-- **input** (``before_model``): every message of the thread's state the guard has not checked, whatever its
+- **input** (``before_agent`` and ``before_model``): every message of the thread's state the guard has not checked, whatever its
   role (a new user turn, several messages, AI or tool messages added with ``update_state``, a tool call edited
   by a resumed interrupt), each in the context before it, before the model runs. What was checked is kept in a
   private state key (see :mod:`._thread`), so each message is checked once across runs of a checkpointed
   thread. Blocked: each blocked message is replaced in the state, under its id, by a fixed-text placeholder,
   and the run ends with a refusal ``AIMessage`` after it (``jump_to="end"``); the model is never called, and
-  later turns (and later checks) read the placeholder, never the content.
+  later turns (and later checks) read the placeholder, never the content. The record is keyed with
+  ``record_key``, so whoever writes the state cannot mark content as checked. The model's *request* is checked
+  again when each model run inside the model call starts (:mod:`._model_input`): what other middlewares add
+  (a dynamic prompt, messages, a summary, a fallback model) reaches no model unchecked.
 - **output** (``wrap_model_call``): the model's answer, including the tool calls it proposes and
   provider-side tool calls in its content (``server_tool_call`` blocks such as a hosted code
   interpreter, checked as code under S14). The model runs with LangGraph's ``"nostream"`` tag and
@@ -21,7 +24,12 @@ Four checks, each with its own policy, all on one shared guard:
 - **tool_call** (``wrap_tool_call``): each tool call before it executes. Blocked: the tool does not
   run; the model gets an error ``ToolMessage`` instead, and the call's arguments are emptied in the state.
 - **tool_result** (``wrap_tool_call``): each tool result before the model sees it (every message and
-  state update of a ``Command``). Blocked: the model gets an error ``ToolMessage`` instead of the result.
+  state update of a ``Command``), with what the tool streamed while it ran (held until then, see
+  :mod:`._held`); a model the tool calls reads only checked input. Blocked: the model gets an error
+  ``ToolMessage`` instead of the result.
+
+Callback handlers of the application see the model's and the tools' runs only once they are checked
+(:mod:`._observers`).
 
 ``on_block="raise"`` does all of that (so the thread's state is clean) and then ends the run and raises
 :class:`UnsafeContentError` (from ``after_agent``), whatever the stage; nothing runs after a block. Blocked
@@ -32,6 +40,7 @@ answers never enter the state: the refusal stands in their place. Every hook has
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -71,6 +80,7 @@ from . import _thread as thread
 from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message
 from ._held import HeldToolOutput
 from ._model_input import InputBlocked, ModelInputCheck, guarded_model_calls
+from ._observers import ObserverHold, Release
 from ._steps import Call, Classify, Steps, arun, run
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
 from .review import reviewed_tool_steps
@@ -117,6 +127,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         on_review: decides a verdict in review at stages that cannot pause (input, output, tool result): ``True``
             lets it through; without it that content is held back. A tool call in review pauses the run for a
             human instead (``on_block="interrupt"``: every blocked tool call too); see :mod:`.review`.
+        record_key: the secret that keys the thread's record of checked messages (default: random per instance,
+            so a message is checked again by another process). Give the processes serving one thread the same
+            key; whoever writes the thread's state cannot forge the record without it.
     """
 
     state_schema = GuardState
@@ -140,7 +153,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         buffer_model_output: bool = True,
         on_verdict: OnVerdict | None = None,
         on_review: OnReview | None = None,
+        record_key: bytes | None = None,
     ) -> None:
+        self.record_key = record_key if record_key is not None else secrets.token_bytes(32)
         self.interrupt_blocks = on_block == "interrupt"  # tool calls go to a human (langchain/review.py)
         self.on_block = "refuse" if self.interrupt_blocks else block_action(on_block)
         self.on_review = on_review
@@ -236,12 +251,18 @@ class LlamaGuardMiddleware(AgentMiddleware):
         messages = list(_state_messages(state))
         redacted = thread.redact_blocked_calls(messages)
         if _get(state, thread.BLOCK_KEY):  # blocked earlier in this run (raise): nothing more runs
-            return {"messages": redacted, thread.CHECKED_KEY: thread.fingerprints(redacted), "jump_to": "end"}
+            return {
+                "messages": redacted,
+                thread.CHECKED_KEY: thread.fingerprints(redacted, self.record_key),
+                "jump_to": "end",
+            }
         by_id = {m.id: m for m in redacted}
         messages = [by_id.get(m.id, m) for m in messages]
-        checked = set(_get(state, thread.CHECKED_KEY) or ()) | set(thread.fingerprints(redacted))
+        checked = set(_get(state, thread.CHECKED_KEY) or ()) | set(thread.fingerprints(redacted, self.record_key))
         new = (
-            [i for i, m in enumerate(messages) if thread.fingerprint(m) not in checked] if self.checks["input"] else []
+            [i for i, m in enumerate(messages) if thread.fingerprint(m, self.record_key) not in checked]
+            if self.checks["input"]
+            else []
         )
         refusals = yield from self._judge([_convert(messages[: i + 1]) for i in new], "input")
         blocked = {i: r for i, r in zip(new, refusals) if r is not None}
@@ -255,7 +276,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
             written.append(thread.with_id(refusal_like(first)))
         if not written and not new:
             return None
-        update: dict[str, Any] = {thread.CHECKED_KEY: thread.fingerprints([*passed, *written])}
+        update: dict[str, Any] = {thread.CHECKED_KEY: thread.fingerprints([*passed, *written], self.record_key)}
         if written:
             update["messages"] = written
         if blocked:
@@ -316,30 +337,35 @@ class LlamaGuardMiddleware(AgentMiddleware):
     def _model_call(self, request: ModelRequest, handler: Callable[..., Any]) -> Steps[ModelCallResult]:
         """The handler runs with every model run inside it tagged "nostream" and its input checked when it starts
         (see :mod:`._model_input`), then the answer is checked."""
-        inputs = ModelInputCheck(self._judge, set(_get(request.state, thread.CHECKED_KEY) or ()), self.checks["input"])
+        known = set(_get(request.state, thread.CHECKED_KEY) or ())
+        inputs = ModelInputCheck(self._judge, known, self.checks["input"], self.record_key)
+        hold = ObserverHold()
 
         def call(req: ModelRequest) -> Any:
             try:
-                with guarded_model_calls(inputs, self.buffer_model_output):
+                with guarded_model_calls(inputs, hold, self.buffer_model_output):
                     return handler(req)
             except InputBlocked as blocked:
                 return blocked
 
         async def acall(req: ModelRequest) -> Any:
             try:
-                with guarded_model_calls(inputs, self.buffer_model_output):
+                with guarded_model_calls(inputs, hold, self.buffer_model_output):
                     return await handler(req)
             except InputBlocked as blocked:
                 return blocked
 
         response = yield Call(call, acall, (self._buffered(request),))
         if isinstance(response, InputBlocked):
+            hold.drop()
             return self._refused(response.refusal, inputs.checked, request, response.messages)
         for conversation in self._answers(request, response):
             refusal = yield from self._check(conversation, "output")
             if refusal is not None:
+                hold.drop()
                 return self._refused(refusal, inputs.checked)
-        return _checked_answers(response, inputs.checked)
+        yield Release(hold)
+        return _checked_answers(response, inputs.checked, self.record_key)
 
     def _refused(
         self,
@@ -354,7 +380,9 @@ class LlamaGuardMiddleware(AgentMiddleware):
         in_state = {m.id for m in _state_messages(request.state)} if request is not None else set()
         meta = thread.withheld_metadata(refusal_like(refusal).response_metadata[METADATA_KEY])
         withheld = [thread.withheld(m, meta) for m in blocked if m.id and m.id in in_state]
-        update: dict[str, Any] = {thread.CHECKED_KEY: [*checked, *thread.fingerprints([answer, *withheld])]}
+        update: dict[str, Any] = {
+            thread.CHECKED_KEY: [*checked, *thread.fingerprints([answer, *withheld], self.record_key)]
+        }
         if withheld:
             update["messages"] = withheld
         return ExtendedModelResponse(
@@ -390,6 +418,8 @@ class LlamaGuardMiddleware(AgentMiddleware):
             interrupt_blocks=self.interrupt_blocks,
             on_refusal=refusals.append,
         )
+        if held.blocked is not None:
+            refusals.append(held.blocked)
         if held.writes and not refusals and self.checks["tool_result"]:
             streamed = build.tool_result(held.text(), name=call["name"], call_id=call.get("id") or "call")
             shown_call = tool_call_message(call["name"], call.get("args", {}), call.get("id"))
@@ -401,36 +431,59 @@ class LlamaGuardMiddleware(AgentMiddleware):
             held.drop()
         else:
             held.release()
+            yield Release(held.observers)
         if not isinstance(result, ToolMessage):
             return result  # a Command: its messages are checked again before the model reads them
         message = thread.with_id(result)
-        update: dict[str, Any] = {"messages": [message], thread.CHECKED_KEY: thread.fingerprints([message])}
+        update: dict[str, Any] = {
+            "messages": [message],
+            thread.CHECKED_KEY: thread.fingerprints([message], self.record_key),
+        }
         return Command(update=self._blocked(update, refusals[0]) if refusals else update)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
         """Check the call before the tool runs and the result (and what the tool streamed) before the model or
         the stream's consumer sees it."""
-        held = HeldToolOutput()
+        held = self._held(request)
 
         def holding(req: ToolCallRequest) -> Any:
-            with held.holding(req) as req:
-                return handler(req)
+            try:
+                with held.holding(req) as req:
+                    return handler(req)
+            except InputBlocked as blocked:
+                return self._tool_input_blocked(held, blocked, req)
 
         return run(self._tool_call(request, holding, held))
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[Any]]
     ) -> Any:
-        held = HeldToolOutput()
+        held = self._held(request)
 
         async def holding(req: ToolCallRequest) -> Any:
-            with held.holding(req) as req:
-                return await handler(req)
+            try:
+                with held.holding(req) as req:
+                    return await handler(req)
+            except InputBlocked as blocked:
+                return self._tool_input_blocked(held, blocked, req)
 
         return await arun(self._tool_call(request, holding, held))
 
+    def _held(self, request: ToolCallRequest) -> HeldToolOutput:
+        """What holds the tool's streams while it runs, with a live check of what a model the tool calls reads
+        (a page the tool fetched reaches that model only once checked, under the tool-result policy)."""
+        known = set(_get(request.state, thread.CHECKED_KEY) or ())
+        check = ModelInputCheck(self._judge, known, self.checks["tool_result"], self.record_key, stage="tool_result")
+        return HeldToolOutput(checks=[check])
 
-def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallResult:
+    def _tool_input_blocked(self, held: HeldToolOutput, blocked: InputBlocked, request: ToolCallRequest) -> ToolMessage:
+        """The error tool message for a tool whose model was about to read blocked content (the tool stops there)."""
+        held.blocked = blocked.refusal
+        call = request.tool_call
+        return refusal_tool_message(blocked.refusal, call.get("id") or "", call["name"])
+
+
+def _checked_answers(response: ModelCallResult, inputs: list[str], key: bytes) -> ModelCallResult:
     """The model's answers, each with an id, and their fingerprints recorded as checked (the output check has
     run, or was switched off: either way the next input check does not check them again), with ``inputs``, the
     fingerprints of the request's messages checked at the model call."""
@@ -438,7 +491,7 @@ def _checked_answers(response: ModelCallResult, inputs: list[str]) -> ModelCallR
         return response  # another middleware's state update: its answers are checked again as input
     result = [thread.with_id(m) for m in _result_messages(response)]
     structured = None if isinstance(response, AIMessage) else response.structured_response
-    update = {thread.CHECKED_KEY: [*inputs, *thread.fingerprints(result)]}
+    update = {thread.CHECKED_KEY: [*inputs, *thread.fingerprints(result, key)]}
     return ExtendedModelResponse(
         model_response=ModelResponse(result=result, structured_response=structured), command=Command(update=update)
     )

@@ -26,6 +26,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from ..core.policy import Policy
 from ..guard import LlamaGuard
 from ._common import refusal_like
+from ._observers import ObserverHold, Release
 from ._runnable import GuardRunnable, output_conversation
 from ._steps import Call, Emit, Open, Steps, forward, pull_all
 from ._thread import withhold_refused_turns
@@ -130,9 +131,13 @@ class GuardedChain(GuardRunnable):
     def _output(self, context: list[OpenAIMessage], value: Any) -> list[OpenAIMessage]:
         return output_conversation(context, [value], self.output_key)
 
-    def _inner(self, config: RunnableConfig) -> RunnableConfig:
-        """The wrapped chain's config: tagged "nostream" when its output is checked."""
-        if not (self.nostream and self.check_output):
+    def _inner(self, config: RunnableConfig, hold: ObserverHold) -> RunnableConfig:
+        """The wrapped chain's config: when its output is checked, tagged "nostream" and with the callback handlers
+        that observe it held by ``hold`` until the check passed (see :mod:`._observers`)."""
+        if not self.check_output:
+            return config
+        config = {**config, "callbacks": hold.held(config.get("callbacks"))}
+        if not self.nostream:
             return config
         return {**config, "tags": [*(config.get("tags") or []), TAG_NOSTREAM]}
 
@@ -149,11 +154,14 @@ class GuardedChain(GuardRunnable):
         refused = yield from self._input_refusal(context)
         if refused is not None:
             return refused
-        output = yield Call(self.chain.invoke, self.chain.ainvoke, (value, self._inner(config)), kwargs)
+        hold = ObserverHold()
+        output = yield Call(self.chain.invoke, self.chain.ainvoke, (value, self._inner(config, hold)), kwargs)
         if self.check_output:
             refusal = yield from self._check(self._output(context, output), "output", self.output_policy)
             if refusal is not None:
+                hold.drop()
                 return refusal_like(refusal, output)
+        yield Release(hold)
         return output
 
     def _batch_steps(self, values: list[Any], configs: list[RunnableConfig], **kwargs: Any) -> Steps[list[Any]]:
@@ -166,18 +174,21 @@ class GuardedChain(GuardRunnable):
             for i, verdict in zip(pending, verdicts):
                 results[i] = self._outcome(verdict, "input", None)
             pending = [i for i in pending if results[i] is None]  # enforce() let it through
+        holds = {i: ObserverHold() for i in pending}
         if pending:
-            inputs, inner = [values[i] for i in pending], [self._inner(configs[i]) for i in pending]
+            inputs, inner = [values[i] for i in pending], [self._inner(configs[i], holds[i]) for i in pending]
             batch = Call(self.chain.batch, self.chain.abatch, (inputs, inner), {"return_exceptions": True, **kwargs})
             for i, output in zip(pending, (yield batch)):
                 results[i] = output
-        if not self.check_output:
-            return results
         outputs = {i: results[i] for i in pending if not isinstance(results[i], BaseException)}
-        conversations = self._readable(results, outputs, lambda i, output: self._output(contexts[i], output))
-        verdicts = yield self._classify(list(conversations.values()), self.output_policy, batch=True)
-        for i, verdict in zip(conversations, verdicts):
-            results[i] = self._outcome(verdict, "output", results[i])
+        if self.check_output:
+            conversations = self._readable(results, outputs, lambda i, output: self._output(contexts[i], output))
+            verdicts = yield self._classify(list(conversations.values()), self.output_policy, batch=True)
+            for i, verdict in zip(conversations, verdicts):
+                results[i] = self._outcome(verdict, "output", results[i])
+        for i, hold in holds.items():  # observers see an item's runs only when its output passed
+            if i in outputs and results[i] is outputs[i]:
+                yield Release(hold)
         return results
 
     def _transform_steps(self, chunks: Any, config: RunnableConfig, **kwargs: Any) -> Steps[None]:
@@ -187,11 +198,12 @@ class GuardedChain(GuardRunnable):
         if refused is not None:
             yield Emit((refused,))
             return
-        stream = yield Open(self.chain.stream, self.chain.astream, (value, self._inner(config)), kwargs)
-        if self.check_output:
-            yield from self._guard_output(stream, context, self.output_key, self.output_policy)
-        else:
+        hold = ObserverHold()
+        stream = yield Open(self.chain.stream, self.chain.astream, (value, self._inner(config, hold)), kwargs)
+        if not self.check_output:
             yield from forward(stream)
+        elif (yield from self._guard_output(stream, context, self.output_key, self.output_policy)):
+            yield Release(hold)
 
 
 def guard_chain(chain: Runnable[Any, Any], guard: LlamaGuard, **options: Any) -> GuardedChain:

@@ -24,11 +24,14 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, field_validator
 
+from ..core import messages as build
 from ..core.policy import Policy
 from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
 from ..guard import LlamaGuard
 from . import _steps
 from ._common import refusal_tool_message, tool_steps
+from ._held import HeldToolOutput
+from ._observers import Release
 from ._steps import Call, Steps, check
 from .convert import OpenAIMessage, tool_call_message
 
@@ -90,17 +93,47 @@ class GuardedTool(BaseTool):
         return refusal.text if call_id is None else refusal_tool_message(refusal, call_id, self.tool.name)
 
     def _steps(self, tool_input: Any, args: tuple[Any, ...], call_id: str | None, kwargs: dict[str, Any]) -> Steps[Any]:
-        return tool_steps(
+        """The guarded run; what the wrapped tool streams while it runs is held (see :mod:`._held`), checked with
+        its result and released only when safe."""
+        held = HeldToolOutput()
+        config = {**(kwargs.get("config") or {}), **{k: kwargs[k] for k in ("tags", "callbacks") if k in kwargs}}
+        patched = held.patch(config)
+        top = {k: v for k, v in patched.items() if k in ("tags", "callbacks")}
+        kwargs = {**kwargs, **top, "config": {**(kwargs.get("config") or {}), **patched}}
+        refusals: list[Refusal] = []
+
+        def blocked(refusal: Refusal) -> Any:
+            refusals.append(refusal)
+            return self._blocked(refusal, call_id)
+
+        call = self._call(tool_input, call_id)
+        result = yield from tool_steps(
             self._check,
             [],
-            self._call(tool_input, call_id),
-            Call(self.tool.run, self.tool.arun, (tool_input, *args), {"tool_call_id": call_id, **kwargs}),
+            call,
+            Call(
+                self.tool.run,
+                self.tool.arun,
+                (held.held_input(tool_input), *args),
+                {"tool_call_id": call_id, **kwargs},
+            ),
             self.tool.name,
             call_id,
-            lambda refusal: self._blocked(refusal, call_id),
+            blocked,
             check_call=self.check_args,
             check_result=self.check_result,
         )
+        if held.writes and not refusals and self.check_result:
+            streamed = build.tool_result(held.text(), name=self.tool.name, call_id=call_id or "call")
+            refusal = yield from self._check([call, streamed], "tool_result")
+            if refusal is not None:
+                result = blocked(refusal)
+        if refusals:
+            held.drop()
+        else:
+            held.release()
+            yield Release(held.observers)
+        return result
 
     # -- running ----------------------------------------------------------------------------------
 
