@@ -16,6 +16,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import START, MessagesState, StateGraph
+from pydantic import BaseModel
 
 from llamaguard_guardrails import Policy, UnsafeContentError
 from llamaguard_guardrails.langchain import GuardedChain, LlamaGuardRunnable, StreamWindow, blocked_verdict, guard_chain
@@ -626,3 +627,51 @@ def test_real_guard_end_to_end_stream_and_astream(guard):
     )
     chunks, error = asyncio.run(acollect(blocked.astream({"q": "bread"})))
     assert chunks == [] and error.stage == "output"
+
+
+class Step(BaseModel):
+    title: str
+    detail: str
+
+
+class Plan(BaseModel):
+    summary: str
+    steps: list[Step]
+    tags: dict[str, str] = {}
+
+
+STRUCTURED = {
+    "one field": lambda text: Step(title="Plan", detail=text),
+    "nested in a list": lambda text: Plan(
+        summary="A plan.", steps=[Step(title="a", detail="ok"), Step(title="b", detail=text)]
+    ),
+    "a dict value": lambda text: Plan(summary="A plan.", steps=[], tags={"note": text}),
+    "include_raw": lambda text: {
+        "raw": AIMessage(""),
+        "parsed": Step(title="Plan", detail=text),
+        "parsing_error": None,
+    },
+}
+
+
+@pytest.mark.parametrize("shape", list(STRUCTURED))
+@pytest.mark.parametrize("how", ["invoke", "ainvoke", "batch", "stream"])
+def test_guard_chain_checks_a_structured_output_field_by_field(lg, shape, how):
+    """``with_structured_output`` gives a pydantic model (or, with ``include_raw``, a dict holding one): every field
+    is checked, and a safe one reaches the caller as the same object."""
+    make = STRUCTURED[shape]
+
+    def run(text: str) -> Any:
+        chain = guard_chain(RunnableLambda(lambda _: make(text)), lg)
+        if how == "invoke":
+            return chain.invoke({"q": "plan?"})
+        if how == "ainvoke":
+            return asyncio.run(chain.ainvoke({"q": "plan?"}))
+        if how == "batch":
+            return chain.batch([{"q": "plan?"}])[0]
+        (only,) = list(chain.stream({"q": "plan?"}))
+        return only
+
+    assert run("Knead the dough.") == make("Knead the dough.")
+    with pytest.raises(UnsafeContentError, match="at output"):
+        run(UNSAFE)

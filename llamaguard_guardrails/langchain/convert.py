@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pydantic
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -61,7 +62,8 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
     - ``dict``: its ``key`` entry when ``key`` is given; else its ``"messages"`` entry followed by its
       other entries as ``name: value`` lines on the side of the last message (so an agent state's
       ``structured_response`` is checked with the answer); else every entry as ``name: value`` lines
-      of one message with ``default_role``.
+      of one message with ``default_role``;
+    - a pydantic model (a structured output): its fields as JSON, as for a dict.
     """
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
@@ -85,10 +87,20 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
         if not value:
             raise InvalidConversationError("there is nothing to check: the message list is empty")
         return [message_to_openai(m) for m in _converted(list(value))]
+    if isinstance(value, pydantic.BaseModel):  # a structured output (with_structured_output): its fields
+        return _mapping_messages(_fields(value), default_role)
     raise InvalidConversationError(
-        f"cannot check a value of type {type(value).__name__}; pass a string, a prompt value, messages, "
-        "or a dict with a 'messages' key (or set input_key/output_key)"
+        f"cannot check a value of type {type(value).__name__}; pass a string, a prompt value, messages, a "
+        "pydantic model, or a dict with a 'messages' key (or set input_key/output_key)"
     )
+
+
+def _fields(value: pydantic.BaseModel) -> dict[str, Any]:
+    """A pydantic model's fields as the JSON its consumer would write (every field, nested ones too)."""
+    try:
+        return value.model_dump(mode="json")
+    except (pydantic.PydanticSerializationError, ValueError, TypeError) as exc:
+        raise InvalidConversationError(f"a {type(value).__name__} cannot be shown to the model as JSON: {exc}") from None
 
 
 def _converted(values: list[Any]) -> list[BaseMessage]:
