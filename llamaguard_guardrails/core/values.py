@@ -66,3 +66,24 @@ def reject_unknown_fields(mapping: Mapping[str, Any], known: frozenset[str] | se
 
 
 __all__ = ["json_text", "plain_dict", "reject_unknown_fields"]
+
+
+def text_size(value: Any, limit: int, *, utf8: bool = False) -> int:
+    """The characters (``utf8``: the UTF-8 bytes) of every string in ``value`` - dicts' keys and values, lists,
+    tuples, pydantic models' fields - and the length of every bytes value, counted without recursion. Counting
+    stops once past ``limit`` (the result is then ``> limit``)."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item.encode("utf-8", "surrogatepass")) if utf8 and not item.isascii() else len(item)
+        elif isinstance(item, bytes | bytearray):
+            total += len(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif hasattr(item, "model_dump"):  # a message model: its fields, and what an ``extra="allow"`` model kept
+            stack.append(item.model_dump())
+    return total

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..core.errors import GuardError
 from ..core.json_text import loads_unambiguous
+from ..core.values import text_size
 from ..files import DatasetError, output_path, strict_json
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -252,30 +253,12 @@ def parquet_record(line: int, value: Any, id_: Any = None, *, max_bytes: int | N
             return Record(line, id_, None, describe_error(exc))
         return record_from_value(line, value, id_)
     try:
-        if structure_bytes(value, limit) > limit:
+        if text_size(value, limit, utf8=True) > limit:
             return Record(line, id_, None, f"the messages cell holds more than {limit} bytes of text (the row limit)")
         value = _drop_nulls(value)
     except Exception as exc:  # noqa: BLE001 - a hostile cell becomes an invalid row
         return Record(line, id_, None, describe_error(exc))
     return record_from_value(line, value, id_)
-
-
-def structure_bytes(value: Any, limit: int) -> int:
-    """The UTF-8 bytes of every string (and the length of every bytes value) in lists and dicts, keys included,
-    counted without recursion; counting stops once past ``limit``."""
-    total, stack = 0, [value]
-    while stack and total <= limit:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
-        elif isinstance(item, bytes | bytearray):
-            total += len(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return total
 
 
 def _drop_nulls(value: Any) -> Any:

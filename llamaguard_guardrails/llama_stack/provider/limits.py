@@ -9,31 +9,9 @@ limit and what to change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-
-def text_size(value: Any, limit: int) -> int:
-    """The characters of every string in ``value`` (dicts' keys and values, lists, pydantic models), counted
-    without recursion; stops counting once past ``limit`` (the result is then ``> limit``)."""
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, bytes | bytearray):
-            total += len(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-        elif hasattr(item, "model_dump"):  # a message model: its fields, and what an ``extra="allow"`` model kept
-            stack.append(item.model_dump())
-        if total > limit:
-            break
-    return total
+from ...core.values import text_size
 
 
 class Admission:
