@@ -24,6 +24,7 @@ from langchain.agents.middleware import (
 from langchain.tools import ToolRuntime
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
@@ -650,3 +651,100 @@ def test_a_model_a_tool_calls_reads_only_checked_content(lg, mode, on_block, tex
             assert blocked_verdict(model.calls[1][-1]) is not None
     else:
         assert "bread" in read and model.calls[1][-1].content == "A short summary."
+
+
+# -- handlers a run brings itself, and holds inside holds -----------------------------------------------------
+
+
+def _own_handlers(lg: Any, way: str, ui: Any, text: str) -> Any:
+    """An agent, a guarded chain or a guarded tool whose model or tool carries ``ui`` itself (not in the config)."""
+    answer = scripted_model(*[AIMessage(f"Sure: here is {text}, step by step.")] * 2)
+    if way == "chain-model-field":
+        answer.callbacks = [ui]
+        return lambda: guard_chain(answer, lg, on_block="refuse").invoke("Tell me about chemistry.")
+    if way == "chain-with_config":
+        chain = guard_chain(answer.with_config(callbacks=[ui]), lg, on_block="refuse")
+        return lambda: list(chain.stream("Tell me about chemistry."))
+    if way == "chain-verbose-inner":
+        inner = RunnableLambda(lambda x: x).with_config(callbacks=[ui])
+        return lambda: guard_chain(answer | inner, lg, on_block="refuse").invoke("Tell me about chemistry.")
+    if way == "agent-model-field":
+        answer.callbacks = [ui]
+        agent = create_agent(answer, middleware=[LlamaGuardMiddleware(lg)])
+        return lambda: agent.invoke({"messages": [HumanMessage("Tell me about chemistry.")]})
+    inner_model = scripted_model(*[AIMessage(f"Notes: {text}.")] * 2)
+
+    @tool
+    def research(topic: str) -> str:
+        """Research a topic."""
+        return str(inner_model.invoke([HumanMessage(topic)]).content)
+
+    if way.endswith("tool-field"):
+        research.callbacks = [ui]
+    else:
+        inner_model.callbacks = [ui]
+    call = {"name": "research", "args": {"topic": "chemistry"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("All done."))
+    if way.startswith("guard_tools"):
+        agent = create_agent(model, tools=guard_tools([research], lg))
+    else:
+        agent = create_agent(model, tools=[research], middleware=[LlamaGuardMiddleware(lg)])
+    return lambda: agent.invoke({"messages": [HumanMessage("Research chemistry.")]})
+
+
+@pytest.mark.parametrize(
+    "way",
+    [
+        "chain-model-field",
+        "chain-with_config",
+        "chain-verbose-inner",
+        "agent-model-field",
+        "middleware-tool-field",
+        "middleware-tool-model-field",
+        "guard_tools-tool-field",
+        "guard_tools-tool-model-field",
+    ],
+)
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_handlers_a_run_brings_itself_see_it_only_once_checked(lg, way, text):
+    """A model's or tool's own ``callbacks=[...]`` or an inner ``with_config(callbacks=...)`` (never in the
+    guarded call's config) saw the blocked answer or result as it came."""
+
+    class Seen(ToolUI):
+        def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+            self.shown.append(str(outputs))
+
+    ui = Seen()
+    _own_handlers(lg, way, ui, text)()
+    shown = " ".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    else:
+        assert "bread" in shown
+
+
+@pytest.mark.parametrize("outer", ["guard_chain", "guard_chain-async"])
+@pytest.mark.parametrize("inner", ["guard_chain", "middleware"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_hold_inside_a_hold_drops_what_the_inner_check_blocked(lg, outer, inner, text):
+    """The inner guard blocks and answers with a refusal; the outer check passes the refusal: what the inner run
+    held (the blocked answer) is dropped, never released with the outer run's events."""
+    ui = UI()
+    model = scripted_model(*[AIMessage(f"Sure: here is {text}, step by step.")] * 2)
+    if inner == "middleware":
+        wrapped, payload = (
+            create_agent(model, middleware=[LlamaGuardMiddleware(lg)]),
+            {"messages": [HumanMessage("Hi.")]},
+        )
+    else:
+        wrapped, payload = guard_chain(model, lg, on_block="refuse"), "Hi."
+    guarded = guard_chain(wrapped, lg, on_block="refuse")
+    if outer.endswith("async"):
+        asyncio.run(guarded.ainvoke(payload, {"callbacks": [ui]}))
+    else:
+        guarded.invoke(payload, {"callbacks": [ui]})
+    shown = " ".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    else:
+        assert "bread" in shown

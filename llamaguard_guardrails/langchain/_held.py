@@ -76,8 +76,8 @@ class HeldToolOutput:
             patched["callbacks"] = self._held_callbacks(callbacks)
             for check in self.checks:
                 patched["callbacks"].add_handler(check, inherit=True)
-        elif self.checks:
-            patched["callbacks"] = [*(callbacks or []), *self.checks]
+        else:
+            patched["callbacks"] = [*self.observers.held(callbacks), *self.checks]
         return patched
 
     @contextlib.contextmanager

@@ -7,14 +7,24 @@ goes on, every handler it inherits that observes (anything but tracers, which re
 own stream handlers, which honour ``"nostream"``, and the guard's own checking handlers) is swapped for a stand-in
 that holds its events (:meth:`ObserverHold.held`); once the check passed they are handed on in order
 (:meth:`ObserverHold.release` / :meth:`ObserverHold.arelease`), and after a block they are dropped.
+
+Handlers that a run inside brings itself are held too: a model's or tool's own ``callbacks=[...]``, a
+``with_config(callbacks=...)`` on an inner runnable, a ``verbose`` printer. LangChain builds every run's callback
+manager in one place (``langchain_core.callbacks.manager._configure``); :func:`install` wraps it so that a manager
+built under a held run (one whose inherited handlers include a stand-in) has each observing handler it added
+swapped too, by the innermost hold. A hold inside another (a guarded chain inside a guarded chain, an agent's
+model call inside ``guard_chain``) stands in for the outer one's stand-ins: what the inner check blocked is
+dropped there, never handed to the outer hold to be released by its check.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
+from langchain_core.callbacks import manager as _manager
 from langchain_core.callbacks.manager import ahandle_event, handle_event
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 
@@ -26,7 +36,7 @@ _IGNORES = sorted(name for name in dir(BaseCallbackHandler) if name.startswith("
 
 def observes(handler: Any) -> bool:
     """True for a handler whose events are held: not a tracer, not LangGraph's, not a guard's check."""
-    if isinstance(handler, (BaseTracer, AsyncBaseTracer, _StandIn)):
+    if isinstance(handler, (BaseTracer, AsyncBaseTracer, _StandIn, _HoldMark)):
         return False
     if getattr(handler, "llamaguard_check", False):
         return False
@@ -39,26 +49,39 @@ class ObserverHold:
 
     def __init__(self) -> None:
         self.events: list[tuple[Any, str, tuple[Any, ...], dict[str, Any]]] = []
+        self.depth = 0
+        """How many holds this one is inside (the innermost one holds what a run brings itself)."""
+        self.mark = _HoldMark(self)
         self._lock = threading.Lock()
 
     def held(self, callbacks: Any) -> Any:
-        """``callbacks`` (a manager or a list of handlers) with each observing handler swapped for a stand-in."""
+        """``callbacks`` (a manager, a list of handlers or ``None``) with each observing handler swapped for a
+        stand-in, and this hold's mark, by which runs started inside find it (see :func:`install`)."""
+        outer = innermost_hold(callbacks)
+        self.depth = max(self.depth, outer.depth + 1 if outer is not None else 0)
+        stand_ins: dict[int, Any] = {}
         if isinstance(callbacks, BaseCallbackManager):
             manager = callbacks.copy()
-            stand_ins: dict[int, Any] = {}
-            manager.handlers = [self._stand_in(h, stand_ins) for h in manager.handlers]
-            manager.inheritable_handlers = [self._stand_in(h, stand_ins) for h in manager.inheritable_handlers]
+            self.hold_all(manager)
+            manager.add_handler(self.mark, inherit=True)
             return manager
-        if isinstance(callbacks, list):
-            return [self._stand_in(h, {}) for h in callbacks]
-        return callbacks
+        return [*(self._stand_in(h, stand_ins) for h in callbacks or []), self.mark]
 
     def _stand_in(self, handler: Any, stand_ins: dict[int, Any]) -> Any:
-        if not observes(handler):
+        if isinstance(handler, _StandIn):
+            if handler.hold is self:
+                return handler
+        elif not observes(handler):
             return handler
         if id(handler) not in stand_ins:
             stand_ins[id(handler)] = _StandIn(handler, self)
         return stand_ins[id(handler)]
+
+    def hold_all(self, manager: BaseCallbackManager) -> None:
+        """Swap, in place, every observing handler of ``manager`` (a run's own) for a stand-in of this hold."""
+        stand_ins: dict[int, Any] = {}
+        manager.handlers = [self._stand_in(h, stand_ins) for h in manager.handlers]
+        manager.inheritable_handlers = [self._stand_in(h, stand_ins) for h in manager.inheritable_handlers]
 
     def record(self, handler: Any, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         with self._lock:
@@ -103,6 +126,16 @@ class _StandIn(BaseCallbackHandler):
         self.hold = hold
 
 
+class _HoldMark(BaseCallbackHandler):
+    """Marks the runs of a held run (handles no event): runs started inside find their hold by it."""
+
+    run_inline = True
+    raise_error = False
+
+    def __init__(self, hold: ObserverHold) -> None:
+        self.hold = hold
+
+
 def _recorder(event: str) -> Any:
     def record(self: _StandIn, *args: Any, **kwargs: Any) -> None:
         self.hold.record(self.handler, event, args, kwargs)
@@ -115,10 +148,42 @@ def _ignore(name: str) -> Any:
     return property(lambda self: bool(getattr(self.handler, name, False)))
 
 
+def innermost_hold(callbacks: Any) -> ObserverHold | None:
+    """The hold of the innermost held run that ``callbacks`` (a run's inherited handlers) belong to, if any."""
+    if isinstance(callbacks, BaseCallbackManager):
+        handlers = [*callbacks.handlers, *callbacks.inheritable_handlers]
+    elif isinstance(callbacks, list):
+        handlers = callbacks
+    else:
+        return None
+    holds = [h.hold for h in handlers if isinstance(h, (_StandIn, _HoldMark))]
+    return max(holds, key=lambda hold: hold.depth) if holds else None
+
+
+def install() -> None:
+    """Wrap LangChain's callback-manager factory so that a run started inside a held run holds the observing
+    handlers it brings itself (see the module). Idempotent."""
+    original = _manager._configure
+    if getattr(original, "llamaguard_holds", False):
+        return
+
+    @functools.wraps(original)
+    def configure(callback_manager_cls: Any, inheritable_callbacks: Any = None, *args: Any, **kwargs: Any) -> Any:
+        manager = original(callback_manager_cls, inheritable_callbacks, *args, **kwargs)
+        hold = innermost_hold(inheritable_callbacks)
+        if hold is not None:
+            hold.hold_all(manager)
+        return manager
+
+    configure.llamaguard_holds = True  # type: ignore[attr-defined]
+    _manager._configure = configure
+
+
 for _event in _EVENTS:
     setattr(_StandIn, _event, _recorder(_event))
 for _name in _IGNORES:
     setattr(_StandIn, _name, _ignore(_name))
+install()
 
 
-__all__ = ["ObserverHold", "Release", "observes"]
+__all__ = ["ObserverHold", "Release", "innermost_hold", "install", "observes"]
