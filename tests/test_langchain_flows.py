@@ -22,10 +22,15 @@ from langchain.agents.middleware import (
     dynamic_prompt,
 )
 from langchain.tools import ToolRuntime
-from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from langchain_core.callbacks import (
+    AsyncCallbackHandler,
+    BaseCallbackHandler,
+    adispatch_custom_event,
+    dispatch_custom_event,
+)
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
-from langchain_core.tools import tool
+from langchain_core.tools import StructuredTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_stream_writer
 
@@ -665,7 +670,7 @@ def _own_handlers(lg: Any, way: str, ui: Any, text: str) -> Any:
     if way == "chain-with_config":
         chain = guard_chain(answer.with_config(callbacks=[ui]), lg, on_block="refuse")
         return lambda: list(chain.stream("Tell me about chemistry."))
-    if way == "chain-verbose-inner":
+    if way == "chain-inner-with_config":
         inner = RunnableLambda(lambda x: x).with_config(callbacks=[ui])
         return lambda: guard_chain(answer | inner, lg, on_block="refuse").invoke("Tell me about chemistry.")
     if way == "agent-model-field":
@@ -697,7 +702,7 @@ def _own_handlers(lg: Any, way: str, ui: Any, text: str) -> Any:
     [
         "chain-model-field",
         "chain-with_config",
-        "chain-verbose-inner",
+        "chain-inner-with_config",
         "agent-model-field",
         "middleware-tool-field",
         "middleware-tool-model-field",
@@ -746,5 +751,106 @@ def test_a_hold_inside_a_hold_drops_what_the_inner_check_blocked(lg, outer, inne
     shown = " ".join(ui.shown)
     if text == UNSAFE:
         assert "bomb" not in shown
+    else:
+        assert "bread" in shown
+
+
+# -- what held callback events carry is checked before handlers see it ---------------------------------------
+
+
+class EventUI(ToolUI):
+    def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
+        self.shown.append(str(data))
+
+
+def _draft_chain(text: str) -> Any:
+    """A draft model, then a model that rewrites the draft: only the rewrite is the chain's output."""
+    draft = scripted_model(*[AIMessage(f"Draft: {text}.")] * 2)
+    rewrite = scripted_model(*[AIMessage("A careful rewrite.")] * 2)
+    return draft | RunnableLambda(lambda m: [HumanMessage(f"Rewrite: {m.content}")]) | rewrite
+
+
+def _progress_chain(text: str) -> Any:
+    def step(value: Any) -> str:
+        dispatch_custom_event("progress", {"partial": f"found {text}"})
+        return "Done."
+
+    async def astep(value: Any) -> str:
+        await adispatch_custom_event("progress", {"partial": f"found {text}"})
+        return "Done."
+
+    return RunnableLambda(step, afunc=astep)
+
+
+def _asks_helper(text: str) -> AgentMiddleware:
+    helper = scripted_model(*[AIMessage(f"Route note: {text}.")] * 2)
+
+    class AsksHelper(AgentMiddleware):
+        def wrap_model_call(self, request: Any, handler: Any) -> Any:
+            helper.invoke([HumanMessage("Which model?")])
+            return handler(request)
+
+        async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+            await helper.ainvoke([HumanMessage("Which model?")])
+            return await handler(request)
+
+    return AsksHelper()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [f"draft-{e}" for e in ("invoke", "ainvoke", "stream", "astream", "batch", "abatch")]
+    + [f"progress-{e}" for e in ("invoke", "ainvoke", "stream", "batch")]
+    + ["agent-invoke", "agent-ainvoke"],
+)
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_held_events_reach_handlers_only_once_what_they_carry_is_checked(lg, where, text):
+    """A guarded run's intermediate steps (a draft another model rewrote, a custom progress event, a second model's
+    note inside the agent's model call) were released to handlers once the final output passed: they were never
+    checked. The output itself stands."""
+    ui = EventUI()
+    kind, entry = where.split("-", 1)
+    if kind == "agent":
+        model = scripted_model(*[AIMessage("A careful answer.")] * 2)
+        agent = create_agent(model, middleware=[LlamaGuardMiddleware(lg), _asks_helper(text)])
+        agent_entry(agent, entry, {"callbacks": [ui]})
+        assert model.calls  # the agent's own answer is not refused for what the handlers' events carried
+    else:
+        chain = _draft_chain(text) if kind == "draft" else _progress_chain(text)
+        chain_entry(guard_chain(chain, lg, on_block="refuse"), entry, {"callbacks": [ui]})
+    shown = " ".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+    else:
+        assert "bread" in shown
+
+
+@pytest.mark.parametrize("guarded", ["middleware", "guard_tools"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_tool_custom_event_is_checked_with_its_result(lg, guarded, mode, text):
+    """A tool's ``dispatch_custom_event`` data (a progress note a UI shows) is checked with the tool's result."""
+    ui = EventUI()
+
+    def step(topic: str) -> str:
+        dispatch_custom_event("progress", {"partial": f"found {text}"})
+        return "No notes."
+
+    async def astep(topic: str) -> str:
+        await adispatch_custom_event("progress", {"partial": f"found {text}"})
+        return "No notes."
+
+    research = StructuredTool.from_function(step, coroutine=astep, name="research", description="Research a topic.")
+    call = {"name": "research", "args": {"topic": "chemistry"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("All done."))
+    if guarded == "middleware":
+        agent = create_agent(model, tools=[research], middleware=[LlamaGuardMiddleware(lg)])
+    else:
+        agent = create_agent(model, tools=guard_tools([research], lg))
+    agent_entry(agent, "invoke" if mode == "sync" else "ainvoke", {"callbacks": [ui]})
+    shown = " ".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+        assert blocked_verdict(model.calls[1][-1]) is not None  # the result is blocked with what the tool showed
     else:
         assert "bread" in shown

@@ -142,9 +142,22 @@ class HeldToolOutput:
         manager.inheritable_handlers = [held(h) for h in manager.inheritable_handlers]
         return manager
 
+    @property
+    def held_anything(self) -> bool:
+        """Whether the tool streamed a write or an observed callback event while it ran."""
+        return bool(self.writes or self.observers.events)
+
     def text(self) -> str:
-        """The held writes as the guard is shown them: one line each, messages in the shape the guard reads."""
-        return "\n".join(json.dumps(_shown(value), ensure_ascii=False, default=_default) for _, value in self.writes)
+        """The held writes as the guard is shown them: one line each, messages in the shape the guard reads; then
+        what the held callback events carry (a custom event's data, a model's answer inside the tool: never part of
+        the result). Events with no readable text are dropped, never shown unchecked."""
+        writes = [json.dumps(_shown(value), ensure_ascii=False, default=_default) for _, value in self.writes]
+        try:
+            events = self.observers.text()
+        except InvalidConversationError:
+            self.observers.drop()
+            events = ""
+        return "\n".join([*writes, *([events] if events else [])])
 
     def release(self) -> None:
         """Hand every held write on, in order (the callback events: :attr:`observers`)."""

@@ -11,7 +11,7 @@ that holds its events (:meth:`ObserverHold.held`); once the check passed they ar
 Handlers that a run inside brings itself are held too: a model's or tool's own ``callbacks=[...]``, a
 ``with_config(callbacks=...)`` on an inner runnable, a ``verbose`` printer. LangChain builds every run's callback
 manager in one place (``langchain_core.callbacks.manager._configure``); :func:`install` wraps it so that a manager
-built under a held run (one whose inherited handlers include a stand-in) has each observing handler it added
+built under a held run (its inherited handlers carry the hold's mark) has each observing handler it added
 swapped too, by the innermost hold. A hold inside another (a guarded chain inside a guarded chain, an agent's
 model call inside ``guard_chain``) stands in for the outer one's stand-ins: what the inner check blocked is
 dropped there, never handed to the outer hold to be released by its check.
@@ -20,17 +20,25 @@ dropped there, never handed to the outer hold to be released by its check.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.callbacks import manager as _manager
 from langchain_core.callbacks.manager import ahandle_event, handle_event
+from langchain_core.messages import BaseMessage
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
+from pydantic import BaseModel
 
-from ._steps import Request
+from ..core.errors import InvalidConversationError
+from ..core.policy import Policy
+from ..enforce import OnReview, enforce
+from ._steps import Classify, Request, Steps
+from .convert import OpenAIMessage, message_to_openai
 
 _EVENTS = sorted(name for name in dir(BaseCallbackHandler) if name.startswith("on_"))
+_NOT_CONTENT = frozenset({"run_id", "parent_run_id", "tags", "metadata", "serialized", "run_type", "name"})
 _IGNORES = sorted(name for name in dir(BaseCallbackHandler) if name.startswith("ignore_"))
 
 
@@ -87,6 +95,24 @@ class ObserverHold:
         with self._lock:
             self.events.append((handler, event, args, kwargs))
 
+    def text(self) -> str:
+        """What the held events carry, as the guard is shown it: one line of JSON per event (once, however many
+        handlers held it; a run's streamed tokens joined), without run ids, tags and metadata. Runs' inputs are left
+        out: each is the guarded input or an output of an earlier run inside, which is shown.
+        Raises :class:`InvalidConversationError` for a value with no readable text."""
+        lines: dict[tuple[str, str], Any] = {}
+        for _, event, args, kwargs in self.events:
+            key = (event, str(kwargs.get("run_id")))
+            if event == "on_llm_new_token":
+                lines[key] = (lines.get(key) or "") + str(args[0] if args else kwargs.get("token", ""))
+            elif event.endswith("_start"):
+                continue  # a run's input: the guarded input, or what an earlier run inside output (shown here)
+            elif key not in lines or kwargs.get("run_id") is None:
+                shown = list(args)
+                shown += [v for k, v in kwargs.items() if k not in _NOT_CONTENT]
+                lines[key if kwargs.get("run_id") is not None else (event, str(len(lines)))] = shown
+        return "\n".join(json.dumps(_shown(value), ensure_ascii=False, default=_default) for value in lines.values())
+
     def release(self) -> None:
         """Hand the held events on, in order."""
         events, self.events = self.events, []
@@ -100,6 +126,31 @@ class ObserverHold:
 
     def drop(self) -> None:
         self.events = []
+
+
+def checked_release(
+    hold: ObserverHold,
+    guard: Any,
+    context: list[OpenAIMessage],
+    policy: Policy | None,
+    stage: str,
+    on_review: OnReview | None = None,
+) -> Steps[bool]:
+    """Release ``hold``'s events once what they carry is checked, as the answer after ``context``: a run's
+    intermediate steps (a draft another model rewrote, a custom event, a retriever's documents) were never part of
+    the checked output. Dropped when blocked or unreadable; ``True`` when released."""
+    try:
+        text = hold.text()
+    except InvalidConversationError:
+        hold.drop()
+        return False
+    if text:
+        (verdict,) = yield Classify(guard, [[*context, {"role": "assistant", "content": text}]], policy, stage=stage)
+        if enforce(verdict, stage, on_block="refuse", on_review=on_review) is not None:
+            hold.drop()
+            return False
+    yield Release(hold)
+    return True
 
 
 class Release(Request):
@@ -124,6 +175,26 @@ class _StandIn(BaseCallbackHandler):
     def __init__(self, handler: Any, hold: ObserverHold) -> None:
         self.handler = handler
         self.hold = hold
+
+
+def _shown(value: Any) -> Any:
+    """``value`` as plain JSON data for the guard: messages as the guard reads them, models by their fields."""
+    if isinstance(value, BaseMessage):
+        return message_to_openai(value)
+    if isinstance(value, BaseModel):
+        return {name: _shown(getattr(value, name, None)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {str(k): _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
+
+
+def _default(value: Any) -> str:
+    kind = type(value)
+    if kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__:
+        raise InvalidConversationError(f"cannot check a value of type {kind.__name__} a callback event carries")
+    return str(value)
 
 
 class _HoldMark(BaseCallbackHandler):
@@ -186,4 +257,4 @@ for _name in _IGNORES:
 install()
 
 
-__all__ = ["ObserverHold", "Release", "innermost_hold", "install", "observes"]
+__all__ = ["ObserverHold", "Release", "checked_release", "innermost_hold", "install", "observes"]

@@ -80,7 +80,7 @@ from . import _thread as thread
 from ._common import METADATA_KEY, before_proposing_turn, refusal_like, refusal_tool_message
 from ._held import HeldToolOutput
 from ._model_input import InputBlocked, ModelInputCheck, guarded_model_calls
-from ._observers import ObserverHold, Release
+from ._observers import ObserverHold, Release, checked_release
 from ._steps import Call, Classify, Steps, arun, run
 from .convert import OpenAIMessage, message_to_openai, tool_call_message
 from .review import reviewed_tool_steps
@@ -364,7 +364,12 @@ class LlamaGuardMiddleware(AgentMiddleware):
             if refusal is not None:
                 hold.drop()
                 return self._refused(refusal, inputs.checked)
-        yield Release(hold)
+        if self.checks["output"]:  # what the held events carry (a second model asked inside the call) is checked
+            context = [request.system_message, *request.messages] if request.system_message else request.messages
+            policy = self.policies["output"]
+            yield from checked_release(hold, self.guard, _convert(list(context)), policy, "output", self.on_review)
+        else:
+            yield Release(hold)
         return _checked_answers(response, inputs.checked, self.record_key)
 
     def _refused(
@@ -420,7 +425,7 @@ class LlamaGuardMiddleware(AgentMiddleware):
         )
         if held.blocked is not None:
             refusals.append(held.blocked)
-        if held.writes and not refusals and self.checks["tool_result"]:
+        if held.held_anything and not refusals and self.checks["tool_result"]:
             streamed = build.tool_result(held.text(), name=call["name"], call_id=call.get("id") or "call")
             shown_call = tool_call_message(call["name"], call.get("args", {}), call.get("id"))
             refusal = yield from self._check([*context, shown_call, streamed], "tool_result")

@@ -26,7 +26,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from ..core.policy import Policy
 from ..guard import LlamaGuard
 from ._common import refusal_like
-from ._observers import ObserverHold, Release
+from ._observers import ObserverHold, checked_release
 from ._runnable import GuardRunnable, output_conversation
 from ._steps import Call, Emit, Open, Steps, forward, pull_all
 from ._thread import withhold_refused_turns
@@ -141,6 +141,12 @@ class GuardedChain(GuardRunnable):
             return config
         return {**config, "tags": [*(config.get("tags") or []), TAG_NOSTREAM]}
 
+    def _release_events(self, hold: ObserverHold, context: list[OpenAIMessage]) -> Steps[bool]:
+        """Hand the held callback events on once what they carry passed the output check (see
+        :func:`._observers.checked_release`)."""
+        policy = self.output_policy or self.policy
+        return (yield from checked_release(hold, self.guard, context, policy, "output", self.on_review))
+
     def _input_refusal(self, context: list[OpenAIMessage]) -> Steps[Any]:
         """``None`` when the input may reach the chain, else its refusal."""
         if not self.check_input:
@@ -161,7 +167,7 @@ class GuardedChain(GuardRunnable):
             if refusal is not None:
                 hold.drop()
                 return refusal_like(refusal, output)
-        yield Release(hold)
+        yield from self._release_events(hold, context)
         return output
 
     def _batch_steps(self, values: list[Any], configs: list[RunnableConfig], **kwargs: Any) -> Steps[list[Any]]:
@@ -188,7 +194,7 @@ class GuardedChain(GuardRunnable):
                 results[i] = self._outcome(verdict, "output", results[i])
         for i, hold in holds.items():  # observers see an item's runs only when its output passed
             if i in outputs and results[i] is outputs[i]:
-                yield Release(hold)
+                yield from self._release_events(hold, contexts[i])
         return results
 
     def _transform_steps(self, chunks: Any, config: RunnableConfig, **kwargs: Any) -> Steps[None]:
@@ -203,7 +209,7 @@ class GuardedChain(GuardRunnable):
         if not self.check_output:
             yield from forward(stream)
         elif (yield from self._guard_output(stream, context, self.output_key, self.output_policy)):
-            yield Release(hold)
+            yield from self._release_events(hold, context)
 
 
 def guard_chain(chain: Runnable[Any, Any], guard: LlamaGuard, **options: Any) -> GuardedChain:

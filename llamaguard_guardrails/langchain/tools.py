@@ -123,7 +123,7 @@ class GuardedTool(BaseTool):
             check_call=self.check_args,
             check_result=self.check_result,
         )
-        if held.writes and not refusals and self.check_result:
+        if held.held_anything and not refusals and self.check_result:
             streamed = build.tool_result(held.text(), name=self.tool.name, call_id=call_id or "call")
             refusal = yield from self._check([call, streamed], "tool_result")
             if refusal is not None:
