@@ -625,11 +625,13 @@ def test_processes_sharing_a_record_key_check_each_message_once(lg):
     assert len(lg.backend.seen) == seen + 2  # only the new turn and its answer
 
 
+@pytest.mark.parametrize("guarded", ["middleware", "guard_tools"])
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("on_block", ["refuse", "raise"])
 @pytest.mark.parametrize("text", [UNSAFE, SAFE])
-def test_a_model_a_tool_calls_reads_only_checked_content(lg, mode, on_block, text):
-    """A tool that fetches a page and has a model summarise it: the page reaches that model only once checked."""
+def test_a_model_a_tool_calls_reads_only_checked_content(lg, guarded, mode, on_block, text):
+    """A tool that fetches a page and has a model summarise it: the page reaches that model only once checked,
+    under the middleware and under ``guard_tools`` alone."""
     inner = scripted_model(*[AIMessage("A short summary.")] * 2)
 
     @tool
@@ -645,7 +647,10 @@ def test_a_model_a_tool_calls_reads_only_checked_content(lg, mode, on_block, tex
     call = {"name": "summarize", "args": {"url": "https://x.example"}, "id": "c1", "type": "tool_call"}
     model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("All done."))
     tool_ = summarize if mode == "sync" else asummarize
-    agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg, on_block=on_block)])
+    if guarded == "middleware":
+        agent = create_agent(model, tools=[tool_], middleware=[LlamaGuardMiddleware(lg, on_block=on_block)])
+    else:
+        agent = create_agent(model, tools=guard_tools([tool_], lg, on_block=on_block))
     out = run(agent, {"messages": [HumanMessage("Summarise the page.")]}, None, mode)
     read = " ".join(everything(c) for c in inner.calls)
     if text == UNSAFE:

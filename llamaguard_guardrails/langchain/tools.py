@@ -8,7 +8,8 @@ see no difference. Each call's arguments are checked as an assistant tool call (
 tools, or a ``code``/``script``/``command`` argument, are shown to the model as code, so S14 Code
 Interpreter Abuse applies); each result is checked as a tool message in the context of that call (a
 LangGraph ``Command`` message by message, with its other state updates, ``Send`` inputs and ``resume``
-value; a result the guard cannot read raises :class:`InvalidConversationError`).
+value; a result the guard cannot read raises :class:`InvalidConversationError`). A model the tool calls
+reads only checked input: each message of its input is checked (result policy) when its run starts.
 A block becomes an error ``ToolMessage`` (``status="error"``, verdict in
 ``response_metadata["llamaguard"]``) when the tool is invoked with a ``ToolCall`` (as agents do),
 the error text when invoked with plain arguments, or :class:`UnsafeContentError` with
@@ -17,7 +18,7 @@ the error text when invoked with plain arguments, or :class:`UnsafeContentError`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -25,14 +26,16 @@ from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, field_validator
 
 from ..core import messages as build
+from ..core.errors import UnsafeContentError
 from ..core.policy import Policy
-from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, tool_refusal
+from ..enforce import OnBlock, OnVerdict, Refusal, RefusalMessage, block_action, enforce, tool_refusal
 from ..guard import LlamaGuard
 from . import _steps
 from ._common import refusal_tool_message, tool_steps
 from ._held import HeldToolOutput
+from ._model_input import InputBlocked, ModelInputCheck
 from ._observers import Release
-from ._steps import Call, Steps, check
+from ._steps import Call, Classify, Steps, check
 from .convert import OpenAIMessage, tool_call_message
 
 
@@ -95,7 +98,8 @@ class GuardedTool(BaseTool):
     def _steps(self, tool_input: Any, args: tuple[Any, ...], call_id: str | None, kwargs: dict[str, Any]) -> Steps[Any]:
         """The guarded run; what the wrapped tool streams while it runs is held (see :mod:`._held`), checked with
         its result and released only when safe."""
-        held = HeldToolOutput()
+        check = ModelInputCheck(self._judge, set(), self.check_result, stage="tool_result")
+        held = HeldToolOutput(checks=[check])  # a model the tool calls reads only checked input
         config = {**(kwargs.get("config") or {}), **{k: kwargs[k] for k in ("tags", "callbacks") if k in kwargs}}
         patched = held.patch(config)
         top = {k: v for k, v in patched.items() if k in ("tags", "callbacks")}
@@ -112,8 +116,8 @@ class GuardedTool(BaseTool):
             [],
             call,
             Call(
-                self.tool.run,
-                self.tool.arun,
+                self._stopping(self.tool.run, held, call_id),
+                self._astopping(self.tool.arun, held, call_id),
                 (held.held_input(tool_input), *args),
                 {"tool_call_id": call_id, **kwargs},
             ),
@@ -123,6 +127,11 @@ class GuardedTool(BaseTool):
             check_call=self.check_args,
             check_result=self.check_result,
         )
+        if held.blocked is not None and not refusals:
+            if self.on_block == "raise":
+                held.drop()
+                raise UnsafeContentError(held.blocked.verdict, held.blocked.stage)
+            result = blocked(held.blocked)
         if held.held_anything and not refusals and self.check_result:
             streamed = build.tool_result(held.text(), name=self.tool.name, call_id=call_id or "call")
             refusal = yield from self._check([call, streamed], "tool_result")
@@ -134,6 +143,39 @@ class GuardedTool(BaseTool):
             held.release()
             yield Release(held.observers)
         return result
+
+    def _judge(self, conversations: list[list[OpenAIMessage]], stage: str) -> Steps[list[Refusal | None]]:
+        """Per conversation (a model's input inside the tool, see :mod:`._model_input`): ``None`` or its refusal."""
+        if not conversations:
+            return []
+        policy = self.result_policy or self.policy
+        verdicts = yield Classify(self.guard, conversations, policy, stage=stage)
+        message = self.blocked_message
+        return [
+            enforce(v, stage, on_block="refuse", refusal_message=message, on_verdict=self.on_verdict) for v in verdicts
+        ]
+
+    def _stopping(self, run: Callable[..., Any], held: HeldToolOutput, call_id: str | None) -> Callable[..., Any]:
+        """``run``, stopped where a model the tool calls was about to read blocked content (its refusal then)."""
+
+        def stopping(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return run(*args, **kwargs)
+            except InputBlocked as stopped:
+                held.blocked = stopped.refusal
+                return self._blocked(stopped.refusal, call_id)
+
+        return stopping
+
+    def _astopping(self, arun: Callable[..., Any], held: HeldToolOutput, call_id: str | None) -> Callable[..., Any]:
+        async def stopping(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await arun(*args, **kwargs)
+            except InputBlocked as stopped:
+                held.blocked = stopped.refusal
+                return self._blocked(stopped.refusal, call_id)
+
+        return stopping
 
     # -- running ----------------------------------------------------------------------------------
 
