@@ -859,3 +859,64 @@ def test_a_tool_custom_event_is_checked_with_its_result(lg, guarded, mode, text)
         assert blocked_verdict(model.calls[1][-1]) is not None  # the result is blocked with what the tool showed
     else:
         assert "bread" in shown
+
+
+# -- a run given its own config inside a guarded run -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["middleware-tool", "guard_tools-tool", "middleware-helper", "guard_chain-step"])
+@pytest.mark.parametrize("own", ["no-handlers", "own-handler"])
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("text", [UNSAFE, SAFE])
+def test_a_run_given_its_own_callbacks_inside_a_guarded_run_stays_guarded(lg, where, own, mode, text):
+    """``model.invoke(x, config={"callbacks": [...]})`` replaces the callbacks it would inherit: the guard's input
+    check of a model inside a tool or the agent's model call, and the hold of the application's handlers, were
+    dropped with them (the model read an unsafe page; a handler saw the answer live)."""
+    ui = UI()
+    config = {"callbacks": [ui] if own == "own-handler" else []}
+    inner = scripted_model(*[AIMessage(f"Summary: {text}.")] * 2)
+    asked = [HumanMessage(f"Summarise: the page explains {text}.")]
+
+    def step(value: Any) -> str:
+        return str(inner.invoke(asked, config=config).content)
+
+    async def astep(value: Any) -> str:
+        return str((await inner.ainvoke(asked, config=config)).content)
+
+    summarize = StructuredTool.from_function(
+        lambda url: step(url), coroutine=lambda url: astep(url), name="summarize", description="Summarise a page."
+    )
+    call = {"name": "summarize", "args": {"url": "https://x.example"}, "id": "c1", "type": "tool_call"}
+    model = scripted_model(AIMessage("", tool_calls=[call]), AIMessage("All done."))
+    kind = where.split("-")[0]
+    if where == "guard_chain-step":
+        guarded = guard_chain(RunnableLambda(step, afunc=astep), lg, on_block="refuse")
+        chain_entry(guarded, "invoke" if mode == "sync" else "ainvoke", None)
+    else:
+        if where == "middleware-helper":
+
+            class AsksHelper(AgentMiddleware):
+                def wrap_model_call(self, request: Any, handler: Any) -> Any:
+                    step(None)
+                    return handler(request)
+
+                async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+                    await astep(None)
+                    return await handler(request)
+
+            model = scripted_model(*[AIMessage("Sure.")] * 2)
+            agent = create_agent(model, middleware=[LlamaGuardMiddleware(lg), AsksHelper()])
+        elif kind == "middleware":
+            agent = create_agent(model, tools=[summarize], middleware=[LlamaGuardMiddleware(lg)])
+        else:
+            agent = create_agent(model, tools=guard_tools([summarize], lg))
+        run(agent, {"messages": [HumanMessage("Summarise the page.")]}, None, mode)
+    shown = " ".join(ui.shown)
+    if text == UNSAFE:
+        assert "bomb" not in shown
+        if kind != "guard_chain":  # guard_chain checks its chain's input and output, not a step's model input
+            assert inner.calls == []
+    else:
+        assert inner.calls
+        if own == "own-handler":
+            assert "bread" in shown

@@ -28,6 +28,7 @@ from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.callbacks import manager as _manager
 from langchain_core.callbacks.manager import ahandle_event, handle_event
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from pydantic import BaseModel
 
@@ -231,6 +232,17 @@ def innermost_hold(callbacks: Any) -> ObserverHold | None:
     return max(holds, key=lambda hold: hold.depth) if holds else None
 
 
+def _guard_handlers(callbacks: Any) -> list[Any]:
+    """The guard's own handlers among the inherited ``callbacks``: hold marks and live checks."""
+    if isinstance(callbacks, BaseCallbackManager):
+        handlers = callbacks.inheritable_handlers
+    elif isinstance(callbacks, list):
+        handlers = callbacks
+    else:
+        return []
+    return [h for h in handlers if isinstance(h, _HoldMark) or getattr(h, "llamaguard_check", False)]
+
+
 def install() -> None:
     """Wrap LangChain's callback-manager factory so that a run started inside a held run holds the observing
     handlers it brings itself (see the module). Idempotent."""
@@ -242,6 +254,14 @@ def install() -> None:
     def configure(callback_manager_cls: Any, inheritable_callbacks: Any = None, *args: Any, **kwargs: Any) -> Any:
         manager = original(callback_manager_cls, inheritable_callbacks, *args, **kwargs)
         hold = innermost_hold(inheritable_callbacks)
+        if hold is None and not _guard_handlers(inheritable_callbacks):
+            # A run given its own config's callbacks (``model.invoke(x, config={"callbacks": [...]})`` inside a
+            # guarded run) drops the inherited ones: the guard's checks and marks of the run it is started in
+            # (LangChain's context config) are put back.
+            context = (var_child_runnable_config.get() or {}).get("callbacks")
+            for handler in _guard_handlers(context):
+                manager.add_handler(handler, inherit=True)
+            hold = innermost_hold(context)
         if hold is not None:
             hold.hold_all(manager)
         return manager
