@@ -715,16 +715,24 @@ def _own_handlers(lg: Any, way: str, ui: Any, text: str) -> Any:
         "guard_tools-tool-model-field",
     ],
 )
+@pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("text", [UNSAFE, SAFE])
-def test_handlers_a_run_brings_itself_see_it_only_once_checked(lg, way, text):
+def test_handlers_a_run_brings_itself_see_it_only_once_checked(lg, way, kind, text):
     """A model's or tool's own ``callbacks=[...]`` or an inner ``with_config(callbacks=...)`` (never in the
-    guarded call's config) saw the blocked answer or result as it came."""
+    guarded call's config) saw the blocked answer or result as it came (sync and async handlers)."""
 
     class Seen(ToolUI):
         def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
             self.shown.append(str(outputs))
 
-    ui = Seen()
+    class AsyncSeen(AsyncUI):
+        async def on_tool_end(self, output: Any, **kwargs: Any) -> None:
+            self.shown.append(str(output))
+
+        async def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
+            self.shown.append(str(outputs))
+
+    ui = Seen() if kind == "sync" else AsyncSeen()
     _own_handlers(lg, way, ui, text)()
     shown = " ".join(ui.shown)
     if text == UNSAFE:
