@@ -246,7 +246,12 @@ def _guard_handlers(callbacks: Any) -> list[Any]:
 def install() -> None:
     """Wrap LangChain's callback-manager factory so that a run started inside a held run holds the observing
     handlers it brings itself (see the module). Idempotent."""
-    original = _manager._configure
+    original = getattr(_manager, "_configure", None)
+    if not callable(original):  # never run without the hold: handlers would see unchecked content
+        raise ImportError(
+            "langchain_core.callbacks.manager._configure is missing: this langchain-core is not supported by "
+            "llamaguard_guardrails.langchain (install the versions in constraints.txt)"
+        )
     if getattr(original, "llamaguard_holds", False):
         return
 
