@@ -264,9 +264,9 @@ def install() -> None:
             # guarded run) drops the inherited ones: the guard's checks and marks of the run it is started in
             # (LangChain's context config) are put back.
             context = (var_child_runnable_config.get() or {}).get("callbacks")
-            for handler in _guard_handlers(context):
-                manager.add_handler(handler, inherit=True)
             hold = innermost_hold(context)
+            for handler in _guard_handlers(context) if hold is not None else ():
+                manager.add_handler(handler, inherit=True)
         if hold is not None:
             hold.hold_all(manager)
         return manager
