@@ -244,3 +244,14 @@ def test_import_without_langchain_says_how_to_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert 'pip install "llamaguard-guardrails[langchain]"' in out.stdout
+
+
+@pytest.mark.parametrize("field", ["tool_calls", "tool_call_chunks", "invalid_tool_calls"])
+@pytest.mark.parametrize("value", ["0", ["0"], [1], {"name": "x"}, [None]], ids=repr)
+def test_a_tool_call_field_that_is_not_a_list_of_dicts_is_a_typed_error(field, value):
+    """Message classes that allow extra fields take any value in a tool-call field (found by tests/security's fuzz)."""
+    message = HumanMessage("hi", **{field: value})
+    if getattr(message, field, None) in (None, [], ""):
+        pytest.skip("LangChain did not keep the value")
+    with pytest.raises(InvalidConversationError, match=f"{field} must be a list of tool-call dicts"):
+        message_to_openai(message)

@@ -32,7 +32,7 @@ from langchain_core.prompt_values import PromptValue
 
 from ..core import json_text as json_pairs
 from ..core import messages as build
-from ..core.errors import InvalidConversationError, InvalidImageError
+from ..core.errors import InvalidConversationError, InvalidImageError, shown_name
 from ..core.values import json_text
 from . import _blocks as _blocks_mod
 
@@ -95,6 +95,17 @@ def to_messages(value: Any, *, key: str | None = None, default_role: str = "user
     )
 
 
+def _call_list(message: BaseMessage, field: str) -> list[Mapping[str, Any]]:
+    """A message's ``tool_calls`` / ``tool_call_chunks`` / ``invalid_tool_calls``: a list of dicts, else a typed
+    error (a message class that allows extra fields takes any value there)."""
+    calls = getattr(message, field, None) or []
+    if not isinstance(calls, list) or not all(isinstance(call, Mapping) for call in calls):
+        raise InvalidConversationError(
+            f"{type(message).__name__}.{field} must be a list of tool-call dicts, got {shown_name(calls)}"
+        )
+    return calls
+
+
 def _fields(value: pydantic.BaseModel) -> dict[str, Any]:
     """A pydantic model's fields as the JSON its consumer would write (every field, nested ones too)."""
     try:
@@ -145,11 +156,13 @@ def message_to_openai(message: BaseMessage) -> OpenAIMessage:
     # The message's own tool calls: a chat model sends them whatever its content blocks hold (a provider's
     # translator, or output_version="v1" content, builds content_blocks without them).
     streamed = "tool_call_chunk" if isinstance(message, AIMessageChunk) else "tool_call"  # may lack a name yet
-    for field, kind in (("tool_calls", streamed), ("tool_call_chunks", "tool_call_chunk")):
-        for n, call in enumerate(getattr(message, field, None) or []):
+    for field, kind in (
+        ("tool_calls", streamed),
+        ("tool_call_chunks", "tool_call_chunk"),
+        ("invalid_tool_calls", "invalid_tool_call"),
+    ):
+        for n, call in enumerate(_call_list(message, field)):
             calls.add(_tool_call({**call, "type": kind}, len(calls), f"{field}[{n}]"))
-    for n, invalid in enumerate(getattr(message, "invalid_tool_calls", None) or []):
-        calls.add(_tool_call({**invalid, "type": "invalid_tool_call"}, len(calls), f"invalid tool call {n}"))
     refusal = kwargs.pop("refusal", None)
     _add_legacy_calls(calls, kwargs.pop("tool_calls", None), kwargs.pop("function_call", None))
     if reasoning_content is not None:
