@@ -22,21 +22,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackManager
-from langchain_core.messages import BaseMessage
 from langgraph._internal._constants import CONF, CONFIG_KEY_RUNTIME, CONFIG_KEY_STREAM
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.pregel._messages import StreamMessagesHandler
 from langgraph.pregel.protocol import StreamProtocol
 
 from ..core.errors import InvalidConversationError
-from ._observers import ObserverHold
-from .convert import message_to_openai
+from ._observers import ObserverHold, guard_json
 
 _MISSING = object()
 
@@ -151,7 +148,7 @@ class HeldToolOutput:
         """The held writes as the guard is shown them: one line each, messages in the shape the guard reads; then
         what the held callback events carry (a custom event's data, a model's answer inside the tool: never part of
         the result). Events with no readable text are dropped, never shown unchecked."""
-        writes = [json.dumps(_shown(value), ensure_ascii=False, default=_default) for _, value in self.writes]
+        writes = [guard_json(value, "a tool wrote to the stream") for _, value in self.writes]
         try:
             events = self.observers.text()
         except InvalidConversationError:
@@ -168,25 +165,6 @@ class HeldToolOutput:
     def drop(self) -> None:
         self.writes = []
         self.observers.drop()
-
-
-def _shown(value: Any) -> Any:
-    if isinstance(value, BaseMessage):
-        return message_to_openai(value)
-    if isinstance(value, dict):
-        return {str(k): _shown(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_shown(v) for v in value]
-    return value
-
-
-def _default(value: Any) -> str:
-    kind = type(value)
-    if kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__:
-        raise InvalidConversationError(
-            f"cannot check a value of type {kind.__name__} a tool wrote to the stream: it has no readable text"
-        )
-    return str(value)
 
 
 __all__ = ["HeldToolOutput"]

@@ -112,7 +112,7 @@ class ObserverHold:
                 shown = list(args)
                 shown += [v for k, v in kwargs.items() if k not in _NOT_CONTENT]
                 lines[key if kwargs.get("run_id") is not None else (event, str(len(lines)))] = shown
-        return "\n".join(json.dumps(_shown(value), ensure_ascii=False, default=_default) for value in lines.values())
+        return "\n".join(guard_json(value, "a callback event carries") for value in lines.values())
 
     def release(self) -> None:
         """Hand the held events on, in order."""
@@ -178,8 +178,13 @@ class _StandIn(BaseCallbackHandler):
         self.hold = hold
 
 
+def guard_json(value: Any, what: str) -> str:
+    """``value`` as one line of JSON for the guard: messages as the guard reads them, models by their fields, other
+    objects by their text; an object with no text of its own (``what`` says where it came from) is a typed error."""
+    return json.dumps(_shown(value), ensure_ascii=False, default=functools.partial(_default, what=what))
+
+
 def _shown(value: Any) -> Any:
-    """``value`` as plain JSON data for the guard: messages as the guard reads them, models by their fields."""
     if isinstance(value, BaseMessage):
         return message_to_openai(value)
     if isinstance(value, BaseModel):
@@ -191,10 +196,10 @@ def _shown(value: Any) -> Any:
     return value
 
 
-def _default(value: Any) -> str:
+def _default(value: Any, what: str) -> str:
     kind = type(value)
     if kind.__str__ is object.__str__ and kind.__repr__ is object.__repr__:
-        raise InvalidConversationError(f"cannot check a value of type {kind.__name__} a callback event carries")
+        raise InvalidConversationError(f"cannot check a value of type {kind.__name__} {what}: it has no readable text")
     return str(value)
 
 
@@ -282,4 +287,4 @@ for _name in _IGNORES:
 install()
 
 
-__all__ = ["ObserverHold", "Release", "checked_release", "innermost_hold", "install", "observes"]
+__all__ = ["ObserverHold", "Release", "checked_release", "guard_json", "innermost_hold", "install", "observes"]
